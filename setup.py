@@ -1,0 +1,50 @@
+"""Build the compiled hub and ship the templates and static files inside the package.
+
+Compiler directives are set once here (as picows does), not in the .pyx.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).parent.resolve()
+
+
+class BuildPyWithAssets(build_py):
+    """Copy the top-level `templates/` and `static/` into the built package.
+
+    They live at the top of the repository (where a newcomer looks for them) but a wheel
+    must carry them inside `fastchat/` so an installed server finds them without a source tree.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return  # an editable install reads them from the repository
+        for name in ("templates", "static"):
+            src = ROOT / name
+            dst = Path(self.build_lib) / "fastchat" / name
+            if dst.exists():
+                shutil.rmtree(dst)
+            shutil.copytree(src, dst)
+
+
+extensions = cythonize(
+    [Extension("fastchat._hub", ["src/fastchat/_hub.pyx"])],
+    compiler_directives={
+        "language_level": 3,
+        "boundscheck": False,
+        "wraparound": False,
+        "initializedcheck": False,
+        "cdivision": True,
+        "embedsignature": True,
+    },
+    annotate=False,
+)
+
+setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithAssets})

@@ -1,0 +1,3 @@
+from fastchat.cli import main
+
+main()

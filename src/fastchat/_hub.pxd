@@ -1,0 +1,61 @@
+# C-level layout of the hub, so other Cython code can cimport it (the picows model:
+# .pyx code, .pxd layout and signatures, .pyi Python surface).
+from picows.picows cimport WSTransport
+
+
+cdef class Member:
+    cdef:
+        readonly bint is_fast               # True: picows socket; False: an external sink
+        readonly WSTransport transport      # fast members only
+        readonly object sink                # other members: .deliver(list[bytes]), .close(code, reason)
+        char* _buf                          # fast members: pending frames, already framed
+        Py_ssize_t _size
+        Py_ssize_t _capacity
+        list _pending                       # sink members: pending payloads
+        readonly dict rooms                 # room key -> Room
+        bint _dirty
+        readonly bint slow                  # over the high-water mark: dropped at next flush
+        readonly bint closed
+        public object state                 # per-connection session state, owned by the service
+
+    cdef int _append(self, const char* data, Py_ssize_t n) except -1
+    cdef void _release(self) noexcept
+
+
+cdef class Room:
+    cdef:
+        readonly str key
+        dict _members                       # Member -> None, insertion-ordered
+
+
+cdef class Hub:
+    cdef:
+        object _loop
+        object _flush_handle
+        dict _rooms
+        dict _all                           # every attached member -> None
+        list _dirty
+        readonly Py_ssize_t high_water
+        readonly Py_ssize_t max_pending
+        public object on_slow               # callback(member) when a slow consumer is dropped
+        readonly unsigned long long deliveries
+        readonly unsigned long long publishes
+        readonly unsigned long long writes
+        readonly unsigned long long slow_drops
+        readonly Py_ssize_t fast_members
+        readonly Py_ssize_t sink_members
+
+    cpdef Member attach_transport(self, WSTransport transport)
+    cpdef Member attach_sink(self, object sink)
+    cpdef list detach(self, Member member)
+    cpdef int join(self, Member member, str key) except -1
+    cpdef int leave(self, Member member, str key) except -1
+    cpdef int count(self, str key)
+    cpdef list members(self, str key)
+    cpdef list connections(self)
+    cpdef int publish(self, str key, bytes payload, Member exclude=*) except -1
+    cpdef int send(self, Member member, bytes payload) except -1
+    cpdef flush(self)
+    cpdef close(self, Member member, int code, str reason)
+    cdef int _mark_dirty(self, Member member) except -1
+    cdef _drop_slow(self, Member m)

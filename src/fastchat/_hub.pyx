@@ -1,0 +1,336 @@
+# cython: freethreading_compatible = False
+"""The broadcast hub: rooms, members, and coalesced fan-out.
+
+The hot path is syscalls, not Python (DESIGN.md): one picows `send()` per frame per socket
+costs about 4.5 us wall, almost all of it `send(2)`; the same frames coalesced into one write
+per socket per loop tick cost about 0.5 us per frame. So the hub:
+
+* frames each published payload once per room (server frames are unmasked, so every member
+  gets the same bytes);
+* appends those bytes to each member's outbound buffer (a memcpy);
+* flushes every dirty socket once per loop iteration, one write for all its pending frames.
+
+Policy (who may join, limits, validation) stays in Python; only this bookkeeping is here.
+All methods run on the event loop thread.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from libc.stdint cimport uint8_t
+from libc.string cimport memcpy
+
+from picows.picows cimport WSCloseCode, WSTransport
+
+# A fast member keeps at most this much buffer capacity between flushes; a burst may grow it,
+# and it is given back after the flush so idle connections stay small.
+cdef Py_ssize_t _KEEP_CAPACITY = 16 * 1024
+
+
+cdef inline bytes _frame(bytes payload):
+    """One unmasked FIN+TEXT frame holding `payload`."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+    cdef Py_ssize_t h
+    if n < 126:
+        h = 2
+    elif n < 65536:
+        h = 4
+    else:
+        h = 10
+    cdef bytes frame = PyBytes_FromStringAndSize(NULL, h + n)
+    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(frame)
+    cdef int i
+    p[0] = 0x81
+    if h == 2:
+        p[1] = <uint8_t>n
+    elif h == 4:
+        p[1] = 126
+        p[2] = <uint8_t>(n >> 8)
+        p[3] = <uint8_t>(n & 0xFF)
+    else:
+        p[1] = 127
+        for i in range(8):
+            p[2 + i] = <uint8_t>((<unsigned long long>n >> (8 * (7 - i))) & 0xFF)
+    memcpy(p + h, PyBytes_AS_STRING(payload), n)
+    return frame
+
+
+def frame_text(bytes payload):
+    """The wire frame the hub sends for `payload` (exposed for tests and benchmarks)."""
+    return _frame(payload)
+
+
+cdef class Member:
+    """One WebSocket connection, on either port."""
+
+    def __cinit__(self):
+        self._buf = NULL
+        self._size = 0
+        self._capacity = 0
+        self.rooms = {}
+        self._pending = []
+
+    def __dealloc__(self):
+        self._release()
+
+    cdef void _release(self) noexcept:
+        if self._buf != NULL:
+            PyMem_Free(self._buf)
+            self._buf = NULL
+        self._size = 0
+        self._capacity = 0
+
+    cdef int _append(self, const char* data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t need = self._size + n
+        cdef Py_ssize_t cap
+        cdef char* grown
+        if need > self._capacity:
+            cap = self._capacity * 2 if self._capacity else 512
+            while cap < need:
+                cap *= 2
+            grown = <char*>PyMem_Realloc(self._buf, cap)
+            if grown == NULL:
+                raise MemoryError("hub: cannot grow a member's outbound buffer")
+            self._buf = grown
+            self._capacity = cap
+        memcpy(self._buf + self._size, data, n)
+        self._size = need
+        return 0
+
+    @property
+    def buffered(self):
+        """Bytes waiting in the hub for this member (not counting the transport's own buffer)."""
+        if self.is_fast:
+            return self._size
+        return sum(len(p) for p in self._pending)
+
+
+cdef class Room:
+    def __cinit__(self, str key):
+        self.key = key
+        self._members = {}
+
+
+cdef class Hub:
+    """Rooms keyed by string; members from both ports share them."""
+
+    def __cinit__(self, loop, Py_ssize_t high_water=1024 * 1024, Py_ssize_t max_pending=4096):
+        self._loop = loop
+        self._flush_handle = None
+        self._rooms = {}
+        self._all = {}
+        self._dirty = []
+        self.high_water = high_water
+        self.max_pending = max_pending
+        self.on_slow = None
+
+    # ---------------------------------------------------------------- membership
+
+    cpdef Member attach_transport(self, WSTransport transport):
+        cdef Member m = Member.__new__(Member)
+        m.is_fast = True
+        m.transport = transport
+        self._all[m] = None
+        self.fast_members += 1
+        return m
+
+    cpdef Member attach_sink(self, object sink):
+        cdef Member m = Member.__new__(Member)
+        m.is_fast = False
+        m.sink = sink
+        self._all[m] = None
+        self.sink_members += 1
+        return m
+
+    cpdef list detach(self, Member member):
+        """Forget a connection; returns the keys of the rooms it was in."""
+        cdef list left = list(member.rooms)
+        cdef str key
+        for key in left:
+            self.leave(member, key)
+        self._all.pop(member, None)
+        if not member.closed:
+            member.closed = True
+            if member.is_fast:
+                self.fast_members -= 1
+            else:
+                self.sink_members -= 1
+        member._release()
+        member._pending = []
+        return left
+
+    cpdef int join(self, Member member, str key) except -1:
+        """Add `member` to room `key` (idempotent); returns the room's member count."""
+        cdef Room room = self._rooms.get(key)
+        if room is None:
+            room = Room(key)
+            self._rooms[key] = room
+        room._members[member] = None
+        member.rooms[key] = room
+        return len(room._members)
+
+    cpdef int leave(self, Member member, str key) except -1:
+        """Remove `member` from room `key`; returns the count left. Empty rooms are dropped."""
+        cdef Room room = member.rooms.pop(key, None)
+        if room is None:
+            room = self._rooms.get(key)
+            return len(room._members) if room is not None else 0
+        room._members.pop(member, None)
+        cdef Py_ssize_t n = len(room._members)
+        if n == 0:
+            del self._rooms[key]
+        return n
+
+    cpdef int count(self, str key):
+        cdef Room room = self._rooms.get(key)
+        return len(room._members) if room is not None else 0
+
+    cpdef list members(self, str key):
+        cdef Room room = self._rooms.get(key)
+        return list(room._members) if room is not None else []
+
+    cpdef list connections(self):
+        """Every attached member, in attach order."""
+        return list(self._all)
+
+    @property
+    def room_count(self):
+        return len(self._rooms)
+
+    def room_keys(self):
+        return list(self._rooms)
+
+    @property
+    def membership_count(self):
+        cdef Room room
+        cdef Py_ssize_t total = 0
+        for room in self._rooms.values():
+            total += len(room._members)
+        return total
+
+    # ---------------------------------------------------------------- fan-out
+
+    cdef int _mark_dirty(self, Member member) except -1:
+        if not member._dirty:
+            member._dirty = True
+            self._dirty.append(member)
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self.flush)
+        return 0
+
+    cpdef int publish(self, str key, bytes payload, Member exclude=None) except -1:
+        """Queue `payload` for every member of room `key` but `exclude`; returns how many it
+        was queued for."""
+        cdef Room room = self._rooms.get(key)
+        if room is None:
+            return 0
+        cdef bytes frame = None
+        cdef const char* fp = NULL
+        cdef Py_ssize_t fn = 0
+        cdef Py_ssize_t queued = 0
+        cdef Member m
+        self.publishes += 1
+        for m in room._members:
+            if m.slow or m.closed or m is exclude:
+                continue
+            if m.is_fast:
+                if frame is None:
+                    frame = _frame(payload)
+                    fp = PyBytes_AS_STRING(frame)
+                    fn = PyBytes_GET_SIZE(frame)
+                if m._size + fn > self.high_water:
+                    # It cannot keep up: skip it now, drop it at the flush (it resumes from
+                    # its last id when it reconnects, so nothing is lost to it).
+                    m.slow = True
+                    self._mark_dirty(m)
+                    continue
+                m._append(fp, fn)
+            else:
+                if len(m._pending) >= self.max_pending:
+                    m.slow = True
+                    self._mark_dirty(m)
+                    continue
+                m._pending.append(payload)
+            self._mark_dirty(m)
+            queued += 1
+        self.deliveries += queued
+        return queued
+
+    cpdef int send(self, Member member, bytes payload) except -1:
+        """Queue `payload` for one member, in order with its room traffic."""
+        if member.closed or member.slow:
+            return 0
+        cdef bytes frame
+        if member.is_fast:
+            frame = _frame(payload)
+            member._append(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+        else:
+            member._pending.append(payload)
+        self._mark_dirty(member)
+        return 1
+
+    cpdef flush(self):
+        """Write each dirty member's pending frames: one write per socket."""
+        cdef list dirty = self._dirty
+        self._dirty = []
+        self._flush_handle = None
+        cdef Member m
+        cdef list pending
+        cdef WSTransport t
+        for m in dirty:
+            m._dirty = False
+            if m.closed:
+                continue
+            if m.slow:
+                self._drop_slow(m)
+                continue
+            if m.is_fast:
+                if m._size == 0:
+                    continue
+                t = m.transport
+                if t.is_disconnected or t.is_close_frame_sent:
+                    m._size = 0
+                    continue
+                if <Py_ssize_t>t.underlying_transport.get_write_buffer_size() > self.high_water:
+                    m.slow = True
+                    self._drop_slow(m)
+                    continue
+                t._fast_write(m._buf, m._size)
+                self.writes += 1
+                m._size = 0
+                if m._capacity > _KEEP_CAPACITY:
+                    m._release()
+            else:
+                if not m._pending:
+                    continue
+                pending = m._pending
+                m._pending = []
+                self.writes += 1
+                m.sink.deliver(pending)
+
+    cdef _drop_slow(self, Member m):
+        self.slow_drops += 1
+        m._size = 0
+        m._pending = []
+        if self.on_slow is not None:
+            self.on_slow(m)
+        self.close(m, WSCloseCode.POLICY_VIOLATION, "slow consumer: outbound buffer over limit")
+
+    cpdef close(self, Member member, int code, str reason):
+        """Send what is pending, then a close frame, then disconnect."""
+        if member.closed:
+            return
+        cdef WSTransport t
+        cdef bytes why = reason.encode()[:123]
+        if member.is_fast:
+            t = member.transport
+            if member._size and not member.slow and not (t.is_disconnected or t.is_close_frame_sent):
+                t._fast_write(member._buf, member._size)
+            member._size = 0
+            t.send_close(<WSCloseCode>code, why)
+            t.disconnect()
+        else:
+            if member._pending and not member.slow:
+                pending = member._pending
+                member._pending = []
+                member.sink.deliver(pending)
+            member.sink.close(code, reason)

@@ -1,0 +1,255 @@
+"""REST under /api/v1: the original's endpoints and the ones a deployment needs beside them."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, Router, get, post
+from litestar.params import Parameter
+
+from fastchat.config import Settings
+from fastchat.events import Comment, Message, Post
+from fastchat.protocol import ErrorCode, Limits, ProtocolError, post_id_of
+from fastchat.service import Chat, NotFoundError, comment_of, message_of, post_of
+from fastchat.store import StoreError
+from fastchat.timeparse import format_ms
+
+
+class ApiError(Exception):
+    """Answered as `{"code": ..., "message": ...}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
+Cursor = Annotated[int | None, Parameter(ge=0, description="An item id.")]
+
+
+def _limit(limit: int | None, settings: Settings) -> int:
+    if limit is None:
+        return 50
+    if not 1 <= limit <= settings.history_limit_max:
+        raise ApiError(
+            400,
+            ErrorCode.INVALID_FIELD,
+            f"limit must be between 1 and {settings.history_limit_max}, got {limit}",
+        )
+    return limit
+
+
+def _check_name(field: str, value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 64 or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ApiError(
+            400, ErrorCode.INVALID_FIELD, f"{field} must be 1-64 printable characters"
+        )
+    return value
+
+
+def _check_text(field: str, value: str, limits: Limits) -> str:
+    if not value.strip():
+        raise ApiError(400, ErrorCode.INVALID_FIELD, f"{field} must not be empty")
+    if len(value) > limits.max_message_chars:
+        raise ApiError(
+            413,
+            ErrorCode.TOO_LARGE,
+            f"{field} is {len(value)} characters, over the limit of {limits.max_message_chars}",
+        )
+    return value
+
+
+def _post_id(raw: str | int) -> int:
+    try:
+        return post_id_of(raw)
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+
+
+async def _store_message(
+    chat: Chat, room: str, user: str, text: str, client_id: str | None, settings: Settings
+) -> Message:
+    room = _check_name("room", room)
+    user = _check_name("user", user)
+    text = _check_text("message", text, settings.limits)
+    try:
+        return await chat.post_message(room, user, text, client_id)
+    except StoreError as exc:
+        raise ApiError(503, ErrorCode.STORE_UNAVAILABLE, str(exc)) from None
+
+
+async def _store_comment(
+    chat: Chat, post_id: int, user: str, text: str, client_id: str | None, settings: Settings
+) -> Comment:
+    user = _check_name("user", user)
+    text = _check_text("comment", text, settings.limits)
+    try:
+        return await chat.post_comment(post_id, user, text, client_id)
+    except NotFoundError as exc:
+        raise ApiError(404, ErrorCode.POST_NOT_FOUND, str(exc)) from None
+    except StoreError as exc:
+        raise ApiError(503, ErrorCode.STORE_UNAVAILABLE, str(exc)) from None
+
+
+class NewMessage(msgspec.Struct):
+    user: str
+    message: str
+    client_id: str | None = None
+
+
+class NewComment(msgspec.Struct):
+    user: str
+    comment: str
+    client_id: str | None = None
+
+
+class NewPost(msgspec.Struct):
+    title: str
+    content: str
+    author: str = "anonymous"
+
+
+class SystemController(Controller):
+    path = "/"
+
+    @get("/health", sync_to_thread=False)
+    def health(self, chat: Chat) -> Response[dict[str, Any]]:
+        now = format_ms(time.time_ns() // 1_000_000)
+        try:
+            chat.store.check()
+        except Exception as exc:  # any failure means "not healthy", with the reason
+            body = {"status": "unhealthy", "database": f"error: {exc}", "timestamp": now}
+            return Response(body, status_code=503)
+        return Response({"status": "ok", "database": "ok", "timestamp": now})
+
+    @get("/stats", sync_to_thread=False)
+    def stats(self, chat: Chat) -> dict[str, Any]:
+        return chat.stats()
+
+
+class MessagesController(Controller):
+    path = "/messages"
+
+    @get("/{room:str}", sync_to_thread=False)
+    def history(
+        self,
+        chat: Chat,
+        settings: Settings,
+        room: str,
+        limit: Limit = None,
+        before: Cursor = None,
+        after: Cursor = None,
+    ) -> dict[str, Any]:
+        room = _check_name("room", room)
+        n = _limit(limit, settings)
+        rows, more = chat.store.recent_messages(room, n, before=before, after=after)
+        return {
+            "room": room,
+            "messages": [message_of(r) for r in rows],
+            "count": len(rows),
+            "has_more": more,
+        }
+
+    @post("/{room:str}", status_code=201)
+    async def create(
+        self, chat: Chat, settings: Settings, room: str, data: NewMessage
+    ) -> Message:
+        return await _store_message(chat, room, data.user, data.message, data.client_id, settings)
+
+
+class PostsController(Controller):
+    path = "/posts"
+
+    @get("/", sync_to_thread=False)
+    def list_posts(self, chat: Chat) -> dict[str, Any]:
+        posts = [post_of(r) for r in chat.store.posts()]
+        return {"posts": posts, "count": len(posts)}
+
+    @post("/", status_code=201)
+    async def create_post(self, chat: Chat, data: NewPost) -> Post:
+        title = data.title.strip()
+        if not title or len(title) > 200:
+            raise ApiError(400, ErrorCode.INVALID_FIELD, "title must be 1-200 characters")
+        if not data.content.strip() or len(data.content) > 20000:
+            raise ApiError(400, ErrorCode.INVALID_FIELD, "content must be 1-20000 characters")
+        author = _check_name("author", data.author)
+        try:
+            return await chat.create_post(title, data.content, author)
+        except StoreError as exc:
+            raise ApiError(503, ErrorCode.STORE_UNAVAILABLE, str(exc)) from None
+
+    @get("/{post_id:str}", sync_to_thread=False)
+    def get_post(
+        self, chat: Chat, settings: Settings, post_id: str, limit: Limit = None
+    ) -> dict[str, Any]:
+        pid = _post_id(post_id)
+        row = chat.store.post(pid)
+        if row is None:
+            raise ApiError(404, ErrorCode.POST_NOT_FOUND, f"post {pid} does not exist")
+        rows, more = chat.store.comments(pid, _limit(limit, settings))
+        return {"post": post_of(row), "comments": [comment_of(r) for r in rows], "has_more": more}
+
+    @get("/{post_id:str}/comments", sync_to_thread=False)
+    def list_comments(
+        self,
+        chat: Chat,
+        settings: Settings,
+        post_id: str,
+        limit: Limit = None,
+        before: Cursor = None,
+        after: Cursor = None,
+    ) -> dict[str, Any]:
+        pid = _post_id(post_id)
+        if not chat.store.post_exists(pid):
+            raise ApiError(404, ErrorCode.POST_NOT_FOUND, f"post {pid} does not exist")
+        rows, more = chat.store.comments(pid, _limit(limit, settings), before=before, after=after)
+        return {"post_id": pid, "comments": [comment_of(r) for r in rows], "has_more": more}
+
+    @post("/{post_id:str}/comments", status_code=201)
+    async def create_comment(
+        self, chat: Chat, settings: Settings, post_id: str, data: NewComment
+    ) -> Comment:
+        return await _store_comment(
+            chat, _post_id(post_id), data.user, data.comment, data.client_id, settings
+        )
+
+
+class TestController(Controller):
+    """The original's GET endpoints that store and broadcast (handy with curl)."""
+
+    path = "/test"
+
+    @get("/message")
+    async def message(
+        self,
+        chat: Chat,
+        settings: Settings,
+        room: str = "general",
+        message: str = "Hello from the test endpoint",
+        user: str = "testuser",
+    ) -> dict[str, Any]:
+        stored = await _store_message(chat, room, user, message, None, settings)
+        return {"status": "sent", "message": stored}
+
+    @get("/comment")
+    async def comment(
+        self,
+        chat: Chat,
+        settings: Settings,
+        post_id: str = "1",
+        comment: str = "Test comment",
+        user: str = "testuser",
+    ) -> dict[str, Any]:
+        stored = await _store_comment(chat, _post_id(post_id), user, comment, None, settings)
+        return {"status": "sent", "comment": stored}
+
+
+api_router = Router(
+    path="/api/v1",
+    route_handlers=[SystemController, MessagesController, PostsController, TestController],
+)

@@ -1,0 +1,60 @@
+"""Server-rendered pages: `/`, `/chat`, `/post/{id}` (Jinja2, autoescaped)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.datastructures import State
+from litestar.response import Template
+
+from fastchat.config import Settings
+from fastchat.service import Chat, comment_of, post_of
+
+
+def _ws_context(settings: Settings) -> dict[str, Any]:
+    # The browser reaches the fast picows port by default (same host, WS_PORT); behind a
+    # reverse proxy PUBLIC_WS_URL names the URL the browser should use instead.
+    return {"ws_port": settings.ws_port, "public_ws_url": settings.public_ws_url}
+
+
+def not_found_page(message: str) -> Template:
+    return Template(
+        template_name="404.html", context={"message": message}, status_code=404
+    )
+
+
+class PagesController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=False)
+    def index(self, chat: Chat, settings: Settings) -> Template:
+        posts = [post_of(r) for r in chat.store.posts()]
+        return Template(
+            template_name="index.html", context={"posts": posts, **_ws_context(settings)}
+        )
+
+    @get("/chat", sync_to_thread=False)
+    def chat_page(self, settings: Settings) -> Template:
+        return Template(template_name="chat.html", context=_ws_context(settings))
+
+    @get("/post/{post_id:str}", sync_to_thread=False)
+    def post_page(
+        self, chat: Chat, settings: Settings, post_id: str, request: Request[Any, Any, State]
+    ) -> Template:
+        row = None
+        if post_id.isascii() and post_id.isdigit() and len(post_id) <= 18:
+            row = chat.store.post(int(post_id))
+        if row is None:
+            return not_found_page(f"There is no post with id {post_id[:40]!s}.")
+        rows, more = chat.store.comments(row[0], 200)
+        return Template(
+            template_name="post.html",
+            context={
+                "post": post_of(row),
+                "comments": [comment_of(r) for r in rows],
+                "has_more": more,
+                **_ws_context(settings),
+            },
+        )

@@ -1,0 +1,99 @@
+"""The original WebSocket URL, `ws://host:PORT/ws`, through Litestar on Granian.
+
+Same protocol and same rooms as the fast port: each connection joins the hub as a sink
+member, and a small writer task sends what the hub delivers, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from fastchat.protocol import ErrorCode
+from fastchat.service import Chat
+
+log = logging.getLogger("fastchat.ws")
+
+
+class AsgiSink:
+    """A hub sink writing to one ASGI WebSocket from its own task."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+        self._socket = socket
+        self._queue: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self.closing: tuple[int, str] | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._write())
+
+    def deliver(self, payloads: list[bytes]) -> None:
+        self._queue.extend(payloads)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+            self._wake.set()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+    async def _write(self) -> None:
+        send = self._socket.send
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    payload = self._queue.popleft()
+                    await send({"type": "websocket.send", "text": payload.decode()})
+                if self.closing is not None:
+                    break
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass  # the peer is gone; the receive side sees it too
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+@websocket("/ws")
+async def legacy_ws(socket: WebSocket[Any, Any, Any], chat: Chat) -> None:
+    await socket.accept()
+    sink = AsgiSink(socket)
+    member = chat.connect_sink(sink)
+    receiving: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            receiving = asyncio.ensure_future(socket.receive())
+            await asyncio.wait({receiving, sink.closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not receiving.done():
+                # The server closes (shutdown, slow consumer): everything queued was sent.
+                receiving.cancel()
+                code, reason = sink.closing or (1000, "")
+                with contextlib.suppress(Exception):
+                    await socket.close(code=code, reason=reason)
+                break
+            message = receiving.result()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is not None:
+                chat.receive(member, text)
+            elif message.get("bytes") is not None:
+                chat.reply_error(
+                    member,
+                    ErrorCode.UNSUPPORTED_DATA,
+                    "binary frames are not supported; send JSON text",
+                )
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        pass
+    finally:
+        chat.disconnect(member)
+        await sink.stop()

@@ -1,0 +1,65 @@
+"""The `fastchat` command (also `python -m fastchat`).
+
+Every setting is a flag and an environment variable (click's `envvar`), validated before the
+server starts: a bad value is a clear message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from fastchat import __version__
+from fastchat.config import Settings
+
+_CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=_CTX)
+@click.version_option(__version__, "-V", "--version", prog_name="fastchat")
+def main() -> None:
+    """fastchat: real-time chat and live comments."""
+
+
+@main.command(context_settings=_CTX)
+@click.option("--host", envvar="HOST", default="0.0.0.0", show_default=True, show_envvar=True,
+              help="Address both ports listen on.")
+@click.option("--port", envvar="PORT", type=click.IntRange(0, 65535), default=8080,
+              show_default=True, show_envvar=True, help="HTTP port: pages, REST, and /ws.")
+@click.option("--ws-port", envvar="WS_PORT", type=click.IntRange(0, 65535), default=8081,
+              show_default=True, show_envvar=True, help="Fast WebSocket port (path /ws).")
+@click.option("--db-path", envvar="DB_PATH", default="./chat.db", show_default=True,
+              show_envvar=True, help="SQLite database file (created if missing).")
+@click.option("--synchronous", envvar="SQLITE_SYNCHRONOUS", default="NORMAL", show_default=True,
+              show_envvar=True, type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"],
+                                                  case_sensitive=False),
+              help="SQLite durability: NORMAL survives a process crash, FULL a power loss.")
+@click.option("--public-ws-url", envvar="PUBLIC_WS_URL", default="", show_envvar=True,
+              help="WebSocket URL the browser uses (behind a proxy); default: same host, WS_PORT.")
+@click.option("--max-frame-bytes", envvar="MAX_FRAME_BYTES", type=click.IntRange(256, 16 << 20),
+              default=64 * 1024, show_default=True, show_envvar=True,
+              help="Largest WebSocket message accepted.")
+@click.option("--max-message-chars", envvar="MAX_MESSAGE_CHARS", type=click.IntRange(1, 1 << 20),
+              default=4000, show_default=True, show_envvar=True,
+              help="Longest chat message or comment, in characters.")
+@click.option("--outbound-high-water", envvar="OUTBOUND_HIGH_WATER",
+              type=click.IntRange(4096, 1 << 30), default=1 << 20, show_default=True,
+              show_envvar=True, help="Bytes queued for one client before it is dropped as slow.")
+@click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
+              show_envvar=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--seed-posts/--no-seed-posts", envvar="SEED_POSTS", default=True,
+              show_default=True, show_envvar=True, help="Create sample posts in a new database.")
+def serve(**options: Any) -> None:
+    """Run the server: pages and REST on PORT, WebSockets on WS_PORT and PORT."""
+    options["synchronous"] = options["synchronous"].upper()
+    options["log_level"] = options["log_level"].lower()
+    settings = Settings(**options)
+    if settings.port and settings.port == settings.ws_port:
+        raise click.BadParameter("PORT and WS_PORT must differ", param_hint="--ws-port")
+
+    from fastchat.server import run  # imported late: `--help` stays fast
+
+    sys.exit(run(settings))

@@ -1,0 +1,35 @@
+"""Settings: one frozen Struct, filled from flags and environment variables by the CLI.
+
+Every field is documented in the README's configuration table and in `fastchat serve --help`.
+The original's names (HOST, PORT, DB_PATH) and WS_PORT are kept as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from fastchat.protocol import Limits
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "0.0.0.0"
+    port: int = 8080
+    ws_port: int = 8081
+    db_path: str = "./chat.db"
+    synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    public_ws_url: str = ""
+    max_frame_bytes: int = 64 * 1024
+    max_message_chars: int = 4000
+    history_limit_max: int = 1000
+    outbound_high_water: int = 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    seed_posts: bool = True
+    shutdown_timeout: float = 10.0
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_frame_bytes=self.max_frame_bytes, max_message_chars=self.max_message_chars
+        )

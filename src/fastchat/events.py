@@ -1,0 +1,177 @@
+"""Wire events and records: msgspec Structs with cached encoders and decoders.
+
+Imports no I/O library. Wire tags (`type` values) and field names are part of the public
+protocol (docs/PROTOCOL.md) and are never renamed once shipped.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta, Struct
+
+# Names (users, rooms) are short, printable and never empty. Lengths in characters.
+NAME_MAX: Final = 64
+CLIENT_ID_MAX: Final = 64
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+
+Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX, pattern=_PRINTABLE)]
+ClientId = Annotated[str, Meta(min_length=1, max_length=CLIENT_ID_MAX, pattern=_PRINTABLE)]
+Id = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+# The original protocol sends post ids as strings ("123"); numbers are accepted too.
+PostRef = Annotated[int, Meta(ge=1, le=2**63 - 1)] | Annotated[str, Meta(max_length=20)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Client -> server
+# ---------------------------------------------------------------------------------------------
+
+
+class ClientEvent(Struct, tag_field="type", forbid_unknown_fields=False, frozen=True):
+    """Base of every event a client sends; `type` is the tag."""
+
+
+class JoinRoom(ClientEvent, tag="JOIN_ROOM", frozen=True):
+    room: Name
+    user: Name = "anonymous"
+    last_id: Id | None = None
+
+
+class LeaveRoom(ClientEvent, tag="LEAVE_ROOM", frozen=True):
+    room: Name
+
+
+class SendMessage(ClientEvent, tag="CHAT_MESSAGE", frozen=True):
+    room: Name
+    user: Name
+    message: str
+    client_id: ClientId | None = None
+
+
+class SendComment(ClientEvent, tag="POST_COMMENT", frozen=True):
+    post_id: PostRef
+    user: Name
+    comment: str
+    client_id: ClientId | None = None
+
+
+class Typing(ClientEvent, tag="TYPING", frozen=True):
+    room: Name
+    user: Name
+
+
+class JoinPost(ClientEvent, tag="JOIN_POST", frozen=True):
+    post_id: PostRef
+    user: Name = "anonymous"
+    last_id: Id | None = None
+
+
+class LeavePost(ClientEvent, tag="LEAVE_POST", frozen=True):
+    post_id: PostRef
+
+
+AnyClientEvent = (
+    JoinRoom | LeaveRoom | SendMessage | SendComment | Typing | JoinPost | LeavePost
+)
+CLIENT_EVENT_TYPES: Final = tuple(
+    sorted(cls.__struct_config__.tag for cls in AnyClientEvent.__args__)  # type: ignore[attr-defined]
+)
+
+# Built once: a cached tagged-union decoder costs ~0.13 us per decode, ~3 us without caching
+# (DESIGN.md, measured on this machine).
+client_decoder: Final = msgspec.json.Decoder(AnyClientEvent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records (REST bodies) and server -> client events
+# ---------------------------------------------------------------------------------------------
+
+
+class Message(Struct, omit_defaults=True):
+    id: int
+    room: str
+    user: str
+    message: str
+    timestamp: str
+    client_id: str | None = None
+
+
+class Comment(Struct, omit_defaults=True):
+    id: int
+    post_id: int
+    user: str
+    comment: str
+    timestamp: str
+    client_id: str | None = None
+
+
+class Post(Struct):
+    id: int
+    title: str
+    content: str
+    author: str
+    timestamp: str
+    comment_count: int = 0
+
+
+class ServerEvent(Struct, tag_field="type", omit_defaults=True):
+    """Base of every event the server sends; `type` is the tag."""
+
+
+class MessageEvent(Message, ServerEvent, tag="CHAT_MESSAGE", omit_defaults=True):
+    pass
+
+
+class CommentEvent(Comment, ServerEvent, tag="POST_COMMENT", omit_defaults=True):
+    pass
+
+
+class RoomJoined(ServerEvent, tag="ROOM_JOINED"):
+    room: str
+    user: str
+    members: int
+    users: list[str]
+    replayed: int = 0
+
+
+class RoomLeft(ServerEvent, tag="ROOM_LEFT"):
+    room: str
+    members: int
+
+
+class UserJoined(ServerEvent, tag="USER_JOINED"):
+    room: str
+    user: str
+    members: int
+
+
+class UserLeft(ServerEvent, tag="USER_LEFT"):
+    room: str
+    user: str
+    members: int
+
+
+class TypingEvent(ServerEvent, tag="TYPING"):
+    room: str
+    user: str
+
+
+class PostJoined(ServerEvent, tag="POST_JOINED"):
+    post_id: int
+    viewers: int
+    replayed: int = 0
+
+
+class PostLeft(ServerEvent, tag="POST_LEFT"):
+    post_id: int
+    viewers: int
+
+
+class ErrorEvent(ServerEvent, tag="ERROR"):
+    code: str
+    message: str
+
+
+encoder: Final = msgspec.json.Encoder()
+encode: Final = encoder.encode

@@ -1,0 +1,392 @@
+"""The chat service: what happens to each event, on both WebSocket ports and over REST.
+
+It joins the sans-I/O protocol to the hub (fan-out) and the store (persistence). Database
+first: a message or comment reaches the hub only in `_on_committed`, which the store calls on
+the loop after the transaction has committed; the sender's copy of the broadcast is its
+acknowledgement.
+
+Room keys in the hub: `r:<room>` for chat rooms, `p:<post id>` for a post's live viewers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Final
+
+from fastchat import events
+from fastchat._hub import Hub, Member
+from fastchat.events import (
+    Comment,
+    CommentEvent,
+    JoinPost,
+    JoinRoom,
+    LeavePost,
+    LeaveRoom,
+    Message,
+    MessageEvent,
+    Post,
+    PostJoined,
+    PostLeft,
+    RoomJoined,
+    RoomLeft,
+    SendComment,
+    SendMessage,
+    Typing,
+    TypingEvent,
+    UserJoined,
+    UserLeft,
+)
+from fastchat.protocol import ErrorCode, Limits, ProtocolError, error_payload, parse, post_id_of
+from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, Result, Row, Store, StoreError
+from fastchat.timeparse import format_ms
+
+if TYPE_CHECKING:
+    from fastchat._hub import Sink
+
+log = logging.getLogger("fastchat.service")
+
+encode: Final = events.encode
+REPLAY_PAGE: Final = 500
+# ROOM_JOINED lists at most this many member names; `members` always has the true count.
+USERS_LISTED: Final = 100
+# A member's TYPING is relayed at most once per this many seconds (never stored).
+TYPING_INTERVAL: Final = 1.0
+
+
+def message_of(row: Row) -> Message:
+    return Message(
+        id=row[0], room=row[1], user=row[2], message=row[3], timestamp=format_ms(row[4]),
+        client_id=row[5],
+    )
+
+
+def comment_of(row: Row) -> Comment:
+    return Comment(
+        id=row[0], post_id=row[1], user=row[2], comment=row[3], timestamp=format_ms(row[4]),
+        client_id=row[5],
+    )
+
+
+def message_event_of(row: Row) -> MessageEvent:
+    return MessageEvent(
+        id=row[0], room=row[1], user=row[2], message=row[3], timestamp=format_ms(row[4]),
+        client_id=row[5],
+    )
+
+
+def comment_event_of(row: Row) -> CommentEvent:
+    return CommentEvent(
+        id=row[0], post_id=row[1], user=row[2], comment=row[3], timestamp=format_ms(row[4]),
+        client_id=row[5],
+    )
+
+
+def post_of(row: Row) -> Post:
+    return Post(
+        id=row[0], title=row[1], content=row[2], author=row[3], timestamp=format_ms(row[4]),
+        comment_count=row[5],
+    )
+
+
+class NotFoundError(Exception):
+    """A post (or other addressed thing) that does not exist."""
+
+
+class Chat:
+    """Rooms, posts and their traffic; one per process, wired in `server.py`."""
+
+    def __init__(self, hub: Hub, store: Store, limits: Limits) -> None:
+        self.hub = hub
+        self.store = store
+        self.limits = limits
+        self.started = time.monotonic()
+        # Highest ids already handed to the hub. Ids rise in commit order and commits are
+        # published in order, so "stored with id <= this" == "already broadcast": a replay
+        # bounded by it, followed by a join in the same loop callback, has no gap and no
+        # duplicate.
+        self._published_message_id = 0
+        self._published_comment_id = 0
+        self.messages_in = 0
+        self.comments_in = 0
+        self.errors: Counter[str] = Counter()
+
+    def on_store_open(self) -> None:
+        counts = self.store.counts()
+        self._published_message_id = counts["messages"]
+        self._published_comment_id = counts["comments"]
+
+    # ------------------------------------------------------------------ connections
+
+    def connect_fast(self, transport: Any) -> Member:
+        member = self.hub.attach_transport(transport)
+        member.state = {}
+        return member
+
+    def connect_sink(self, sink: "Sink") -> Member:
+        member = self.hub.attach_sink(sink)
+        member.state = {}
+        return member
+
+    def disconnect(self, member: Member) -> None:
+        names: dict[str, str] = member.state or {}
+        for key in self.hub.detach(member):
+            if key[0] == "r":
+                self._presence_left(key, names.get(key, ""))
+
+    def receive(self, member: Member, data: bytes | str) -> None:
+        """One text frame from a client, on either port."""
+        try:
+            event = parse(data, self.limits)
+            kind = type(event)
+            if kind is SendMessage:
+                self._send_message(member, event)  # type: ignore[arg-type]
+            elif kind is SendComment:
+                self._send_comment(member, event)  # type: ignore[arg-type]
+            elif kind is JoinRoom:
+                self._join_room(member, event)  # type: ignore[arg-type]
+            elif kind is LeaveRoom:
+                self._leave_room(member, event)  # type: ignore[arg-type]
+            elif kind is Typing:
+                self._typing(member, event)  # type: ignore[arg-type]
+            elif kind is JoinPost:
+                self._join_post(member, event)  # type: ignore[arg-type]
+            elif kind is LeavePost:
+                self._leave_post(member, event)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            self.reply_error(member, exc.code, exc.message)
+
+    def reply_error(self, member: Member, code: str, message: str) -> None:
+        self.errors[code] += 1
+        self.hub.send(member, error_payload(code, message))
+
+    # ------------------------------------------------------------------ events
+
+    def _send_message(self, member: Member, ev: SendMessage) -> None:
+        if "r:" + ev.room not in member.rooms:
+            raise ProtocolError(
+                ErrorCode.NOT_JOINED, f"join room {ev.room!r} (JOIN_ROOM) before sending to it"
+            )
+        self.messages_in += 1
+        self.store.submit((OP_MESSAGE, ev.room, ev.user, ev.message, ev.client_id, member))
+
+    def _send_comment(self, member: Member, ev: SendComment) -> None:
+        post_id = post_id_of(ev.post_id)
+        if not self.store.post_exists(post_id):
+            raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
+        self.comments_in += 1
+        self.store.submit((OP_COMMENT, post_id, ev.user, ev.comment, ev.client_id, member))
+
+    def _join_room(self, member: Member, ev: JoinRoom) -> None:
+        key = "r:" + ev.room
+        replayed = 0
+        if ev.last_id is not None:
+            replayed = self._replay_messages(member, ev.room, ev.last_id)
+        if key not in member.rooms:
+            # Tell the others first, so the joiner's own first event is ROOM_JOINED.
+            count = self.hub.count(key) + 1
+            self.hub.publish(key, encode(UserJoined(room=ev.room, user=ev.user, members=count)))
+            self.hub.join(member, key)
+        member.state[key] = ev.user
+        reply = RoomJoined(
+            room=ev.room,
+            user=ev.user,
+            members=self.hub.count(key),
+            users=self._users(key),
+            replayed=replayed,
+        )
+        self.hub.send(member, encode(reply))
+
+    def _users(self, key: str) -> list[str]:
+        """Distinct names in a room, in join order, at most USERS_LISTED."""
+        seen: dict[str, None] = {}
+        for other in self.hub.members(key):
+            name = other.state.get(key) if other.state else None
+            if name is not None and name not in seen:
+                seen[name] = None
+                if len(seen) >= USERS_LISTED:
+                    break
+        return list(seen)
+
+    def _typing(self, member: Member, ev: Typing) -> None:
+        key = "r:" + ev.room
+        if key not in member.rooms:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"not in room {ev.room!r}")
+        now = time.monotonic()
+        stamp_key = "t:" + key
+        if now - member.state.get(stamp_key, 0.0) < TYPING_INTERVAL:
+            return  # throttled: silently, typing is a hint
+        member.state[stamp_key] = now
+        self.hub.publish(key, encode(TypingEvent(room=ev.room, user=ev.user)), member)
+
+    def _leave_room(self, member: Member, ev: LeaveRoom) -> None:
+        key = "r:" + ev.room
+        if key not in member.rooms:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"not in room {ev.room!r}")
+        self.hub.leave(member, key)
+        user = member.state.pop(key, "")
+        self.hub.send(member, encode(RoomLeft(room=ev.room, members=self.hub.count(key))))
+        self._presence_left(key, user)
+
+    def _presence_left(self, key: str, user: str) -> None:
+        room = key[2:]
+        self.hub.publish(key, encode(UserLeft(room=room, user=user, members=self.hub.count(key))))
+
+    def _join_post(self, member: Member, ev: JoinPost) -> None:
+        post_id = post_id_of(ev.post_id)
+        if not self.store.post_exists(post_id):
+            raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
+        key = f"p:{post_id}"
+        replayed = 0
+        if ev.last_id is not None:
+            replayed = self._replay_comments(member, post_id, ev.last_id)
+        self.hub.join(member, key)
+        member.state[key] = ev.user
+        reply = PostJoined(post_id=post_id, viewers=self.hub.count(key), replayed=replayed)
+        self.hub.send(member, encode(reply))
+
+    def _leave_post(self, member: Member, ev: LeavePost) -> None:
+        post_id = post_id_of(ev.post_id)
+        key = f"p:{post_id}"
+        if key not in member.rooms:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"not viewing post {post_id}")
+        self.hub.leave(member, key)
+        member.state.pop(key, None)
+        self.hub.send(member, encode(PostLeft(post_id=post_id, viewers=self.hub.count(key))))
+
+    def _replay_messages(self, member: Member, room: str, last_id: int) -> int:
+        """Send what `room` stored after `last_id` and was already broadcast."""
+        sent = 0
+        after = last_id
+        bound = self._published_message_id
+        while True:
+            rows, _ = self.store.recent_messages(room, REPLAY_PAGE, after=after)
+            for row in rows:
+                if row[0] > bound:
+                    return sent
+                self.hub.send(member, encode(message_event_of(row)))
+                sent += 1
+                after = row[0]
+            if len(rows) < REPLAY_PAGE:
+                return sent
+
+    def _replay_comments(self, member: Member, post_id: int, last_id: int) -> int:
+        sent = 0
+        after = last_id
+        bound = self._published_comment_id
+        while True:
+            rows, _ = self.store.comments(post_id, REPLAY_PAGE, after=after)
+            for row in rows:
+                if row[0] > bound:
+                    return sent
+                self.hub.send(member, encode(comment_event_of(row)))
+                sent += 1
+                after = row[0]
+            if len(rows) < REPLAY_PAGE:
+                return sent
+
+    # ------------------------------------------------------------------ commits
+
+    def on_committed(self, results: list[Result]) -> None:
+        """Called on the loop with each committed batch, in commit order."""
+        hub = self.hub
+        for kind, row, token, duplicate in results:
+            if isinstance(row, StoreError):
+                self._fail(token, row)
+                continue
+            if kind == OP_MESSAGE:
+                payload = encode(message_event_of(row))
+                if duplicate:
+                    self._ack_only(token, payload, row, message_of)
+                    continue
+                if row[0] > self._published_message_id:
+                    self._published_message_id = row[0]
+                hub.publish("r:" + row[1], payload)
+                if type(token) is not Member:
+                    token.set_result(message_of(row))
+            elif kind == OP_COMMENT:
+                payload = encode(comment_event_of(row))
+                if duplicate:
+                    self._ack_only(token, payload, row, comment_of)
+                    continue
+                if row[0] > self._published_comment_id:
+                    self._published_comment_id = row[0]
+                key = f"p:{row[1]}"
+                hub.publish(key, payload)
+                if type(token) is Member:
+                    if key not in token.rooms:
+                        hub.send(token, payload)  # the sender's acknowledgement
+                else:
+                    token.set_result(comment_of(row))
+            elif kind == OP_POST:
+                token.set_result(post_of(row))
+
+    def _ack_only(self, token: Any, payload: bytes, row: Row, record: Any) -> None:
+        """A retried send that was already stored: answer the sender with the original."""
+        if type(token) is Member:
+            self.hub.send(token, payload)
+        elif not token.done():
+            token.set_result(record(row))
+
+    def _fail(self, token: Any, error: StoreError) -> None:
+        if type(token) is Member:
+            self.reply_error(token, ErrorCode.STORE_UNAVAILABLE, str(error))
+        elif not token.done():
+            token.set_exception(error)
+
+    # ------------------------------------------------------------------ REST side
+
+    async def post_message(
+        self, room: str, user: str, text: str, client_id: str | None = None
+    ) -> Message:
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.messages_in += 1
+        self.store.submit((OP_MESSAGE, room, user, text, client_id, future))
+        return await future
+
+    async def post_comment(
+        self, post_id: int, user: str, text: str, client_id: str | None = None
+    ) -> Comment:
+        if not self.store.post_exists(post_id):
+            raise NotFoundError(f"post {post_id} does not exist")
+        future: asyncio.Future[Comment] = asyncio.get_running_loop().create_future()
+        self.comments_in += 1
+        self.store.submit((OP_COMMENT, post_id, user, text, client_id, future))
+        return await future
+
+    async def create_post(self, title: str, content: str, author: str) -> Post:
+        future: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
+        self.store.submit((OP_POST, title, content, author, None, future))
+        return await future
+
+    def stats(self) -> dict[str, Any]:
+        hub = self.hub
+        counts = self.store.counts()
+        return {
+            "connections": {
+                "ws_fast": hub.fast_members,
+                "ws_http": hub.sink_members,
+                "total": hub.fast_members + hub.sink_members,
+            },
+            "rooms": sum(1 for k in hub.room_keys() if k[0] == "r"),
+            "post_viewers": sum(hub.count(k) for k in hub.room_keys() if k[0] == "p"),
+            "members": hub.membership_count,
+            "messages_stored": counts["messages"],
+            "comments_stored": counts["comments"],
+            "posts": counts["posts"],
+            "messages_received": self.messages_in,
+            "comments_received": self.comments_in,
+            "deliveries": hub.deliveries,
+            "socket_writes": hub.writes,
+            "slow_consumers_dropped": hub.slow_drops,
+            "store": {
+                "batches": self.store.batches,
+                "rows": self.store.rows,
+                "failed_batches": self.store.failed_batches,
+                "pending": self.store.pending,
+            },
+            "errors": dict(self.errors),
+            "uptime_seconds": round(time.monotonic() - self.started, 3),
+        }

@@ -1,0 +1,326 @@
+// Shared by every page: the WebSocket link (reconnects with backoff), the outbox of sends
+// waiting for their echo, and small DOM and time helpers.
+//
+// User text only ever reaches the DOM through textContent or attribute setters: nothing in
+// this code base assigns user data to innerHTML.
+
+const RETRY_BASE_MS = 250; // the first retry is quick: somewhere in 0-250 ms
+const RETRY_CAP_MS = 5000; // full jitter: random(0, min(cap, base * 2^attempt))
+const OFFLINE_AFTER = 3; // failed attempts in a row before "reconnecting" becomes "offline"
+const RESEND_AFTER_MS = 8000; // an unanswered send is repeated (idempotent by client_id)
+
+const STATE_LABELS = {
+  connecting: "Connecting…",
+  connected: "Live",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+};
+
+/** The WebSocket URL: PUBLIC_WS_URL when the server names one, else the fast port here. */
+export function wsUrl() {
+  const data = document.body.dataset;
+  if (data.publicWsUrl) return data.publicWsUrl;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.hostname}:${data.wsPort}/ws`;
+}
+
+/** A random UUID; crypto.randomUUID needs a secure context, getRandomValues does not. */
+export function newClientId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * One WebSocket that comes back by itself. `onOpen` runs on every (re)connection: that is
+ * where a page (re)joins with the last id it saw, so the server replays what was missed.
+ */
+export class Link {
+  constructor({ url = wsUrl(), onOpen = () => {}, onEvent = () => {}, onState = () => {} }) {
+    this.url = url;
+    this.onOpen = onOpen;
+    this.onEvent = onEvent;
+    this.onState = onState;
+    this.ws = null;
+    this.state = "connecting";
+    this.failures = 0;
+    this.timer = null;
+    this.retryAt = 0;
+  }
+
+  start() {
+    window.addEventListener("online", () => this.retryNow());
+    window.addEventListener("offline", () => {
+      if (this.state !== "connected") this._setState("offline");
+    });
+    // Phones freeze background tabs; on return, do not wait out a long backoff.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.retryNow();
+    });
+    this._connect();
+  }
+
+  get isOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Send one event; false when not connected (the caller keeps it for later). */
+  send(event) {
+    if (!this.isOpen) return false;
+    this.ws.send(JSON.stringify(event));
+    return true;
+  }
+
+  /** Skip the rest of the backoff (the "online" event, a "retry now" click). */
+  retryNow() {
+    if (this.ws !== null || this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this._connect();
+  }
+
+  _connect() {
+    this.timer = null;
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      console.error("fastchat: cannot open", this.url, err);
+      this._retry();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      this.failures = 0;
+      this._setState("connected");
+      this.onOpen();
+    };
+    ws.onmessage = (msg) => {
+      if (this.ws !== ws) return;
+      let event;
+      try {
+        event = JSON.parse(msg.data);
+      } catch {
+        return;
+      }
+      if (event && typeof event.type === "string") this.onEvent(event);
+    };
+    // An error is always followed by close; close is where we retry.
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this._retry();
+    };
+  }
+
+  _retry() {
+    this.failures += 1;
+    const offline = navigator.onLine === false || this.failures > OFFLINE_AFTER;
+    this._setState(offline ? "offline" : "reconnecting");
+    const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (this.failures - 1));
+    const delay = Math.random() * ceiling;
+    this.retryAt = Date.now() + delay;
+    this.timer = setTimeout(() => this._connect(), delay);
+  }
+
+  _setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.onState(state);
+  }
+}
+
+/** Shows a Link's state in a `#conn-state` pill: `data-state` for styles and tests. */
+export function showState(el, state) {
+  el.dataset.state = state;
+  el.querySelector(".conn__label").textContent = STATE_LABELS[state] || state;
+  el.title =
+    state === "connected"
+      ? "Connected: new messages arrive live"
+      : state === "connecting"
+        ? "Connecting to the live server"
+        : "Connection lost: retrying automatically; nothing you send is lost";
+}
+
+/**
+ * Sends that wait for their echo. Each has a client_id; the server stores a retried send
+ * once and answers it with the original event, so repeating a send is always safe.
+ */
+export class Outbox {
+  constructor(link) {
+    this.link = link;
+    this.items = new Map(); // client_id -> { event, sentAt, ...extra }
+    setInterval(() => this._resendStale(), RESEND_AFTER_MS / 2);
+  }
+
+  get size() {
+    return this.items.size;
+  }
+
+  /** Queue an event (with its client_id) and send it now if connected and `ready`. */
+  add(event, extra, ready) {
+    const item = { event, sentAt: 0, ...extra };
+    this.items.set(event.client_id, item);
+    if (ready && this.link.send(event)) item.sentAt = Date.now();
+    return item;
+  }
+
+  /** The echo arrived: forget the item and hand it back (undefined if not ours). */
+  resolve(clientId) {
+    if (clientId == null) return undefined;
+    const item = this.items.get(clientId);
+    if (item !== undefined) this.items.delete(clientId);
+    return item;
+  }
+
+  /** Send everything still waiting, in the order it was written. */
+  flush(filter = () => true) {
+    for (const item of this.items.values()) {
+      if (!filter(item)) continue;
+      if (!this.link.send(item.event)) return;
+      item.sentAt = Date.now();
+    }
+  }
+
+  _resendStale() {
+    if (!this.link.isOpen || this.ready === false) return;
+    const now = Date.now();
+    this.flush((item) => item.sentAt !== 0 && now - item.sentAt > RESEND_AFTER_MS);
+  }
+}
+
+// ------------------------------------------------------------------------------- DOM helpers
+
+/** `el("p", {class: "x", text: userText})`: text always goes through textContent. */
+export function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function hueOf(name) {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return h % 360;
+}
+
+/** Fill an avatar: the name's first letter on a color derived from the name. */
+export function paintAvatar(node, name) {
+  const first = Array.from(name.trim())[0] || "?";
+  node.textContent = first.toUpperCase();
+  node.style.setProperty("--hue", String(hueOf(name)));
+  node.setAttribute("aria-hidden", "true");
+  return node;
+}
+
+export function avatar(name, extraClass = "") {
+  return paintAvatar(el("span", { class: `avatar ${extraClass}`.trim() }), name);
+}
+
+// ------------------------------------------------------------------------------- time
+
+const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayAndTime = new Intl.DateTimeFormat(undefined, {
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+});
+const fullDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const full = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
+
+/** A server timestamp (RFC 3339 UTC) as short local text: "14:05", "Mar 3, 14:05"... */
+export function localTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const now = new Date();
+  if (d.toDateString() === now.toDateString()) return timeOnly.format(d);
+  if (d.getFullYear() === now.getFullYear()) return dayAndTime.format(d);
+  return fullDate.format(d);
+}
+
+export function timeEl(iso) {
+  const node = el("time", { datetime: iso });
+  setLocalTime(node);
+  return node;
+}
+
+export function setLocalTime(node) {
+  const iso = node.getAttribute("datetime");
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return;
+  node.textContent = localTime(iso);
+  node.title = full.format(d);
+}
+
+/** Server-rendered `<time data-local>` and `.avatar[data-name]`: localize and paint them. */
+export function enhance(root = document) {
+  for (const node of root.querySelectorAll("time[data-local]")) setLocalTime(node);
+  for (const node of root.querySelectorAll(".avatar[data-name]")) {
+    paintAvatar(node, node.dataset.name);
+  }
+}
+
+// ------------------------------------------------------------------------------- settings
+
+const NAME_KEY = "fastchat.name";
+const ROOM_KEY = "fastchat.room";
+
+function stored(key) {
+  try {
+    return localStorage.getItem(key) || "";
+  } catch {
+    return ""; // storage can be disabled; the page still works, it just forgets
+  }
+}
+
+function store(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    /* see stored() */
+  }
+}
+
+export const prefs = {
+  get name() {
+    return stored(NAME_KEY);
+  },
+  set name(v) {
+    store(NAME_KEY, v);
+  },
+  get room() {
+    return stored(ROOM_KEY);
+  },
+  set room(v) {
+    store(ROOM_KEY, v);
+  },
+};
+
+/** Names and rooms: 1-64 printable characters, as the server checks them. */
+export function validName(value) {
+  const v = value.trim();
+  return v.length > 0 && v.length <= 64 && !/[\u0000-\u001f\u007f]/.test(v) ? v : null;
+}
+
+/** The `message` of a REST error body, or a fallback. */
+export async function apiError(response, fallback) {
+  try {
+    const body = await response.json();
+    if (body && typeof body.message === "string") return body.message;
+  } catch {
+    /* not JSON */
+  }
+  return `${fallback} (HTTP ${response.status})`;
+}

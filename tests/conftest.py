@@ -1,0 +1,148 @@
+"""Shared fixtures: the real server in a subprocess, on 127.0.0.1 ephemeral ports, with a
+real SQLite file in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+# One scalable unit for every wait in the tests (the websockets model): slow machines
+# set FASTCHAT_TEST_TIMEOUT higher.
+TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    ws_port: int
+    db_path: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_fast(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/ws"
+
+    @property
+    def ws_http(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def ws_urls(self) -> list[str]:
+        return [self.ws_fast, self.ws_http]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=TIMEOUT * 2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"server did not stop on signal {sig}; log:\n{self.log()}")
+        finally:
+            self._close_pipe()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_server(
+    db_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
+    ws_port: int | None = None,
+) -> ServerProcess:
+    """Start `python -m fastchat serve` and wait until it answers its health check."""
+    port = port or free_port()
+    ws_port = ws_port or free_port()
+    full_env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WS_PORT": str(ws_port),
+        "DB_PATH": str(db_path),
+        "LOG_LEVEL": "info",
+        **(env or {}),
+    }
+    log_path = db_path.with_suffix(f".{port}.log")
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fastchat", "serve", *args],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+        )
+    server = ServerProcess(proc, port, ws_port, db_path, log_path, full_env)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + TIMEOUT * 3
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        line = b""
+        while b"ready" not in line:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise AssertionError(f"server did not start; log:\n{server.log()}")
+            if sel.select(timeout=0.2):
+                line = proc.stdout.readline()
+    # The ready line is printed once both servers are started; Granian binds in its worker,
+    # so wait for the HTTP port to answer too.
+    while True:
+        try:
+            if httpx.get(f"{server.http}/api/v1/health", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise AssertionError(f"server never became healthy; log:\n{server.log()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server per test module (fast); tests use their own room names to stay apart."""
+    srv = start_server(tmp_path_factory.mktemp("db") / "chat.db")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of the test's own, on a fresh database."""
+    srv = start_server(tmp_path / "chat.db")
+    yield srv
+    srv.kill()

@@ -1,0 +1,263 @@
+"""The WebSocket protocol against the real server, on both ports."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+
+import httpx
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.integration.wsclient import Client
+
+PORTS = ["fast", "http"]
+
+
+def url_of(server: ServerProcess, port: str) -> str:
+    return server.ws_fast if port == "fast" else server.ws_http
+
+
+def room_name() -> str:
+    return "room-" + uuid.uuid4().hex[:8]
+
+
+def assert_rfc3339_utc(ts: str) -> None:
+    assert ts.endswith("Z") and "T" in ts, ts
+    parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    assert parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_two_clients_chat_and_each_message_has_id_and_timestamp(
+    server: ServerProcess, port: str
+) -> None:
+    room = room_name()
+    async with await Client.connect(url_of(server, port)) as alice, await Client.connect(
+        url_of(server, port)
+    ) as bob:
+        joined = await alice.join(room, "alice")
+        assert joined["members"] == 1 and joined["users"] == ["alice"]
+        joined = await bob.join(room, "bob")
+        assert joined["members"] == 2 and set(joined["users"]) == {"alice", "bob"}
+        presence = await alice.expect("USER_JOINED")
+        assert presence == {"type": "USER_JOINED", "room": room, "user": "bob", "members": 2}
+
+        await alice.say(room, "alice", "hello bob")
+        mine = await alice.expect("CHAT_MESSAGE")
+        theirs = await bob.expect("CHAT_MESSAGE")
+        assert mine == theirs
+        assert mine["message"] == "hello bob" and mine["user"] == "alice" and mine["room"] == room
+        assert isinstance(mine["id"], int) and mine["id"] > 0
+        assert_rfc3339_utc(mine["timestamp"])
+
+        await bob.say(room, "bob", "hi alice")
+        reply = await alice.expect("CHAT_MESSAGE")
+        assert reply["message"] == "hi alice" and reply["id"] > mine["id"]
+        assert (await bob.expect("CHAT_MESSAGE")) == reply
+
+
+async def test_both_ports_share_rooms(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as fast, await Client.connect(
+        server.ws_http
+    ) as legacy:
+        await fast.join(room, "fast")
+        await legacy.join(room, "legacy")
+        await fast.expect("USER_JOINED")
+        await legacy.say(room, "legacy", "from PORT")
+        assert (await fast.expect("CHAT_MESSAGE"))["message"] == "from PORT"
+        await legacy.expect("CHAT_MESSAGE")
+        await fast.say(room, "fast", "from WS_PORT")
+        assert (await legacy.expect("CHAT_MESSAGE"))["message"] == "from WS_PORT"
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_a_client_in_another_room_receives_nothing(server: ServerProcess, port: str) -> None:
+    room, other = room_name(), room_name()
+    async with await Client.connect(url_of(server, port)) as alice, await Client.connect(
+        url_of(server, port)
+    ) as carol:
+        await alice.join(room, "alice")
+        await carol.join(other, "carol")
+        for i in range(5):
+            await alice.say(room, "alice", f"secret {i}")
+        for _ in range(5):
+            await alice.expect("CHAT_MESSAGE")
+        # A marker in carol's own room: it must be the very next thing she receives.
+        await carol.say(other, "carol", "marker")
+        event = await carol.recv()
+        assert event["type"] == "CHAT_MESSAGE" and event["message"] == "marker", event
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_leave_room_stops_delivery_and_tells_the_others(
+    server: ServerProcess, port: str
+) -> None:
+    room = room_name()
+    async with await Client.connect(url_of(server, port)) as alice, await Client.connect(
+        url_of(server, port)
+    ) as bob:
+        await alice.join(room, "alice")
+        await bob.join(room, "bob")
+        await alice.expect("USER_JOINED")
+        await bob.send({"type": "LEAVE_ROOM", "room": room})
+        assert (await bob.expect("ROOM_LEFT")) == {"type": "ROOM_LEFT", "room": room, "members": 1}
+        left = await alice.expect("USER_LEFT")
+        assert left["user"] == "bob" and left["members"] == 1
+        await alice.say(room, "alice", "anyone?")
+        await alice.expect("CHAT_MESSAGE")
+        await bob.send({"type": "LEAVE_ROOM", "room": room})
+        assert (await bob.expect("ERROR"))["code"] == "not_joined"
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_abrupt_disconnect_is_a_leave(server: ServerProcess, port: str) -> None:
+    room = room_name()
+    async with await Client.connect(url_of(server, port)) as alice:
+        await alice.join(room, "alice")
+        bob = await Client.connect(url_of(server, port))
+        await bob.join(room, "bob")
+        await alice.expect("USER_JOINED")
+        bob.ws.transport.abort()  # no close handshake
+        left = await alice.expect("USER_LEFT")
+        assert left["user"] == "bob" and left["members"] == 1
+
+
+@pytest.mark.parametrize("port", PORTS)
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "invalid_json"),
+        ("", "invalid_json"),
+        ('{"type": "SHOUT", "room": "x"}', "unknown_type"),
+        ('{"room": "x"}', "invalid_field"),
+        ("[1, 2, 3]", "invalid_field"),
+        ('"just a string"', "invalid_field"),
+        ('{"type": "JOIN_ROOM"}', "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": 42, "user": "u"}', "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": "", "user": "u"}', "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": "' + "r" * 65 + '", "user": "u"}', "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": "a\\u0000b", "user": "u"}', "invalid_field"),
+        ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u"}', "invalid_field"),
+        ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "   "}', "invalid_field"),
+        ('{"type": "CHAT_MESSAGE", "room": "nojoin", "user": "u", "message": "m"}', "not_joined"),
+        ('{"type": "POST_COMMENT", "post_id": "abc", "user": "u", "comment": "c"}', "invalid_field"),
+        ('{"type": "POST_COMMENT", "post_id": "999999", "user": "u", "comment": "c"}',
+         "post_not_found"),
+        ('{"type": "JOIN_POST", "post_id": 999999}', "post_not_found"),
+        ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "' + "m" * 4001 + '"}',
+         "too_large"),
+        ("x" * 70_000, "too_large"),
+    ],
+)
+async def test_bad_input_gets_an_error_and_the_connection_stays_open(
+    server: ServerProcess, port: str, frame: str, code: str
+) -> None:
+    room = room_name()
+    async with await Client.connect(url_of(server, port)) as client, await Client.connect(
+        url_of(server, port)
+    ) as bystander:
+        await bystander.join(room, "bystander")
+        await client.send(frame)
+        error = await client.expect("ERROR")
+        assert error["code"] == code, error
+        assert isinstance(error["message"], str) and len(error["message"]) > 5
+        # Same connection keeps working, and the bystander saw nothing of it.
+        await client.join(room, "client")
+        await bystander.expect("USER_JOINED")
+        await client.say(room, "client", "still here")
+        assert (await bystander.expect("CHAT_MESSAGE"))["message"] == "still here"
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_binary_frames_are_refused_with_an_error(server: ServerProcess, port: str) -> None:
+    async with await Client.connect(url_of(server, port)) as client:
+        await client.send(b'{"type": "JOIN_ROOM", "room": "r", "user": "u"}')
+        assert (await client.expect("ERROR"))["code"] == "unsupported_data"
+        assert (await client.join("r-" + uuid.uuid4().hex[:6], "u"))["members"] == 1
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_post_viewers_get_new_comments_live(server: ServerProcess, port: str) -> None:
+    async with await Client.connect(url_of(server, port)) as viewer, await Client.connect(
+        url_of(server, port)
+    ) as writer:
+        await viewer.send({"type": "JOIN_POST", "post_id": "1"})
+        joined = await viewer.expect("POST_JOINED")
+        assert joined["post_id"] == 1 and joined["viewers"] >= 1
+        # The writer is not viewing the post: it still gets its own copy as the ack.
+        await writer.send(
+            {"type": "POST_COMMENT", "post_id": "1", "user": "writer", "comment": "Great post!"}
+        )
+        ack = await writer.expect("POST_COMMENT")
+        live = await viewer.expect("POST_COMMENT")
+        assert ack == live
+        assert live["post_id"] == 1 and live["comment"] == "Great post!" and live["id"] > 0
+        assert_rfc3339_utc(live["timestamp"])
+        # Through the original REST test endpoint too.
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            r = await http.get(
+                "/api/v1/test/comment", params={"post_id": "1", "comment": "via REST", "user": "c"}
+            )
+            assert r.status_code == 200
+        assert (await viewer.expect("POST_COMMENT"))["comment"] == "via REST"
+        # Viewers of another post get nothing.
+        await viewer.send({"type": "LEAVE_POST", "post_id": 1})
+        assert (await viewer.expect("POST_LEFT"))["post_id"] == 1
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_rest_test_message_reaches_live_clients(server: ServerProcess, port: str) -> None:
+    room = room_name()
+    async with await Client.connect(url_of(server, port)) as client:
+        await client.join(room, "watcher")
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            r = await http.get(
+                "/api/v1/test/message", params={"room": room, "message": "Hello", "user": "tester"}
+            )
+        assert r.status_code == 200
+        stored = r.json()["message"]
+        live = await client.expect("CHAT_MESSAGE")
+        assert live["id"] == stored["id"] and live["message"] == "Hello"
+
+
+async def test_typing_is_relayed_to_others_not_stored(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as alice, await Client.connect(
+        server.ws_http
+    ) as bob:
+        await alice.join(room, "alice")
+        await bob.join(room, "bob")
+        await alice.expect("USER_JOINED")
+        await alice.send({"type": "TYPING", "room": room, "user": "alice"})
+        assert (await bob.expect("TYPING")) == {"type": "TYPING", "room": room, "user": "alice"}
+        await alice.say(room, "alice", "done typing")
+        # Alice never gets her own TYPING: the next thing she sees is her message.
+        assert (await alice.recv())["type"] == "CHAT_MESSAGE"
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        history = (await http.get(f"/api/v1/messages/{room}")).json()
+    assert [m["message"] for m in history["messages"]] == ["done typing"]
+
+
+async def test_many_messages_arrive_in_commit_order_on_both_ports(server: ServerProcess) -> None:
+    room = room_name()
+    clients = [await Client.connect(u) for u in server.ws_urls() * 2]
+    try:
+        for i, c in enumerate(clients):
+            await c.join(room, f"user{i}")
+        sender = clients[0]
+        for i in range(200):
+            await sender.say(room, "user0", f"m{i}")
+        for c in clients:
+            got = []
+            while len(got) < 200:
+                event = await c.recv()
+                if event["type"] == "CHAT_MESSAGE":
+                    got.append(event)
+            assert [e["message"] for e in got] == [f"m{i}" for i in range(200)]
+            ids = [e["id"] for e in got]
+            assert ids == sorted(ids) and len(set(ids)) == 200
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
