@@ -19,6 +19,8 @@ class Member:
     state: Any
     @property
     def buffered(self) -> int: ...
+    @property
+    def backlog(self) -> int: ...
 
 class Room:
     key: str

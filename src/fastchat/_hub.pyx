@@ -103,6 +103,16 @@ cdef class Member:
             return self._size
         return sum(len(p) for p in self._pending)
 
+    @property
+    def backlog(self):
+        """Bytes queued for this client anywhere on our side: hub buffer plus transport
+        (or sink) buffer. Used to pace long replays."""
+        if self.is_fast:
+            if self.transport.is_disconnected:
+                return 0
+            return self._size + self.transport.underlying_transport.get_write_buffer_size()
+        return sum(len(p) for p in self._pending) + getattr(self.sink, "backlog", 0)
+
 
 cdef class Room:
     def __cinit__(self, str key):

@@ -61,6 +61,24 @@ class Typing(ClientEvent, tag="TYPING", frozen=True):
     user: Name
 
 
+# A time: RFC 3339 / ISO 8601 text, 'YYYY-MM-DD HH:MM:SS', or a Unix number (timeparse.py).
+TimeRef = str | int | float
+HistoryLimit = Annotated[int, Meta(ge=1, le=1000)]
+
+
+class GetHistory(ClientEvent, tag="HISTORY", frozen=True):
+    """A page of a room's messages (`room`) or a post's comments (`post_id`)."""
+
+    room: Name | None = None
+    post_id: PostRef | None = None
+    limit: HistoryLimit = 50
+    before: Id | None = None
+    after: Id | None = None
+    since: TimeRef | None = None
+    until: TimeRef | None = None
+    request_id: ClientId | None = None
+
+
 class JoinPost(ClientEvent, tag="JOIN_POST", frozen=True):
     post_id: PostRef
     user: Name = "anonymous"
@@ -72,7 +90,14 @@ class LeavePost(ClientEvent, tag="LEAVE_POST", frozen=True):
 
 
 AnyClientEvent = (
-    JoinRoom | LeaveRoom | SendMessage | SendComment | Typing | JoinPost | LeavePost
+    JoinRoom
+    | LeaveRoom
+    | SendMessage
+    | SendComment
+    | Typing
+    | GetHistory
+    | JoinPost
+    | LeavePost
 )
 CLIENT_EVENT_TYPES: Final = tuple(
     sorted(cls.__struct_config__.tag for cls in AnyClientEvent.__args__)  # type: ignore[attr-defined]
@@ -168,10 +193,36 @@ class PostLeft(ServerEvent, tag="POST_LEFT"):
     viewers: int
 
 
+class HistoryPage(ServerEvent, tag="HISTORY", omit_defaults=True):
+    has_more: bool
+    next: dict[str, int] | None = None
+    room: str | None = None
+    messages: list[Message] | None = None
+    post_id: int | None = None
+    comments: list[Comment] | None = None
+    request_id: str | None = None
+
+
 class ErrorEvent(ServerEvent, tag="ERROR"):
     code: str
     message: str
 
+
+AnyServerEvent = (
+    MessageEvent
+    | CommentEvent
+    | RoomJoined
+    | RoomLeft
+    | UserJoined
+    | UserLeft
+    | TypingEvent
+    | PostJoined
+    | PostLeft
+    | HistoryPage
+    | ErrorEvent
+)
+# For clients written in Python (tests, load generators): decodes anything the server sends.
+server_decoder: Final = msgspec.json.Decoder(AnyServerEvent)
 
 encoder: Final = msgspec.json.Encoder()
 encode: Final = encoder.encode

@@ -13,6 +13,7 @@ import msgspec
 
 from fastchat import events
 from fastchat.events import AnyClientEvent, ErrorEvent, SendComment, SendMessage
+from fastchat.timeparse import TimeFormatError, parse_to_ms
 
 
 class ErrorCode:
@@ -23,6 +24,7 @@ class ErrorCode:
     INVALID_FIELD: Final = "invalid_field"
     TOO_LARGE: Final = "too_large"
     UNSUPPORTED_DATA: Final = "unsupported_data"
+    INVALID_TIME: Final = "invalid_time"
     NOT_JOINED: Final = "not_joined"
     POST_NOT_FOUND: Final = "post_not_found"
     NOT_FOUND: Final = "not_found"
@@ -86,6 +88,16 @@ def post_id_of(ref: int | str) -> int:
     raise ProtocolError(
         ErrorCode.INVALID_FIELD, f"post_id must be a positive integer, got {str(ref)[:24]!r}"
     )
+
+
+def time_of(value: str | int | float | None) -> int | None:
+    """Unix ms of a client-supplied time (any accepted format). Raises ProtocolError."""
+    if value is None:
+        return None
+    try:
+        return parse_to_ms(value)
+    except TimeFormatError as exc:
+        raise ProtocolError(ErrorCode.INVALID_TIME, str(exc)) from None
 
 
 def _check_text(field: str, text: str, limits: Limits) -> None:

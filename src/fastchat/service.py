@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from fastchat import events
@@ -21,6 +22,8 @@ from fastchat._hub import Hub, Member
 from fastchat.events import (
     Comment,
     CommentEvent,
+    GetHistory,
+    HistoryPage,
     JoinPost,
     JoinRoom,
     LeavePost,
@@ -39,7 +42,15 @@ from fastchat.events import (
     UserJoined,
     UserLeft,
 )
-from fastchat.protocol import ErrorCode, Limits, ProtocolError, error_payload, parse, post_id_of
+from fastchat.protocol import (
+    ErrorCode,
+    Limits,
+    ProtocolError,
+    error_payload,
+    parse,
+    post_id_of,
+    time_of,
+)
 from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, Result, Row, Store, StoreError
 from fastchat.timeparse import format_ms
 
@@ -49,7 +60,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastchat.service")
 
 encode: Final = events.encode
+# A resume sends this many stored items per loop iteration, and waits while the client's
+# queue holds more than `replay_backlog` bytes; a client that reads none of it for
+# REPLAY_STALL_SECONDS is dropped (it can resume again).
 REPLAY_PAGE: Final = 500
+REPLAY_STALL_SECONDS: Final = 30.0
 # ROOM_JOINED lists at most this many member names; `members` always has the true count.
 USERS_LISTED: Final = 100
 # A member's TYPING is relayed at most once per this many seconds (never stored).
@@ -112,6 +127,8 @@ class Chat:
         self.messages_in = 0
         self.comments_in = 0
         self.errors: Counter[str] = Counter()
+        self.replay_backlog = max(64 * 1024, hub.high_water // 4)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def on_store_open(self) -> None:
         counts = self.store.counts()
@@ -151,6 +168,8 @@ class Chat:
                 self._leave_room(member, event)  # type: ignore[arg-type]
             elif kind is Typing:
                 self._typing(member, event)  # type: ignore[arg-type]
+            elif kind is GetHistory:
+                self._history(member, event)  # type: ignore[arg-type]
             elif kind is JoinPost:
                 self._join_post(member, event)  # type: ignore[arg-type]
             elif kind is LeavePost:
@@ -181,9 +200,16 @@ class Chat:
 
     def _join_room(self, member: Member, ev: JoinRoom) -> None:
         key = "r:" + ev.room
-        replayed = 0
-        if ev.last_id is not None:
-            replayed = self._replay_messages(member, ev.room, ev.last_id)
+        if ev.last_id is None:
+            self._finish_join_room(member, ev, 0)
+        else:
+            self._start_resume(
+                member, key, "messages", ev.room, ev.last_id,
+                lambda sent: self._finish_join_room(member, ev, sent),
+            )
+
+    def _finish_join_room(self, member: Member, ev: JoinRoom, replayed: int) -> None:
+        key = "r:" + ev.room
         if key not in member.rooms:
             # Tell the others first, so the joiner's own first event is ROOM_JOINED.
             count = self.hub.count(key) + 1
@@ -239,13 +265,17 @@ class Chat:
         if not self.store.post_exists(post_id):
             raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
         key = f"p:{post_id}"
-        replayed = 0
-        if ev.last_id is not None:
-            replayed = self._replay_comments(member, post_id, ev.last_id)
-        self.hub.join(member, key)
-        member.state[key] = ev.user
-        reply = PostJoined(post_id=post_id, viewers=self.hub.count(key), replayed=replayed)
-        self.hub.send(member, encode(reply))
+
+        def finish(replayed: int) -> None:
+            self.hub.join(member, key)
+            member.state[key] = ev.user
+            reply = PostJoined(post_id=post_id, viewers=self.hub.count(key), replayed=replayed)
+            self.hub.send(member, encode(reply))
+
+        if ev.last_id is None:
+            finish(0)
+        else:
+            self._start_resume(member, key, "comments", post_id, ev.last_id, finish)
 
     def _leave_post(self, member: Member, ev: LeavePost) -> None:
         post_id = post_id_of(ev.post_id)
@@ -256,36 +286,120 @@ class Chat:
         member.state.pop(key, None)
         self.hub.send(member, encode(PostLeft(post_id=post_id, viewers=self.hub.count(key))))
 
-    def _replay_messages(self, member: Member, room: str, last_id: int) -> int:
-        """Send what `room` stored after `last_id` and was already broadcast."""
-        sent = 0
-        after = last_id
-        bound = self._published_message_id
-        while True:
-            rows, _ = self.store.recent_messages(room, REPLAY_PAGE, after=after)
-            for row in rows:
-                if row[0] > bound:
-                    return sent
-                self.hub.send(member, encode(message_event_of(row)))
-                sent += 1
-                after = row[0]
-            if len(rows) < REPLAY_PAGE:
-                return sent
+    def _start_resume(
+        self,
+        member: Member,
+        key: str,
+        table: str,
+        scope: str | int,
+        last_id: int,
+        finish: Callable[[int], None],
+    ) -> None:
+        marker = "resuming:" + key
+        if member.state.get(marker):
+            return  # a resume of this room is already running; it will answer
+        member.state[marker] = True
+        task = asyncio.get_running_loop().create_task(
+            self._resume(member, table, scope, last_id, finish)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: member.state.pop(marker, None))
 
-    def _replay_comments(self, member: Member, post_id: int, last_id: int) -> int:
+    async def _resume(
+        self,
+        member: Member,
+        table: str,
+        scope: str | int,
+        after: int,
+        finish: Callable[[int], None],
+    ) -> None:
+        """Replay what was stored after `after`, page by page, then join.
+
+        Ids rise in commit order and commits reach the hub in order, so every id up to the
+        published mark has been broadcast and every later one will be. Each page reads up to
+        the mark as it is then; when a page comes back short we are caught up, and `finish`
+        joins the room in that same loop callback: no gap, no duplicate. Between pages the
+        loop serves others, and the replay waits while this client's queue is full.
+        """
         sent = 0
-        after = last_id
-        bound = self._published_comment_id
+        encode_row = message_event_of if table == "messages" else comment_event_of
+        stalled_since = time.monotonic()
         while True:
-            rows, _ = self.store.comments(post_id, REPLAY_PAGE, after=after)
-            for row in rows:
-                if row[0] > bound:
-                    return sent
-                self.hub.send(member, encode(comment_event_of(row)))
-                sent += 1
-                after = row[0]
-            if len(rows) < REPLAY_PAGE:
-                return sent
+            while member.backlog > self.replay_backlog:
+                if member.closed:
+                    return
+                if time.monotonic() - stalled_since > REPLAY_STALL_SECONDS:
+                    self.hub.close(member, 1008, "slow consumer: not reading its replay")
+                    return
+                await asyncio.sleep(0.002)
+            if member.closed:
+                return
+            mark = (
+                self._published_message_id if table == "messages" else self._published_comment_id
+            )
+            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
+            for row in page.rows:
+                self.hub.send(member, encode(encode_row(row)))
+            sent += len(page.rows)
+            if not page.has_more:
+                finish(sent)
+                return
+            after = page.rows[-1][0]
+            stalled_since = time.monotonic()
+            await asyncio.sleep(0)
+
+    # ------------------------------------------------------------------ history
+
+    def history(
+        self,
+        *,
+        room: str | None = None,
+        post_id: int | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        after: int | None = None,
+        since: str | int | float | None = None,
+        until: str | int | float | None = None,
+    ) -> HistoryPage:
+        """A page of a room's messages or a post's comments (REST and the HISTORY event).
+        Raises ProtocolError (bad time) or NotFoundError (no such post)."""
+        since_ms, until_ms = time_of(since), time_of(until)
+        if post_id is not None:
+            if not self.store.post_exists(post_id):
+                raise NotFoundError(f"post {post_id} does not exist")
+            page = self.store.page(
+                "comments", post_id, limit, before=before, after=after,
+                since_ms=since_ms, until_ms=until_ms,
+            )
+            return HistoryPage(
+                has_more=page.has_more, next=page.next, post_id=post_id,
+                comments=[comment_of(r) for r in page.rows],
+            )
+        assert room is not None
+        page = self.store.page(
+            "messages", room, limit, before=before, after=after,
+            since_ms=since_ms, until_ms=until_ms,
+        )
+        return HistoryPage(
+            has_more=page.has_more, next=page.next, room=room,
+            messages=[message_of(r) for r in page.rows],
+        )
+
+    def _history(self, member: Member, ev: GetHistory) -> None:
+        if (ev.room is None) == (ev.post_id is None):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "HISTORY needs exactly one of `room`, `post_id`")
+        post_id = post_id_of(ev.post_id) if ev.post_id is not None else None
+        try:
+            page = self.history(
+                room=ev.room, post_id=post_id, limit=ev.limit, before=ev.before, after=ev.after,
+                since=ev.since, until=ev.until,
+            )
+        except NotFoundError as exc:
+            raise ProtocolError(ErrorCode.POST_NOT_FOUND, str(exc)) from None
+        if ev.request_id is not None:
+            page.request_id = ev.request_id
+        self.hub.send(member, encode(page))
 
     # ------------------------------------------------------------------ commits
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import apsw
 
@@ -46,6 +46,22 @@ POST_COLUMNS: Final = (
 )
 
 Row = tuple[Any, ...]
+_MAX_ID: Final = 2**63 - 1
+_TABLES: Final = {"messages": (MESSAGE_COLUMNS, "room"), "comments": (COMMENT_COLUMNS, "post_id")}
+
+
+class Page(NamedTuple):
+    rows: list[Row]
+    has_more: bool
+    forward: bool
+
+    @property
+    def next(self) -> dict[str, int] | None:
+        """The cursor for the next page in the same direction, or None at the end."""
+        if not self.has_more or not self.rows:
+            return None
+        return {"after": self.rows[-1][0]} if self.forward else {"before": self.rows[0][0]}
+
 Result = tuple[int, Any, Any, bool | None]
 OnCommitted = Callable[[list[Result]], None]
 
@@ -302,51 +318,79 @@ class Store:
         assert self._reader is not None, "store is not open"
         return self._reader
 
-    def recent_messages(
-        self, room: str, limit: int, *, before: int | None = None, after: int | None = None
-    ) -> tuple[list[Row], bool]:
-        """Up to `limit` messages of `room` in chronological order, and whether more exist.
+    def page(
+        self,
+        table: str,
+        scope: str | int,
+        limit: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> Page:
+        """One page of a room's messages (`table="messages"`, scope = room) or a post's
+        comments (`table="comments"`, scope = post id), always in chronological order.
 
-        With `after`, the oldest messages after that id (forward paging, resume); otherwise
-        the newest messages before `before` (or the newest of all).
+        Bounds combine: ids strictly between `after` and `before`, times within
+        [`since_ms`, `until_ms`]. With a lower bound (`after`/`since_ms`) the page is the
+        oldest `limit` items above it (forward paging, resume); otherwise the newest `limit`
+        below the upper bound. `has_more` says whether the same query has more beyond the page.
         """
-        if after is not None:
-            rows = self.reader.execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id > ? "
-                "ORDER BY id LIMIT ?",
-                (room, after, limit + 1),
-            ).fetchall()
-            return rows[:limit], len(rows) > limit
+        columns, scope_col = _TABLES[table]
+        lo = after if after is not None else 0
+        hi = before if before is not None else _MAX_ID
+        if since_ms is not None:
+            lo = max(lo, self.first_id_at(table, since_ms) - 1)
+        if until_ms is not None:
+            hi = min(hi, self.first_id_at(table, until_ms + 1))
+        forward = after is not None or since_ms is not None
         rows = self.reader.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id < ? "
-            "ORDER BY id DESC LIMIT ?",
-            (room, before if before is not None else 2**63 - 1, limit + 1),
+            f"SELECT {columns} FROM {table} WHERE {scope_col} = ? AND id > ? AND id < ? "
+            f"ORDER BY id {'ASC' if forward else 'DESC'} LIMIT ?",
+            (scope, lo, hi, limit + 1),
         ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
-        rows.reverse()
-        return rows, more
+        if not forward:
+            rows.reverse()
+        return Page(rows, more, forward)
+
+    def recent_messages(
+        self, room: str, limit: int, *, before: int | None = None, after: int | None = None
+    ) -> tuple[list[Row], bool]:
+        page = self.page("messages", room, limit, before=before, after=after)
+        return page.rows, page.has_more
 
     def comments(
         self, post_id: int, limit: int, *, before: int | None = None, after: int | None = None
     ) -> tuple[list[Row], bool]:
-        """A post's comments in chronological order (same paging rules as messages)."""
-        if after is not None:
-            rows = self.reader.execute(
-                f"SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ? AND id > ? "
-                "ORDER BY id LIMIT ?",
-                (post_id, after, limit + 1),
-            ).fetchall()
-            return rows[:limit], len(rows) > limit
-        rows = self.reader.execute(
-            f"SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ? AND id < ? "
-            "ORDER BY id DESC LIMIT ?",
-            (post_id, before if before is not None else 2**63 - 1, limit + 1),
-        ).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        rows.reverse()
-        return rows, more
+        page = self.page("comments", post_id, limit, before=before, after=after)
+        return page.rows, page.has_more
+
+    def first_id_at(self, table: str, ms: int) -> int:
+        """The smallest id stored at or after time `ms` (max id + 1 if none).
+
+        One writer assigns ids in commit order and timestamps that never decrease, so ts is
+        monotonic in id and a binary search over ids needs no index on ts (an index costs
+        every insert; this costs ~30 point reads per time-bounded query).
+        """
+        reader = self.reader
+        lo_row = reader.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()
+        if lo_row is None or lo_row[0] is None:
+            return 1
+        lo, hi = lo_row[0], lo_row[1] + 1  # answer in [lo, hi]
+        probe = f"SELECT id, ts FROM {table} WHERE id >= ? ORDER BY id LIMIT 1"
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = reader.execute(probe, (mid,)).fetchone()
+            if row is None:
+                hi = mid
+            elif row[1] >= ms:
+                hi = min(mid, row[0])
+            else:
+                lo = row[0] + 1
+        return lo
 
     def post(self, post_id: int) -> Row | None:
         return self.reader.execute(

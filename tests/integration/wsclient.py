@@ -17,7 +17,10 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> Client:
-        ws = await websockets.connect(url, open_timeout=TIMEOUT, max_size=None, **kwargs)
+        # No client-side flow control: a test that leaves events unread must still close fast.
+        ws = await websockets.connect(
+            url, open_timeout=TIMEOUT, max_size=None, max_queue=None, **kwargs
+        )
         return cls(ws)
 
     async def send(self, event: dict[str, Any] | str | bytes) -> None:

@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from fastchat.config import Settings
 from fastchat.events import Comment, Message, Post
 from fastchat.protocol import ErrorCode, Limits, ProtocolError, post_id_of
-from fastchat.service import Chat, NotFoundError, comment_of, message_of, post_of
+from fastchat.service import Chat, NotFoundError, comment_of, post_of
 from fastchat.store import StoreError
 from fastchat.timeparse import format_ms
 
@@ -29,6 +29,27 @@ class ApiError(Exception):
 
 Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
 Cursor = Annotated[int | None, Parameter(ge=0, description="An item id.")]
+TimeParam = Annotated[
+    str | None,
+    Parameter(description="A time: RFC 3339 / ISO 8601, 'YYYY-MM-DD HH:MM:SS', or Unix s/ms/us/ns."),
+]
+
+
+def _page(
+    chat: Chat, settings: Settings, limit: int | None, **query: Any
+) -> dict[str, Any]:
+    try:
+        page = chat.history(limit=_limit(limit, settings), **query)
+    except ProtocolError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    except NotFoundError as exc:
+        raise ApiError(404, ErrorCode.POST_NOT_FOUND, str(exc)) from None
+    items = page.messages if page.messages is not None else page.comments
+    assert items is not None
+    body: dict[str, Any] = {"room": page.room} if page.room is not None else {"post_id": page.post_id}
+    body["messages" if page.messages is not None else "comments"] = items
+    body.update(count=len(items), has_more=page.has_more, next=page.next)
+    return body
 
 
 def _limit(limit: int | None, settings: Settings) -> int:
@@ -144,16 +165,13 @@ class MessagesController(Controller):
         limit: Limit = None,
         before: Cursor = None,
         after: Cursor = None,
+        since: TimeParam = None,
+        until: TimeParam = None,
     ) -> dict[str, Any]:
         room = _check_name("room", room)
-        n = _limit(limit, settings)
-        rows, more = chat.store.recent_messages(room, n, before=before, after=after)
-        return {
-            "room": room,
-            "messages": [message_of(r) for r in rows],
-            "count": len(rows),
-            "has_more": more,
-        }
+        return _page(
+            chat, settings, limit, room=room, before=before, after=after, since=since, until=until
+        )
 
     @post("/{room:str}", status_code=201)
     async def create(
@@ -203,12 +221,13 @@ class PostsController(Controller):
         limit: Limit = None,
         before: Cursor = None,
         after: Cursor = None,
+        since: TimeParam = None,
+        until: TimeParam = None,
     ) -> dict[str, Any]:
-        pid = _post_id(post_id)
-        if not chat.store.post_exists(pid):
-            raise ApiError(404, ErrorCode.POST_NOT_FOUND, f"post {pid} does not exist")
-        rows, more = chat.store.comments(pid, _limit(limit, settings), before=before, after=after)
-        return {"post_id": pid, "comments": [comment_of(r) for r in rows], "has_more": more}
+        return _page(
+            chat, settings, limit, post_id=_post_id(post_id), before=before, after=after,
+            since=since, until=until,
+        )
 
     @post("/{post_id:str}/comments", status_code=201)
     async def create_comment(

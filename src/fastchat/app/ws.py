@@ -32,6 +32,10 @@ class AsgiSink:
         self.closed = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._write())
 
+    @property
+    def backlog(self) -> int:
+        return sum(len(p) for p in self._queue)
+
     def deliver(self, payloads: list[bytes]) -> None:
         self._queue.extend(payloads)
         self._wake.set()

@@ -1,0 +1,266 @@
+"""Delivery guarantees: gap-free resume, idempotent sends, presence, history cursors, times."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.integration.wsclient import Client
+
+
+def room_name() -> str:
+    return "dlv-" + uuid.uuid4().hex[:8]
+
+
+async def collect_messages(client: Client, n: int) -> list[dict]:
+    got: list[dict] = []
+    while len(got) < n:
+        event = await client.recv()
+        if event["type"] == "CHAT_MESSAGE":
+            got.append(event)
+    return got
+
+
+@pytest.mark.parametrize("port", ["fast", "http"])
+async def test_resume_after_500_missed_gets_exactly_those_then_live(
+    server: ServerProcess, port: str
+) -> None:
+    room = room_name()
+    url = server.ws_fast if port == "fast" else server.ws_http
+    sender = await Client.connect(server.ws_fast)
+    await sender.join(room, "sender")
+    reader = await Client.connect(url)
+    await reader.join(room, "reader")
+    for i in range(10):
+        await sender.say(room, "sender", f"before {i}")
+    seen = await collect_messages(reader, 10)
+    last_id = seen[-1]["id"]
+    await reader.close()
+
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        for i in range(500):
+            if i % 2:
+                await sender.say(room, "sender", f"away {i}")
+            else:
+                r = await http.post(f"/api/v1/messages/{room}", json={"user": "rest", "message": f"away {i}"})
+                assert r.status_code == 201
+    await collect_messages(sender, 500)  # every send committed and broadcast
+
+    reader = await Client.connect(url)
+    await reader.send({"type": "JOIN_ROOM", "room": room, "user": "reader", "last_id": last_id})
+    replay = await collect_messages(reader, 500)
+    assert [m["message"] for m in replay] == [f"away {i}" for i in range(500)]
+    ids = [m["id"] for m in replay]
+    assert ids == sorted(ids) and ids[0] > last_id and len(set(ids)) == 500
+    joined = await reader.expect("ROOM_JOINED")
+    assert joined["replayed"] == 500
+    await sender.say(room, "sender", "live")
+    assert (await reader.expect("CHAT_MESSAGE", skip=("USER_JOINED",)))["message"] == "live"
+    await sender.expect("CHAT_MESSAGE", skip=("USER_JOINED", "USER_LEFT"))
+    await reader.close()
+    await sender.close()
+
+
+async def test_resume_racing_live_sends_has_no_gap_and_no_duplicate(server: ServerProcess) -> None:
+    room = room_name()
+    sender = await Client.connect(server.ws_fast)
+    await sender.join(room, "sender")
+    for i in range(1200):
+        await sender.say(room, "sender", f"old {i}")
+    old = await collect_messages(sender, 1200)
+    start_id = old[99]["id"]  # the rejoiner saw the first 100
+
+    async def keep_sending() -> None:
+        for i in range(600):
+            await sender.say(room, "sender", f"new {i}")
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+
+    rejoiner = await Client.connect(server.ws_http)
+    sending = asyncio.create_task(keep_sending())
+    await rejoiner.send({"type": "JOIN_ROOM", "room": room, "user": "r", "last_id": start_id})
+    await sending
+    received = []
+    while len(received) < 1100 + 600:
+        event = await rejoiner.recv()
+        if event["type"] == "CHAT_MESSAGE":
+            received.append(event)
+    ids = [e["id"] for e in received]
+    expected = [m["id"] for m in old[100:]] + [m["id"] for m in await collect_messages(sender, 600)]
+    assert ids == expected  # every one, once, in order, across the replay/live switch
+    await rejoiner.close()
+    await sender.close()
+
+
+async def test_a_retried_send_is_stored_once_and_answered_with_the_original(
+    server: ServerProcess,
+) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as alice, await Client.connect(
+        server.ws_http
+    ) as bob:
+        await alice.join(room, "alice")
+        await bob.join(room, "bob")
+        await alice.expect("USER_JOINED")
+        for _ in range(3):
+            await alice.say(room, "alice", "only once", client_id="retry-1")
+        answers = [await alice.expect("CHAT_MESSAGE") for _ in range(3)]
+        assert {a["id"] for a in answers} == {answers[0]["id"]}
+        assert all(a["client_id"] == "retry-1" for a in answers)
+        # Bob saw it once: the next thing he gets after it is a fresh marker.
+        assert (await bob.expect("CHAT_MESSAGE"))["id"] == answers[0]["id"]
+        await alice.say(room, "alice", "marker")
+        assert (await bob.expect("CHAT_MESSAGE"))["message"] == "marker"
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        history = (await http.get(f"/api/v1/messages/{room}")).json()["messages"]
+        assert [m["message"] for m in history] == ["only once", "marker"]
+        first = await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "x", "client_id": "k"})
+        again = await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "x", "client_id": "k"})
+        assert first.json()["id"] == again.json()["id"]
+        # The same client id from another user is another message.
+        other = await http.post(f"/api/v1/messages/{room}", json={"user": "v", "message": "x", "client_id": "k"})
+        assert other.json()["id"] != first.json()["id"]
+
+
+async def test_comment_retry_is_stored_once(server: ServerProcess) -> None:
+    async with await Client.connect(server.ws_fast) as c:
+        for _ in range(3):
+            await c.send({"type": "POST_COMMENT", "post_id": 2, "user": "u", "comment": "hi",
+                          "client_id": "cmt-once"})
+        ids = {(await c.expect("POST_COMMENT"))["id"] for _ in range(3)}
+        assert len(ids) == 1
+
+
+async def test_presence_counts_across_joins_leaves_and_drops(server: ServerProcess) -> None:
+    room = room_name()
+    watcher = await Client.connect(server.ws_fast)
+    assert (await watcher.join(room, "watcher"))["members"] == 1
+    others = [await Client.connect(u) for u in (server.ws_fast, server.ws_http, server.ws_fast)]
+    for i, c in enumerate(others):
+        joined = await c.join(room, f"u{i}")
+        assert joined["members"] == i + 2
+        assert (await watcher.expect("USER_JOINED"))["members"] == i + 2
+    assert set((await others[2].join(room, "u2"))["users"]) == {"watcher", "u0", "u1", "u2"}
+    await others[0].send({"type": "LEAVE_ROOM", "room": room})
+    assert (await watcher.expect("USER_LEFT")) == {"type": "USER_LEFT", "room": room, "user": "u0", "members": 3}
+    others[1].ws.transport.abort()
+    assert (await watcher.expect("USER_LEFT"))["members"] == 2
+    await others[2].close()
+    assert (await watcher.expect("USER_LEFT"))["members"] == 1
+    await others[0].close()
+    await watcher.close()
+
+
+async def test_paging_1000_messages_with_before_returns_each_once(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as c:
+        await c.join(room, "pager")
+        for i in range(1000):
+            await c.say(room, "pager", f"p{i}")
+        stored = await collect_messages(c, 1000)
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        seen: list[int] = []
+        params: dict[str, int] = {"limit": 73}
+        while True:
+            body = (await http.get(f"/api/v1/messages/{room}", params=params)).json()
+            seen = [m["id"] for m in body["messages"]] + seen
+            if not body["has_more"]:
+                assert body["next"] is None
+                break
+            assert body["next"] == {"before": body["messages"][0]["id"]}
+            params = {"limit": 73, **body["next"]}
+        assert seen == [m["id"] for m in stored]
+        # Forward with `after` and the `next` cursor, too.
+        forward: list[int] = []
+        params = {"limit": 250, "after": 0}
+        while True:
+            body = (await http.get(f"/api/v1/messages/{room}", params=params)).json()
+            forward += [m["id"] for m in body["messages"]]
+            if body["next"] is None:
+                break
+            params = {"limit": 250, **body["next"]}
+        assert forward == seen
+
+
+def _formats(ts: str) -> list[str]:
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    seconds = dt.timestamp()
+    ms = round(seconds * 1000)
+    return [
+        ts,                                              # RFC 3339, Z, fractions
+        dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],        # ISO without zone (UTC)
+        dt.astimezone().isoformat(),                     # with a numeric offset
+        dt.strftime("%Y-%m-%d %H:%M:%S"),                # 'YYYY-MM-DD HH:MM:SS'
+        str(ms // 1000),                                 # Unix seconds
+        str(ms),                                         # milliseconds
+        str(ms * 1000),                                  # microseconds
+        str(ms * 1_000_000),                             # nanoseconds
+    ]
+
+
+async def test_since_and_until_accept_every_time_format(server: ServerProcess) -> None:
+    room = room_name()
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        first = (await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "a"})).json()
+        for text in ("b", "c"):
+            await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": text})
+        for value in _formats(first["timestamp"]):
+            # Whole-second formats round down, so the first message is always included.
+            body = (await http.get(f"/api/v1/messages/{room}", params={"since": value})).json()
+            assert [m["message"] for m in body["messages"]] == ["a", "b", "c"], value
+        far_future = "2999-01-01T00:00:00Z"
+        assert (await http.get(f"/api/v1/messages/{room}", params={"since": far_future})).json()["messages"] == []
+        until = (await http.get(f"/api/v1/messages/{room}", params={"until": "2000-01-01"})).json()
+        assert until["messages"] == []
+        for bad in ("yesterday", "2026-13-45", "12:00", "1e400", "--"):
+            r = await http.get(f"/api/v1/messages/{room}", params={"since": bad})
+            assert r.status_code == 400, bad
+            assert r.json()["code"] == "invalid_time" and "RFC 3339" in r.json()["message"]
+
+
+async def test_history_over_the_socket(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as c:
+        await c.join(room, "h")
+        for i in range(30):
+            await c.say(room, "h", f"h{i}")
+        await collect_messages(c, 30)
+        await c.send({"type": "HISTORY", "room": room, "limit": 10, "request_id": "q1"})
+        page = await c.expect("HISTORY")
+        assert page["request_id"] == "q1" and page["room"] == room and page["has_more"] is True
+        assert [m["message"] for m in page["messages"]] == [f"h{i}" for i in range(20, 30)]
+        await c.send({"type": "HISTORY", "room": room, "limit": 10, **page["next"]})
+        older = await c.expect("HISTORY")
+        assert [m["message"] for m in older["messages"]] == [f"h{i}" for i in range(10, 20)]
+        await c.send({"type": "HISTORY", "room": room, "since": "not a time"})
+        error = await c.expect("ERROR")
+        assert error["code"] == "invalid_time" and "RFC 3339" in error["message"]
+        await c.send({"type": "HISTORY", "post_id": "1", "limit": 5})
+        comments = await c.expect("HISTORY")
+        assert comments["post_id"] == 1 and "comments" in comments
+        await c.send({"type": "HISTORY"})
+        assert (await c.expect("ERROR"))["code"] == "invalid_field"
+        await c.send({"type": "HISTORY", "post_id": 987654})
+        assert (await c.expect("ERROR"))["code"] == "post_not_found"
+        await c.send({"type": "HISTORY", "room": room, "limit": 5000})
+        assert (await c.expect("ERROR"))["code"] == "invalid_field"
+
+
+async def test_post_resume_replays_missed_comments(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        post = (await http.post("/api/v1/posts", json={"title": "R", "content": "c"})).json()
+        pid = post["id"]
+        ids = []
+        for i in range(5):
+            r = await http.post(f"/api/v1/posts/{pid}/comments", json={"user": "u", "comment": f"c{i}"})
+            ids.append(r.json()["id"])
+    async with await Client.connect(server.ws_http) as c:
+        await c.send({"type": "JOIN_POST", "post_id": str(pid), "last_id": ids[1]})
+        replayed = [await c.expect("POST_COMMENT") for _ in range(3)]
+        assert [e["comment"] for e in replayed] == ["c2", "c3", "c4"]
+        assert (await c.expect("POST_JOINED"))["replayed"] == 3
