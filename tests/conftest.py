@@ -134,8 +134,10 @@ def start_server(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server per test module (fast); tests use their own room names to stay apart."""
-    srv = start_server(tmp_path_factory.mktemp("db") / "chat.db")
+    """One server per test module (fast); tests use their own room names to stay apart.
+    Its rate limit is off: tests push thousands of events down one connection. The limits
+    have tests of their own, on servers with their defaults."""
+    srv = start_server(tmp_path_factory.mktemp("db") / "chat.db", env={"RATE_LIMIT": "0"})
     yield srv
     srv.stop()
 

@@ -24,6 +24,7 @@ from picows.picows cimport WSCloseCode, WSTransport
 # A fast member keeps at most this much buffer capacity between flushes; a burst may grow it,
 # and it is given back after the flush so idle connections stay small.
 cdef Py_ssize_t _KEEP_CAPACITY = 16 * 1024
+CLOSE_GRACE_SECONDS = 1.0
 
 
 cdef inline bytes _frame(bytes payload):
@@ -337,7 +338,9 @@ cdef class Hub:
                 t._fast_write(member._buf, member._size)
             member._size = 0
             t.send_close(<WSCloseCode>code, why)
-            t.disconnect()
+            # Let the client answer with its own close frame (a clean closing handshake, and
+            # no RST eating our close frame while it is still sending); drop it if it won't.
+            self._loop.call_later(CLOSE_GRACE_SECONDS, (<object>t).disconnect)
         else:
             if member._pending and not member.slow:
                 pending = member._pending

@@ -36,6 +36,9 @@ def main() -> None:
               show_envvar=True, type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"],
                                                   case_sensitive=False),
               help="SQLite durability: NORMAL survives a process crash, FULL a power loss.")
+@click.option("--busy-timeout-ms", envvar="SQLITE_BUSY_TIMEOUT_MS", type=click.IntRange(0, 600_000),
+              default=5000, show_default=True, show_envvar=True,
+              help="How long a write waits for a database locked by another process.")
 @click.option("--public-ws-url", envvar="PUBLIC_WS_URL", default="", show_envvar=True,
               help="WebSocket URL the browser uses (behind a proxy); default: same host, WS_PORT.")
 @click.option("--max-frame-bytes", envvar="MAX_FRAME_BYTES", type=click.IntRange(256, 16 << 20),
@@ -47,6 +50,26 @@ def main() -> None:
 @click.option("--outbound-high-water", envvar="OUTBOUND_HIGH_WATER",
               type=click.IntRange(4096, 1 << 30), default=1 << 20, show_default=True,
               show_envvar=True, help="Bytes queued for one client before it is dropped as slow.")
+@click.option("--rate-limit", envvar="RATE_LIMIT", type=click.FloatRange(0, 1e9), default=50.0,
+              show_default=True, show_envvar=True,
+              help="Events per second per connection (token bucket); 0 turns it off.")
+@click.option("--rate-burst", envvar="RATE_BURST", type=click.FloatRange(1, 1e9), default=100.0,
+              show_default=True, show_envvar=True, help="Burst allowed above the rate.")
+@click.option("--max-rooms-per-connection", envvar="MAX_ROOMS_PER_CONNECTION",
+              type=click.IntRange(1, 100_000), default=100, show_default=True, show_envvar=True,
+              help="Rooms and posts one connection may join.")
+@click.option("--max-connections", envvar="MAX_CONNECTIONS", type=click.IntRange(1, 10_000_000),
+              default=10_000, show_default=True, show_envvar=True,
+              help="WebSocket connections (both ports); more are refused at the handshake.")
+@click.option("--allowed-origins", envvar="ALLOWED_ORIGINS", default="", show_envvar=True,
+              help="Comma-separated browser origins allowed to open WebSockets; empty: the "
+                   "page's own host; '*': any.")
+@click.option("--ping-interval", envvar="PING_INTERVAL", type=click.FloatRange(0.5, 3600),
+              default=20.0, show_default=True, show_envvar=True,
+              help="Seconds of silence before the fast port pings a client.")
+@click.option("--ping-timeout", envvar="PING_TIMEOUT", type=click.FloatRange(0.5, 3600),
+              default=20.0, show_default=True, show_envvar=True,
+              help="Seconds to wait for the pong before dropping the client.")
 @click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
               show_envvar=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))

@@ -19,11 +19,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_port: int = 8081
     db_path: str = "./chat.db"
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    busy_timeout_ms: int = 5000
     public_ws_url: str = ""
     max_frame_bytes: int = 64 * 1024
     max_message_chars: int = 4000
     history_limit_max: int = 1000
     outbound_high_water: int = 1024 * 1024
+    rate_limit: float = 50.0
+    rate_burst: float = 100.0
+    max_rooms_per_connection: int = 100
+    max_connections: int = 10_000
+    allowed_origins: str = ""
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     seed_posts: bool = True
     shutdown_timeout: float = 10.0
@@ -31,5 +39,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def limits(self) -> Limits:
         return Limits(
-            max_frame_bytes=self.max_frame_bytes, max_message_chars=self.max_message_chars
+            max_frame_bytes=self.max_frame_bytes,
+            max_message_chars=self.max_message_chars,
+            rate=self.rate_limit,
+            burst=max(self.rate_burst, 1.0),
+            max_rooms=self.max_rooms_per_connection,
         )
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """Allowed browser origins; empty: same host as the page; `*`: any."""
+        return frozenset(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())

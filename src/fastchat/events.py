@@ -11,12 +11,16 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta, Struct
 
-# Names (users, rooms) are short, printable and never empty. Lengths in characters.
+# Names (users, rooms): 1-64 characters, not blank, no control characters and no invisible
+# or direction-changing ones (zero-width, bidi overrides: used to spoof names).
 NAME_MAX: Final = 64
 CLIENT_ID_MAX: Final = 64
+NAME_PATTERN: Final = (
+    r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
+)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
-Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX, pattern=_PRINTABLE)]
+Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 ClientId = Annotated[str, Meta(min_length=1, max_length=CLIENT_ID_MAX, pattern=_PRINTABLE)]
 Id = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 # The original protocol sends post ids as strings ("123"); numbers are accepted too.

@@ -17,11 +17,14 @@ from picows import (
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
     ws_create_server,
 )
 
 from fastchat._hub import Member
-from fastchat.protocol import ErrorCode
+from fastchat.config import Settings
+from fastchat.protocol import ErrorCode, origin_allowed
 from fastchat.service import Chat
 
 log = logging.getLogger("fastchat.fastport")
@@ -54,6 +57,8 @@ class FastListener(WSListener):  # type: ignore[misc]
         if member is None:
             return
         kind = frame.msg_type
+        if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
+            return  # we are closing it: only its close frame matters now
         if kind == WSMsgType.TEXT and frame.fin and self._fragments is None:
             try:
                 text = frame.get_payload_as_utf8_text()
@@ -99,24 +104,45 @@ class FastListener(WSListener):  # type: ignore[misc]
         transport.disconnect()
 
 
-async def start_fast_port(chat: Chat, host: str, port: int) -> asyncio.Server:
+def _refuse(status: int, reason: str) -> WSUpgradeResponseWithListener:
+    response = WSUpgradeResponse.create_error_response(
+        status, reason.encode(), {"Content-Type": "text/plain; charset=utf-8"}
+    )
+    return WSUpgradeResponseWithListener(response, None)
+
+
+async def start_fast_port(chat: Chat, settings: Settings) -> asyncio.Server:
     # A frame over the hard cap is refused by picows with close 1009; frames between the
     # protocol limit and the cap get a readable ERROR instead and the connection stays open.
     hard_cap = max(chat.limits.max_frame_bytes * 4, 1 << 20)
+    origins = settings.origins
+    max_connections = settings.max_connections
+    hub = chat.hub
 
     def factory(request: WSUpgradeRequest) -> Any:
         if request.path.partition(b"?")[0] != b"/ws":
             return None  # picows answers 404
+        headers = request.headers
+        if not origin_allowed(headers.get("Origin"), headers.get("Host"), origins):
+            chat.errors["origin_refused"] += 1
+            return _refuse(403, "origin not allowed")
+        if hub.fast_members + hub.sink_members >= max_connections:
+            chat.errors["too_many_connections"] += 1
+            return _refuse(503, "too many connections, try again later")
         return FastListener(chat)
 
     return await ws_create_server(
         factory,
-        host,
-        port,
+        settings.host,
+        settings.ws_port,
         max_frame_size=hard_cap,
         read_buffer_init_size=READ_BUFFER_INIT,
         use_aiofastnet=False,
         websocket_handshake_timeout=10,
+        # Keepalive: a silent client is pinged, and dropped if it does not answer.
+        enable_auto_ping=True,
+        auto_ping_idle_timeout=settings.ping_interval,
+        auto_ping_reply_timeout=settings.ping_timeout,
         backlog=4096,
         reuse_address=True,
     )

@@ -7,6 +7,7 @@ here too, so both ports speak byte-identical JSON.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import msgspec
@@ -25,6 +26,8 @@ class ErrorCode:
     TOO_LARGE: Final = "too_large"
     UNSUPPORTED_DATA: Final = "unsupported_data"
     INVALID_TIME: Final = "invalid_time"
+    RATE_LIMITED: Final = "rate_limited"
+    TOO_MANY_ROOMS: Final = "too_many_rooms"
     NOT_JOINED: Final = "not_joined"
     POST_NOT_FOUND: Final = "post_not_found"
     NOT_FOUND: Final = "not_found"
@@ -53,6 +56,46 @@ class Limits(msgspec.Struct, frozen=True):
 
     max_frame_bytes: int = 64 * 1024
     max_message_chars: int = 4000
+    # Token bucket per connection: `rate` events per second, bursts up to `burst`.
+    # rate 0 turns the limit off (load tests).
+    rate: float = 50.0
+    burst: float = 100.0
+    # This many refusals in a row and the connection is closed (1008).
+    max_strikes: int = 50
+    max_rooms: int = 100
+
+
+class Session:
+    """One connection's protocol state: names per room, rate limit, typing throttle.
+
+    Pure state, no I/O: the service owns one per connection (in the hub member's `state`).
+    """
+
+    __slots__ = ("names", "resuming", "strikes", "tokens", "typing_at", "updated")
+
+    def __init__(self, limits: Limits, now: float) -> None:
+        self.names: dict[str, str] = {}  # hub room key -> the user name given at join
+        self.typing_at: dict[str, float] = {}
+        self.resuming: set[str] = set()
+        self.tokens = limits.burst
+        self.updated = now
+        self.strikes = 0
+
+    def admit(self, limits: Limits, now: float) -> bool:
+        """Take a token for one event; False if the bucket is empty (the event is refused)."""
+        if limits.rate <= 0:
+            return True
+        tokens = self.tokens + (now - self.updated) * limits.rate
+        self.updated = now
+        if tokens > limits.burst:
+            tokens = limits.burst
+        if tokens < 1.0:
+            self.tokens = tokens
+            self.strikes += 1
+            return False
+        self.tokens = tokens - 1.0
+        self.strikes = 0
+        return True
 
 
 _decode = events.client_decoder.decode
@@ -113,6 +156,41 @@ def _check_text(field: str, text: str, limits: Limits) -> None:
 _TYPES_HINT: Final = ", ".join(events.CLIENT_EVENT_TYPES)
 
 
+def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
+    """Cross-site WebSocket hijacking guard.
+
+    Clients that send no Origin (not a browser) are let in. A browser's Origin must be listed
+    in `allowed` ('*' allows any) or, when nothing is listed, name the same host as the
+    request's Host header (any port: the page is on PORT, the fast socket on WS_PORT).
+    """
+    if not origin:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed or origin in allowed:
+        return True
+    if allowed:
+        return False
+    origin_host = origin.partition("://")[2].rpartition("@")[2]
+    return bool(host) and _hostname(origin_host) == _hostname(host.strip().lower())
+
+
+def _hostname(hostport: str) -> str:
+    if hostport.startswith("["):  # [v6]:port
+        return hostport.partition("]")[0] + "]"
+    return hostport.partition(":")[0]
+
+
+_NAME_RE: Final = re.compile(events.NAME_PATTERN)
+NAME_RULE: Final = (
+    f"1-{events.NAME_MAX} characters, not blank, without control or invisible characters"
+)
+
+
+def valid_name(value: str) -> bool:
+    """The rule for user and room names, shared by the socket and REST."""
+    return 0 < len(value) <= events.NAME_MAX and _NAME_RE.search(value) is not None
+
+
 def _classify(detail: str) -> ProtocolError:
     if detail.endswith("at `$.type`"):
         return ProtocolError(
@@ -122,6 +200,9 @@ def _classify(detail: str) -> ProtocolError:
         return ProtocolError(
             ErrorCode.INVALID_FIELD, f"missing `type`; expected one of {_TYPES_HINT}"
         )
+    if "matching regex" in detail:
+        field = detail.rpartition("$.")[2].rstrip("`")
+        return ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must be {NAME_RULE}")
     if detail.startswith("Expected `object`"):
         return ProtocolError(ErrorCode.INVALID_FIELD, f"an event must be a JSON object: {detail}")
     return ProtocolError(ErrorCode.INVALID_FIELD, detail)

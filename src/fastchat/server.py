@@ -32,13 +32,18 @@ log = logging.getLogger("fastchat")
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
-    store = Store(settings.db_path, synchronous=settings.synchronous, seed=settings.seed_posts)
+    store = Store(
+        settings.db_path,
+        synchronous=settings.synchronous,
+        seed=settings.seed_posts,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
     hub = Hub(loop, high_water=settings.outbound_high_water)
     chat = Chat(hub, store, settings.limits)
     store.open(loop, chat.on_committed)
     chat.on_store_open()
 
-    fast = await start_fast_port(chat, settings.host, settings.ws_port)
+    fast = await start_fast_port(chat, settings)
     ws_port = fast.sockets[0].getsockname()[1]
 
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.

@@ -46,6 +46,7 @@ from fastchat.protocol import (
     ErrorCode,
     Limits,
     ProtocolError,
+    Session,
     error_payload,
     parse,
     post_id_of,
@@ -139,22 +140,36 @@ class Chat:
 
     def connect_fast(self, transport: Any) -> Member:
         member = self.hub.attach_transport(transport)
-        member.state = {}
+        member.state = Session(self.limits, time.monotonic())
         return member
 
     def connect_sink(self, sink: "Sink") -> Member:
         member = self.hub.attach_sink(sink)
-        member.state = {}
+        member.state = Session(self.limits, time.monotonic())
         return member
 
     def disconnect(self, member: Member) -> None:
-        names: dict[str, str] = member.state or {}
+        names = member.state.names
         for key in self.hub.detach(member):
             if key[0] == "r":
                 self._presence_left(key, names.get(key, ""))
 
     def receive(self, member: Member, data: bytes | str) -> None:
         """One text frame from a client, on either port."""
+        session: Session = member.state
+        if not session.admit(self.limits, time.monotonic()):
+            if session.strikes >= self.limits.max_strikes:
+                self.errors[ErrorCode.RATE_LIMITED] += 1
+                self.hub.close(member, 1008, "rate limit exceeded repeatedly")
+            elif session.strikes == 1 or session.strikes % 10 == 0:
+                # One ERROR per burst of refusals, not one per refused frame.
+                self.reply_error(
+                    member,
+                    ErrorCode.RATE_LIMITED,
+                    f"slow down: at most {self.limits.rate:g} events per second "
+                    f"(bursts of {self.limits.burst:g}); this one was dropped",
+                )
+            return
         try:
             event = parse(data, self.limits)
             kind = type(event)
@@ -198,8 +213,17 @@ class Chat:
         self.comments_in += 1
         self.store.submit((OP_COMMENT, post_id, ev.user, ev.comment, ev.client_id, member))
 
+    def _check_room_budget(self, member: Member, key: str) -> None:
+        if key not in member.rooms and len(member.rooms) >= self.limits.max_rooms:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"a connection may be in at most {self.limits.max_rooms} rooms and posts; "
+                "leave one first",
+            )
+
     def _join_room(self, member: Member, ev: JoinRoom) -> None:
         key = "r:" + ev.room
+        self._check_room_budget(member, key)
         if ev.last_id is None:
             self._finish_join_room(member, ev, 0)
         else:
@@ -215,7 +239,7 @@ class Chat:
             count = self.hub.count(key) + 1
             self.hub.publish(key, encode(UserJoined(room=ev.room, user=ev.user, members=count)))
             self.hub.join(member, key)
-        member.state[key] = ev.user
+        member.state.names[key] = ev.user
         reply = RoomJoined(
             room=ev.room,
             user=ev.user,
@@ -229,7 +253,7 @@ class Chat:
         """Distinct names in a room, in join order, at most USERS_LISTED."""
         seen: dict[str, None] = {}
         for other in self.hub.members(key):
-            name = other.state.get(key) if other.state else None
+            name = other.state.names.get(key) if other.state else None
             if name is not None and name not in seen:
                 seen[name] = None
                 if len(seen) >= USERS_LISTED:
@@ -241,10 +265,10 @@ class Chat:
         if key not in member.rooms:
             raise ProtocolError(ErrorCode.NOT_JOINED, f"not in room {ev.room!r}")
         now = time.monotonic()
-        stamp_key = "t:" + key
-        if now - member.state.get(stamp_key, 0.0) < TYPING_INTERVAL:
+        typing_at = member.state.typing_at
+        if now - typing_at.get(key, 0.0) < TYPING_INTERVAL:
             return  # throttled: silently, typing is a hint
-        member.state[stamp_key] = now
+        typing_at[key] = now
         self.hub.publish(key, encode(TypingEvent(room=ev.room, user=ev.user)), member)
 
     def _leave_room(self, member: Member, ev: LeaveRoom) -> None:
@@ -252,7 +276,8 @@ class Chat:
         if key not in member.rooms:
             raise ProtocolError(ErrorCode.NOT_JOINED, f"not in room {ev.room!r}")
         self.hub.leave(member, key)
-        user = member.state.pop(key, "")
+        user = member.state.names.pop(key, "")
+        member.state.typing_at.pop(key, None)
         self.hub.send(member, encode(RoomLeft(room=ev.room, members=self.hub.count(key))))
         self._presence_left(key, user)
 
@@ -265,10 +290,11 @@ class Chat:
         if not self.store.post_exists(post_id):
             raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
         key = f"p:{post_id}"
+        self._check_room_budget(member, key)
 
         def finish(replayed: int) -> None:
             self.hub.join(member, key)
-            member.state[key] = ev.user
+            member.state.names[key] = ev.user
             reply = PostJoined(post_id=post_id, viewers=self.hub.count(key), replayed=replayed)
             self.hub.send(member, encode(reply))
 
@@ -283,7 +309,7 @@ class Chat:
         if key not in member.rooms:
             raise ProtocolError(ErrorCode.NOT_JOINED, f"not viewing post {post_id}")
         self.hub.leave(member, key)
-        member.state.pop(key, None)
+        member.state.names.pop(key, None)
         self.hub.send(member, encode(PostLeft(post_id=post_id, viewers=self.hub.count(key))))
 
     def _start_resume(
@@ -295,16 +321,16 @@ class Chat:
         last_id: int,
         finish: Callable[[int], None],
     ) -> None:
-        marker = "resuming:" + key
-        if member.state.get(marker):
+        resuming = member.state.resuming
+        if key in resuming:
             return  # a resume of this room is already running; it will answer
-        member.state[marker] = True
+        resuming.add(key)
         task = asyncio.get_running_loop().create_task(
             self._resume(member, table, scope, last_id, finish)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: member.state.pop(marker, None))
+        task.add_done_callback(lambda _: resuming.discard(key))
 
     async def _resume(
         self,

@@ -138,9 +138,11 @@ class Store:
         synchronous: str = "NORMAL",
         batch_max: int = 1024,
         seed: bool = True,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = str(path)
         self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
         self.batch_max = batch_max
         self._seed = seed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -185,7 +187,7 @@ class Store:
     def _connect(self) -> apsw.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = apsw.Connection(self.path)
-        conn.set_busy_timeout(5000)
+        conn.set_busy_timeout(self.busy_timeout_ms)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         return conn

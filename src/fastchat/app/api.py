@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from fastchat.config import Settings
 from fastchat.events import Comment, Message, Post
-from fastchat.protocol import ErrorCode, Limits, ProtocolError, post_id_of
+from fastchat.protocol import NAME_RULE, ErrorCode, Limits, ProtocolError, post_id_of, valid_name
 from fastchat.service import Chat, NotFoundError, comment_of, post_of
 from fastchat.store import StoreError
 from fastchat.timeparse import format_ms
@@ -65,11 +65,8 @@ def _limit(limit: int | None, settings: Settings) -> int:
 
 
 def _check_name(field: str, value: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 64 or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ApiError(
-            400, ErrorCode.INVALID_FIELD, f"{field} must be 1-64 printable characters"
-        )
+    if not valid_name(value):
+        raise ApiError(400, ErrorCode.INVALID_FIELD, f"{field} must be {NAME_RULE}")
     return value
 
 

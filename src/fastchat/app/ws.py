@@ -15,7 +15,8 @@ from typing import Any
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from fastchat.protocol import ErrorCode
+from fastchat.config import Settings
+from fastchat.protocol import ErrorCode, origin_allowed
 from fastchat.service import Chat
 
 log = logging.getLogger("fastchat.ws")
@@ -68,10 +69,27 @@ class AsgiSink:
 
 
 @websocket("/ws")
-async def legacy_ws(socket: WebSocket[Any, Any, Any], chat: Chat) -> None:
-    await socket.accept()
+async def legacy_ws(socket: WebSocket[Any, Any, Any], chat: Chat, settings: Settings) -> None:
+    hub = chat.hub
+    refusal = None
+    if not origin_allowed(socket.headers.get("origin"), socket.headers.get("host"), settings.origins):
+        refusal = ("origin_refused", 1008, "origin not allowed")
+    elif hub.fast_members + hub.sink_members >= settings.max_connections:
+        refusal = ("too_many_connections", 1013, "too many connections, try again later")
+    if refusal is not None:
+        chat.errors[refusal[0]] += 1
+        # Closing before accepting answers the handshake with HTTP 403.
+        await socket.close(code=refusal[1], reason=refusal[2])
+        return
+    # Counted before the handshake completes, so MAX_CONNECTIONS holds under a rush.
     sink = AsgiSink(socket)
     member = chat.connect_sink(sink)
+    try:
+        await socket.accept()
+    except BaseException:
+        chat.disconnect(member)
+        await sink.stop()
+        raise
     receiving: asyncio.Future[Any] | None = None
     try:
         while True:

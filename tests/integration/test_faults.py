@@ -1,0 +1,235 @@
+"""Crashes, signals, a locked database, hostile input: nothing acknowledged is lost, nothing
+hostile runs, and the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+
+import apsw
+import httpx
+import pytest
+import websockets
+
+from tests.conftest import TIMEOUT, ServerProcess, start_server
+from tests.integration.wsclient import Client, masked_frame, raw_handshake
+
+
+def room_name() -> str:
+    return "flt-" + uuid.uuid4().hex[:8]
+
+
+async def burst_then_signal(server: ServerProcess, sig: int, n: int = 3000) -> tuple[list[int], Client]:
+    """Pipeline `n` messages, deliver `sig` once some are acknowledged; return the acked ids."""
+    room = "burst"
+    client = await Client.connect(server.ws_fast)
+    await client.join(room, "b")
+    for i in range(n):
+        await client.say(room, "b", f"b{i}")
+    acked: list[int] = []
+    try:
+        while True:
+            event = await client.recv()
+            if event["type"] == "CHAT_MESSAGE":
+                acked.append(event["id"])
+                if len(acked) == 200:
+                    server.proc.send_signal(sig)
+    except (websockets.ConnectionClosed, TimeoutError):
+        pass
+    return acked, client
+
+
+async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    server = start_server(db, env={"RATE_LIMIT": "0"})
+    acked, client = await burst_then_signal(server, signal.SIGKILL)
+    server.kill()
+    assert len(acked) >= 200
+    again = start_server(db, env={"RATE_LIMIT": "0"})
+    try:
+        stored: list[int] = []
+        params: dict[str, int] = {"limit": 1000, "after": 0}
+        while True:
+            body = httpx.get(f"{again.http}/api/v1/messages/burst", params=params).json()
+            stored += [m["id"] for m in body["messages"]]
+            if body["next"] is None:
+                break
+            params = {"limit": 1000, **body["next"]}
+        assert set(acked) <= set(stored)
+        assert stored == sorted(stored)
+    finally:
+        again.stop()
+
+
+async def test_sigterm_during_a_burst_drains_then_closes_with_1001(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    server = start_server(db, env={"RATE_LIMIT": "0"})
+    watcher = await Client.connect(server.ws_http)
+    await watcher.join("burst", "watcher")
+    acked, client = await burst_then_signal(server, signal.SIGTERM)
+    assert server.stop() == 0
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await watcher.recv()
+    for c in (client, watcher):
+        assert c.ws.protocol.close_rcvd is not None and c.ws.protocol.close_rcvd.code == 1001
+    again = start_server(db)
+    try:
+        body = httpx.get(f"{again.http}/api/v1/messages/burst", params={"limit": 1000, "after": 0}).json()
+        stored = {m["id"] for m in body["messages"]}
+        while body["next"] is not None:
+            body = httpx.get(f"{again.http}/api/v1/messages/burst", params={"limit": 1000, **body["next"]}).json()
+            stored |= {m["id"] for m in body["messages"]}
+        assert set(acked) <= stored
+        # Everything it had taken in before the signal was committed and delivered.
+        assert len(acked) == len(stored)
+    finally:
+        again.stop()
+
+
+async def test_locked_database_refuses_writes_and_keeps_serving_reads(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    server = start_server(db, env={"SQLITE_BUSY_TIMEOUT_MS": "200"})
+    room = room_name()
+    try:
+        async with await Client.connect(server.ws_fast) as c:
+            await c.join(room, "u")
+            await c.say(room, "u", "before the lock")
+            await c.expect("CHAT_MESSAGE")
+            locker = apsw.Connection(str(db))
+            locker.execute("BEGIN EXCLUSIVE")
+            try:
+                await c.say(room, "u", "during the lock")
+                error = await c.expect("ERROR")
+                assert error["code"] == "store_unavailable"
+                r = httpx.get(f"{server.http}/api/v1/test/message", params={"room": room, "message": "x"})
+                assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
+                # Reads still work.
+                history = httpx.get(f"{server.http}/api/v1/messages/{room}").json()["messages"]
+                assert [m["message"] for m in history] == ["before the lock"]
+                assert httpx.get(f"{server.http}/api/v1/health").status_code == 200
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+            await c.say(room, "u", "after the lock")
+            assert (await c.expect("CHAT_MESSAGE"))["message"] == "after the lock"
+        history = httpx.get(f"{server.http}/api/v1/messages/{room}").json()["messages"]
+        assert [m["message"] for m in history] == ["before the lock", "after the lock"]
+    finally:
+        server.stop()
+
+
+HOSTILE = [
+    "'; DROP TABLE messages; --",
+    "\" OR 1=1 --",
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "line one\nline two\ttabbed\r\n",
+    "nul \u0000 inside",
+    "emoji 🎉 and rtl \u202e text",
+    "{{ 7 * 7 }} ${7*7} %s %n",
+    "x" * 4000,
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+async def test_hostile_strings_are_stored_and_returned_as_data(
+    server: ServerProcess, text: str
+) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as c:
+        await c.join(room, "hostile")
+        await c.say(room, "hostile", text)
+        assert (await c.expect("CHAT_MESSAGE"))["message"] == text
+    history = httpx.get(f"{server.http}/api/v1/messages/{room}").json()["messages"]
+    assert [m["message"] for m in history] == [text]
+    assert httpx.get(f"{server.http}/api/v1/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ('{"type": "JOIN_ROOM", "room": "r", "user": "u", "last_id": 1e400}', "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": "r", "user": "u", "last_id": 99999999999999999999999}',
+         "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": "r", "user": "u", "last_id": -1}', "invalid_field"),
+        ('{"type": "HISTORY", "room": "r", "limit": 1e308}', "invalid_field"),
+        ("[" * 100_000 + "]" * 100_000, "too_large"),
+        ("[" * 5000 + "]" * 5000, "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": ' + "[" * 5000 + "]" * 5000 + ', "user": "u"}',
+         "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": {"$gt": ""}, "user": "u"}', "invalid_field"),
+        ('{"type": "JOIN_ROOM", "room": "bad\\u202eroom", "user": "u"}', "invalid_field"),
+        ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "\\ud800"}', "invalid_json"),
+    ],
+)
+async def test_hostile_frames_get_errors(server: ServerProcess, frame: str, code: str) -> None:
+    for url in server.ws_urls():
+        async with await Client.connect(url) as c:
+            await c.send(frame)
+            error = await c.expect("ERROR")
+            assert error["code"] == code, (url, error)
+            assert (await c.join(room_name(), "ok"))["members"] == 1
+
+
+async def test_invalid_utf8_in_a_text_frame_closes_with_1007(server: ServerProcess) -> None:
+    sock = raw_handshake(server.ws_port)
+    sock.sendall(masked_frame(1, b'{"type": "\xff\xfe"}'))
+    data = b""
+    while len(data) < 4:
+        chunk = sock.recv(64)
+        assert chunk
+        data += chunk
+    assert data[0] == 0x88 and int.from_bytes(data[2:4], "big") == 1007
+    sock.close()
+
+
+async def test_fragmented_messages_are_reassembled_on_the_fast_port(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as watcher:
+        await watcher.join(room, "w")
+        sock = raw_handshake(server.ws_port)
+        join = json.dumps({"type": "JOIN_ROOM", "room": room, "user": "frag"}).encode()
+        sock.sendall(masked_frame(1, join))
+        msg = json.dumps({"type": "CHAT_MESSAGE", "room": room, "user": "frag", "message": "héllo wörld"}).encode()
+        third = len(msg) // 3
+        # A ping between fragments is allowed and answered.
+        sock.sendall(
+            masked_frame(1, msg[:third], fin=False)
+            + masked_frame(9, b"p")
+            + masked_frame(0, msg[third : 2 * third], fin=False)
+            + masked_frame(0, msg[2 * third :], fin=True)
+        )
+        await watcher.expect("USER_JOINED")
+        event = await watcher.expect("CHAT_MESSAGE")
+        assert event["message"] == "héllo wörld" and event["user"] == "frag"
+        # A continuation with nothing to continue is a protocol error: close 1002.
+        sock.sendall(masked_frame(0, b"oops"))
+        data = b""
+        sock.settimeout(TIMEOUT)
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        close_at = data.rfind(b"\x88")
+        assert close_at >= 0 and int.from_bytes(data[close_at + 2 : close_at + 4], "big") == 1002
+        sock.close()
+
+
+async def test_text_split_inside_a_utf8_character_is_fine(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as watcher:
+        await watcher.join(room, "w")
+        sock = raw_handshake(server.ws_port)
+        sock.sendall(masked_frame(1, json.dumps({"type": "JOIN_ROOM", "room": room, "user": "s"}).encode()))
+        msg = json.dumps({"type": "CHAT_MESSAGE", "room": room, "user": "s", "message": "€"}, ensure_ascii=False).encode()
+        cut = msg.index("€".encode()) + 1  # inside the 3-byte character
+        sock.sendall(masked_frame(1, msg[:cut], fin=False) + masked_frame(0, msg[cut:]))
+        await watcher.expect("USER_JOINED")
+        assert (await watcher.expect("CHAT_MESSAGE"))["message"] == "€"
+        sock.close()
+

@@ -1,0 +1,227 @@
+"""Every limit triggers with its documented refusal, and nothing else is disturbed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.conftest import TIMEOUT, ServerProcess, start_server
+from tests.integration.wsclient import Client, masked_frame, raw_handshake
+
+
+def room_name() -> str:
+    return "lim-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = start_server(
+        tmp_path_factory.mktemp("lim") / "chat.db",
+        env={
+            "RATE_LIMIT": "20",
+            "RATE_BURST": "20",
+            "MAX_ROOMS_PER_CONNECTION": "3",
+            "MAX_FRAME_BYTES": "4096",
+            "MAX_MESSAGE_CHARS": "100",
+        },
+    )
+    yield srv
+    srv.stop()
+
+
+async def bystander_still_served(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as a, await Client.connect(server.ws_http) as b:
+        await a.join(room, "a")
+        await b.join(room, "b")
+        await a.say(room, "a", "all good")
+        assert (await b.expect("CHAT_MESSAGE", skip=("USER_JOINED",)))["message"] == "all good"
+
+
+@pytest.mark.parametrize("port", ["fast", "http"])
+async def test_flood_is_rate_limited_then_closed(limited: ServerProcess, port: str) -> None:
+    url = limited.ws_fast if port == "fast" else limited.ws_http
+    room = room_name()
+    async with await Client.connect(url) as flooder:
+        await flooder.join(room, "flooder")
+        for i in range(40):
+            await flooder.say(room, "flooder", f"f{i}")
+        error = await flooder.expect("ERROR", skip=("CHAT_MESSAGE",))
+        assert error["code"] == "rate_limited" and "per second" in error["message"]
+        stored = httpx.get(f"{limited.http}/api/v1/messages/{room}").json()["messages"]
+        assert 10 <= len(stored) <= 25  # the burst got through, the rest was dropped
+        # Persistent abuse: the connection is closed with 1008.
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            for i in range(200):
+                await flooder.say(room, "flooder", f"more {i}")
+            while True:
+                await flooder.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+    await bystander_still_served(limited)
+
+
+async def test_too_many_rooms(limited: ServerProcess) -> None:
+    async with await Client.connect(limited.ws_fast) as c:
+        for i in range(3):
+            await c.join(f"{room_name()}-{i}", "u")
+        await c.send({"type": "JOIN_POST", "post_id": 1})
+        error = await c.expect("ERROR")
+        assert error["code"] == "too_many_rooms" and "3" in error["message"]
+        await c.send({"type": "JOIN_ROOM", "room": room_name(), "user": "u"})
+        assert (await c.expect("ERROR"))["code"] == "too_many_rooms"
+
+
+@pytest.mark.parametrize("port", ["fast", "http"])
+async def test_frame_and_message_size_limits(limited: ServerProcess, port: str) -> None:
+    url = limited.ws_fast if port == "fast" else limited.ws_http
+    room = room_name()
+    async with await Client.connect(url) as c:
+        await c.join(room, "u")
+        await c.say(room, "u", "x" * 101)
+        error = await c.expect("ERROR")
+        assert error["code"] == "too_large" and "100" in error["message"]
+        await c.send("y" * 5000)
+        assert (await c.expect("ERROR"))["code"] == "too_large"
+        await c.say(room, "u", "x" * 100)
+        assert len((await c.expect("CHAT_MESSAGE"))["message"]) == 100
+
+
+async def test_a_frame_far_over_the_limit_is_cut_off_with_1009(limited: ServerProcess) -> None:
+    async with await Client.connect(limited.ws_fast) as c:
+        await c.send("z" * (2 << 20))
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await c.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    await bystander_still_served(limited)
+
+
+async def test_max_connections_refused_at_the_handshake(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "c.db", env={"MAX_CONNECTIONS": "2"})
+    try:
+        first = await Client.connect(server.ws_fast)
+        second = await Client.connect(server.ws_http)
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await Client.connect(server.ws_fast)
+        assert info.value.response.status_code == 503
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await Client.connect(server.ws_http)
+        assert info.value.response.status_code == 403  # ASGI: closed before accept
+        # The ones inside keep working.
+        room = room_name()
+        await first.join(room, "a")
+        await second.join(room, "b")
+        await first.say(room, "a", "still fine")
+        assert (await second.expect("CHAT_MESSAGE"))["message"] == "still fine"
+        stats = httpx.get(f"{server.http}/api/v1/stats").json()
+        assert stats["errors"]["too_many_connections"] == 2
+        await second.close()
+        # Once one leaves, a newcomer gets in.
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            while (await http.get("/api/v1/stats")).json()["connections"]["total"] > 1:
+                await asyncio.sleep(0.01)
+        third = await Client.connect(server.ws_fast)
+        await third.close()
+        await first.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("port", ["fast", "http"])
+async def test_cross_site_origin_is_refused(server: ServerProcess, port: str) -> None:
+    url = server.ws_fast if port == "fast" else server.ws_http
+    with pytest.raises(websockets.InvalidStatus) as info:
+        await Client.connect(url, origin="http://evil.example")
+    assert info.value.response.status_code == 403
+    # The page's own host is fine (any port), and so is a client sending no Origin.
+    async with await Client.connect(url, origin=f"http://127.0.0.1:{server.port}") as c:
+        assert (await c.join(room_name(), "u"))["members"] == 1
+    async with await Client.connect(url) as c:
+        assert (await c.join(room_name(), "u"))["members"] == 1
+
+
+async def test_allowed_origins_setting(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "o.db", env={"ALLOWED_ORIGINS": "https://chat.example.com"})
+    try:
+        for url in server.ws_urls():
+            async with await Client.connect(url, origin="https://chat.example.com"):
+                pass
+            with pytest.raises(websockets.InvalidStatus):
+                await Client.connect(url, origin=f"http://127.0.0.1:{server.port}")
+    finally:
+        server.stop()
+
+
+async def test_silent_client_is_pinged_then_dropped(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "p.db", env={"PING_INTERVAL": "0.5", "PING_TIMEOUT": "0.5"})
+    try:
+        silent = raw_handshake(server.ws_port)
+        # It receives a ping, never answers, and the server closes it.
+        silent.settimeout(TIMEOUT)
+        data = b""
+        while True:
+            chunk = silent.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert data[:1] == b"\x89"  # a PING frame came first
+        silent.close()
+        # A client that answers pings (websockets does) stays.
+        async with await Client.connect(server.ws_fast) as alive:
+            room = room_name()
+            await alive.join(room, "alive")
+            pong_waiter = await alive.ws.ping()
+            await asyncio.wait_for(pong_waiter, TIMEOUT)
+    finally:
+        server.stop()
+
+
+async def test_slow_consumer_is_dropped_and_others_get_everything(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path / "s.db", env={"RATE_LIMIT": "0"}
+    )
+    try:
+        room = room_name()
+        slow = raw_handshake(server.ws_port, rcvbuf=4096)
+        slow.sendall(masked_frame(1, f'{{"type":"JOIN_ROOM","room":"{room}","user":"slow"}}'.encode()))
+        reader = await Client.connect(server.ws_fast)
+        await reader.join(room, "reader")
+        sender = await Client.connect(server.ws_fast)
+        await sender.join(room, "sender")
+        rss_before = _rss_kb(server.proc.pid)
+        text = "m" * 1000
+        n, window = 10_000, 200
+
+        async def expect_messages(client: Client, first: int, count: int) -> None:
+            for i in range(first, first + count):
+                event = await client.expect("CHAT_MESSAGE", skip=("USER_JOINED",))
+                assert event["message"].startswith(f"{i} ")
+
+        # The sender and the reader keep up (a window of 200 in flight); the stalled member
+        # is sent all ~10 MB and must be dropped, not buffered.
+        for first in range(0, n, window):
+            for i in range(first, first + window):
+                await sender.say(room, "sender", f"{i} {text}")
+            await expect_messages(reader, first, window)
+            await expect_messages(sender, first, window)
+        stats = httpx.get(f"{server.http}/api/v1/stats").json()
+        assert stats["slow_consumers_dropped"] == 1
+        # ~10 MB went to the room; the stalled member did not make the server hold it.
+        assert _rss_kb(server.proc.pid) - rss_before < 40_000
+        slow.close()
+        await reader.close()
+        await sender.close()
+    finally:
+        server.stop()
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
