@@ -16,6 +16,7 @@ cdef class Member:
         bint _dirty
         readonly bint slow                  # over the high-water mark: dropped at next flush
         readonly bint closed
+        readonly bint closing               # close() was called: nothing more is queued
         public object state                 # per-connection session state, owned by the service
 
     cdef int _append(self, const char* data, Py_ssize_t n) except -1

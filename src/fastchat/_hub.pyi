@@ -16,6 +16,7 @@ class Member:
     rooms: dict[str, Room]
     slow: bool
     closed: bool
+    closing: bool
     state: Any
     @property
     def buffered(self) -> int: ...

@@ -14,6 +14,8 @@ Policy (who may join, limits, validation) stays in Python; only this bookkeeping
 All methods run on the event loop thread.
 """
 
+import sys
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport uint8_t
@@ -241,7 +243,7 @@ cdef class Hub:
         cdef Member m
         self.publishes += 1
         for m in room._members:
-            if m.slow or m.closed or m is exclude:
+            if m.slow or m.closed or m.closing or m is exclude:
                 continue
             if m.is_fast:
                 if frame is None:
@@ -268,7 +270,7 @@ cdef class Hub:
 
     cpdef int send(self, Member member, bytes payload) except -1:
         """Queue `payload` for one member, in order with its room traffic."""
-        if member.closed or member.slow:
+        if member.closed or member.slow or member.closing:
             return 0
         cdef bytes frame
         if member.is_fast:
@@ -316,7 +318,13 @@ cdef class Hub:
                 pending = m._pending
                 m._pending = []
                 self.writes += 1
-                m.sink.deliver(pending)
+                try:
+                    m.sink.deliver(pending)
+                except Exception:
+                    # One broken sink must not stop the flush of everyone else.
+                    self._loop.call_exception_handler(
+                        {"message": "hub: a sink failed to take its frames", "exception": sys.exc_info()[1]}
+                    )
 
     cdef _drop_slow(self, Member m):
         self.slow_drops += 1
@@ -328,8 +336,9 @@ cdef class Hub:
 
     cpdef close(self, Member member, int code, str reason):
         """Send what is pending, then a close frame, then disconnect."""
-        if member.closed:
+        if member.closed or member.closing:
             return
+        member.closing = True
         cdef WSTransport t
         cdef bytes why = reason.encode()[:123]
         if member.is_fast:

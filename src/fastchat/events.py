@@ -16,9 +16,9 @@ from msgspec import Meta, Struct
 NAME_MAX: Final = 64
 CLIENT_ID_MAX: Final = 64
 NAME_PATTERN: Final = (
-    r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
+    r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+\Z"
 )
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+\Z"  # \Z: `$` would let a final newline through
 
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 ClientId = Annotated[str, Meta(min_length=1, max_length=CLIENT_ID_MAX, pattern=_PRINTABLE)]

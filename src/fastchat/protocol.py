@@ -103,10 +103,13 @@ _decode = events.client_decoder.decode
 
 def parse(data: bytes | str, limits: Limits) -> AnyClientEvent:
     """Decode and validate one text frame. Raises ProtocolError with a stable code."""
-    if len(data) > limits.max_frame_bytes:
+    size = len(data)
+    if type(data) is str and size * 4 > limits.max_frame_bytes:
+        size = len(data.encode("utf-8", "surrogatepass"))  # the limit is in bytes
+    if size > limits.max_frame_bytes:
         raise ProtocolError(
             ErrorCode.TOO_LARGE,
-            f"frame of {len(data)} bytes is over the limit of {limits.max_frame_bytes} bytes",
+            f"frame of {size} bytes is over the limit of {limits.max_frame_bytes} bytes",
         )
     try:
         event = _decode(data)
@@ -114,6 +117,8 @@ def parse(data: bytes | str, limits: Limits) -> AnyClientEvent:
         raise _classify(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(ErrorCode.INVALID_JSON, "invalid JSON: nested too deeply") from None
     if type(event) is SendMessage:
         _check_text("message", event.message, limits)
     elif type(event) is SendComment:

@@ -25,7 +25,7 @@ from fastchat.app import create_app
 from fastchat.config import Settings
 from fastchat.fastport import start_fast_port
 from fastchat.service import Chat
-from fastchat.store import Store
+from fastchat.store import Store, StoreError
 
 log = logging.getLogger("fastchat")
 
@@ -40,7 +40,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     )
     hub = Hub(loop, high_water=settings.outbound_high_water)
     chat = Chat(hub, store, settings.limits)
-    store.open(loop, chat.on_committed)
+    try:
+        store.open(loop, chat.on_committed)
+    except StoreError as exc:
+        log.error("%s", exc)
+        print(f"fastchat: {exc}", file=sys.stderr)
+        return 1
     chat.on_store_open()
 
     fast = await start_fast_port(chat, settings)

@@ -165,9 +165,12 @@ class Store:
         """Open both connections, migrate, and start the writer thread."""
         self._loop = loop
         self._on_committed = on_committed
-        self._writer = self._connect()
-        self._migrate(self._writer)
-        self._reader = self._connect()
+        try:
+            self._writer = self._connect()
+            self._migrate(self._writer)
+            self._reader = self._connect()
+        except apsw.Error as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         row = self._writer.execute("SELECT max(ts) FROM messages").fetchone()
         self._last_ts = int(row[0] or 0) if row else 0
         self._thread = threading.Thread(target=self._run, name="fastchat-writer", daemon=True)
@@ -185,7 +188,10 @@ class Store:
         self._reader = self._writer = None
 
     def _connect(self) -> apsw.Connection:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of {self.path}: {exc}") from exc
         conn = apsw.Connection(self.path)
         conn.set_busy_timeout(self.busy_timeout_ms)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -263,9 +269,9 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except apsw.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - the writer must outlive any bad batch
             self.failed_batches += 1
-            log.error("write of %d operations failed: %s", len(batch), exc)
+            log.error("write of %d operations failed: %r", len(batch), exc)
             error = StoreError(f"the database refused the write: {exc.__class__.__name__}")
             return [(op[0], error, op[-1], None) for op in batch]
         self._last_ts = ts

@@ -9,6 +9,7 @@ Output is always RFC 3339 UTC with milliseconds: `2026-11-25T22:07:14.123Z`.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 ACCEPTED_FORMATS: Final = (
@@ -49,16 +50,22 @@ def parse_to_ms(value: str | int | float) -> int:
     """Any accepted time -> Unix milliseconds (UTC). Raises TimeFormatError."""
     if isinstance(value, bool):
         raise TimeFormatError(value)
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return _from_number(value, value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TimeFormatError(value)
+        return _from_number(Decimal(repr(value)), value)  # the digits as written, not binary
     text = value.strip()
     if not text:
         raise TimeFormatError(value)
     if _is_number(text):
+        if len(text) > 40:  # past any unit we read; also spares int() a huge conversion
+            raise TimeFormatError(value)
         try:
-            number: int | float = int(text)
-        except ValueError:
-            number = float(text)
+            number = int(text) if text.lstrip("+-").isdigit() else Decimal(text)
+        except InvalidOperation:
+            raise TimeFormatError(value) from None
         return _from_number(number, value)
     return _from_text(text, value)
 
@@ -73,18 +80,17 @@ def _is_number(text: str) -> bool:
     ) and body.isascii()
 
 
-def _from_number(number: int | float, original: object) -> int:
-    if number != number or number in (float("inf"), float("-inf")):  # NaN, infinities
-        raise TimeFormatError(original)
+def _from_number(number: int | Decimal, original: object) -> int:
+    """Exact arithmetic (int or Decimal), truncated toward zero to whole milliseconds."""
     magnitude = abs(number)
     if magnitude < _S_MAX:
         ms = number * 1000
     elif magnitude < _MS_MAX:
         ms = number
     elif magnitude < _US_MAX:
-        ms = number / 1000
+        ms = Decimal(number) / 1000
     elif magnitude < _NS_MAX:
-        ms = number / 1_000_000
+        ms = Decimal(number) / 1_000_000
     else:
         raise TimeFormatError(original)
     result = int(ms)

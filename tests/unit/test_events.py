@@ -149,13 +149,36 @@ def test_printable_names_up_to_the_limit_are_accepted(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "x" * (NAME_MAX + 1), "tab\there", "new\nline", "nul\x00", "del\x7f", "\x1b[31m"],
+    [
+        "",
+        "x" * (NAME_MAX + 1),
+        "tab\there",
+        "new\nline",
+        "nul\x00",
+        "del\x7f",
+        "\x1b[31m",
+        " ",
+        "   ",
+        "\u0085",  # C1 control (NEL)
+        "ana\u200b",  # zero-width space: two names that look the same
+        "\u200b",
+        "\u202eevil",  # right-to-left override: spoofs how the name reads
+        "\ufeffbom",
+    ],
+    ids=repr,
 )
-def test_empty_overlong_or_control_character_names_are_rejected(name: str) -> None:
+def test_blank_overlong_control_or_invisible_names_are_rejected(name: str) -> None:
     for field in ("room", "user"):
         obj = {"type": "JOIN_ROOM", "room": "r", field: name}
         with pytest.raises(msgspec.ValidationError, match=rf"\$\.{field}"):
             decode(obj)
+
+
+@pytest.mark.parametrize("field", ["room", "user", "client_id"])
+def test_a_trailing_newline_is_a_control_character_too(field: str) -> None:
+    obj = {"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "m", field: "general\n"}
+    with pytest.raises(msgspec.ValidationError, match=rf"\$\.{field}"):
+        decode(obj)
 
 
 def test_client_id_limit_is_enforced() -> None:
@@ -250,10 +273,10 @@ def test_error_event_shape() -> None:
 
 
 def test_non_ascii_text_survives_encoding() -> None:
-    ev = MessageEvent(id=1, room="r", user="Zoë", message="héllo 🚀 \"quoted\"", timestamp="t")
+    ev = MessageEvent(id=1, room="r", user="Zoë", message='héllo 🚀 "quoted"', timestamp="t")
     back = msgspec.json.decode(encode(ev))
     assert back["user"] == "Zoë"
-    assert back["message"] == "héllo 🚀 \"quoted\""
+    assert back["message"] == 'héllo 🚀 "quoted"'
 
 
 # --------------------------------------------------------------------------- import graph

@@ -1,0 +1,491 @@
+"""fastchat.store: real SQLite files in tmp_path, a real writer thread, a real asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from fastchat.store import (
+    OP_COMMENT,
+    OP_MESSAGE,
+    OP_POST,
+    SAMPLE_POSTS,
+    SCHEMA_VERSION,
+    Store,
+    StoreError,
+)
+
+# One scalable unit for every wait (tests/conftest.py does the same).
+TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
+
+
+class Writes:
+    """Submits operations with unique tokens and hands back each result as a future."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.loop = asyncio.get_running_loop()
+        self.batches: list[list[tuple[Any, ...]]] = []
+        self._futures: dict[int, asyncio.Future[tuple[Any, ...]]] = {}
+        self._tokens = itertools.count(1)
+
+    def on_committed(self, results: list[tuple[Any, ...]]) -> None:
+        self.batches.append(results)
+        for result in results:
+            self._futures.pop(result[2]).set_result(result)
+
+    def open(self) -> Writes:
+        self.store.open(self.loop, self.on_committed)
+        return self
+
+    def submit(
+        self, op: int, a: Any, b: Any, c: Any, client_id: str | None = None
+    ) -> asyncio.Future[Any]:
+        token = next(self._tokens)
+        fut: asyncio.Future[tuple[Any, ...]] = self.loop.create_future()
+        self._futures[token] = fut
+        self.store.submit((op, a, b, c, client_id, token))
+        return fut
+
+    def message(
+        self, room: str, user: str, text: str, client_id: str | None = None
+    ) -> asyncio.Future[Any]:
+        return self.submit(OP_MESSAGE, room, user, text, client_id)
+
+    def comment(
+        self, post_id: int, user: str, text: str, client_id: str | None = None
+    ) -> asyncio.Future[Any]:
+        return self.submit(OP_COMMENT, post_id, user, text, client_id)
+
+    def post(self, title: str, content: str, author: str) -> asyncio.Future[Any]:
+        return self.submit(OP_POST, title, content, author)
+
+
+async def done(futs: asyncio.Future[Any] | Iterable[asyncio.Future[Any]]) -> Any:
+    if isinstance(futs, asyncio.Future):
+        return await asyncio.wait_for(futs, TIMEOUT)
+    return await asyncio.wait_for(asyncio.gather(*futs), TIMEOUT)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "chat.db"
+
+
+@pytest.fixture
+async def writes(db_path: Path) -> AsyncIterator[Writes]:
+    store = Store(db_path)
+    w = Writes(store).open()
+    yield w
+    store.close()
+
+
+def sqlite(path: Path) -> apsw.Connection:
+    """A connection of the test's own, to look at the file from outside the store."""
+    return apsw.Connection(str(path))
+
+
+# --------------------------------------------------------------------------- schema
+
+
+async def test_fresh_database_gets_the_schema_and_sample_posts(
+    writes: Writes, db_path: Path
+) -> None:
+    conn = sqlite(db_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"messages", "posts", "comments"} <= tables
+    finally:
+        conn.close()
+    posts = writes.store.posts()
+    assert [p[1] for p in posts] == [t for t, _, _ in reversed(SAMPLE_POSTS)]  # newest first
+    assert all(p[3] == "fastchat" and p[5] == 0 for p in posts)
+    assert writes.store.counts() == {"messages": 0, "comments": 0, "posts": len(SAMPLE_POSTS)}
+
+
+async def test_sample_posts_are_seeded_only_once(db_path: Path) -> None:
+    for _ in range(3):
+        store = Store(db_path)
+        Writes(store).open()
+        assert len(store.posts()) == len(SAMPLE_POSTS)
+        store.close()
+
+
+async def test_no_sample_posts_when_seeding_is_off(db_path: Path) -> None:
+    store = Store(db_path, seed=False)
+    Writes(store).open()
+    assert store.posts() == []
+    store.close()
+    # A database that exists is never seeded later, even with seeding on.
+    store = Store(db_path, seed=True)
+    Writes(store).open()
+    assert store.posts() == []
+    store.close()
+
+
+async def test_a_newer_schema_is_refused_with_a_clear_error(db_path: Path) -> None:
+    conn = sqlite(db_path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    store = Store(db_path)
+    with pytest.raises(StoreError, match=r"newer than this fastchat.*upgrade fastchat"):
+        Writes(store).open()
+    store.close()
+    assert store._thread is None  # no writer was started
+
+
+async def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a" / "b" / "chat.db")
+    Writes(store).open()
+    assert (tmp_path / "a" / "b" / "chat.db").exists()
+    store.close()
+
+
+# --------------------------------------------------------------------------- writes
+
+
+async def test_a_message_comes_back_as_its_stored_row(writes: Writes) -> None:
+    before = time.time_ns() // 1_000_000
+    op, row, _, duplicate = await done(writes.message("general", "ana", "hello"))
+    after = time.time_ns() // 1_000_000
+    assert op == OP_MESSAGE
+    assert duplicate is False
+    msg_id, room, user, text, ts, client_id = row
+    assert (room, user, text, client_id) == ("general", "ana", "hello", None)
+    assert msg_id >= 1
+    assert before <= ts <= after
+    assert writes.store.recent_messages("general", 10) == ([row], False)
+    assert writes.store.pending == 0
+
+
+async def test_ids_rise_in_submit_order_and_results_keep_that_order(writes: Writes) -> None:
+    futs = [writes.message("r", "u", f"m{i}") for i in range(50)]
+    results = await done(futs)
+    ids = [row[0] for _, row, _, _ in results]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    assert [row[3] for _, row, _, _ in results] == [f"m{i}" for i in range(50)]
+    timestamps = [row[4] for _, row, _, _ in results]
+    assert timestamps == sorted(timestamps)
+    flat = [r for batch in writes.batches for r in batch]
+    assert [r[1][0] for r in flat] == ids  # handed back in commit order
+
+
+async def test_texts_are_stored_verbatim(writes: Writes) -> None:
+    text = "  'quotes' \"double\" ; DROP TABLE messages; -- \n🚀 日本語 \x00 nul  "
+    _, row, _, _ = await done(writes.message("r", "u", text))
+    rows, _ = writes.store.recent_messages("r", 1)
+    assert rows[0][3] == text == row[3]
+
+
+async def test_group_commit_takes_a_burst_in_few_transactions(writes: Writes) -> None:
+    store = writes.store
+    batches_before = store.batches
+    futs = [writes.message("burst", f"u{i % 7}", f"message {i}") for i in range(1000)]
+    assert store.pending == 1000
+    results = await done(futs)
+    assert all(r[3] is False for r in results)
+    transactions = store.batches - batches_before
+    assert 1 <= transactions <= 20, f"1000 messages took {transactions} transactions"
+    assert len(writes.batches) == transactions
+    assert store.rows == 1000
+    assert store.pending == 0
+    assert store.counts()["messages"] == 1000
+
+
+async def test_batches_never_exceed_batch_max(db_path: Path) -> None:
+    store = Store(db_path, batch_max=64)
+    writes = Writes(store).open()
+    try:
+        await done([writes.message("r", "u", str(i)) for i in range(500)])
+        assert max(len(b) for b in writes.batches) <= 64
+        assert store.batches >= 500 // 64
+    finally:
+        store.close()
+
+
+async def test_comments_count_towards_their_post(writes: Writes) -> None:
+    post_id = writes.store.posts()[0][0]
+    results = await done([writes.comment(post_id, "bo", f"c{i}") for i in range(3)])
+    for op, row, _, dup in results:
+        assert op == OP_COMMENT and dup is False
+        assert row[1:4] == (post_id, "bo", row[3])
+    assert writes.store.post(post_id)[5] == 3
+    rows, more = writes.store.comments(post_id, 10)
+    assert [r[3] for r in rows] == ["c0", "c1", "c2"] and more is False
+    other = writes.store.posts()[1][0]
+    assert writes.store.comments(other, 10) == ([], False)
+
+
+async def test_a_new_post_is_readable_and_listed_first(writes: Writes) -> None:
+    op, row, _, dup = await done(writes.post("Title", "Body", "author"))
+    assert op == OP_POST and dup is False
+    post_id = row[0]
+    assert row[1:4] == ("Title", "Body", "author") and row[5] == 0
+    assert writes.store.post(post_id) == row
+    assert writes.store.post_exists(post_id)
+    assert writes.store.posts()[0] == row
+    assert writes.store.posts(limit=1) == [row]
+    assert writes.store.post(post_id + 1000) is None
+    assert not writes.store.post_exists(post_id + 1000)
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+async def test_a_retried_message_is_stored_once(writes: Writes) -> None:
+    _, first, _, dup1 = await done(writes.message("r", "ana", "hello", "c-1"))
+    _, again, _, dup2 = await done(writes.message("r", "ana", "hello (retry)", "c-1"))
+    assert dup1 is False and dup2 is True
+    assert again == first  # the original row, original text and id
+    assert writes.store.recent_messages("r", 10) == ([first], False)
+
+
+async def test_a_retry_in_the_same_batch_is_stored_once(writes: Writes) -> None:
+    results = await done([writes.message("r", "ana", "hi", "same") for _ in range(5)])
+    assert [r[3] for r in results] == [False, True, True, True, True]
+    assert len({r[1] for r in results}) == 1
+    assert len(writes.store.recent_messages("r", 10)[0]) == 1
+
+
+async def test_client_ids_are_scoped_to_room_and_user(writes: Writes) -> None:
+    results = await done(
+        [
+            writes.message("r1", "ana", "a", "c"),
+            writes.message("r2", "ana", "b", "c"),
+            writes.message("r1", "bo", "c", "c"),
+            writes.message("r1", "ana", "d", None),
+            writes.message("r1", "ana", "e", None),
+        ]
+    )
+    assert [r[3] for r in results] == [False] * 5
+    assert len({r[1][0] for r in results}) == 5
+
+
+async def test_a_retried_comment_is_stored_once(writes: Writes) -> None:
+    post_id = writes.store.posts()[0][0]
+    _, first, _, _ = await done(writes.comment(post_id, "ana", "nice", "k1"))
+    _, again, _, dup = await done(writes.comment(post_id, "ana", "nice!", "k1"))
+    _, other, _, dup_other = await done(writes.comment(post_id, "bo", "nice", "k1"))
+    assert dup is True and again == first
+    assert dup_other is False and other[0] != first[0]
+    assert writes.store.post(post_id)[5] == 2
+
+
+# --------------------------------------------------------------------------- history
+
+
+async def fill(writes: Writes, room: str, n: int) -> list[tuple[Any, ...]]:
+    results = await done([writes.message(room, "u", f"{room}-{i}") for i in range(n)])
+    return [row for _, row, _, _ in results]
+
+
+async def test_recent_messages_are_the_newest_n_in_chronological_order(writes: Writes) -> None:
+    rows = await fill(writes, "r", 30)
+    await fill(writes, "elsewhere", 5)
+    got, more = writes.store.recent_messages("r", 10)
+    assert got == rows[-10:] and more is True
+    got, more = writes.store.recent_messages("r", 30)
+    assert got == rows and more is False
+    got, more = writes.store.recent_messages("r", 100)
+    assert got == rows and more is False
+    assert writes.store.recent_messages("nobody-here", 10) == ([], False)
+
+
+async def test_before_paging_walks_1000_messages_back_exactly_once(writes: Writes) -> None:
+    rows = await fill(writes, "big", 1000)
+    await fill(writes, "noise", 50)
+    seen: list[tuple[Any, ...]] = []
+    before = None
+    while True:
+        page, more = writes.store.recent_messages("big", 37, before=before)
+        assert page == sorted(page)  # chronological within a page
+        seen = page + seen
+        if not more:
+            break
+        before = page[0][0]
+    assert seen == rows
+
+
+async def test_after_paging_walks_1000_messages_forward_exactly_once(writes: Writes) -> None:
+    rows = await fill(writes, "big", 1000)
+    seen: list[tuple[Any, ...]] = []
+    after = 0
+    while True:
+        page, more = writes.store.recent_messages("big", 64, after=after)
+        seen += page
+        if not more:
+            break
+        after = page[-1][0]
+    assert seen == rows
+    # Resuming from the last id seen returns nothing new.
+    assert writes.store.recent_messages("big", 64, after=rows[-1][0]) == ([], False)
+    # Resuming from the middle returns exactly the rest.
+    assert writes.store.recent_messages("big", 1000, after=rows[499][0]) == (rows[500:], False)
+
+
+async def test_comment_paging_covers_every_comment_once(writes: Writes) -> None:
+    post_id = writes.store.posts()[0][0]
+    other = writes.store.posts()[1][0]
+    results = await done([writes.comment(post_id, "u", f"c{i}") for i in range(250)])
+    await done([writes.comment(other, "u", "x") for _ in range(10)])
+    rows = [row for _, row, _, _ in results]
+    back: list[tuple[Any, ...]] = []
+    before = None
+    while True:
+        page, more = writes.store.comments(post_id, 40, before=before)
+        back = page + back
+        if not more:
+            break
+        before = page[0][0]
+    assert back == rows
+    forward: list[tuple[Any, ...]] = []
+    after = 0
+    while True:
+        page, more = writes.store.comments(post_id, 40, after=after)
+        forward += page
+        if not more:
+            break
+        after = page[-1][0]
+    assert forward == rows
+    assert writes.store.comments(post_id, 5) == (rows[-5:], True)
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+async def test_close_commits_everything_queued_before_stopping(db_path: Path) -> None:
+    store = Store(db_path)
+    writes = Writes(store).open()
+    futs = [writes.message("r", "u", f"m{i}") for i in range(300)]
+    store.close()  # without waiting for a single result first
+    results = await done(futs)
+    assert all(isinstance(r[1], tuple) and r[3] is False for r in results)
+    conn = sqlite(db_path)
+    try:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 300
+    finally:
+        conn.close()
+
+
+async def test_reopening_the_file_finds_the_data_and_ids_keep_rising(db_path: Path) -> None:
+    store = Store(db_path)
+    writes = Writes(store).open()
+    old = await fill(writes, "r", 20)
+    _, dup_src, _, _ = await done(writes.message("r", "ana", "once", "cid"))
+    store.close()
+
+    store = Store(db_path)
+    writes = Writes(store).open()
+    try:
+        rows, _ = store.recent_messages("r", 100)
+        assert rows == [*old, dup_src]
+        _, new, _, _ = await done(writes.message("r", "u", "after restart"))
+        assert new[0] > dup_src[0]
+        assert new[4] >= dup_src[4]  # timestamps never go backwards across a restart
+        # Idempotency survives the restart too.
+        _, again, _, dup = await done(writes.message("r", "ana", "once", "cid"))
+        assert dup is True and again == dup_src
+    finally:
+        store.close()
+
+
+async def test_check_passes_while_open(writes: Writes) -> None:
+    writes.store.check()
+
+
+async def test_close_is_safe_to_call_twice(db_path: Path) -> None:
+    store = Store(db_path)
+    Writes(store).open()
+    store.close()
+    store.close()
+
+
+# --------------------------------------------------------------------------- refused writes
+
+
+async def test_a_refused_write_comes_back_as_store_error_and_the_writer_recovers(
+    writes: Writes, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = writes.store
+    assert store._writer is not None
+    store._writer.execute("PRAGMA query_only=1")  # the database now refuses every write
+    with caplog.at_level(logging.ERROR, logger="fastchat.store"):
+        results = await done(
+            [
+                writes.message("r", "u", "lost"),
+                writes.comment(1, "u", "lost"),
+                writes.post("t", "c", "a"),
+            ]
+        )
+    for (op, error, _, dup), kind in zip(results, (OP_MESSAGE, OP_COMMENT, OP_POST), strict=True):
+        assert op == kind
+        assert isinstance(error, StoreError)
+        assert str(error).startswith("the database refused the write")
+        assert dup is None
+    assert store.failed_batches >= 1
+    assert store.pending == 0
+    assert "failed" in caplog.text
+    assert store.recent_messages("r", 10) == ([], False)
+    store.check()  # the writer is still alive
+
+    store._writer.execute("PRAGMA query_only=0")
+    _, row, _, dup = await done(writes.message("r", "u", "kept"))
+    assert dup is False and row[3] == "kept"
+    assert store.recent_messages("r", 10) == ([row], False)
+
+
+# Root ignores file permissions, so unwritable places are made with what root cannot get
+# past either: a file where a folder must be, a folder where the database file must be.
+
+
+async def test_a_database_under_a_file_is_refused_with_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("x")
+    db_path = tmp_path / "not-a-dir" / "chat.db"
+    store = Store(db_path)
+    with pytest.raises(StoreError, match="not-a-dir"):
+        Writes(store).open()
+    store.close()
+
+
+async def test_a_folder_in_place_of_the_database_is_refused_with_a_store_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "chat.db").mkdir()
+    store = Store(tmp_path / "chat.db")
+    with pytest.raises(StoreError, match="chat.db"):
+        Writes(store).open()
+    store.close()
+
+
+async def test_a_write_sqlite_cannot_take_is_a_store_error_and_the_writer_goes_on(
+    writes: Writes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    crashed: asyncio.Future[BaseException | None] = loop.create_future()
+    monkeypatch.setattr(
+        threading,
+        "excepthook",
+        lambda args: loop.call_soon_threadsafe(crashed.set_result, args.exc_value),
+    )
+    bad = writes.message("r", "u", "lone surrogate \udc80")
+    # Whichever comes first: the result, or the writer thread dying.
+    await asyncio.wait_for(
+        asyncio.wait({bad, crashed}, return_when=asyncio.FIRST_COMPLETED), TIMEOUT
+    )
+    assert bad.done(), f"no result: the writer thread died of {crashed.result()!r}"
+    assert isinstance(bad.result()[1], StoreError)
+    _, row, _, _ = await done(writes.message("r", "u", "fine"))
+    assert row[3] == "fine"
+    writes.store.check()
