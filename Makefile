@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml setup.py src/fastchat/_hub.pyx src/fastchat/_hub.pxd
 run: $(STAMP)
 	$(BIN)/fastchat serve
 
+# Restarts on changes to sources, templates and static files; rebuilds the hub on .pyx changes.
+dev: $(STAMP)
+	$(BIN)/fastchat serve --reload
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -28,9 +32,11 @@ bench-micro: $(STAMP)
 	$(BIN)/python -m pytest bench -p no:cacheprovider --benchmark-only -o testpaths=bench
 
 wheel: $(STAMP)
-	rm -rf dist build
-	$(BIN)/python -m pip wheel --no-deps -w dist .
-	$(BIN)/python -m build --sdist 2>/dev/null || true
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/auditwheel repair --wheel-dir dist dist/*-linux_*.whl
+	rm -f dist/*-linux_*.whl
+	ls -l dist
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

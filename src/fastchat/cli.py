@@ -73,12 +73,24 @@ def main() -> None:
 @click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
               show_envvar=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--log-format", envvar="LOG_FORMAT", default="auto", show_default=True,
+              show_envvar=True, type=click.Choice(["auto", "json", "text"], case_sensitive=False),
+              help="auto: text in a terminal, JSON lines otherwise.")
+@click.option("--reload", is_flag=True, default=False,
+              help="Development: restart when sources, templates or static files change.")
 @click.option("--seed-posts/--no-seed-posts", envvar="SEED_POSTS", default=True,
               show_default=True, show_envvar=True, help="Create sample posts in a new database.")
 def serve(**options: Any) -> None:
     """Run the server: pages and REST on PORT, WebSockets on WS_PORT and PORT."""
+    if options.pop("reload"):
+        from fastchat import devreload
+
+        args = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
+        argv = [a for a in args if a != "--reload"]
+        sys.exit(devreload.run(argv))
     options["synchronous"] = options["synchronous"].upper()
     options["log_level"] = options["log_level"].lower()
+    options["log_format"] = options["log_format"].lower()
     settings = Settings(**options)
     if settings.port and settings.port == settings.ws_port:
         raise click.BadParameter("PORT and WS_PORT must differ", param_hint="--ws-port")

@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
     seed_posts: bool = True
     shutdown_timeout: float = 10.0
 

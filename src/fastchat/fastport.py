@@ -45,7 +45,8 @@ class FastListener(WSListener):  # type: ignore[misc]
         self.member: Member | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        self.member = self._chat.connect_fast(transport)
+        peer = transport.underlying_transport.get_extra_info("peername")
+        self.member = self._chat.connect_fast(transport, f"{peer[0]}:{peer[1]}" if peer else "")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.member is not None:
@@ -125,9 +126,11 @@ async def start_fast_port(chat: Chat, settings: Settings) -> asyncio.Server:
         headers = request.headers
         if not origin_allowed(headers.get("Origin"), headers.get("Host"), origins):
             chat.errors["origin_refused"] += 1
+            log.warning("handshake refused: origin", extra={"port": "fast", "origin": headers.get("Origin")})
             return _refuse(403, "origin not allowed")
         if hub.fast_members + hub.sink_members >= max_connections:
             chat.errors["too_many_connections"] += 1
+            log.warning("handshake refused: too many connections", extra={"port": "fast"})
             return _refuse(503, "too many connections, try again later")
         return FastListener(chat)
 

@@ -71,9 +71,26 @@ class Session:
     Pure state, no I/O: the service owns one per connection (in the hub member's `state`).
     """
 
-    __slots__ = ("names", "resuming", "strikes", "tokens", "typing_at", "updated")
+    __slots__ = (
+        "conn_id",
+        "names",
+        "opened",
+        "peer",
+        "port",
+        "resuming",
+        "strikes",
+        "tokens",
+        "typing_at",
+        "updated",
+    )
 
-    def __init__(self, limits: Limits, now: float) -> None:
+    def __init__(
+        self, limits: Limits, now: float, conn_id: int = 0, port: str = "", peer: str = ""
+    ) -> None:
+        self.conn_id = conn_id
+        self.port = port
+        self.peer = peer
+        self.opened = now
         self.names: dict[str, str] = {}  # hub room key -> the user name given at join
         self.typing_at: dict[str, float] = {}
         self.resuming: set[str] = set()

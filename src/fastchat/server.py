@@ -19,11 +19,12 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.server.embed import Server as GranianServer
 
-from fastchat import __version__
+from fastchat import __version__, logs
 from fastchat._hub import Hub
 from fastchat.app import create_app
 from fastchat.config import Settings
 from fastchat.fastport import start_fast_port
+from fastchat.metrics import Metrics
 from fastchat.service import Chat
 from fastchat.store import Store, StoreError
 
@@ -40,6 +41,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     )
     hub = Hub(loop, high_water=settings.outbound_high_water)
     chat = Chat(hub, store, settings.limits)
+    metrics = Metrics(chat)
+    store.on_batch = metrics.on_batch
     try:
         store.open(loop, chat.on_committed)
     except StoreError as exc:
@@ -53,7 +56,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
 
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
     http = GranianServer(
-        create_app(chat, settings),
+        create_app(chat, settings, metrics.registry),
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,
@@ -62,6 +65,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         log_enabled=settings.log_level == "debug",
         log_level=LogLevels.warning,
     )
+    logs.configure(settings.log_level, settings.log_format)  # Granian's __init__ reset logging
     http_task = loop.create_task(http.serve())
 
     stop = asyncio.Event()
@@ -123,13 +127,5 @@ async def _shutdown(
 
 
 def run(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if settings.log_level != "debug":
-        # picows logs every connection at INFO; one line per connection is our job (and later
-        # structured), not the library's.
-        logging.getLogger("picows").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     return uvloop.run(serve(settings))

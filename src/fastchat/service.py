@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -129,6 +130,10 @@ class Chat:
         self.comments_in = 0
         self.errors: Counter[str] = Counter()
         self.replay_backlog = max(64 * 1024, hub.high_water // 4)
+        self._next_conn = 0
+        self.connections_opened: Counter[str] = Counter()
+        self.joins = 0
+        hub.on_slow = self.on_slow
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_store_open(self) -> None:
@@ -138,21 +143,43 @@ class Chat:
 
     # ------------------------------------------------------------------ connections
 
-    def connect_fast(self, transport: Any) -> Member:
-        member = self.hub.attach_transport(transport)
-        member.state = Session(self.limits, time.monotonic())
-        return member
+    def connect_fast(self, transport: Any, peer: str = "") -> Member:
+        return self._opened(self.hub.attach_transport(transport), "fast", peer)
 
-    def connect_sink(self, sink: "Sink") -> Member:
-        member = self.hub.attach_sink(sink)
-        member.state = Session(self.limits, time.monotonic())
+    def connect_sink(self, sink: "Sink", peer: str = "") -> Member:
+        return self._opened(self.hub.attach_sink(sink), "http", peer)
+
+    def _opened(self, member: Member, port: str, peer: str) -> Member:
+        self._next_conn += 1
+        self.connections_opened[port] += 1
+        member.state = Session(self.limits, time.monotonic(), self._next_conn, port, peer)
+        log.info("connection opened", extra={"conn": self._next_conn, "port": port, "peer": peer})
         return member
 
     def disconnect(self, member: Member) -> None:
-        names = member.state.names
-        for key in self.hub.detach(member):
+        session: Session = member.state
+        names = session.names
+        rooms = self.hub.detach(member)
+        for key in rooms:
             if key[0] == "r":
                 self._presence_left(key, names.get(key, ""))
+        log.info(
+            "connection closed",
+            extra={
+                "conn": session.conn_id,
+                "port": session.port,
+                "peer": session.peer,
+                "seconds": round(time.monotonic() - session.opened, 3),
+                "rooms": len(rooms),
+            },
+        )
+
+    def on_slow(self, member: Member) -> None:
+        session: Session = member.state
+        log.warning(
+            "slow consumer dropped",
+            extra={"conn": session.conn_id, "port": session.port, "peer": session.peer},
+        )
 
     def receive(self, member: Member, data: bytes | str) -> None:
         """One text frame from a client, on either port."""
@@ -160,6 +187,10 @@ class Chat:
         if not session.admit(self.limits, time.monotonic()):
             if session.strikes >= self.limits.max_strikes:
                 self.errors[ErrorCode.RATE_LIMITED] += 1
+                log.warning(
+                    "connection closed for flooding",
+                    extra={"conn": session.conn_id, "port": session.port, "peer": session.peer},
+                )
                 self.hub.close(member, 1008, "rate limit exceeded repeatedly")
             elif session.strikes == 1 or session.strikes % 10 == 0:
                 # One ERROR per burst of refusals, not one per refused frame.
@@ -234,6 +265,7 @@ class Chat:
 
     def _finish_join_room(self, member: Member, ev: JoinRoom, replayed: int) -> None:
         key = "r:" + ev.room
+        self.joins += 1
         if key not in member.rooms:
             # Tell the others first, so the joiner's own first event is ROOM_JOINED.
             count = self.hub.count(key) + 1
@@ -293,6 +325,7 @@ class Chat:
         self._check_room_budget(member, key)
 
         def finish(replayed: int) -> None:
+            self.joins += 1
             self.hub.join(member, key)
             member.state.names[key] = ev.user
             reply = PostJoined(post_id=post_id, viewers=self.hub.count(key), replayed=replayed)
@@ -505,6 +538,7 @@ class Chat:
         hub = self.hub
         counts = self.store.counts()
         return {
+            "node": socket.gethostname(),
             "connections": {
                 "ws_fast": hub.fast_members,
                 "ws_http": hub.sink_members,

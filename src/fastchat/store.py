@@ -158,6 +158,8 @@ class Store:
         self.last_batch_size = 0
         self.last_commit_seconds = 0.0
         self.pending = 0  # operations queued and not yet handed back (loop thread only)
+        # Called by the writer thread after each commit with (rows, seconds): metrics.
+        self.on_batch: Callable[[int, float], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -279,6 +281,8 @@ class Store:
         self.rows += len(batch)
         self.last_batch_size = len(batch)
         self.last_commit_seconds = time.perf_counter() - started
+        if self.on_batch is not None:
+            self.on_batch(len(batch), self.last_commit_seconds)
         return results
 
     def _apply(self, conn: apsw.Connection, op: tuple[Any, ...], ts: int) -> Result:

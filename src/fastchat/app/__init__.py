@@ -16,7 +16,9 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 
-from fastchat.app.api import ApiError, api_router
+from prometheus_client import CollectorRegistry
+
+from fastchat.app.api import ApiError, api_router, metrics_endpoint
 from fastchat.app.pages import PagesController, not_found_page
 from fastchat.app.ws import legacy_ws
 from fastchat.config import Settings
@@ -71,17 +73,22 @@ def _http_error(
     return Response(str(exc.detail), status_code=exc.status_code, media_type="text/plain")
 
 
-def create_app(chat: Chat, settings: Settings) -> Litestar:
+def create_app(
+    chat: Chat, settings: Settings, registry: CollectorRegistry | None = None
+) -> Litestar:
+    registry = registry or CollectorRegistry()
     return Litestar(
         route_handlers=[
             PagesController,
             api_router,
             legacy_ws,
+            metrics_endpoint,
             create_static_files_router(path="/static", directories=[asset_dir("static")]),
         ],
         dependencies={
             "chat": Provide(lambda: chat, use_cache=True, sync_to_thread=False),
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
+            "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
         },
         template_config=TemplateConfig(
             directory=asset_dir("templates"), engine=JinjaTemplateEngine

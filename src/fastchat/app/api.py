@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, Router, get, post
 from litestar.params import Parameter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fastchat.config import Settings
 from fastchat.events import Comment, Message, Post
@@ -263,6 +264,12 @@ class TestController(Controller):
     ) -> dict[str, Any]:
         stored = await _store_comment(chat, _post_id(post_id), user, comment, None, settings)
         return {"status": "sent", "comment": stored}
+
+
+@get("/metrics", sync_to_thread=False, include_in_schema=False)
+def metrics_endpoint(registry: CollectorRegistry) -> Response[bytes]:
+    """Prometheus text format (the client library's own exposition)."""
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 api_router = Router(

@@ -78,12 +78,14 @@ async def legacy_ws(socket: WebSocket[Any, Any, Any], chat: Chat, settings: Sett
         refusal = ("too_many_connections", 1013, "too many connections, try again later")
     if refusal is not None:
         chat.errors[refusal[0]] += 1
+        log.warning(f"handshake refused: {refusal[2]}", extra={"port": "http"})
         # Closing before accepting answers the handshake with HTTP 403.
         await socket.close(code=refusal[1], reason=refusal[2])
         return
     # Counted before the handshake completes, so MAX_CONNECTIONS holds under a rush.
     sink = AsgiSink(socket)
-    member = chat.connect_sink(sink)
+    client = socket.client
+    member = chat.connect_sink(sink, f"{client.host}:{client.port}" if client else "")
     try:
         await socket.accept()
     except BaseException:

@@ -1,0 +1,86 @@
+"""Operating it: metrics move by the right amounts, logs are structured and never hold bodies."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ServerProcess, start_server
+from tests.integration.wsclient import Client
+
+
+def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = httpx.get(f"{server.http}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    values = {}
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_count_traffic(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "m.db")
+    try:
+        before = scrape(server)
+        room = "metrics-" + uuid.uuid4().hex[:6]
+        async with await Client.connect(server.ws_fast) as a, await Client.connect(server.ws_http) as b:
+            await a.join(room, "a")
+            await b.join(room, "b")
+            for i in range(5):
+                await a.say(room, "a", f"m{i}")
+            for _ in range(5):
+                await a.expect("CHAT_MESSAGE", skip=("USER_JOINED",))
+                await b.expect("CHAT_MESSAGE")
+            await a.send("{broken")
+            await a.expect("ERROR")
+            await a.send({"type": "POST_COMMENT", "post_id": 1, "user": "a", "comment": "c"})
+            await a.expect("POST_COMMENT")
+        after = scrape(server)
+        assert delta(before, after, "fastchat_connections_opened_total", port="fast") == 1
+        assert delta(before, after, "fastchat_connections_opened_total", port="http") == 1
+        assert delta(before, after, "fastchat_joins_total") == 2
+        assert delta(before, after, "fastchat_received_total", kind="message") == 5
+        assert delta(before, after, "fastchat_received_total", kind="comment") == 1
+        # 5 messages x 2 members + USER_JOINED to a + the comment's ack to its sender.
+        assert delta(before, after, "fastchat_deliveries_total") >= 10
+        assert delta(before, after, "fastchat_errors_total", code="invalid_json") == 1
+        assert delta(before, after, "fastchat_store_rows_total") == 6
+        assert delta(before, after, "fastchat_store_batch_size_count") == delta(
+            before, after, "fastchat_store_batches_total"
+        )
+        assert delta(before, after, "fastchat_store_batch_size_sum") == 6
+        info = [dict(labels) for name, labels in after if name == "fastchat_info"]
+        assert len(info) == 1 and info[0]["node"] and info[0]["version"]
+    finally:
+        server.stop()
+
+
+async def test_logs_are_json_lines_one_per_lifecycle_event_without_bodies(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "l.db", env={"LOG_FORMAT": "json"})
+    secret = "body-" + uuid.uuid4().hex
+    try:
+        async with await Client.connect(server.ws_fast) as c:
+            await c.join("logs", "u")
+            await c.say("logs", "u", secret)
+            await c.expect("CHAT_MESSAGE")
+        httpx.get(f"{server.http}/api/v1/test/message", params={"room": "logs", "message": secret})
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    assert lines and all({"ts", "level", "logger", "msg"} <= set(entry) for entry in lines)
+    opened = [e for e in lines if e["msg"] == "connection opened"]
+    closed = [e for e in lines if e["msg"] == "connection closed"]
+    assert len(opened) == 1 and len(closed) == 1
+    assert opened[0]["port"] == "fast" and opened[0]["conn"] == closed[0]["conn"]
+    assert closed[0]["rooms"] == 1 and closed[0]["seconds"] >= 0
+    assert secret not in server.log()
