@@ -98,3 +98,16 @@ def serve(**options: Any) -> None:
     from fastchat.server import run  # imported late: `--help` stays fast
 
     sys.exit(run(settings))
+
+
+@main.command(context_settings=_CTX)
+@click.option("--db-path", envvar="DB_PATH", default="./chat.db", show_default=True,
+              show_envvar=True, type=click.Path(exists=True, dir_okay=False),
+              help="The live database to copy.")
+@click.argument("dest", type=click.Path(dir_okay=False))
+def backup(db_path: str, dest: str) -> None:
+    """Copy the database to DEST while the server keeps running (SQLite online backup)."""
+    from fastchat.backup import backup as run_backup
+
+    pages = run_backup(db_path, dest)
+    click.echo(f"backed up {db_path} to {dest} ({pages} pages)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import Any, Final
 
 ACCEPTED_FORMATS: Final = (
     "RFC 3339 / ISO 8601 (e.g. 2026-11-25T22:07:14Z, 2026-11-25T22:07:14.5+01:00), "
@@ -39,11 +39,23 @@ class TimeFormatError(ValueError):
         super().__init__(f"unreadable time {shown}; accepted: {ACCEPTED_FORMATS}")
 
 
+_last_formatted: list[Any] = [None, ""]
+
+
 def format_ms(ms: int) -> str:
-    """Unix milliseconds -> RFC 3339 UTC with milliseconds."""
+    """Unix milliseconds -> RFC 3339 UTC with milliseconds.
+
+    A committed batch shares one timestamp, so the last answer is kept: formatting costs
+    ~1.5 us, the cache hit ~50 ns.
+    """
+    last = _last_formatted
+    if last[0] == ms:
+        return last[1]  # type: ignore[no-any-return]
     seconds, millis = divmod(ms, 1000)
     dt = datetime.fromtimestamp(seconds, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+    text = f"{dt:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+    last[0], last[1] = ms, text
+    return text
 
 
 def parse_to_ms(value: str | int | float) -> int:

@@ -84,3 +84,30 @@ async def test_logs_are_json_lines_one_per_lifecycle_event_without_bodies(tmp_pa
     assert opened[0]["port"] == "fast" and opened[0]["conn"] == closed[0]["conn"]
     assert closed[0]["rooms"] == 1 and closed[0]["seconds"] >= 0
     assert secret not in server.log()
+
+
+def test_backup_of_the_live_database(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import apsw
+
+    server = start_server(tmp_path / "live.db")
+    try:
+        for i in range(25):
+            httpx.get(f"{server.http}/api/v1/test/message", params={"room": "bk", "message": f"m{i}"})
+        out = subprocess.run(
+            [sys.executable, "-m", "fastchat", "backup", "--db-path", str(server.db_path),
+             str(tmp_path / "copy.db")],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        # The server kept serving during and after the copy.
+        assert httpx.get(f"{server.http}/api/v1/health").status_code == 200
+    finally:
+        server.stop()
+    copy = apsw.Connection(str(tmp_path / "copy.db"))
+    rows = copy.execute("SELECT message FROM messages WHERE room = 'bk' ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == [f"m{i}" for i in range(25)]
+    assert copy.execute("PRAGMA user_version").fetchone()[0] >= 1
+    copy.close()
