@@ -15,7 +15,9 @@ def backup(source: str | Path, dest: str | Path, pages_per_step: int = 1024) -> 
     """Copy `source` into `dest` (replaced if present); returns the number of pages copied."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    src = apsw.Connection(f"file:{source}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    src = apsw.Connection(
+        f"file:{source}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+    )
     try:
         dst = apsw.Connection(str(dest))
         try:

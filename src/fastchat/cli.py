@@ -24,62 +24,187 @@ def main() -> None:
 
 
 @main.command(context_settings=_CTX)
-@click.option("--host", envvar="HOST", default="0.0.0.0", show_default=True, show_envvar=True,
-              help="Address both ports listen on.")
-@click.option("--port", envvar="PORT", type=click.IntRange(0, 65535), default=8080,
-              show_default=True, show_envvar=True, help="HTTP port: pages, REST, and /ws.")
-@click.option("--ws-port", envvar="WS_PORT", type=click.IntRange(0, 65535), default=8081,
-              show_default=True, show_envvar=True, help="Fast WebSocket port (path /ws).")
-@click.option("--db-path", envvar="DB_PATH", default="./chat.db", show_default=True,
-              show_envvar=True, help="SQLite database file (created if missing).")
-@click.option("--synchronous", envvar="SQLITE_SYNCHRONOUS", default="NORMAL", show_default=True,
-              show_envvar=True, type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"],
-                                                  case_sensitive=False),
-              help="SQLite durability: NORMAL survives a process crash, FULL a power loss.")
-@click.option("--busy-timeout-ms", envvar="SQLITE_BUSY_TIMEOUT_MS", type=click.IntRange(0, 600_000),
-              default=5000, show_default=True, show_envvar=True,
-              help="How long a write waits for a database locked by another process.")
-@click.option("--public-ws-url", envvar="PUBLIC_WS_URL", default="", show_envvar=True,
-              help="WebSocket URL the browser uses (behind a proxy); default: same host, WS_PORT.")
-@click.option("--max-frame-bytes", envvar="MAX_FRAME_BYTES", type=click.IntRange(256, 16 << 20),
-              default=64 * 1024, show_default=True, show_envvar=True,
-              help="Largest WebSocket message accepted.")
-@click.option("--max-message-chars", envvar="MAX_MESSAGE_CHARS", type=click.IntRange(1, 1 << 20),
-              default=4000, show_default=True, show_envvar=True,
-              help="Longest chat message or comment, in characters.")
-@click.option("--outbound-high-water", envvar="OUTBOUND_HIGH_WATER",
-              type=click.IntRange(4096, 1 << 30), default=1 << 20, show_default=True,
-              show_envvar=True, help="Bytes queued for one client before it is dropped as slow.")
-@click.option("--rate-limit", envvar="RATE_LIMIT", type=click.FloatRange(0, 1e9), default=50.0,
-              show_default=True, show_envvar=True,
-              help="Events per second per connection (token bucket); 0 turns it off.")
-@click.option("--rate-burst", envvar="RATE_BURST", type=click.FloatRange(1, 1e9), default=100.0,
-              show_default=True, show_envvar=True, help="Burst allowed above the rate.")
-@click.option("--max-rooms-per-connection", envvar="MAX_ROOMS_PER_CONNECTION",
-              type=click.IntRange(1, 100_000), default=100, show_default=True, show_envvar=True,
-              help="Rooms and posts one connection may join.")
-@click.option("--max-connections", envvar="MAX_CONNECTIONS", type=click.IntRange(1, 10_000_000),
-              default=10_000, show_default=True, show_envvar=True,
-              help="WebSocket connections (both ports); more are refused at the handshake.")
-@click.option("--allowed-origins", envvar="ALLOWED_ORIGINS", default="", show_envvar=True,
-              help="Comma-separated browser origins allowed to open WebSockets; empty: the "
-                   "page's own host; '*': any.")
-@click.option("--ping-interval", envvar="PING_INTERVAL", type=click.FloatRange(0.5, 3600),
-              default=20.0, show_default=True, show_envvar=True,
-              help="Seconds of silence before the fast port pings a client.")
-@click.option("--ping-timeout", envvar="PING_TIMEOUT", type=click.FloatRange(0.5, 3600),
-              default=20.0, show_default=True, show_envvar=True,
-              help="Seconds to wait for the pong before dropping the client.")
-@click.option("--log-level", envvar="LOG_LEVEL", default="info", show_default=True,
-              show_envvar=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-@click.option("--log-format", envvar="LOG_FORMAT", default="auto", show_default=True,
-              show_envvar=True, type=click.Choice(["auto", "json", "text"], case_sensitive=False),
-              help="auto: text in a terminal, JSON lines otherwise.")
-@click.option("--reload", is_flag=True, default=False,
-              help="Development: restart when sources, templates or static files change.")
-@click.option("--seed-posts/--no-seed-posts", envvar="SEED_POSTS", default=True,
-              show_default=True, show_envvar=True, help="Create sample posts in a new database.")
+@click.option(
+    "--host",
+    envvar="HOST",
+    default="0.0.0.0",
+    show_default=True,
+    show_envvar=True,
+    help="Address both ports listen on.",
+)
+@click.option(
+    "--port",
+    envvar="PORT",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    show_envvar=True,
+    help="HTTP port: pages, REST, and /ws.",
+)
+@click.option(
+    "--ws-port",
+    envvar="WS_PORT",
+    type=click.IntRange(0, 65535),
+    default=8081,
+    show_default=True,
+    show_envvar=True,
+    help="Fast WebSocket port (path /ws).",
+)
+@click.option(
+    "--db-path",
+    envvar="DB_PATH",
+    default="./chat.db",
+    show_default=True,
+    show_envvar=True,
+    help="SQLite database file (created if missing).",
+)
+@click.option(
+    "--synchronous",
+    envvar="SQLITE_SYNCHRONOUS",
+    default="NORMAL",
+    show_default=True,
+    show_envvar=True,
+    type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"], case_sensitive=False),
+    help="SQLite durability: NORMAL survives a process crash, FULL a power loss.",
+)
+@click.option(
+    "--busy-timeout-ms",
+    envvar="SQLITE_BUSY_TIMEOUT_MS",
+    type=click.IntRange(0, 600_000),
+    default=5000,
+    show_default=True,
+    show_envvar=True,
+    help="How long a write waits for a database locked by another process.",
+)
+@click.option(
+    "--public-ws-url",
+    envvar="PUBLIC_WS_URL",
+    default="",
+    show_envvar=True,
+    help="WebSocket URL the browser uses (behind a proxy); default: same host, WS_PORT.",
+)
+@click.option(
+    "--max-frame-bytes",
+    envvar="MAX_FRAME_BYTES",
+    type=click.IntRange(256, 16 << 20),
+    default=64 * 1024,
+    show_default=True,
+    show_envvar=True,
+    help="Largest WebSocket message accepted.",
+)
+@click.option(
+    "--max-message-chars",
+    envvar="MAX_MESSAGE_CHARS",
+    type=click.IntRange(1, 1 << 20),
+    default=4000,
+    show_default=True,
+    show_envvar=True,
+    help="Longest chat message or comment, in characters.",
+)
+@click.option(
+    "--outbound-high-water",
+    envvar="OUTBOUND_HIGH_WATER",
+    type=click.IntRange(4096, 1 << 30),
+    default=1 << 20,
+    show_default=True,
+    show_envvar=True,
+    help="Bytes queued for one client before it is dropped as slow.",
+)
+@click.option(
+    "--rate-limit",
+    envvar="RATE_LIMIT",
+    type=click.FloatRange(0, 1e9),
+    default=50.0,
+    show_default=True,
+    show_envvar=True,
+    help="Events per second per connection (token bucket); 0 turns it off.",
+)
+@click.option(
+    "--rate-burst",
+    envvar="RATE_BURST",
+    type=click.FloatRange(1, 1e9),
+    default=100.0,
+    show_default=True,
+    show_envvar=True,
+    help="Burst allowed above the rate.",
+)
+@click.option(
+    "--max-rooms-per-connection",
+    envvar="MAX_ROOMS_PER_CONNECTION",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    show_envvar=True,
+    help="Rooms and posts one connection may join.",
+)
+@click.option(
+    "--max-connections",
+    envvar="MAX_CONNECTIONS",
+    type=click.IntRange(1, 10_000_000),
+    default=10_000,
+    show_default=True,
+    show_envvar=True,
+    help="WebSocket connections (both ports); more are refused at the handshake.",
+)
+@click.option(
+    "--allowed-origins",
+    envvar="ALLOWED_ORIGINS",
+    default="",
+    show_envvar=True,
+    help="Comma-separated browser origins allowed to open WebSockets; empty: the "
+    "page's own host; '*': any.",
+)
+@click.option(
+    "--ping-interval",
+    envvar="PING_INTERVAL",
+    type=click.FloatRange(0.5, 3600),
+    default=20.0,
+    show_default=True,
+    show_envvar=True,
+    help="Seconds of silence before the fast port pings a client.",
+)
+@click.option(
+    "--ping-timeout",
+    envvar="PING_TIMEOUT",
+    type=click.FloatRange(0.5, 3600),
+    default=20.0,
+    show_default=True,
+    show_envvar=True,
+    help="Seconds to wait for the pong before dropping the client.",
+)
+@click.option(
+    "--log-level",
+    envvar="LOG_LEVEL",
+    default="info",
+    show_default=True,
+    show_envvar=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+@click.option(
+    "--log-format",
+    envvar="LOG_FORMAT",
+    default="auto",
+    show_default=True,
+    show_envvar=True,
+    type=click.Choice(["auto", "json", "text"], case_sensitive=False),
+    help="auto: text in a terminal, JSON lines otherwise.",
+)
+@click.option(
+    "--reload",
+    envvar="RELOAD",
+    is_flag=True,
+    default=False,
+    show_envvar=True,
+    help="Development: restart when sources, templates or static files change.",
+)
+@click.option(
+    "--seed-posts/--no-seed-posts",
+    envvar="SEED_POSTS",
+    default=True,
+    show_default=True,
+    show_envvar=True,
+    help="Create sample posts in a new database.",
+)
 def serve(**options: Any) -> None:
     """Run the server: pages and REST on PORT, WebSockets on WS_PORT and PORT."""
     if options.pop("reload"):
@@ -101,9 +226,15 @@ def serve(**options: Any) -> None:
 
 
 @main.command(context_settings=_CTX)
-@click.option("--db-path", envvar="DB_PATH", default="./chat.db", show_default=True,
-              show_envvar=True, type=click.Path(exists=True, dir_okay=False),
-              help="The live database to copy.")
+@click.option(
+    "--db-path",
+    envvar="DB_PATH",
+    default="./chat.db",
+    show_default=True,
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The live database to copy.",
+)
 @click.argument("dest", type=click.Path(dir_okay=False))
 def backup(db_path: str, dest: str) -> None:
     """Copy the database to DEST while the server keeps running (SQLite online backup)."""

@@ -50,4 +50,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def origins(self) -> frozenset[str]:
         """Allowed browser origins; empty: same host as the page; `*`: any."""
-        return frozenset(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())
+        return frozenset(
+            o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()
+        )

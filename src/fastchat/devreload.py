@@ -8,6 +8,7 @@ container runtime.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def _on_change(changes: set[tuple[watchfiles.Change, str]]) -> None:
 
 def run(argv: list[str]) -> int:
     """Run `fastchat serve <argv>` in a child process, restarting it on changes."""
+    os.environ.pop("RELOAD", None)  # the child serves; only this process watches
     command = [sys.executable, "-m", "fastchat", "serve", *argv]
     return int(
         watchfiles.run_process(

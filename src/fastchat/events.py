@@ -94,17 +94,10 @@ class LeavePost(ClientEvent, tag="LEAVE_POST", frozen=True):
 
 
 AnyClientEvent = (
-    JoinRoom
-    | LeaveRoom
-    | SendMessage
-    | SendComment
-    | Typing
-    | GetHistory
-    | JoinPost
-    | LeavePost
+    JoinRoom | LeaveRoom | SendMessage | SendComment | Typing | GetHistory | JoinPost | LeavePost
 )
 CLIENT_EVENT_TYPES: Final = tuple(
-    sorted(cls.__struct_config__.tag for cls in AnyClientEvent.__args__)  # type: ignore[attr-defined]
+    sorted(cls.__struct_config__.tag for cls in AnyClientEvent.__args__)
 )
 
 # Built once: a cached tagged-union decoder costs ~0.13 us per decode, ~3 us without caching

@@ -34,7 +34,7 @@ log = logging.getLogger("fastchat.fastport")
 READ_BUFFER_INIT = 1024
 
 
-class FastListener(WSListener):  # type: ignore[misc]
+class FastListener(WSListener):
     __slots__ = ("_chat", "_fragments", "_limit", "member")
 
     def __init__(self, chat: Chat) -> None:
@@ -74,7 +74,9 @@ class FastListener(WSListener):  # type: ignore[misc]
             return  # picows answers pings itself
         elif kind == WSMsgType.TEXT:  # first fragment of a fragmented text message
             if self._fragments is not None:
-                self._close(transport, WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                self._close(
+                    transport, WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one"
+                )
                 return
             self._fragments = bytearray(frame.get_payload_as_memoryview())
         elif kind == WSMsgType.CONTINUATION:
@@ -92,12 +94,16 @@ class FastListener(WSListener):  # type: ignore[misc]
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError:
-                    self._close(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message")
+                    self._close(
+                        transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message"
+                    )
                     return
                 self._chat.receive(member, text)
         elif kind == WSMsgType.BINARY:
             self._chat.reply_error(
-                member, ErrorCode.UNSUPPORTED_DATA, "binary frames are not supported; send JSON text"
+                member,
+                ErrorCode.UNSUPPORTED_DATA,
+                "binary frames are not supported; send JSON text",
             )
 
     def _close(self, transport: WSTransport, code: WSCloseCode, reason: str) -> None:
@@ -126,7 +132,9 @@ async def start_fast_port(chat: Chat, settings: Settings) -> asyncio.Server:
         headers = request.headers
         if not origin_allowed(headers.get("Origin"), headers.get("Host"), origins):
             chat.errors["origin_refused"] += 1
-            log.warning("handshake refused: origin", extra={"port": "fast", "origin": headers.get("Origin")})
+            log.warning(
+                "handshake refused: origin", extra={"port": "fast", "origin": headers.get("Origin")}
+            )
             return _refuse(403, "origin not allowed")
         if hub.fast_members + hub.sink_members >= max_connections:
             chat.errors["too_many_connections"] += 1

@@ -12,7 +12,12 @@ import socket
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from fastchat import __version__
@@ -25,7 +30,7 @@ class ChatCollector(Collector):
     def __init__(self, chat: Chat) -> None:
         self.chat = chat
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         chat, hub, store = self.chat, self.chat.hub, self.chat.store
         info = InfoMetricFamily("fastchat", "Which fastchat answered")
         info.add_metric([], {"version": __version__, "node": NODE})
@@ -44,7 +49,9 @@ class ChatCollector(Collector):
             opened.add_metric([port], chat.connections_opened[port])
         yield opened
 
-        yield GaugeMetricFamily("fastchat_rooms", "Rooms and posts with members", value=hub.room_count)
+        yield GaugeMetricFamily(
+            "fastchat_rooms", "Rooms and posts with members", value=hub.room_count
+        )
         yield GaugeMetricFamily(
             "fastchat_members", "Room memberships, all rooms", value=hub.membership_count
         )
@@ -59,24 +66,29 @@ class ChatCollector(Collector):
             "fastchat_published", "Events fanned out to a room", value=hub.publishes
         )
         yield CounterMetricFamily(
-            "fastchat_deliveries", "Events queued to a member (fan-out deliveries)",
+            "fastchat_deliveries",
+            "Events queued to a member (fan-out deliveries)",
             value=hub.deliveries,
         )
         yield CounterMetricFamily(
             "fastchat_socket_writes", "Coalesced writes to sockets", value=hub.writes
         )
         yield CounterMetricFamily(
-            "fastchat_slow_consumers_dropped", "Connections dropped for not reading",
+            "fastchat_slow_consumers_dropped",
+            "Connections dropped for not reading",
             value=hub.slow_drops,
         )
         errors = CounterMetricFamily("fastchat_errors", "Refusals by error code", labels=["code"])
         for code, n in sorted(chat.errors.items()):
             errors.add_metric([code], n)
         yield errors
-        yield CounterMetricFamily("fastchat_store_batches", "Committed batches", value=store.batches)
+        yield CounterMetricFamily(
+            "fastchat_store_batches", "Committed batches", value=store.batches
+        )
         yield CounterMetricFamily("fastchat_store_rows", "Rows committed", value=store.rows)
         yield CounterMetricFamily(
-            "fastchat_store_failed_batches", "Batches the database refused",
+            "fastchat_store_failed_batches",
+            "Batches the database refused",
             value=store.failed_batches,
         )
         yield GaugeMetricFamily(

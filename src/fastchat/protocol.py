@@ -140,7 +140,7 @@ def parse(data: bytes | str, limits: Limits) -> AnyClientEvent:
         _check_text("message", event.message, limits)
     elif type(event) is SendComment:
         _check_text("comment", event.comment, limits)
-    return event
+    return event  # type: ignore[no-any-return]
 
 
 def post_id_of(ref: int | str) -> int:
@@ -193,7 +193,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]
     if allowed:
         return False
     origin_host = origin.partition("://")[2].rpartition("@")[2]
-    return bool(host) and _hostname(origin_host) == _hostname(host.strip().lower())
+    return host is not None and _hostname(origin_host) == _hostname(host.strip().lower())
 
 
 def _hostname(hostport: str) -> str:

@@ -87,8 +87,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     exit_code = 0
     if http_task in done:
         stop_task.cancel()
-        exc = http_task.exception()
-        log.error("HTTP server stopped unexpectedly: %s", exc)
+        log.error("HTTP server stopped unexpectedly: %s", http_task.exception())
         exit_code = 1
 
     await _shutdown(settings, fast, http, http_task, store, chat, hub)
@@ -117,10 +116,12 @@ async def _shutdown(
     close_deadline = min(deadline, asyncio.get_running_loop().time() + 2.0)
     while hub.connections() and asyncio.get_running_loop().time() < close_deadline:
         await asyncio.sleep(0.01)
-    http.stop()
+    http.stop()  # type: ignore[no-untyped-call]
     try:
-        await asyncio.wait_for(http_task, timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
-    except (TimeoutError, Exception) as exc:  # noqa: BLE001 - shutdown must go on
+        await asyncio.wait_for(
+            http_task, timeout=max(0.1, deadline - asyncio.get_running_loop().time())
+        )
+    except (TimeoutError, Exception) as exc:  # shutdown must go on
         log.warning("HTTP server did not stop cleanly: %r", exc)
     store.close()
     log.info("stopped")

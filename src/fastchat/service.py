@@ -75,35 +75,55 @@ TYPING_INTERVAL: Final = 1.0
 
 def message_of(row: Row) -> Message:
     return Message(
-        id=row[0], room=row[1], user=row[2], message=row[3], timestamp=format_ms(row[4]),
+        id=row[0],
+        room=row[1],
+        user=row[2],
+        message=row[3],
+        timestamp=format_ms(row[4]),
         client_id=row[5],
     )
 
 
 def comment_of(row: Row) -> Comment:
     return Comment(
-        id=row[0], post_id=row[1], user=row[2], comment=row[3], timestamp=format_ms(row[4]),
+        id=row[0],
+        post_id=row[1],
+        user=row[2],
+        comment=row[3],
+        timestamp=format_ms(row[4]),
         client_id=row[5],
     )
 
 
 def message_event_of(row: Row) -> MessageEvent:
     return MessageEvent(
-        id=row[0], room=row[1], user=row[2], message=row[3], timestamp=format_ms(row[4]),
+        id=row[0],
+        room=row[1],
+        user=row[2],
+        message=row[3],
+        timestamp=format_ms(row[4]),
         client_id=row[5],
     )
 
 
 def comment_event_of(row: Row) -> CommentEvent:
     return CommentEvent(
-        id=row[0], post_id=row[1], user=row[2], comment=row[3], timestamp=format_ms(row[4]),
+        id=row[0],
+        post_id=row[1],
+        user=row[2],
+        comment=row[3],
+        timestamp=format_ms(row[4]),
         client_id=row[5],
     )
 
 
 def post_of(row: Row) -> Post:
     return Post(
-        id=row[0], title=row[1], content=row[2], author=row[3], timestamp=format_ms(row[4]),
+        id=row[0],
+        title=row[1],
+        content=row[2],
+        author=row[3],
+        timestamp=format_ms(row[4]),
         comment_count=row[5],
     )
 
@@ -146,7 +166,7 @@ class Chat:
     def connect_fast(self, transport: Any, peer: str = "") -> Member:
         return self._opened(self.hub.attach_transport(transport), "fast", peer)
 
-    def connect_sink(self, sink: "Sink", peer: str = "") -> Member:
+    def connect_sink(self, sink: Sink, peer: str = "") -> Member:
         return self._opened(self.hub.attach_sink(sink), "http", peer)
 
     def _opened(self, member: Member, port: str, peer: str) -> Member:
@@ -259,7 +279,11 @@ class Chat:
             self._finish_join_room(member, ev, 0)
         else:
             self._start_resume(
-                member, key, "messages", ev.room, ev.last_id,
+                member,
+                key,
+                "messages",
+                ev.room,
+                ev.last_id,
                 lambda sent: self._finish_join_room(member, ev, sent),
             )
 
@@ -394,9 +418,7 @@ class Chat:
                 await asyncio.sleep(0.002)
             if member.closed:
                 return
-            mark = (
-                self._published_message_id if table == "messages" else self._published_comment_id
-            )
+            mark = self._published_message_id if table == "messages" else self._published_comment_id
             page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
             for row in page.rows:
                 self.hub.send(member, encode(encode_row(row)))
@@ -428,31 +450,52 @@ class Chat:
             if not self.store.post_exists(post_id):
                 raise NotFoundError(f"post {post_id} does not exist")
             page = self.store.page(
-                "comments", post_id, limit, before=before, after=after,
-                since_ms=since_ms, until_ms=until_ms,
+                "comments",
+                post_id,
+                limit,
+                before=before,
+                after=after,
+                since_ms=since_ms,
+                until_ms=until_ms,
             )
             return HistoryPage(
-                has_more=page.has_more, next=page.next, post_id=post_id,
+                has_more=page.has_more,
+                next=page.next,
+                post_id=post_id,
                 comments=[comment_of(r) for r in page.rows],
             )
         assert room is not None
         page = self.store.page(
-            "messages", room, limit, before=before, after=after,
-            since_ms=since_ms, until_ms=until_ms,
+            "messages",
+            room,
+            limit,
+            before=before,
+            after=after,
+            since_ms=since_ms,
+            until_ms=until_ms,
         )
         return HistoryPage(
-            has_more=page.has_more, next=page.next, room=room,
+            has_more=page.has_more,
+            next=page.next,
+            room=room,
             messages=[message_of(r) for r in page.rows],
         )
 
     def _history(self, member: Member, ev: GetHistory) -> None:
         if (ev.room is None) == (ev.post_id is None):
-            raise ProtocolError(ErrorCode.INVALID_FIELD, "HISTORY needs exactly one of `room`, `post_id`")
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, "HISTORY needs exactly one of `room`, `post_id`"
+            )
         post_id = post_id_of(ev.post_id) if ev.post_id is not None else None
         try:
             page = self.history(
-                room=ev.room, post_id=post_id, limit=ev.limit, before=ev.before, after=ev.after,
-                since=ev.since, until=ev.until,
+                room=ev.room,
+                post_id=post_id,
+                limit=ev.limit,
+                before=ev.before,
+                after=ev.after,
+                since=ev.since,
+                until=ev.until,
             )
         except NotFoundError as exc:
             raise ProtocolError(ErrorCode.POST_NOT_FOUND, str(exc)) from None

@@ -62,6 +62,7 @@ class Page(NamedTuple):
             return None
         return {"after": self.rows[-1][0]} if self.forward else {"before": self.rows[0][0]}
 
+
 Result = tuple[int, Any, Any, bool | None]
 OnCommitted = Callable[[list[Result]], None]
 
@@ -201,7 +202,7 @@ class Store:
         return conn
 
     def _migrate(self, conn: apsw.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version = int(_one(conn, "PRAGMA user_version")[0])
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this fastchat "
@@ -271,7 +272,7 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except Exception as exc:  # noqa: BLE001 - the writer must outlive any bad batch
+        except Exception as exc:  # the writer must outlive any bad batch
             self.failed_batches += 1
             log.error("write of %d operations failed: %r", len(batch), exc)
             error = StoreError(f"the database refused the write: {exc.__class__.__name__}")
@@ -402,7 +403,7 @@ class Store:
                 hi = min(mid, row[0])
             else:
                 lo = row[0] + 1
-        return lo
+        return int(lo)
 
     def post(self, post_id: int) -> Row | None:
         return self.reader.execute(
@@ -423,10 +424,11 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         # max(id) is O(log n) where count(*) scans; ids are never reused or deleted here.
-        m, c, p = self.reader.execute(
+        m, c, p = _one(
+            self.reader,
             "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
-            "(SELECT coalesce(max(id), 0) FROM comments), (SELECT count(*) FROM posts)"
-        ).fetchone()
+            "(SELECT coalesce(max(id), 0) FROM comments), (SELECT count(*) FROM posts)",
+        )
         return {"messages": m, "comments": c, "posts": p}
 
     def check(self) -> None:
@@ -434,6 +436,12 @@ class Store:
         self.reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
         if self._thread is None or not self._thread.is_alive():
             raise StoreError("the writer thread is not running")
+
+
+def _one(conn: apsw.Connection, sql: str) -> Row:
+    row = conn.execute(sql).fetchone()
+    assert row is not None, sql
+    return tuple(row)
 
 
 def _now_ms() -> int:

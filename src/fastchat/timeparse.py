@@ -20,10 +20,10 @@ ACCEPTED_FORMATS: Final = (
 
 # Magnitude bounds for Unix numbers. Seconds cover 1970..5138; a value past that bound is read
 # as the next finer unit. 1e11 s is year 5138, 1e14 ms is year 5138, and so on.
-_S_MAX: Final = 10**11
-_MS_MAX: Final = 10**14
-_US_MAX: Final = 10**17
-_NS_MAX: Final = 10**20
+_S_MAX: Final[int] = 10**11
+_MS_MAX: Final[int] = 10**14
+_US_MAX: Final[int] = 10**17
+_NS_MAX: Final[int] = 10**20
 _MAX_MS: Final = 253402300799999  # 9999-12-31T23:59:59.999Z
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final = timedelta(milliseconds=1)
@@ -87,14 +87,17 @@ def _is_number(text: str) -> bool:
     if not body:
         return False
     int_part, _, frac = body.partition(".")
-    return (int_part.isdigit() or (not int_part and frac.isdigit())) and (
-        not frac or frac.isdigit()
-    ) and body.isascii()
+    return (
+        (int_part.isdigit() or (not int_part and frac.isdigit()))
+        and (not frac or frac.isdigit())
+        and body.isascii()
+    )
 
 
 def _from_number(number: int | Decimal, original: object) -> int:
     """Exact arithmetic (int or Decimal), truncated toward zero to whole milliseconds."""
-    magnitude = abs(number)
+    magnitude = -number if number < 0 else number
+    ms: int | Decimal
     if magnitude < _S_MAX:
         ms = number * 1000
     elif magnitude < _MS_MAX:

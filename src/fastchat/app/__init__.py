@@ -12,10 +12,10 @@ from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
-
 from prometheus_client import CollectorRegistry
 
 from fastchat.app.api import ApiError, api_router, metrics_endpoint
@@ -62,7 +62,7 @@ _HTTP_CODES = {
 
 def _http_error(
     request: Request[object, object, State], exc: HTTPException
-) -> Response[object]:
+) -> Response[object] | Template:
     if request.url.path.startswith("/api/"):
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         if exc.status_code == 400 and "json" in str(exc.detail).lower():

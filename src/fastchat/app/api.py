@@ -32,13 +32,13 @@ Limit = Annotated[int | None, Parameter(description="How many items (default 50)
 Cursor = Annotated[int | None, Parameter(ge=0, description="An item id.")]
 TimeParam = Annotated[
     str | None,
-    Parameter(description="A time: RFC 3339 / ISO 8601, 'YYYY-MM-DD HH:MM:SS', or Unix s/ms/us/ns."),
+    Parameter(
+        description="A time: RFC 3339 / ISO 8601, 'YYYY-MM-DD HH:MM:SS', or Unix s/ms/us/ns."
+    ),
 ]
 
 
-def _page(
-    chat: Chat, settings: Settings, limit: int | None, **query: Any
-) -> dict[str, Any]:
+def _page(chat: Chat, settings: Settings, limit: int | None, **query: Any) -> dict[str, Any]:
     try:
         page = chat.history(limit=_limit(limit, settings), **query)
     except ProtocolError as exc:
@@ -47,7 +47,9 @@ def _page(
         raise ApiError(404, ErrorCode.POST_NOT_FOUND, str(exc)) from None
     items = page.messages if page.messages is not None else page.comments
     assert items is not None
-    body: dict[str, Any] = {"room": page.room} if page.room is not None else {"post_id": page.post_id}
+    body: dict[str, Any] = (
+        {"room": page.room} if page.room is not None else {"post_id": page.post_id}
+    )
     body["messages" if page.messages is not None else "comments"] = items
     body.update(count=len(items), has_more=page.has_more, next=page.next)
     return body
@@ -172,9 +174,7 @@ class MessagesController(Controller):
         )
 
     @post("/{room:str}", status_code=201)
-    async def create(
-        self, chat: Chat, settings: Settings, room: str, data: NewMessage
-    ) -> Message:
+    async def create(self, chat: Chat, settings: Settings, room: str, data: NewMessage) -> Message:
         return await _store_message(chat, room, data.user, data.message, data.client_id, settings)
 
 
@@ -223,8 +223,14 @@ class PostsController(Controller):
         until: TimeParam = None,
     ) -> dict[str, Any]:
         return _page(
-            chat, settings, limit, post_id=_post_id(post_id), before=before, after=after,
-            since=since, until=until,
+            chat,
+            settings,
+            limit,
+            post_id=_post_id(post_id),
+            before=before,
+            after=after,
+            since=since,
+            until=until,
         )
 
     @post("/{post_id:str}/comments", status_code=201)

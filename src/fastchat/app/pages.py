@@ -19,9 +19,7 @@ def _ws_context(settings: Settings) -> dict[str, Any]:
 
 
 def not_found_page(message: str) -> Template:
-    return Template(
-        template_name="404.html", context={"message": message}, status_code=404
-    )
+    return Template(template_name="404.html", context={"message": message}, status_code=404)
 
 
 class PagesController(Controller):

@@ -59,7 +59,7 @@ class AsgiSink:
                 self._wake.clear()
                 while self._queue:
                     payload = self._queue.popleft()
-                    await send({"type": "websocket.send", "text": payload.decode()})
+                    await send({"type": "websocket.send", "text": payload.decode(), "bytes": None})
                 if self.closing is not None:
                     break
         except (WebSocketDisconnect, OSError, RuntimeError):
@@ -72,7 +72,9 @@ class AsgiSink:
 async def legacy_ws(socket: WebSocket[Any, Any, Any], chat: Chat, settings: Settings) -> None:
     hub = chat.hub
     refusal = None
-    if not origin_allowed(socket.headers.get("origin"), socket.headers.get("host"), settings.origins):
+    if not origin_allowed(
+        socket.headers.get("origin"), socket.headers.get("host"), settings.origins
+    ):
         refusal = ("origin_refused", 1008, "origin not allowed")
     elif hub.fast_members + hub.sink_members >= settings.max_connections:
         refusal = ("too_many_connections", 1013, "too many connections, try again later")
