@@ -190,6 +190,13 @@ def main() -> None:
     help="auto: text in a terminal, JSON lines otherwise.",
 )
 @click.option(
+    "--conformance-echo/--no-conformance-echo",
+    envvar="CONFORMANCE_ECHO",
+    default=False,
+    show_envvar=True,
+    help="Testing only: an echo endpoint at WS_PORT/echo for the Autobahn suite.",
+)
+@click.option(
     "--reload",
     envvar="RELOAD",
     is_flag=True,

@@ -36,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["auto", "json", "text"] = "auto"
     seed_posts: bool = True
     shutdown_timeout: float = 10.0
+    conformance_echo: bool = False
 
     @property
     def limits(self) -> Limits:

@@ -7,6 +7,7 @@ messages to the application, so both are done here before the protocol sees a me
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 from typing import Any
 
@@ -35,13 +36,28 @@ READ_BUFFER_INIT = 1024
 
 
 class FastListener(WSListener):
-    __slots__ = ("_chat", "_fragments", "_limit", "member")
+    """One fast-port connection: checks frames, reassembles messages, hands text to the
+    service. picows leaves UTF-8 validation, reassembly of fragments and reserved-bit
+    checks to the application (RFC 6455 5.2, 5.4, 8.1); they are all here."""
+
+    __slots__ = (
+        "_chat",
+        "_fragments",
+        "_fragments_size",
+        "_limit",
+        "_partial_kind",
+        "_utf8",
+        "member",
+    )
 
     def __init__(self, chat: Chat) -> None:
         super().__init__()
         self._chat = chat
         self._limit = chat.limits.max_frame_bytes
-        self._fragments: bytearray | None = None
+        self._fragments: list[bytes] | None = None  # a fragmented message in progress
+        self._fragments_size = 0
+        self._partial_kind = WSMsgType.TEXT
+        self._utf8: codecs.IncrementalDecoder | None = None
         self.member: Member | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -53,62 +69,135 @@ class FastListener(WSListener):
             self._chat.disconnect(self.member)
             self.member = None
 
+    # The two things a complete message can be; the echo listener overrides them.
+    def _on_text(self, transport: WSTransport, text: str) -> None:
+        assert self.member is not None
+        self._chat.receive(self.member, text)
+
+    def _on_binary(self, transport: WSTransport, data: bytes) -> None:
+        assert self.member is not None
+        self._chat.reply_error(
+            self.member,
+            ErrorCode.UNSUPPORTED_DATA,
+            "binary frames are not supported; send JSON text",
+        )
+
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        member = self.member
-        if member is None:
+        if self.member is None:
             return
         kind = frame.msg_type
         if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
             return  # we are closing it: only its close frame matters now
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            # No extension is negotiated, so a reserved bit is a protocol error (RFC 6455 5.2).
+            self._close(transport, WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
+            return
         if kind == WSMsgType.TEXT and frame.fin and self._fragments is None:
+            # The hot path: a whole text message in one frame.
             try:
                 text = frame.get_payload_as_utf8_text()
             except UnicodeDecodeError:
                 self._close(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text frame")
                 return
-            self._chat.receive(member, text)
+            self._on_text(transport, text)
         elif kind == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+            if not transport.is_close_frame_sent:
+                code, reason = _close_reply(frame)
+                transport.send_close(code, reason)
             transport.disconnect()
-        elif kind in (WSMsgType.PING, WSMsgType.PONG):
+        elif kind == WSMsgType.PING or kind == WSMsgType.PONG:
             return  # picows answers pings itself
-        elif kind == WSMsgType.TEXT:  # first fragment of a fragmented text message
+        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if self._fragments is not None:
                 self._close(
                     transport, WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one"
                 )
-                return
-            self._fragments = bytearray(frame.get_payload_as_memoryview())
+            elif frame.fin:  # a whole binary message
+                self._on_binary(transport, frame.get_payload_as_bytes())
+            else:
+                self._partial_kind = kind
+                self._utf8 = _utf8_decoder() if kind == WSMsgType.TEXT else None
+                self._fragments = []
+                self._fragments_size = 0
+                self._add_fragment(transport, frame)
         elif kind == WSMsgType.CONTINUATION:
             if self._fragments is None:
                 self._close(transport, WSCloseCode.PROTOCOL_ERROR, "continuation without a start")
                 return
-            self._fragments += frame.get_payload_as_memoryview()
-            if len(self._fragments) > self._limit:
+            self._add_fragment(transport, frame)
+        else:  # picows refuses unknown opcodes itself; nothing else can arrive
+            self._close(transport, WSCloseCode.PROTOCOL_ERROR, "unexpected opcode")
+
+    def _add_fragment(self, transport: WSTransport, frame: WSFrame) -> None:
+        fragments = self._fragments
+        assert fragments is not None
+        chunk = frame.get_payload_as_bytes()
+        fragments.append(chunk)
+        self._fragments_size += len(chunk)
+        if self._fragments_size > self._limit:
+            self._fragments = None
+            self._close(transport, WSCloseCode.MESSAGE_TOO_BIG, "fragmented message too large")
+            return
+        if self._utf8 is not None:
+            try:  # fail fast: invalid UTF-8 is refused at the fragment that carries it
+                self._utf8.decode(chunk, final=bool(frame.fin))
+            except UnicodeDecodeError:
                 self._fragments = None
-                self._close(transport, WSCloseCode.MESSAGE_TOO_BIG, "fragmented message too large")
+                self._close(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message")
                 return
-            if frame.fin:
-                data = bytes(self._fragments)
-                self._fragments = None
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    self._close(
-                        transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message"
-                    )
-                    return
-                self._chat.receive(member, text)
-        elif kind == WSMsgType.BINARY:
-            self._chat.reply_error(
-                member,
-                ErrorCode.UNSUPPORTED_DATA,
-                "binary frames are not supported; send JSON text",
-            )
+        if frame.fin:
+            data = b"".join(fragments)
+            self._fragments = None
+            if self._partial_kind == WSMsgType.TEXT:
+                self._on_text(transport, data.decode("utf-8"))
+            else:
+                self._on_binary(transport, data)
 
     def _close(self, transport: WSTransport, code: WSCloseCode, reason: str) -> None:
         transport.send_close(code, reason.encode())
         transport.disconnect()
+
+
+class EchoListener(FastListener):
+    """Echoes messages back, for the Autobahn conformance suite only (CONFORMANCE_ECHO=1,
+    path /echo): the same frame checks as the chat path, with the echo that the suite's
+    cases need to judge them. Never joins rooms, never stores."""
+
+    def _on_text(self, transport: WSTransport, text: str) -> None:
+        transport.send(WSMsgType.TEXT, text.encode())
+
+    def _on_binary(self, transport: WSTransport, data: bytes) -> None:
+        transport.send(WSMsgType.BINARY, data)
+
+
+def _utf8_decoder() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")("strict")
+
+
+def _valid_close_code(code: int) -> bool:
+    # RFC 6455 7.4: codes a peer may send; 1004-1006 and 1015 are reserved, 1016-2999 are
+    # for future protocol use, 3000-4999 belong to libraries and applications.
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+def _close_reply(frame: WSFrame) -> tuple[WSCloseCode, bytes]:
+    """The close frame to answer a client's close with."""
+    size = frame.payload_size
+    if size == 0:
+        return WSCloseCode.OK, b""
+    if size == 1:
+        return WSCloseCode.PROTOCOL_ERROR, b"close payload of one byte"
+    code: int = frame.get_close_code().value
+    if not _valid_close_code(code):
+        return WSCloseCode.PROTOCOL_ERROR, b"invalid close code"
+    try:
+        (frame.get_close_message() or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return WSCloseCode.INVALID_TEXT, b"invalid UTF-8 in the close reason"
+    return WSCloseCode(code) if code in _KNOWN_CODES else WSCloseCode.OK, b""
+
+
+_KNOWN_CODES = frozenset(c.value for c in WSCloseCode)
 
 
 def _refuse(status: int, reason: str) -> WSUpgradeResponseWithListener:
@@ -126,8 +215,13 @@ async def start_fast_port(chat: Chat, settings: Settings) -> asyncio.Server:
     max_connections = settings.max_connections
     hub = chat.hub
 
+    echo = settings.conformance_echo
+
     def factory(request: WSUpgradeRequest) -> Any:
-        if request.path.partition(b"?")[0] != b"/ws":
+        path = request.path.partition(b"?")[0]
+        if path != b"/ws":
+            if echo and path == b"/echo":
+                return EchoListener(chat)
             return None  # picows answers 404
         headers = request.headers
         if not origin_allowed(headers.get("Origin"), headers.get("Host"), origins):

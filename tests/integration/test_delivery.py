@@ -47,7 +47,9 @@ async def test_resume_after_500_missed_gets_exactly_those_then_live(
             if i % 2:
                 await sender.say(room, "sender", f"away {i}")
             else:
-                r = await http.post(f"/api/v1/messages/{room}", json={"user": "rest", "message": f"away {i}"})
+                r = await http.post(
+                    f"/api/v1/messages/{room}", json={"user": "rest", "message": f"away {i}"}
+                )
                 assert r.status_code == 201
     await collect_messages(sender, 500)  # every send committed and broadcast
 
@@ -101,9 +103,10 @@ async def test_a_retried_send_is_stored_once_and_answered_with_the_original(
     server: ServerProcess,
 ) -> None:
     room = room_name()
-    async with await Client.connect(server.ws_fast) as alice, await Client.connect(
-        server.ws_http
-    ) as bob:
+    async with (
+        await Client.connect(server.ws_fast) as alice,
+        await Client.connect(server.ws_http) as bob,
+    ):
         await alice.join(room, "alice")
         await bob.join(room, "bob")
         await alice.expect("USER_JOINED")
@@ -119,19 +122,32 @@ async def test_a_retried_send_is_stored_once_and_answered_with_the_original(
     async with httpx.AsyncClient(base_url=server.http) as http:
         history = (await http.get(f"/api/v1/messages/{room}")).json()["messages"]
         assert [m["message"] for m in history] == ["only once", "marker"]
-        first = await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "x", "client_id": "k"})
-        again = await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "x", "client_id": "k"})
+        first = await http.post(
+            f"/api/v1/messages/{room}", json={"user": "u", "message": "x", "client_id": "k"}
+        )
+        again = await http.post(
+            f"/api/v1/messages/{room}", json={"user": "u", "message": "x", "client_id": "k"}
+        )
         assert first.json()["id"] == again.json()["id"]
         # The same client id from another user is another message.
-        other = await http.post(f"/api/v1/messages/{room}", json={"user": "v", "message": "x", "client_id": "k"})
+        other = await http.post(
+            f"/api/v1/messages/{room}", json={"user": "v", "message": "x", "client_id": "k"}
+        )
         assert other.json()["id"] != first.json()["id"]
 
 
 async def test_comment_retry_is_stored_once(server: ServerProcess) -> None:
     async with await Client.connect(server.ws_fast) as c:
         for _ in range(3):
-            await c.send({"type": "POST_COMMENT", "post_id": 2, "user": "u", "comment": "hi",
-                          "client_id": "cmt-once"})
+            await c.send(
+                {
+                    "type": "POST_COMMENT",
+                    "post_id": 2,
+                    "user": "u",
+                    "comment": "hi",
+                    "client_id": "cmt-once",
+                }
+            )
         ids = {(await c.expect("POST_COMMENT"))["id"] for _ in range(3)}
         assert len(ids) == 1
 
@@ -147,7 +163,12 @@ async def test_presence_counts_across_joins_leaves_and_drops(server: ServerProce
         assert (await watcher.expect("USER_JOINED"))["members"] == i + 2
     assert set((await others[2].join(room, "u2"))["users"]) == {"watcher", "u0", "u1", "u2"}
     await others[0].send({"type": "LEAVE_ROOM", "room": room})
-    assert (await watcher.expect("USER_LEFT")) == {"type": "USER_LEFT", "room": room, "user": "u0", "members": 3}
+    assert (await watcher.expect("USER_LEFT")) == {
+        "type": "USER_LEFT",
+        "room": room,
+        "user": "u0",
+        "members": 3,
+    }
     others[1].ws.transport.abort()
     assert (await watcher.expect("USER_LEFT"))["members"] == 2
     await others[2].close()
@@ -192,21 +213,23 @@ def _formats(ts: str) -> list[str]:
     seconds = dt.timestamp()
     ms = round(seconds * 1000)
     return [
-        ts,                                              # RFC 3339, Z, fractions
-        dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],        # ISO without zone (UTC)
-        dt.astimezone().isoformat(),                     # with a numeric offset
-        dt.strftime("%Y-%m-%d %H:%M:%S"),                # 'YYYY-MM-DD HH:MM:SS'
-        str(ms // 1000),                                 # Unix seconds
-        str(ms),                                         # milliseconds
-        str(ms * 1000),                                  # microseconds
-        str(ms * 1_000_000),                             # nanoseconds
+        ts,  # RFC 3339, Z, fractions
+        dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],  # ISO without zone (UTC)
+        dt.astimezone().isoformat(),  # with a numeric offset
+        dt.strftime("%Y-%m-%d %H:%M:%S"),  # 'YYYY-MM-DD HH:MM:SS'
+        str(ms // 1000),  # Unix seconds
+        str(ms),  # milliseconds
+        str(ms * 1000),  # microseconds
+        str(ms * 1_000_000),  # nanoseconds
     ]
 
 
 async def test_since_and_until_accept_every_time_format(server: ServerProcess) -> None:
     room = room_name()
     async with httpx.AsyncClient(base_url=server.http) as http:
-        first = (await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "a"})).json()
+        first = (
+            await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "a"})
+        ).json()
         for text in ("b", "c"):
             await http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": text})
         for value in _formats(first["timestamp"]):
@@ -214,7 +237,9 @@ async def test_since_and_until_accept_every_time_format(server: ServerProcess) -
             body = (await http.get(f"/api/v1/messages/{room}", params={"since": value})).json()
             assert [m["message"] for m in body["messages"]] == ["a", "b", "c"], value
         far_future = "2999-01-01T00:00:00Z"
-        assert (await http.get(f"/api/v1/messages/{room}", params={"since": far_future})).json()["messages"] == []
+        assert (await http.get(f"/api/v1/messages/{room}", params={"since": far_future})).json()[
+            "messages"
+        ] == []
         until = (await http.get(f"/api/v1/messages/{room}", params={"until": "2000-01-01"})).json()
         assert until["messages"] == []
         for bad in ("yesterday", "2026-13-45", "12:00", "1e400", "--"):
@@ -257,7 +282,9 @@ async def test_post_resume_replays_missed_comments(server: ServerProcess) -> Non
         pid = post["id"]
         ids = []
         for i in range(5):
-            r = await http.post(f"/api/v1/posts/{pid}/comments", json={"user": "u", "comment": f"c{i}"})
+            r = await http.post(
+                f"/api/v1/posts/{pid}/comments", json={"user": "u", "comment": f"c{i}"}
+            )
             ids.append(r.json()["id"])
     async with await Client.connect(server.ws_http) as c:
         await c.send({"type": "JOIN_POST", "post_id": str(pid), "last_id": ids[1]})

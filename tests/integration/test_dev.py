@@ -39,7 +39,10 @@ def test_reload_restarts_on_a_static_file_change(tmp_path: Path) -> None:
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "fastchat", "serve", "--reload"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     watched = ROOT / "static" / "css" / "app.css"
     try:

@@ -22,7 +22,9 @@ def room_name() -> str:
     return "flt-" + uuid.uuid4().hex[:8]
 
 
-async def burst_then_signal(server: ServerProcess, sig: int, n: int = 3000) -> tuple[list[int], Client]:
+async def burst_then_signal(
+    server: ServerProcess, sig: int, n: int = 3000
+) -> tuple[list[int], Client]:
     """Pipeline `n` messages, deliver `sig` once some are acknowledged; return the acked ids."""
     room = "burst"
     client = await Client.connect(server.ws_fast)
@@ -78,10 +80,14 @@ async def test_sigterm_during_a_burst_drains_then_closes_with_1001(tmp_path: Pat
         assert c.ws.protocol.close_rcvd is not None and c.ws.protocol.close_rcvd.code == 1001
     again = start_server(db)
     try:
-        body = httpx.get(f"{again.http}/api/v1/messages/burst", params={"limit": 1000, "after": 0}).json()
+        body = httpx.get(
+            f"{again.http}/api/v1/messages/burst", params={"limit": 1000, "after": 0}
+        ).json()
         stored = {m["id"] for m in body["messages"]}
         while body["next"] is not None:
-            body = httpx.get(f"{again.http}/api/v1/messages/burst", params={"limit": 1000, **body["next"]}).json()
+            body = httpx.get(
+                f"{again.http}/api/v1/messages/burst", params={"limit": 1000, **body["next"]}
+            ).json()
             stored |= {m["id"] for m in body["messages"]}
         assert set(acked) <= stored
         # Everything it had taken in before the signal was committed and delivered.
@@ -105,7 +111,9 @@ async def test_locked_database_refuses_writes_and_keeps_serving_reads(tmp_path: 
                 await c.say(room, "u", "during the lock")
                 error = await c.expect("ERROR")
                 assert error["code"] == "store_unavailable"
-                r = httpx.get(f"{server.http}/api/v1/test/message", params={"room": room, "message": "x"})
+                r = httpx.get(
+                    f"{server.http}/api/v1/test/message", params={"room": room, "message": "x"}
+                )
                 assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
                 # Reads still work.
                 history = httpx.get(f"{server.http}/api/v1/messages/{room}").json()["messages"]
@@ -124,7 +132,7 @@ async def test_locked_database_refuses_writes_and_keeps_serving_reads(tmp_path: 
 
 HOSTILE = [
     "'; DROP TABLE messages; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "<script>alert(1)</script>",
     "<img src=x onerror=alert(1)>",
     "line one\nline two\ttabbed\r\n",
@@ -153,17 +161,24 @@ async def test_hostile_strings_are_stored_and_returned_as_data(
     ("frame", "code"),
     [
         ('{"type": "JOIN_ROOM", "room": "r", "user": "u", "last_id": 1e400}', "invalid_field"),
-        ('{"type": "JOIN_ROOM", "room": "r", "user": "u", "last_id": 99999999999999999999999}',
-         "invalid_field"),
+        (
+            '{"type": "JOIN_ROOM", "room": "r", "user": "u", "last_id": 99999999999999999999999}',
+            "invalid_field",
+        ),
         ('{"type": "JOIN_ROOM", "room": "r", "user": "u", "last_id": -1}', "invalid_field"),
         ('{"type": "HISTORY", "room": "r", "limit": 1e308}', "invalid_field"),
         ("[" * 100_000 + "]" * 100_000, "too_large"),
         ("[" * 5000 + "]" * 5000, "invalid_field"),
-        ('{"type": "JOIN_ROOM", "room": ' + "[" * 5000 + "]" * 5000 + ', "user": "u"}',
-         "invalid_field"),
+        (
+            '{"type": "JOIN_ROOM", "room": ' + "[" * 5000 + "]" * 5000 + ', "user": "u"}',
+            "invalid_field",
+        ),
         ('{"type": "JOIN_ROOM", "room": {"$gt": ""}, "user": "u"}', "invalid_field"),
         ('{"type": "JOIN_ROOM", "room": "bad\\u202eroom", "user": "u"}', "invalid_field"),
-        ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "\\ud800"}', "invalid_json"),
+        (
+            '{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "\\ud800"}',
+            "invalid_json",
+        ),
     ],
 )
 async def test_hostile_frames_get_errors(server: ServerProcess, frame: str, code: str) -> None:
@@ -194,7 +209,9 @@ async def test_fragmented_messages_are_reassembled_on_the_fast_port(server: Serv
         sock = raw_handshake(server.ws_port)
         join = json.dumps({"type": "JOIN_ROOM", "room": room, "user": "frag"}).encode()
         sock.sendall(masked_frame(1, join))
-        msg = json.dumps({"type": "CHAT_MESSAGE", "room": room, "user": "frag", "message": "héllo wörld"}).encode()
+        msg = json.dumps(
+            {"type": "CHAT_MESSAGE", "room": room, "user": "frag", "message": "héllo wörld"}
+        ).encode()
         third = len(msg) // 3
         # A ping between fragments is allowed and answered.
         sock.sendall(
@@ -225,11 +242,14 @@ async def test_text_split_inside_a_utf8_character_is_fine(server: ServerProcess)
     async with await Client.connect(server.ws_fast) as watcher:
         await watcher.join(room, "w")
         sock = raw_handshake(server.ws_port)
-        sock.sendall(masked_frame(1, json.dumps({"type": "JOIN_ROOM", "room": room, "user": "s"}).encode()))
-        msg = json.dumps({"type": "CHAT_MESSAGE", "room": room, "user": "s", "message": "€"}, ensure_ascii=False).encode()
+        sock.sendall(
+            masked_frame(1, json.dumps({"type": "JOIN_ROOM", "room": room, "user": "s"}).encode())
+        )
+        msg = json.dumps(
+            {"type": "CHAT_MESSAGE", "room": room, "user": "s", "message": "€"}, ensure_ascii=False
+        ).encode()
         cut = msg.index("€".encode()) + 1  # inside the 3-byte character
         sock.sendall(masked_frame(1, msg[:cut], fin=False) + masked_frame(0, msg[cut:]))
         await watcher.expect("USER_JOINED")
         assert (await watcher.expect("CHAT_MESSAGE"))["message"] == "€"
         sock.close()
-

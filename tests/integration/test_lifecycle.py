@@ -87,7 +87,11 @@ def test_bad_settings_fail_fast_with_a_clear_message(
     full_env = {**os.environ, "DB_PATH": str(tmp_path / "x.db"), **env}
     out = subprocess.run(
         [sys.executable, "-m", "fastchat", "serve", *args],
-        env=full_env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
     )
     assert out.returncode == 2, out
     assert "Error" in out.stderr and needle in out.stderr, out.stderr

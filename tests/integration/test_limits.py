@@ -182,13 +182,13 @@ async def test_silent_client_is_pinged_then_dropped(tmp_path: Path) -> None:
 
 
 async def test_slow_consumer_is_dropped_and_others_get_everything(tmp_path: Path) -> None:
-    server = start_server(
-        tmp_path / "s.db", env={"RATE_LIMIT": "0"}
-    )
+    server = start_server(tmp_path / "s.db", env={"RATE_LIMIT": "0"})
     try:
         room = room_name()
         slow = raw_handshake(server.ws_port, rcvbuf=4096)
-        slow.sendall(masked_frame(1, f'{{"type":"JOIN_ROOM","room":"{room}","user":"slow"}}'.encode()))
+        slow.sendall(
+            masked_frame(1, f'{{"type":"JOIN_ROOM","room":"{room}","user":"slow"}}'.encode())
+        )
         reader = await Client.connect(server.ws_fast)
         await reader.join(room, "reader")
         sender = await Client.connect(server.ws_fast)

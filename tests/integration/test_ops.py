@@ -33,7 +33,10 @@ async def test_metrics_count_traffic(tmp_path: Path) -> None:
     try:
         before = scrape(server)
         room = "metrics-" + uuid.uuid4().hex[:6]
-        async with await Client.connect(server.ws_fast) as a, await Client.connect(server.ws_http) as b:
+        async with (
+            await Client.connect(server.ws_fast) as a,
+            await Client.connect(server.ws_http) as b,
+        ):
             await a.join(room, "a")
             await b.join(room, "b")
             for i in range(5):
@@ -95,11 +98,23 @@ def test_backup_of_the_live_database(tmp_path: Path) -> None:
     server = start_server(tmp_path / "live.db")
     try:
         for i in range(25):
-            httpx.get(f"{server.http}/api/v1/test/message", params={"room": "bk", "message": f"m{i}"})
+            httpx.get(
+                f"{server.http}/api/v1/test/message", params={"room": "bk", "message": f"m{i}"}
+            )
         out = subprocess.run(
-            [sys.executable, "-m", "fastchat", "backup", "--db-path", str(server.db_path),
-             str(tmp_path / "copy.db")],
-            capture_output=True, text=True, timeout=30, check=False,
+            [
+                sys.executable,
+                "-m",
+                "fastchat",
+                "backup",
+                "--db-path",
+                str(server.db_path),
+                str(tmp_path / "copy.db"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         assert out.returncode == 0, out.stderr
         # The server kept serving during and after the copy.

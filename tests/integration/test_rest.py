@@ -60,14 +60,19 @@ def test_unknown_room_has_empty_history(http: httpx.Client) -> None:
 
 def test_original_test_endpoints(http: httpx.Client) -> None:
     room = room_name()
-    r = http.get("/api/v1/test/message", params={"room": room, "message": "Hello", "user": "testuser"})
+    r = http.get(
+        "/api/v1/test/message", params={"room": room, "message": "Hello", "user": "testuser"}
+    )
     assert r.status_code == 200
     msg = r.json()["message"]
     assert msg["room"] == room and msg["user"] == "testuser" and msg["message"] == "Hello"
     history = http.get(f"/api/v1/messages/{room}", params={"limit": 50}).json()["messages"]
     assert history == [msg]
 
-    r = http.get("/api/v1/test/comment", params={"post_id": "1", "comment": "Great post", "user": "commenter"})
+    r = http.get(
+        "/api/v1/test/comment",
+        params={"post_id": "1", "comment": "Great post", "user": "commenter"},
+    )
     assert r.status_code == 200
     comment = r.json()["comment"]
     assert comment["post_id"] == 1 and comment["comment"] == "Great post"
@@ -106,8 +111,14 @@ def test_original_readme_curl_examples(server: ServerProcess) -> None:
 
 def test_stats_counts_connections_rooms_and_storage(http: httpx.Client) -> None:
     body = http.get("/api/v1/stats").json()
-    for key in ("connections", "rooms", "members", "messages_stored", "comments_stored",
-                "uptime_seconds"):
+    for key in (
+        "connections",
+        "rooms",
+        "members",
+        "messages_stored",
+        "comments_stored",
+        "uptime_seconds",
+    ):
         assert key in body
     assert set(body["connections"]) >= {"ws_fast", "ws_http", "total"}
     before = body["messages_stored"]
@@ -126,7 +137,9 @@ def test_posts_create_list_get_and_comment(http: httpx.Client) -> None:
     assert r.status_code == 201 and r.json()["comment"] == "first"
     got = http.get(f"/api/v1/posts/{post['id']}").json()
     assert got["post"]["comment_count"] == 1 and got["comments"][0]["comment"] == "first"
-    assert http.get(f"/api/v1/posts/{post['id']}/comments").json()["comments"][0]["comment"] == "first"
+    assert (
+        http.get(f"/api/v1/posts/{post['id']}/comments").json()["comments"][0]["comment"] == "first"
+    )
 
 
 @pytest.mark.parametrize(
@@ -134,12 +147,22 @@ def test_posts_create_list_get_and_comment(http: httpx.Client) -> None:
     [
         ("post", "/api/v1/posts", {"title": "", "content": "c"}, 400, "invalid_field"),
         ("post", "/api/v1/posts", {"title": "t"}, 400, "invalid_field"),
-        ("post", "/api/v1/posts", {"title": "t", "content": "c", "author": "\x01"}, 400,
-         "invalid_field"),
+        (
+            "post",
+            "/api/v1/posts",
+            {"title": "t", "content": "c", "author": "\x01"},
+            400,
+            "invalid_field",
+        ),
         ("get", "/api/v1/posts/999999", None, 404, "post_not_found"),
         ("get", "/api/v1/posts/abc", None, 400, "invalid_field"),
-        ("post", "/api/v1/posts/999999/comments", {"user": "u", "comment": "c"}, 404,
-         "post_not_found"),
+        (
+            "post",
+            "/api/v1/posts/999999/comments",
+            {"user": "u", "comment": "c"},
+            404,
+            "post_not_found",
+        ),
         ("post", "/api/v1/messages/general", {"user": "u"}, 400, "invalid_field"),
         ("post", "/api/v1/messages/general", {"user": "", "message": "m"}, 400, "invalid_field"),
         ("get", "/api/v1/nothing-here", None, 404, "not_found"),
@@ -162,7 +185,9 @@ def test_invalid_json_body_is_a_400(http: httpx.Client) -> None:
 
 def test_pages_render_and_escape(http: httpx.Client) -> None:
     hostile = "<script>alert(1)</script>"
-    post = http.post("/api/v1/posts", json={"title": hostile, "content": hostile, "author": "x"}).json()
+    post = http.post(
+        "/api/v1/posts", json={"title": hostile, "content": hostile, "author": "x"}
+    ).json()
     http.post(f"/api/v1/posts/{post['id']}/comments", json={"user": hostile, "comment": hostile})
     for path in ("/", "/chat", f"/post/{post['id']}"):
         r = http.get(path)

@@ -34,9 +34,10 @@ async def test_two_clients_chat_and_each_message_has_id_and_timestamp(
     server: ServerProcess, port: str
 ) -> None:
     room = room_name()
-    async with await Client.connect(url_of(server, port)) as alice, await Client.connect(
-        url_of(server, port)
-    ) as bob:
+    async with (
+        await Client.connect(url_of(server, port)) as alice,
+        await Client.connect(url_of(server, port)) as bob,
+    ):
         joined = await alice.join(room, "alice")
         assert joined["members"] == 1 and joined["users"] == ["alice"]
         joined = await bob.join(room, "bob")
@@ -60,9 +61,10 @@ async def test_two_clients_chat_and_each_message_has_id_and_timestamp(
 
 async def test_both_ports_share_rooms(server: ServerProcess) -> None:
     room = room_name()
-    async with await Client.connect(server.ws_fast) as fast, await Client.connect(
-        server.ws_http
-    ) as legacy:
+    async with (
+        await Client.connect(server.ws_fast) as fast,
+        await Client.connect(server.ws_http) as legacy,
+    ):
         await fast.join(room, "fast")
         await legacy.join(room, "legacy")
         await fast.expect("USER_JOINED")
@@ -76,9 +78,10 @@ async def test_both_ports_share_rooms(server: ServerProcess) -> None:
 @pytest.mark.parametrize("port", PORTS)
 async def test_a_client_in_another_room_receives_nothing(server: ServerProcess, port: str) -> None:
     room, other = room_name(), room_name()
-    async with await Client.connect(url_of(server, port)) as alice, await Client.connect(
-        url_of(server, port)
-    ) as carol:
+    async with (
+        await Client.connect(url_of(server, port)) as alice,
+        await Client.connect(url_of(server, port)) as carol,
+    ):
         await alice.join(room, "alice")
         await carol.join(other, "carol")
         for i in range(5):
@@ -96,9 +99,10 @@ async def test_leave_room_stops_delivery_and_tells_the_others(
     server: ServerProcess, port: str
 ) -> None:
     room = room_name()
-    async with await Client.connect(url_of(server, port)) as alice, await Client.connect(
-        url_of(server, port)
-    ) as bob:
+    async with (
+        await Client.connect(url_of(server, port)) as alice,
+        await Client.connect(url_of(server, port)) as bob,
+    ):
         await alice.join(room, "alice")
         await bob.join(room, "bob")
         await alice.expect("USER_JOINED")
@@ -143,12 +147,19 @@ async def test_abrupt_disconnect_is_a_leave(server: ServerProcess, port: str) ->
         ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u"}', "invalid_field"),
         ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "   "}', "invalid_field"),
         ('{"type": "CHAT_MESSAGE", "room": "nojoin", "user": "u", "message": "m"}', "not_joined"),
-        ('{"type": "POST_COMMENT", "post_id": "abc", "user": "u", "comment": "c"}', "invalid_field"),
-        ('{"type": "POST_COMMENT", "post_id": "999999", "user": "u", "comment": "c"}',
-         "post_not_found"),
+        (
+            '{"type": "POST_COMMENT", "post_id": "abc", "user": "u", "comment": "c"}',
+            "invalid_field",
+        ),
+        (
+            '{"type": "POST_COMMENT", "post_id": "999999", "user": "u", "comment": "c"}',
+            "post_not_found",
+        ),
         ('{"type": "JOIN_POST", "post_id": 999999}', "post_not_found"),
-        ('{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "' + "m" * 4001 + '"}',
-         "too_large"),
+        (
+            '{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "' + "m" * 4001 + '"}',
+            "too_large",
+        ),
         ("x" * 70_000, "too_large"),
     ],
 )
@@ -156,9 +167,10 @@ async def test_bad_input_gets_an_error_and_the_connection_stays_open(
     server: ServerProcess, port: str, frame: str, code: str
 ) -> None:
     room = room_name()
-    async with await Client.connect(url_of(server, port)) as client, await Client.connect(
-        url_of(server, port)
-    ) as bystander:
+    async with (
+        await Client.connect(url_of(server, port)) as client,
+        await Client.connect(url_of(server, port)) as bystander,
+    ):
         await bystander.join(room, "bystander")
         await client.send(frame)
         error = await client.expect("ERROR")
@@ -181,9 +193,10 @@ async def test_binary_frames_are_refused_with_an_error(server: ServerProcess, po
 
 @pytest.mark.parametrize("port", PORTS)
 async def test_post_viewers_get_new_comments_live(server: ServerProcess, port: str) -> None:
-    async with await Client.connect(url_of(server, port)) as viewer, await Client.connect(
-        url_of(server, port)
-    ) as writer:
+    async with (
+        await Client.connect(url_of(server, port)) as viewer,
+        await Client.connect(url_of(server, port)) as writer,
+    ):
         await viewer.send({"type": "JOIN_POST", "post_id": "1"})
         joined = await viewer.expect("POST_JOINED")
         assert joined["post_id"] == 1 and joined["viewers"] >= 1
@@ -225,9 +238,10 @@ async def test_rest_test_message_reaches_live_clients(server: ServerProcess, por
 
 async def test_typing_is_relayed_to_others_not_stored(server: ServerProcess) -> None:
     room = room_name()
-    async with await Client.connect(server.ws_fast) as alice, await Client.connect(
-        server.ws_http
-    ) as bob:
+    async with (
+        await Client.connect(server.ws_fast) as alice,
+        await Client.connect(server.ws_http) as bob,
+    ):
         await alice.join(room, "alice")
         await bob.join(room, "bob")
         await alice.expect("USER_JOINED")

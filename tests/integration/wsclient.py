@@ -47,7 +47,9 @@ class Client:
         return await self.expect("ROOM_JOINED")
 
     async def say(self, room: str, user: str, text: str, **extra: Any) -> None:
-        await self.send({"type": "CHAT_MESSAGE", "room": room, "user": user, "message": text, **extra})
+        await self.send(
+            {"type": "CHAT_MESSAGE", "room": room, "user": user, "message": text, **extra}
+        )
 
     async def close(self) -> None:
         await self.ws.close()

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from fastchat.app.api import ApiError, api_router, metrics_endpoint
 from fastchat.app.pages import PagesController, not_found_page
-from fastchat.app.ws import legacy_ws
+from fastchat.app.ws import conformance_echo, legacy_ws
 from fastchat.config import Settings
 from fastchat.service import Chat
 
@@ -77,8 +77,10 @@ def create_app(
     chat: Chat, settings: Settings, registry: CollectorRegistry | None = None
 ) -> Litestar:
     registry = registry or CollectorRegistry()
+    testing_only = [conformance_echo] if settings.conformance_echo else []
     return Litestar(
         route_handlers=[
+            *testing_only,
             PagesController,
             api_router,
             legacy_ws,

@@ -106,7 +106,7 @@ async def legacy_ws(socket: WebSocket[Any, Any, Any], chat: Chat, settings: Sett
                 with contextlib.suppress(Exception):
                     await socket.close(code=code, reason=reason)
                 break
-            message = receiving.result()
+            message: dict[str, Any] = dict(receiving.result())
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
@@ -123,3 +123,25 @@ async def legacy_ws(socket: WebSocket[Any, Any, Any], chat: Chat, settings: Sett
     finally:
         chat.disconnect(member)
         await sink.stop()
+
+
+@websocket("/echo")
+async def conformance_echo(socket: WebSocket[Any, Any, Any]) -> None:
+    """Echo for the Autobahn conformance suite (CONFORMANCE_ECHO=1 only): Granian's frame
+    handling under the same cases as the fast port's."""
+    await socket.accept()
+    try:
+        while True:
+            message: dict[str, Any] = dict(await socket.receive())
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await socket.send(
+                    {"type": "websocket.send", "text": message["text"], "bytes": None}
+                )
+            elif message.get("bytes") is not None:
+                await socket.send(
+                    {"type": "websocket.send", "bytes": message["bytes"], "text": None}
+                )
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        return
