@@ -162,16 +162,18 @@ class RoomLeft(ServerEvent, tag="ROOM_LEFT"):
     members: int
 
 
-class UserJoined(ServerEvent, tag="USER_JOINED"):
+class UserJoined(ServerEvent, tag="USER_JOINED", omit_defaults=False):
     room: str
     user: str
     members: int
+    sessions: int = 1  # connections of this user in the room, after the join
 
 
-class UserLeft(ServerEvent, tag="USER_LEFT"):
+class UserLeft(ServerEvent, tag="USER_LEFT", omit_defaults=False):
     room: str
     user: str
     members: int
+    sessions: int = 0  # connections of this user still in the room: 0 means gone
 
 
 class TypingEvent(ServerEvent, tag="TYPING"):

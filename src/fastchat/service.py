@@ -11,6 +11,7 @@ Room keys in the hub: `r:<room>` for chat rooms, `p:<post id>` for a post's live
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import time
@@ -151,6 +152,8 @@ class Chat:
         self.errors: Counter[str] = Counter()
         self.replay_backlog = max(64 * 1024, hub.high_water // 4)
         self._next_conn = 0
+        # Per chat room: how many connections each user name has in it (presence by name).
+        self._present: dict[str, Counter[str]] = {}
         self.connections_opened: Counter[str] = Counter()
         self.joins = 0
         hub.on_slow = self.on_slow
@@ -290,11 +293,18 @@ class Chat:
     def _finish_join_room(self, member: Member, ev: JoinRoom, replayed: int) -> None:
         key = "r:" + ev.room
         self.joins += 1
-        if key not in member.rooms:
+        previous = member.state.names.get(key)
+        if key not in member.rooms or previous != ev.user:
+            if previous is not None and key in member.rooms:  # rejoined under another name
+                self._presence_left(key, previous, member)
             # Tell the others first, so the joiner's own first event is ROOM_JOINED.
-            count = self.hub.count(key) + 1
-            self.hub.publish(key, encode(UserJoined(room=ev.room, user=ev.user, members=count)))
+            present = self._present.setdefault(key, Counter())
+            present[ev.user] += 1
             self.hub.join(member, key)
+            event = UserJoined(
+                room=ev.room, user=ev.user, members=self.hub.count(key), sessions=present[ev.user]
+            )
+            self.hub.publish(key, encode(event), member)
         member.state.names[key] = ev.user
         reply = RoomJoined(
             room=ev.room,
@@ -307,14 +317,7 @@ class Chat:
 
     def _users(self, key: str) -> list[str]:
         """Distinct names in a room, in join order, at most USERS_LISTED."""
-        seen: dict[str, None] = {}
-        for other in self.hub.members(key):
-            name = other.state.names.get(key) if other.state else None
-            if name is not None and name not in seen:
-                seen[name] = None
-                if len(seen) >= USERS_LISTED:
-                    break
-        return list(seen)
+        return list(itertools.islice(self._present.get(key, ()), USERS_LISTED))
 
     def _typing(self, member: Member, ev: Typing) -> None:
         key = "r:" + ev.room
@@ -337,9 +340,21 @@ class Chat:
         self.hub.send(member, encode(RoomLeft(room=ev.room, members=self.hub.count(key))))
         self._presence_left(key, user)
 
-    def _presence_left(self, key: str, user: str) -> None:
-        room = key[2:]
-        self.hub.publish(key, encode(UserLeft(room=room, user=user, members=self.hub.count(key))))
+    def _presence_left(self, key: str, user: str, exclude: Member | None = None) -> None:
+        present = self._present.get(key)
+        sessions = 0
+        if present is not None:
+            present[user] -= 1
+            sessions = present[user]
+            if sessions <= 0:
+                del present[user]
+                sessions = 0
+                if not present:
+                    del self._present[key]
+        event = UserLeft(
+            room=key[2:], user=user, members=self.hub.count(key), sessions=sessions
+        )
+        self.hub.publish(key, encode(event), exclude)
 
     def _join_post(self, member: Member, ev: JoinPost) -> None:
         post_id = post_id_of(ev.post_id)

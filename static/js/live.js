@@ -11,7 +11,7 @@ const RESEND_AFTER_MS = 8000; // an unanswered send is repeated (idempotent by c
 
 const STATE_LABELS = {
   connecting: "Connecting…",
-  connected: "Live",
+  connected: "Connected",
   reconnecting: "Reconnecting…",
   offline: "Offline",
 };
@@ -151,8 +151,10 @@ export function showState(el, state) {
  * once and answers it with the original event, so repeating a send is always safe.
  */
 export class Outbox {
-  constructor(link) {
+  /** `isReady()`: connected and joined, i.e. a send now would be accepted. */
+  constructor(link, isReady) {
     this.link = link;
+    this.isReady = isReady;
     this.items = new Map(); // client_id -> { event, sentAt, ...extra }
     setInterval(() => this._resendStale(), RESEND_AFTER_MS / 2);
   }
@@ -161,11 +163,11 @@ export class Outbox {
     return this.items.size;
   }
 
-  /** Queue an event (with its client_id) and send it now if connected and `ready`. */
-  add(event, extra, ready) {
+  /** Queue an event (with its client_id) and send it now if the link is ready. */
+  add(event, extra) {
     const item = { event, sentAt: 0, ...extra };
     this.items.set(event.client_id, item);
-    if (ready && this.link.send(event)) item.sentAt = Date.now();
+    if (this.isReady() && this.link.send(event)) item.sentAt = Date.now();
     return item;
   }
 
@@ -187,7 +189,7 @@ export class Outbox {
   }
 
   _resendStale() {
-    if (!this.link.isOpen || this.ready === false) return;
+    if (!this.isReady()) return;
     const now = Date.now();
     this.flush((item) => item.sentAt !== 0 && now - item.sentAt > RESEND_AFTER_MS);
   }
@@ -219,7 +221,10 @@ function hueOf(name) {
 export function paintAvatar(node, name) {
   const first = Array.from(name.trim())[0] || "?";
   node.textContent = first.toUpperCase();
-  node.style.setProperty("--hue", String(hueOf(name)));
+  const hue = hueOf(name);
+  node.style.setProperty("--hue", String(hue));
+  // Yellows, greens and cyans are light: darken them so white initials stay readable.
+  if (hue >= 45 && hue <= 200) node.style.setProperty("--avatar-l", "36%");
   node.setAttribute("aria-hidden", "true");
   return node;
 }

@@ -168,6 +168,7 @@ async def test_presence_counts_across_joins_leaves_and_drops(server: ServerProce
         "room": room,
         "user": "u0",
         "members": 3,
+        "sessions": 0,
     }
     others[1].ws.transport.abort()
     assert (await watcher.expect("USER_LEFT"))["members"] == 2
@@ -175,6 +176,24 @@ async def test_presence_counts_across_joins_leaves_and_drops(server: ServerProce
     assert (await watcher.expect("USER_LEFT"))["members"] == 1
     await others[0].close()
     await watcher.close()
+
+
+async def test_presence_is_by_name_across_tabs(server: ServerProcess) -> None:
+    room = room_name()
+    async with await Client.connect(server.ws_fast) as watcher:
+        await watcher.join(room, "watcher")
+        tab1 = await Client.connect(server.ws_fast)
+        tab2 = await Client.connect(server.ws_http)
+        await tab1.join(room, "sam")
+        assert (await watcher.expect("USER_JOINED"))["sessions"] == 1
+        joined = await tab2.join(room, "sam")
+        assert joined["users"] == ["watcher", "sam"] and joined["members"] == 3
+        assert (await watcher.expect("USER_JOINED"))["sessions"] == 2
+        await tab1.close()
+        left = await watcher.expect("USER_LEFT")
+        assert left["user"] == "sam" and left["sessions"] == 1  # still here in the other tab
+        await tab2.close()
+        assert (await watcher.expect("USER_LEFT"))["sessions"] == 0
 
 
 async def test_paging_1000_messages_with_before_returns_each_once(server: ServerProcess) -> None:

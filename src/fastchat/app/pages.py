@@ -12,6 +12,10 @@ from fastchat.config import Settings
 from fastchat.service import Chat, comment_of, post_of
 
 
+# Pages with live data: the Back button must not show a stale copy from the cache.
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
 def _ws_context(settings: Settings) -> dict[str, Any]:
     # The browser reaches the fast picows port by default (same host, WS_PORT); behind a
     # reverse proxy PUBLIC_WS_URL names the URL the browser should use instead.
@@ -30,7 +34,9 @@ class PagesController(Controller):
     def index(self, chat: Chat, settings: Settings) -> Template:
         posts = [post_of(r) for r in chat.store.posts()]
         return Template(
-            template_name="index.html", context={"posts": posts, **_ws_context(settings)}
+            template_name="index.html",
+            context={"posts": posts, **_ws_context(settings)},
+            headers=NO_CACHE,
         )
 
     @get("/chat", sync_to_thread=False)
@@ -55,4 +61,5 @@ class PagesController(Controller):
                 "has_more": more,
                 **_ws_context(settings),
             },
+            headers=NO_CACHE,
         )

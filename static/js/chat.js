@@ -1,0 +1,511 @@
+// The /chat page: history over REST, then JOIN_ROOM with the last id seen, then live.
+//
+// Every message is shown once and in id order: confirmed messages live in `byId` and are
+// inserted at their place; what the user wrote waits at the bottom as "pending" until its
+// echo (same client_id) arrives. After a dropped connection the page rejoins with the last
+// id it saw, the server replays what was missed, and the outbox resends what is unconfirmed.
+
+import {
+  Link,
+  Outbox,
+  avatar,
+  el,
+  newClientId,
+  prefs,
+  showState,
+  timeEl,
+  validName,
+} from "./live.js";
+
+const HISTORY_PAGE = 50;
+const GROUP_MS = 5 * 60 * 1000; // consecutive messages of one author within this are grouped
+const TYPING_EVERY_MS = 2000; // send TYPING at most this often while typing
+const TYPING_SHOWN_MS = 3000; // how long "X is typing…" stays without a new TYPING
+const NEAR_BOTTOM_PX = 80;
+
+const $ = (id) => document.getElementById(id);
+const app = $("chat-app");
+const joinForm = $("join-form");
+const nameInput = $("name");
+const roomInput = $("room");
+const joinError = $("join-error");
+const roomName = $("room-name");
+const memberCount = $("member-count");
+const connState = $("conn-state");
+const scroller = $("scroller");
+const list = $("messages");
+const placeholder = $("chat-empty");
+const loadOlderButton = $("load-older");
+const historyStart = $("history-start");
+const typingLine = $("typing");
+const notice = $("notice");
+const jump = $("jump");
+const composerForm = $("composer-form");
+const composer = $("composer");
+const sendButton = $("send");
+const membersList = $("members");
+const membersTotal = $("members-total");
+const membersEmpty = $("members-empty");
+const roomHash = document.querySelector(".chat__hash");
+
+let me = "";
+let room = "";
+let generation = 0; // bumps on every room switch; stale async results check it
+let historyLoaded = false;
+let historyLoading = false;
+let joined = false; // ROOM_JOINED received on the current connection
+let joinSent = false; // JOIN_ROOM sent on the current connection (ROOM_JOINED may be pending)
+let lastId = 0; // highest message id seen in this room: the resume point
+let oldestId = null;
+let hasMore = false;
+let loadingOlder = false;
+let lastTypingSent = 0;
+let noticeTimer = null;
+const byId = new Map(); // id -> element, confirmed messages of the current room
+const members = new Map(); // name -> connections we know of
+const typers = new Map(); // name -> timeout
+
+const link = new Link({ onOpen, onEvent, onState });
+const outbox = new Outbox(link, () => link.isOpen && joined);
+
+// ------------------------------------------------------------------------------- rendering
+
+function isNearBottom() {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  scroller.scrollTop = scroller.scrollHeight;
+  jump.hidden = true;
+}
+
+function messageEl({ id, user, message, timestamp }, pending) {
+  const ts = pending ? Date.now() : Date.parse(timestamp);
+  const meta = el("div", { class: "message__meta" }, [
+    el("span", { class: "message__user", text: user }),
+    pending ? el("span", { class: "message__status" }) : timeEl(timestamp),
+  ]);
+  const node = el(
+    "div",
+    {
+      class: `message${user === me ? " own" : ""}${pending ? " pending" : ""}`,
+      dataset: { user, ts: String(ts) },
+    },
+    [
+      avatar(user, "message__avatar"),
+      el("div", { class: "message__bubble" }, [
+        meta,
+        el("p", { class: "message__text", text: message }),
+      ]),
+    ],
+  );
+  if (!pending) node.dataset.id = String(id);
+  return node;
+}
+
+/** Collapse the avatar and name of a message that follows its author's previous one. */
+function regroup(node) {
+  if (!node) return;
+  const prev = node.previousElementSibling;
+  const cont =
+    prev !== null &&
+    prev.dataset.user === node.dataset.user &&
+    Number(node.dataset.ts) - Number(prev.dataset.ts) < GROUP_MS;
+  node.classList.toggle("cont", cont);
+}
+
+function firstPending() {
+  return list.querySelector(".message.pending");
+}
+
+/** Insert a confirmed message at its place by id; false if it is already shown. */
+function addMessage(m) {
+  if (byId.has(m.id)) return false;
+  const node = messageEl(m, false);
+  byId.set(m.id, node);
+  // Almost always the newest: it goes just above the pending ones. Older ones (history
+  // pages, a rare reordering) walk back to their place.
+  let before = firstPending();
+  let cursor = before ? before.previousElementSibling : list.lastElementChild;
+  while (cursor !== null && Number(cursor.dataset.id) > m.id) {
+    before = cursor;
+    cursor = cursor.previousElementSibling;
+  }
+  list.insertBefore(node, before);
+  regroup(node);
+  regroup(node.nextElementSibling);
+  if (m.id > lastId) lastId = m.id;
+  if (oldestId === null || m.id < oldestId) oldestId = m.id;
+  placeholder.hidden = true;
+  return true;
+}
+
+function pendingStatus(item) {
+  return link.isOpen && joined ? "Sending…" : "Queued: sends when back online";
+}
+
+function refreshPending() {
+  for (const item of outbox.items.values()) {
+    if (item.node) item.node.querySelector(".message__status").textContent = pendingStatus(item);
+  }
+}
+
+function showPending(item) {
+  item.node = messageEl(
+    { user: item.event.user, message: item.event.message, timestamp: "" },
+    true,
+  );
+  item.node.dataset.clientId = item.event.client_id;
+  item.node.querySelector(".message__status").textContent = pendingStatus(item);
+  list.append(item.node);
+  regroup(item.node);
+  placeholder.hidden = true;
+}
+
+function renderMembers() {
+  const names = [...members.keys()].sort((a, b) =>
+    a === me ? -1 : b === me ? 1 : a.localeCompare(b),
+  );
+  membersList.replaceChildren(
+    ...names.map((name) =>
+      el("li", { class: "member", dataset: { user: name } }, [
+        avatar(name, "avatar--sm"),
+        el("span", { class: "member__name", text: name }),
+        name === me ? el("span", { class: "member__you", text: "you" }) : null,
+      ]),
+    ),
+  );
+  membersTotal.textContent = String(names.length);
+  membersEmpty.hidden = names.length > 0;
+  memberCount.hidden = names.length === 0;
+  memberCount.textContent = `${names.length} online`;
+}
+
+function renderTyping() {
+  const names = [...typers.keys()];
+  typingLine.textContent =
+    names.length === 0
+      ? ""
+      : names.length === 1
+        ? `${names[0]} is typing…`
+        : names.length === 2
+          ? `${names[0]} and ${names[1]} are typing…`
+          : "Several people are typing…";
+  typingLine.classList.toggle("active", names.length > 0);
+}
+
+function stopTyping(user) {
+  const timer = typers.get(user);
+  if (timer === undefined) return;
+  clearTimeout(timer);
+  typers.delete(user);
+  renderTyping();
+}
+
+function renderHistoryEdge() {
+  loadOlderButton.hidden = !hasMore;
+  historyStart.hidden = hasMore || !historyLoaded || byId.size === 0;
+  historyStart.textContent = `This is the start of #${room}.`;
+}
+
+function showNotice(text) {
+  notice.textContent = text;
+  notice.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    notice.hidden = true;
+  }, 6000);
+}
+
+function setJoined(value) {
+  joined = value;
+  app.dataset.joined = String(value);
+  refreshPending();
+}
+
+// ------------------------------------------------------------------------------- room
+
+function historyUrl(params) {
+  const query = new URLSearchParams({ limit: String(HISTORY_PAGE), ...params });
+  return `/api/v1/messages/${encodeURIComponent(room)}?${query}`;
+}
+
+async function enter(newRoom, name) {
+  if (room && joinSent && link.isOpen) link.send({ type: "LEAVE_ROOM", room });
+  joinSent = false;
+  generation += 1;
+  historyLoading = false;
+  room = newRoom;
+  me = name;
+  historyLoaded = false;
+  lastId = 0;
+  oldestId = null;
+  hasMore = false;
+  byId.clear();
+  members.clear();
+  for (const timer of typers.values()) clearTimeout(timer);
+  typers.clear();
+  list.replaceChildren();
+  setJoined(false);
+  app.dataset.room = room;
+  roomName.textContent = room;
+  roomHash.hidden = false;
+  document.title = `#${room} · fastchat`;
+  placeholder.textContent = "Loading messages…";
+  placeholder.hidden = false;
+  composer.disabled = false;
+  sendButton.disabled = false;
+  composer.placeholder = `Message #${room}`;
+  renderMembers();
+  renderTyping();
+  renderHistoryEdge();
+  // What was written in this room earlier and never confirmed is still on its way.
+  for (const item of outbox.items.values()) if (item.event.room === room) showPending(item);
+  await loadHistory();
+}
+
+async function loadHistory() {
+  if (historyLoading) return; // the fetch in flight joins when it is done
+  const gen = generation;
+  let body;
+  historyLoading = true;
+  try {
+    const response = await fetch(historyUrl({}));
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    body = await response.json();
+  } catch {
+    // The server is away: try again soon (and onOpen tries as soon as it is back).
+    if (gen === generation) {
+      placeholder.textContent = "Cannot load messages yet: retrying…";
+      setTimeout(() => {
+        if (gen === generation && !historyLoaded) loadHistory();
+      }, 3000);
+    }
+    return;
+  } finally {
+    if (gen === generation) historyLoading = false;
+  }
+  if (gen !== generation) return;
+  for (const m of body.messages) addMessage(m);
+  hasMore = body.has_more;
+  historyLoaded = true;
+  placeholder.textContent = "No messages yet. Say hello!";
+  placeholder.hidden = list.childElementCount > 0;
+  renderHistoryEdge();
+  scrollToBottom();
+  sendJoin();
+}
+
+function sendJoin() {
+  if (!room || !historyLoaded || !link.isOpen) return;
+  // last_id: the server replays everything after it, then goes live: no gap, no duplicate.
+  joinSent = link.send({ type: "JOIN_ROOM", room, user: me, last_id: lastId });
+}
+
+async function loadOlder() {
+  if (!hasMore || loadingOlder || oldestId === null) return;
+  loadingOlder = true;
+  loadOlderButton.disabled = true;
+  loadOlderButton.textContent = "Loading…";
+  const gen = generation;
+  try {
+    const response = await fetch(historyUrl({ before: String(oldestId) }));
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    if (gen !== generation) return;
+    const height = scroller.scrollHeight;
+    const top = scroller.scrollTop;
+    for (const m of body.messages) addMessage(m);
+    hasMore = body.has_more;
+    // Keep the message the reader was looking at in place.
+    scroller.scrollTop = top + (scroller.scrollHeight - height);
+  } catch {
+    if (gen === generation) showNotice("Could not load older messages. Try again.");
+  } finally {
+    loadingOlder = false;
+    loadOlderButton.disabled = false;
+    loadOlderButton.textContent = "Load older messages";
+    if (gen === generation) renderHistoryEdge();
+  }
+}
+
+// ------------------------------------------------------------------------------- link
+
+function onOpen() {
+  setJoined(false);
+  joinSent = false;
+  if (!room) return;
+  if (historyLoaded) sendJoin();
+  else loadHistory();
+}
+
+function onState(state) {
+  showState(connState, state);
+  if (state !== "connected") {
+    setJoined(false);
+    for (const timer of typers.values()) clearTimeout(timer);
+    typers.clear();
+    renderTyping();
+  }
+}
+
+function onEvent(ev) {
+  switch (ev.type) {
+    case "CHAT_MESSAGE": {
+      const item = outbox.resolve(ev.client_id);
+      if (item && item.node) {
+        const next = item.node.nextElementSibling;
+        item.node.remove();
+        regroup(next);
+      }
+      if (ev.room !== room) return;
+      const wasNear = isNearBottom();
+      if (addMessage(ev)) {
+        stopTyping(ev.user);
+        if (byId.size === 1) renderHistoryEdge();
+        if (wasNear || item) scrollToBottom();
+        else jump.hidden = false;
+      }
+      return;
+    }
+    case "ROOM_JOINED": {
+      if (ev.room !== room) return;
+      members.clear();
+      for (const name of ev.users || []) members.set(name, 1);
+      if (!members.has(me)) members.set(me, 1);
+      renderMembers();
+      app.dataset.replayed = String(ev.replayed || 0); // what the server resent (tests read it)
+      setJoined(true);
+      outbox.flush((item) => item.event.room === room);
+      refreshPending();
+      return;
+    }
+    case "USER_JOINED": {
+      if (ev.room !== room) return;
+      // `sessions`: this user's connections in the room, as the server counts them.
+      members.set(ev.user, ev.sessions ?? (members.get(ev.user) || 0) + 1);
+      renderMembers();
+      return;
+    }
+    case "USER_LEFT": {
+      if (ev.room !== room) return;
+      const left = ev.sessions ?? (members.get(ev.user) || 1) - 1;
+      if (left > 0) members.set(ev.user, left);
+      else members.delete(ev.user);
+      renderMembers();
+      stopTyping(ev.user);
+      return;
+    }
+    case "TYPING": {
+      if (ev.room !== room || ev.user === me) return;
+      clearTimeout(typers.get(ev.user));
+      typers.set(
+        ev.user,
+        setTimeout(() => stopTyping(ev.user), TYPING_SHOWN_MS),
+      );
+      renderTyping();
+      return;
+    }
+    case "ERROR": {
+      // A send that raced a room switch or a reconnection: join again, the outbox resends.
+      if (ev.code === "not_joined") {
+        if (room && !joined) sendJoin();
+        return;
+      }
+      showNotice(ev.message || ev.code);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// ------------------------------------------------------------------------------- input
+
+function send() {
+  const text = composer.value;
+  if (!room || !text.trim()) return;
+  const event = { type: "CHAT_MESSAGE", room, user: me, message: text, client_id: newClientId() };
+  const item = outbox.add(event, {});
+  showPending(item);
+  lastTypingSent = 0; // the others stop showing "typing" when this arrives; the next key restarts it
+  composer.value = "";
+  autosize();
+  scrollToBottom();
+}
+
+function autosize() {
+  composer.style.height = "auto";
+  composer.style.height = `${Math.min(composer.scrollHeight, 160)}px`;
+}
+
+joinForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const name = validName(nameInput.value);
+  const newRoom = validName(roomInput.value || "general");
+  if (!name || !newRoom) {
+    joinError.textContent = !name
+      ? "Choose a name (1-64 characters)."
+      : "Choose a room name (1-64 characters).";
+    joinError.hidden = false;
+    (name ? roomInput : nameInput).focus();
+    return;
+  }
+  joinError.hidden = true;
+  nameInput.value = name;
+  roomInput.value = newRoom;
+  prefs.name = name;
+  prefs.room = newRoom;
+  enter(newRoom, name);
+  composer.focus();
+});
+
+// On a phone, focusing the composer on load would throw the keyboard over the page.
+const finePointer = window.matchMedia("(pointer: fine)").matches;
+
+composerForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  send();
+  composer.focus();
+});
+
+composer.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    send();
+  }
+});
+
+composer.addEventListener("input", () => {
+  autosize();
+  const now = Date.now();
+  if (joined && composer.value.trim() && now - lastTypingSent > TYPING_EVERY_MS) {
+    lastTypingSent = now;
+    link.send({ type: "TYPING", room, user: me });
+  }
+});
+
+scroller.addEventListener("scroll", () => {
+  if (scroller.scrollTop < 60) loadOlder();
+  if (isNearBottom()) jump.hidden = true;
+});
+
+loadOlderButton.addEventListener("click", loadOlder);
+jump.addEventListener("click", () => {
+  scrollToBottom();
+  composer.focus();
+});
+
+// ------------------------------------------------------------------------------- start
+
+showState(connState, "connecting");
+nameInput.value = prefs.name;
+roomInput.value = prefs.room || "general";
+link.start();
+if (validName(nameInput.value)) {
+  enter(validName(roomInput.value) || "general", validName(nameInput.value));
+  if (finePointer) composer.focus();
+} else {
+  placeholder.textContent = "Pick a name and a room to start chatting.";
+  nameInput.focus();
+}

@@ -1,0 +1,219 @@
+// The /post/{id} page: the server renders the post and its comments; this script joins the
+// post's live feed with the highest comment id rendered (JOIN_POST last_id), so comments
+// written meanwhile are replayed and new ones arrive live, each shown once and in order.
+
+import {
+  Link,
+  Outbox,
+  avatar,
+  el,
+  enhance,
+  newClientId,
+  prefs,
+  showState,
+  timeEl,
+  validName,
+} from "./live.js";
+
+const PAGE = 50;
+
+const $ = (id) => document.getElementById(id);
+const article = $("post");
+const section = $("comments-section");
+const list = $("comments");
+const empty = $("comments-empty");
+const count = $("comment-count");
+const connState = $("conn-state");
+const olderRow = section.querySelector(".comments__older");
+const loadOlderButton = $("load-older");
+const form = $("comment-form");
+const userInput = $("comment-user");
+const textInput = $("comment-text");
+const status = $("comment-status");
+
+const postId = Number(article.dataset.postId);
+const byId = new Map();
+let lastId = 0;
+let oldestId = null;
+let hasMore = section.dataset.hasMore === "true";
+let live = false;
+
+for (const node of list.querySelectorAll(".comment[data-id]")) {
+  const id = Number(node.dataset.id);
+  byId.set(id, node);
+  lastId = Math.max(lastId, id);
+  oldestId = oldestId === null ? id : Math.min(oldestId, id);
+}
+
+const link = new Link({ onOpen, onEvent, onState });
+const outbox = new Outbox(link, () => link.isOpen && live);
+
+function commentEl({ id, user, comment, timestamp }, pending) {
+  const node = el("li", { class: `comment${pending ? " pending" : ""}` }, [
+    avatar(user),
+    el("div", { class: "comment__body" }, [
+      el("p", { class: "comment__meta" }, [
+        el("span", { class: "comment__user", text: user }),
+        " ",
+        pending ? el("span", { class: "comment__status" }) : timeEl(timestamp),
+      ]),
+      el("p", { class: "comment__text", text: comment }),
+    ]),
+  ]);
+  if (!pending) node.dataset.id = String(id);
+  return node;
+}
+
+function setCount(n) {
+  count.textContent = String(n);
+  count.dataset.count = String(n);
+}
+
+/** Insert a comment at its place by id; false if already shown. */
+function addComment(c, fresh = false) {
+  if (byId.has(c.id)) return false;
+  const node = commentEl(c, false);
+  if (fresh) node.classList.add("fresh");
+  byId.set(c.id, node);
+  let before = list.querySelector(".comment.pending");
+  let cursor = before ? before.previousElementSibling : list.lastElementChild;
+  while (cursor !== null && Number(cursor.dataset.id) > c.id) {
+    before = cursor;
+    cursor = cursor.previousElementSibling;
+  }
+  list.insertBefore(node, before);
+  if (c.id > lastId) lastId = c.id;
+  if (oldestId === null || c.id < oldestId) oldestId = c.id;
+  empty.hidden = true;
+  return true;
+}
+
+function pendingText() {
+  return link.isOpen && live ? "Posting…" : "Queued: posts when back online";
+}
+
+function refreshPending() {
+  for (const item of outbox.items.values()) {
+    item.node.querySelector(".comment__status").textContent = pendingText();
+  }
+}
+
+// ------------------------------------------------------------------------------- link
+
+function onOpen() {
+  live = false;
+  const user = validName(prefs.name) || "anonymous";
+  link.send({ type: "JOIN_POST", post_id: String(postId), user, last_id: lastId });
+}
+
+function onState(state) {
+  showState(connState, state);
+  if (state !== "connected") {
+    live = false;
+    section.dataset.live = "false";
+    refreshPending();
+  }
+}
+
+function onEvent(ev) {
+  switch (ev.type) {
+    case "POST_COMMENT": {
+      const item = outbox.resolve(ev.client_id);
+      if (item) item.node.remove();
+      if (Number(ev.post_id) !== postId) return;
+      if (addComment(ev, true)) setCount(Number(count.dataset.count || count.textContent) + 1);
+      return;
+    }
+    case "POST_JOINED": {
+      if (Number(ev.post_id) !== postId) return;
+      live = true;
+      section.dataset.live = "true";
+      outbox.flush();
+      refreshPending();
+      return;
+    }
+    case "ERROR": {
+      status.textContent = ev.message || ev.code;
+      status.classList.add("error");
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// ------------------------------------------------------------------------------- input
+
+function submit() {
+  const user = validName(userInput.value);
+  const text = textInput.value;
+  status.classList.remove("error");
+  if (!user) {
+    status.textContent = "Enter your name (1-64 characters).";
+    status.classList.add("error");
+    userInput.focus();
+    return;
+  }
+  if (!text.trim()) {
+    status.textContent = "Write a comment first.";
+    status.classList.add("error");
+    textInput.focus();
+    return;
+  }
+  prefs.name = user;
+  userInput.value = user;
+  const event = {
+    type: "POST_COMMENT",
+    post_id: String(postId),
+    user,
+    comment: text,
+    client_id: newClientId(),
+  };
+  const node = commentEl({ user, comment: text }, true);
+  node.dataset.clientId = event.client_id;
+  list.append(node);
+  empty.hidden = true;
+  outbox.add(event, { node });
+  refreshPending();
+  status.textContent = "";
+  textInput.value = "";
+  textInput.focus();
+}
+
+async function loadOlder() {
+  if (!hasMore || oldestId === null) return;
+  loadOlderButton.disabled = true;
+  try {
+    const query = new URLSearchParams({ before: String(oldestId), limit: String(PAGE) });
+    const response = await fetch(`/api/v1/posts/${postId}/comments?${query}`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    for (const c of body.comments) addComment(c);
+    hasMore = body.has_more;
+    olderRow.hidden = !hasMore;
+  } catch {
+    status.textContent = "Could not load earlier comments. Try again.";
+    status.classList.add("error");
+  } finally {
+    loadOlderButton.disabled = false;
+  }
+}
+
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  submit();
+});
+
+textInput.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    submit();
+  }
+});
+
+loadOlderButton.addEventListener("click", loadOlder);
+
+enhance();
+userInput.value = prefs.name;
+showState(connState, "connecting");
+link.start();

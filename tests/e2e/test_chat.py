@@ -1,0 +1,211 @@
+"""/chat in real Chromium: rooms, presence, typing, history paging, and a server restart
+that loses nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TIMEOUT, start_server
+from tests.e2e.conftest import (
+    Browsers,
+    api,
+    chat_texts,
+    expect,
+    expect_joined,
+    join_chat,
+    send_chat,
+    shown_messages,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def history(http: str, room: str, **params: Any) -> list[tuple[int, str]]:
+    r = api.get(f"{http}/api/v1/messages/{room}", params={"limit": 1000, **params})
+    r.raise_for_status()
+    return [(m["id"], m["message"]) for m in r.json()["messages"]]
+
+
+def post_message(http: str, room: str, user: str, text: str) -> None:
+    r = api.post(f"{http}/api/v1/messages/{room}", json={"user": user, "message": text})
+    assert r.status_code == 201, r.text
+
+
+def test_two_people_chat_both_ways_and_other_rooms_see_nothing(
+    server: Any, browsers: Browsers
+) -> None:
+    url = f"{server.http}/chat"
+    alice = browsers.open(url)
+    bob = browsers.open(url)
+    carol = browsers.open(url)
+    join_chat(alice, "alice", "lobby")
+    join_chat(bob, "bob", "lobby")
+    join_chat(carol, "carol", "elsewhere")
+
+    # Presence: each sees both names in the room; carol's room has only her.
+    for page in (alice, bob):
+        expect(page.locator("#members li[data-user]")).to_have_count(2)
+        expect(page.locator('#members li[data-user="alice"]')).to_have_count(1)
+        expect(page.locator('#members li[data-user="bob"]')).to_have_count(1)
+    expect(carol.locator("#members li[data-user]")).to_have_count(1)
+
+    send_chat(alice, "hello from alice")
+    for page in (alice, bob):
+        expect(chat_texts(page)).to_have_text(["hello from alice"])
+    expect(alice.locator("#messages .message.pending")).to_have_count(0)
+    expect(alice.locator("#messages .message.own")).to_have_count(1)
+
+    # Typing shows on the other side only, then the message replaces it.
+    bob.locator("#composer").press_sequentially("hi al")
+    expect(alice.locator("#typing")).to_have_text("bob is typing…")
+    bob.fill("#composer", "hi alice, bob here")
+    bob.press("#composer", "Enter")
+    for page in (alice, bob):
+        expect(chat_texts(page)).to_have_text(["hello from alice", "hi alice, bob here"])
+    expect(bob.locator("#composer")).to_have_value("")
+
+    # Carol's own message reaches her after anything the lobby could have leaked to her
+    # (one connection delivers in order), so seeing it proves she got nothing else.
+    send_chat(carol, "anyone here?")
+    expect(chat_texts(carol)).to_have_text(["anyone here?"])
+    expect(carol.locator("#messages .message")).to_have_count(1)
+    expect(chat_texts(alice)).to_have_text(["hello from alice", "hi alice, bob here"])
+    assert [t for _, t in history(server.http, "elsewhere")] == ["anyone here?"]
+
+    # Leaving is seen too.
+    bob.context.close()
+    expect(alice.locator('#members li[data-user="bob"]')).to_have_count(0)
+    expect(alice.locator("#members li[data-user]")).to_have_count(1)
+
+
+def test_name_and_room_are_remembered_and_history_shown_on_entry(
+    server: Any, browsers: Browsers
+) -> None:
+    for i in range(3):
+        post_message(server.http, "remember", "dana", f"earlier {i}")
+    page = browsers.open(f"{server.http}/chat")
+    join_chat(page, "erin", "remember")
+    expect(chat_texts(page)).to_have_text([f"earlier {i}" for i in range(3)])
+    page.reload()
+    expect(page.locator("#name")).to_have_value("erin")
+    expect(page.locator("#room")).to_have_value("remember")
+    expect_joined(page, "remember")
+    expect(chat_texts(page)).to_have_text([f"earlier {i}" for i in range(3)])
+
+
+def test_scrolling_to_the_top_loads_older_messages(server: Any, browsers: Browsers) -> None:
+    texts = [f"old message {i:03d}" for i in range(120)]
+    for text in texts:
+        post_message(server.http, "paging", "frank", text)
+    page = browsers.open(f"{server.http}/chat", name="gina", room="paging")
+    expect_joined(page, "paging")
+    expect(chat_texts(page)).to_have_count(50)  # the newest page
+    expect(chat_texts(page).first).to_have_text(texts[70])
+    expect(page.locator("#load-older")).to_be_visible()
+    # Scroll to the top: the page fetches older ones (REST `before`), oldest on top.
+    for expected in (100, 120):
+        page.locator("#scroller").evaluate("el => el.scrollTo(0, 0)")
+        expect(chat_texts(page)).to_have_count(expected)
+    expect(chat_texts(page)).to_have_text(texts)
+    expect(page.locator("#history-start")).to_be_visible()
+    expect(page.locator("#load-older")).to_be_hidden()
+    ids = [i for i, _ in shown_messages(page)]
+    assert ids == sorted(set(ids))
+
+
+def test_restart_loses_nothing_and_offline_text_is_sent_once(
+    tmp_path: Path, browsers: Browsers
+) -> None:
+    db = tmp_path / "chat.db"
+    first = start_server(db)
+    second = None
+    try:
+        room = "resume"
+        page = browsers.open(f"{first.http}/chat", name="alice", room=room)
+        expect_joined(page, room)
+        send_chat(page, "before the restart")
+        expect(chat_texts(page)).to_have_text(["before the restart"])
+
+        first.stop()  # SIGTERM: graceful; the page sees its socket close
+        conn = page.locator("#conn-state")
+        expect(conn).not_to_have_attribute("data-state", "connected")
+        expect(page.locator("#chat-app")).to_have_attribute("data-joined", "false")
+
+        # Written while there is no server: shown as pending, queued.
+        send_chat(page, "typed while offline")
+        pending = page.locator("#messages .message.pending")
+        expect(pending).to_have_count(1)
+        expect(pending.locator(".message__text")).to_have_text("typed while offline")
+
+        second = start_server(db, port=first.port, ws_port=first.ws_port)
+        missed = [f"missed {i}" for i in range(5)]
+        for text in missed:
+            post_message(second.http, room, "bob", text)
+
+        expect(conn).to_have_attribute("data-state", "connected", timeout=TIMEOUT * 2000)
+        expect(pending).to_have_count(0)
+        stored = history(second.http, room)
+        texts = [t for _, t in stored]
+        assert texts.count("typed while offline") == 1, texts
+        assert sorted(texts) == sorted(["before the restart", "typed while offline", *missed])
+        # Exactly what the database holds, each once, in id order.
+        expect(chat_texts(page)).to_have_text(texts)
+        assert shown_messages(page) == stored
+
+        # And it is live again.
+        post_message(second.http, room, "bob", "after reconnecting")
+        expect(chat_texts(page)).to_have_text([*texts, "after reconnecting"])
+        assert [t for _, t in history(second.http, room)].count("typed while offline") == 1
+    finally:
+        if second is not None:
+            second.kill()
+        first.kill()
+
+
+def test_dropped_connection_resumes_from_the_last_id(server: Any, browsers: Browsers) -> None:
+    """A network drop, made deterministic: the page's socket goes through Playwright, which
+    cuts it and then holds the next one (open, but going nowhere) while messages are sent;
+    when let through, the page rejoins with its last id and the server replays the gap."""
+    room = "dropped"
+    routes: list[tuple[Any, Any]] = []  # (page side, server side or None)
+    allow = True
+
+    def route(ws: Any) -> None:
+        routes.append((ws, ws.connect_to_server() if allow else None))
+
+    page = browsers.open("about:blank")
+    page.route_web_socket(f"ws://127.0.0.1:{server.ws_port}/ws", route)
+    page.goto(f"{server.http}/chat")
+    join_chat(page, "hana", room)
+    post_message(server.http, room, "ivan", "seen live")
+    expect(chat_texts(page)).to_have_text(["seen live"])
+
+    # Cut the line; the next connection opens but reaches no server.
+    allow = False
+    client, upstream = routes[-1]
+    client.close()
+    upstream.close()
+    expect(page.locator("#chat-app")).to_have_attribute("data-joined", "false")
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "connected")
+    assert routes[-1][1] is None  # the page is "connected" to nothing: never joined
+    send_chat(page, "written during the outage")
+    expect(page.locator("#messages .message.pending")).to_have_count(1)
+    missed = [f"gap {i}" for i in range(4)]
+    for text in missed:
+        post_message(server.http, room, "ivan", text)
+
+    # Let the next connection through: a resume from the last id seen.
+    allow = True
+    held = len(routes)
+    routes[-1][0].close()
+    expect_joined(page, room)
+    assert len(routes) > held
+    expect(page.locator("#chat-app")).to_have_attribute("data-replayed", str(len(missed)))
+    expect(page.locator("#messages .message.pending")).to_have_count(0)
+    stored = history(server.http, room)
+    assert [t for _, t in stored] == ["seen live", *missed, "written during the outage"]
+    expect(chat_texts(page)).to_have_text([t for _, t in stored])
+    assert shown_messages(page) == stored
