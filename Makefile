@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run dev test test-fast bench bench-micro wheel lint annotate clean
+.PHONY: run dev test test-fast bench bench-micro soak wheel lint annotate clean
 
 $(STAMP): pyproject.toml setup.py src/fastchat/_hub.pyx src/fastchat/_hub.pxd
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 
 bench-micro: $(STAMP)
 	$(BIN)/python -m pytest bench -p no:cacheprovider --benchmark-only -o testpaths=bench
+
+# A few minutes of churn: thousands of clients joining, chatting, leaving; RSS, fds, losses.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --seconds 180 --clients 2000 --rooms 50
 
 wheel: $(STAMP)
 	rm -rf dist
