@@ -23,7 +23,7 @@ from fastchat import __version__, logs
 from fastchat._hub import Hub
 from fastchat.app import create_app
 from fastchat.config import Settings
-from fastchat.fastport import start_fast_port
+from fastchat.fastport import keepalive, start_fast_port
 from fastchat.metrics import Metrics
 from fastchat.service import Chat
 from fastchat.store import Store, StoreError
@@ -52,6 +52,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     chat.on_store_open()
 
     fast = await start_fast_port(chat, settings)
+    pinger = loop.create_task(keepalive(chat, settings.ping_interval, settings.ping_timeout))
     ws_port = fast.sockets[0].getsockname()[1]
 
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
@@ -90,13 +91,14 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         log.error("HTTP server stopped unexpectedly: %s", http_task.exception())
         exit_code = 1
 
-    await _shutdown(settings, fast, http, http_task, store, chat, hub)
+    await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
     return exit_code
 
 
 async def _shutdown(
     settings: Settings,
     fast: asyncio.Server,
+    pinger: asyncio.Task[None],
     http: GranianServer,
     http_task: asyncio.Task[Any],
     store: Store,
@@ -105,6 +107,7 @@ async def _shutdown(
 ) -> None:
     log.info("shutting down: draining writes, then closing connections with 1001")
     fast.close()  # stop accepting new fast-port connections
+    pinger.cancel()
     deadline = asyncio.get_running_loop().time() + settings.shutdown_timeout
     # Everything queued is committed and delivered before any socket closes.
     while store.pending and asyncio.get_running_loop().time() < deadline:

@@ -325,6 +325,8 @@ class Chat:
             raise ProtocolError(ErrorCode.NOT_JOINED, f"not in room {ev.room!r}")
         now = time.monotonic()
         typing_at = member.state.typing_at
+        if typing_at is None:
+            typing_at = member.state.typing_at = {}
         if now - typing_at.get(key, 0.0) < TYPING_INTERVAL:
             return  # throttled: silently, typing is a hint
         typing_at[key] = now
@@ -336,7 +338,8 @@ class Chat:
             raise ProtocolError(ErrorCode.NOT_JOINED, f"not in room {ev.room!r}")
         self.hub.leave(member, key)
         user = member.state.names.pop(key, "")
-        member.state.typing_at.pop(key, None)
+        if member.state.typing_at:
+            member.state.typing_at.pop(key, None)
         self.hub.send(member, encode(RoomLeft(room=ev.room, members=self.hub.count(key))))
         self._presence_left(key, user)
 
@@ -351,9 +354,7 @@ class Chat:
                 sessions = 0
                 if not present:
                     del self._present[key]
-        event = UserLeft(
-            room=key[2:], user=user, members=self.hub.count(key), sessions=sessions
-        )
+        event = UserLeft(room=key[2:], user=user, members=self.hub.count(key), sessions=sessions)
         self.hub.publish(key, encode(event), exclude)
 
     def _join_post(self, member: Member, ev: JoinPost) -> None:
@@ -394,6 +395,8 @@ class Chat:
         finish: Callable[[int], None],
     ) -> None:
         resuming = member.state.resuming
+        if resuming is None:
+            resuming = member.state.resuming = set()
         if key in resuming:
             return  # a resume of this room is already running; it will answer
         resuming.add(key)

@@ -11,7 +11,6 @@ from litestar.response import Template
 from fastchat.config import Settings
 from fastchat.service import Chat, comment_of, post_of
 
-
 # Pages with live data: the Back button must not show a stale copy from the cache.
 NO_CACHE = {"Cache-Control": "no-cache"}
 
