@@ -45,12 +45,24 @@ def test_history_is_newest_50_in_chronological_order(http: httpx.Client) -> None
     assert [m["message"] for m in older["messages"]] == [f"m{i}" for i in range(50, 55)]
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "1001", "abc", "1.5", "99999999999999999999"])
-def test_history_limit_nonsense_is_a_400(http: httpx.Client, limit: str) -> None:
-    r = http.get("/api/v1/messages/general", params={"limit": limit})
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("limit", "0"),
+        ("limit", "-1"),
+        ("limit", "1001"),
+        ("limit", "abc"),
+        ("limit", "1.5"),
+        ("limit", "99999999999999999999"),
+        ("before", "9223372036854775808"),  # past SQLite's 64-bit integers
+        ("after", "-1"),
+    ],
+)
+def test_history_parameter_nonsense_is_a_400(http: httpx.Client, param: str, value: str) -> None:
+    r = http.get("/api/v1/messages/general", params={param: value})
     assert r.status_code == 400
     body = r.json()
-    assert body["code"] == "invalid_field" and "limit" in body["message"]
+    assert body["code"] == "invalid_field" and param in body["message"]
 
 
 def test_unknown_room_has_empty_history(http: httpx.Client) -> None:

@@ -29,7 +29,7 @@ class ApiError(Exception):
 
 
 Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
-Cursor = Annotated[int | None, Parameter(ge=0, description="An item id.")]
+Cursor = Annotated[int | None, Parameter(ge=0, le=2**63 - 1, description="An item id.")]
 TimeParam = Annotated[
     str | None,
     Parameter(
