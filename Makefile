@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run dev test test-fast bench bench-micro soak wheel lint annotate clean
+.PHONY: run dev test test-fast bench bench-quick bench-micro soak wheel lint annotate clean
 
 $(STAMP): pyproject.toml setup.py src/fastchat/_hub.pyx src/fastchat/_hub.pxd
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(STAMP)
 # Without the browser tests.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# fastchat beside the baseline, same scenarios, same invocation, pinned cores; prints ratios.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
 
 bench-micro: $(STAMP)
 	$(BIN)/python -m pytest bench -p no:cacheprovider --benchmark-only -o testpaths=bench

@@ -110,8 +110,17 @@ class Soak:
                         self.sent += 1
                         pending.add(cid)
                         self.unacked.add(cid)
-                        await ws.send(json.dumps({"type": "CHAT_MESSAGE", "room": room, "user": user,
-                                                  "message": f"soak {cid}", "client_id": cid}))
+                        await ws.send(
+                            json.dumps(
+                                {
+                                    "type": "CHAT_MESSAGE",
+                                    "room": room,
+                                    "user": user,
+                                    "message": f"soak {cid}",
+                                    "client_id": cid,
+                                }
+                            )
+                        )
                         next_send = time.monotonic() + self.args.send_every
                 # Leave only once our sends are acknowledged (bounded wait).
                 end = time.monotonic() + 5
@@ -128,11 +137,23 @@ class Soak:
 async def run(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="fastchat-soak-"))
     port, ws_port = free_port(), free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WS_PORT": str(ws_port),
-           "DB_PATH": str(tmp / "soak.db"), "SEED_POSTS": "0", "LOG_LEVEL": "warning",
-           "MAX_CONNECTIONS": str(args.clients * 2 + args.rooms + 100)}
-    proc = subprocess.Popen([sys.executable, "-m", "fastchat", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WS_PORT": str(ws_port),
+        "DB_PATH": str(tmp / "soak.db"),
+        "SEED_POSTS": "0",
+        "LOG_LEVEL": "warning",
+        "MAX_CONNECTIONS": str(args.clients * 2 + args.rooms + 100),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastchat", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     while b"ready" not in proc.stdout.readline():
         if proc.poll() is not None:
@@ -149,7 +170,10 @@ async def run(args: argparse.Namespace) -> dict:
     samples = []
     try:
         readies = [asyncio.Event() for _ in soak.rooms]
-        observers = [asyncio.create_task(soak.observer(r, e)) for r, e in zip(soak.rooms, readies)]
+        observers = [
+            asyncio.create_task(soak.observer(r, e))
+            for r, e in zip(soak.rooms, readies, strict=True)
+        ]
         await asyncio.gather(*(e.wait() for e in readies))
         started = time.monotonic()
         clients: set[asyncio.Task] = set()
@@ -166,8 +190,15 @@ async def run(args: argparse.Namespace) -> dict:
                 if n % 200 == 0:
                     await asyncio.sleep(0)
             if time.monotonic() >= next_sample:
-                samples.append({"t": round(time.monotonic() - started, 1), "rss_kb": rss_kb(proc.pid),
-                                "fds": fds(proc.pid), "clients": len(clients), "sent": soak.sent})
+                samples.append(
+                    {
+                        "t": round(time.monotonic() - started, 1),
+                        "rss_kb": rss_kb(proc.pid),
+                        "fds": fds(proc.pid),
+                        "clients": len(clients),
+                        "sent": soak.sent,
+                    }
+                )
                 next_sample += args.sample_every
             await asyncio.sleep(0.2)
         soak.stop.set()
@@ -193,22 +224,33 @@ async def run(args: argparse.Namespace) -> dict:
                     params = {"limit": 1000, **body["next"]}
                 stored_by_room[room] = ids
         stored_total = sum(len(v) for v in stored_by_room.values())
-        missed_by_observers = sum(len(set(stored_by_room[r]) - set(soak.observed[r])) for r in soak.rooms)
+        missed_by_observers = sum(
+            len(set(stored_by_room[r]) - set(soak.observed[r])) for r in soak.rooms
+        )
         duplicates = sum(len(v) - len(set(v)) for v in soak.observed.values())
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     warm = [s for s in samples if s["t"] >= args.seconds / 4]
     result = {
-        "seconds": args.seconds, "clients": args.clients, "rooms": args.rooms,
-        "connections_made": soak.connects, "messages_sent": soak.sent,
-        "acknowledged": len(soak.acked), "unacknowledged": len(soak.unacked),
-        "stored": stored_total, "observer_missed": missed_by_observers,
-        "observer_duplicates": duplicates, "errors": soak.errors,
+        "seconds": args.seconds,
+        "clients": args.clients,
+        "rooms": args.rooms,
+        "connections_made": soak.connects,
+        "messages_sent": soak.sent,
+        "acknowledged": len(soak.acked),
+        "unacknowledged": len(soak.unacked),
+        "stored": stored_total,
+        "observer_missed": missed_by_observers,
+        "observer_duplicates": duplicates,
+        "errors": soak.errors,
         "fds": {"baseline": base_fds, "end": end_fds},
-        "rss_kb": {"baseline": base_rss, "end": end_rss,
-                   "warm_min": min((s["rss_kb"] for s in warm), default=0),
-                   "warm_max": max((s["rss_kb"] for s in warm), default=0)},
+        "rss_kb": {
+            "baseline": base_rss,
+            "end": end_rss,
+            "warm_min": min((s["rss_kb"] for s in warm), default=0),
+            "warm_max": max((s["rss_kb"] for s in warm), default=0),
+        },
         "samples": samples,
     }
     return result
@@ -219,7 +261,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--rooms", type=int, default=50)
-    parser.add_argument("--send-every", type=float, default=5.0, help="seconds between a client's sends")
+    parser.add_argument(
+        "--send-every", type=float, default=5.0, help="seconds between a client's sends"
+    )
     parser.add_argument("--sample-every", type=float, default=5.0)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
@@ -228,12 +272,16 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=2))
     print(f"{'t(s)':>6} {'clients':>8} {'RSS MB':>8} {'fds':>6} {'sent':>8}")
     for s in result["samples"]:
-        print(f"{s['t']:>6} {s['clients']:>8} {s['rss_kb'] / 1024:>8.1f} {s['fds']:>6} {s['sent']:>8}")
+        print(
+            f"{s['t']:>6} {s['clients']:>8} {s['rss_kb'] / 1024:>8.1f} {s['fds']:>6} {s['sent']:>8}"
+        )
     summary = {k: v for k, v in result.items() if k != "samples"}
     print(json.dumps(summary, indent=2))
     lost = result["unacknowledged"] + result["observer_missed"]
-    print(f"lost: {lost}  (unacknowledged {result['unacknowledged']}, missed by observers "
-          f"{result['observer_missed']}); fds {result['fds']['baseline']} -> {result['fds']['end']}")
+    print(
+        f"lost: {lost}  (unacknowledged {result['unacknowledged']}, missed by observers "
+        f"{result['observer_missed']}); fds {result['fds']['baseline']} -> {result['fds']['end']}"
+    )
     sys.exit(1 if lost or result["observer_duplicates"] else 0)
 
 

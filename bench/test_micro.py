@@ -1,0 +1,218 @@
+"""Micro-benchmarks of the hot path's pieces (pytest-benchmark).
+
+Run with `make bench-micro`, i.e.
+
+    .venv/bin/python -m pytest bench -o testpaths=bench --benchmark-only -p no:cacheprovider
+
+Not part of `make test`: the project's `testpaths` is `tests`, so a plain `pytest` never
+collects this directory. Never a gate on absolute speed (STYLE.md): these numbers are for
+comparing a change against the code before it, on the same machine.
+
+What each group answers:
+
+* `decode`: what caching the msgspec tagged-union `Decoder` is worth per received frame
+  (DESIGN.md measured ~0.13 us cached vs ~3 us uncached).
+* `encode`: building one outgoing CHAT_MESSAGE event (done once per committed message).
+* `frame`: framing one payload (done once per published message per room).
+* `fanout`: the hub's bookkeeping to queue one payload for 1/100/10,000 members and flush
+  them, through the sink interface (`attach_sink`); fast-port members share the same loop
+  but copy into a C buffer instead of appending to a list and end in a socket write, which
+  the end-to-end load generator (`python -m bench.loadgen`) measures.
+* `commit`: group commit of 1/100/1,000 rows: one transaction written by the store's writer
+  thread and handed back to the loop (the public path, `submit` -> `on_committed`), and the
+  transaction alone without the thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from fastchat import events
+from fastchat._hub import Hub, frame_text
+from fastchat.store import OP_MESSAGE, Store
+
+CHAT = (
+    b'{"type":"CHAT_MESSAGE","room":"general","user":"alice",'
+    b'"message":"hello there, this is a message of a typical length for a chat","client_id":"c-42"}'
+)
+OUT = (
+    b'{"type":"CHAT_MESSAGE","id":123456,"room":"general","user":"alice",'
+    b'"message":"hello there, this is a message of a typical length for a chat",'
+    b'"timestamp":"2025-01-01T12:00:00.000Z"}'
+)
+
+
+# ---------------------------------------------------------------------------------- decode
+
+
+@pytest.mark.benchmark(group="decode")
+def test_decode_cached_decoder(benchmark: Any) -> None:
+    decode = events.client_decoder.decode
+    ev = benchmark(decode, CHAT)
+    assert type(ev).__name__ == "SendMessage"
+
+
+@pytest.mark.benchmark(group="decode")
+def test_decode_uncached(benchmark: Any) -> None:
+    ev = benchmark(msgspec.json.decode, CHAT, type=events.AnyClientEvent)
+    assert type(ev).__name__ == "SendMessage"
+
+
+# ---------------------------------------------------------------------------------- encode
+
+
+@pytest.mark.benchmark(group="encode")
+def test_encode_message_event(benchmark: Any) -> None:
+    def build() -> bytes:
+        return events.encode(
+            events.MessageEvent(
+                id=123456,
+                room="general",
+                user="alice",
+                message="hello there, this is a message of a typical length for a chat",
+                timestamp="2025-01-01T12:00:00.000Z",
+            )
+        )
+
+    assert benchmark(build).startswith(b'{"type":"CHAT_MESSAGE","id":123456,')
+
+
+# ----------------------------------------------------------------------------------- frame
+
+
+@pytest.mark.benchmark(group="frame")
+@pytest.mark.parametrize("size", [len(OUT), 4096, 70_000])
+def test_frame_text(benchmark: Any, size: int) -> None:
+    payload = (OUT * (size // len(OUT) + 1))[:size]
+    frame = benchmark(frame_text, payload)
+    assert frame.endswith(payload) and frame[0] == 0x81
+
+
+# ---------------------------------------------------------------------------------- fan-out
+
+
+class FakeLoop:
+    """Just enough loop for the hub: the benchmark calls `flush` itself."""
+
+    scheduled = object()
+
+    def call_soon(self, callback: Any, *args: Any) -> object:
+        return self.scheduled
+
+
+class CountingSink:
+    """A `Sink` that keeps nothing: the cost measured is the hub's."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def deliver(self, payloads: list[bytes]) -> None:
+        self.frames += len(payloads)
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+@pytest.mark.benchmark(group="fanout")
+@pytest.mark.parametrize("members", [1, 100, 10_000])
+def test_hub_fanout(benchmark: Any, members: int) -> None:
+    hub = Hub(FakeLoop())
+    sinks = [CountingSink() for _ in range(members)]
+    for sink in sinks:
+        hub.join(hub.attach_sink(sink), "r:bench")
+
+    def publish_and_flush() -> None:
+        hub.publish("r:bench", OUT)
+        hub.flush()
+
+    benchmark(publish_and_flush)
+    rounds = sinks[0].frames
+    assert rounds > 0 and all(s.frames == rounds for s in sinks)
+    benchmark.extra_info["members"] = members
+    benchmark.extra_info["ns_per_delivery"] = round(benchmark.stats.stats.mean / members * 1e9, 1)
+
+
+@pytest.mark.benchmark(group="fanout")
+def test_hub_fanout_coalesced_100x100(benchmark: Any) -> None:
+    """100 messages into a 100-member room, then one flush (a busy tick)."""
+    hub = Hub(FakeLoop())
+    sinks = [CountingSink() for _ in range(100)]
+    for sink in sinks:
+        hub.join(hub.attach_sink(sink), "r:bench")
+
+    def burst() -> None:
+        for _ in range(100):
+            hub.publish("r:bench", OUT)
+        hub.flush()
+
+    benchmark(burst)
+    benchmark.extra_info["ns_per_delivery"] = round(benchmark.stats.stats.mean / 10_000 * 1e9, 1)
+
+
+# ----------------------------------------------------------------------------------- commit
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Store, asyncio.AbstractEventLoop, dict[str, Any]]]:
+    loop = asyncio.new_event_loop()
+    box: dict[str, Any] = {"left": 0, "done": None, "batches": 0}
+
+    def on_committed(results: list[Any]) -> None:
+        box["batches"] += 1
+        box["left"] -= len(results)
+        if box["left"] <= 0 and box["done"] is not None and not box["done"].done():
+            box["done"].set_result(None)
+
+    s = Store(tmp_path / "bench.db", seed=False)
+    s.open(loop, on_committed)
+    try:
+        yield s, loop, box
+    finally:
+        s.close()
+        loop.close()
+
+
+def _ops(n: int) -> list[tuple[Any, ...]]:
+    text = "hello there, this is a message of a typical length for a chat"
+    return [(OP_MESSAGE, f"room{i % 50}", "alice", text, None, None) for i in range(n)]
+
+
+@pytest.mark.benchmark(group="commit")
+@pytest.mark.parametrize("rows", [1, 100, 1000])
+def test_group_commit_through_writer(benchmark: Any, store: Any, rows: int) -> None:
+    """`submit` N rows from the loop, wait until `on_committed` has handed all N back."""
+    s, loop, box = store
+    ops = _ops(rows)
+
+    async def roundtrip() -> None:
+        box["left"] = rows
+        box["done"] = loop.create_future()
+        for op in ops:
+            s.submit(op)
+        await box["done"]
+
+    benchmark(lambda: loop.run_until_complete(roundtrip()))
+    benchmark.extra_info["rows_per_s"] = round(rows / benchmark.stats.stats.mean)
+    benchmark.extra_info["rows_per_batch"] = round(s.rows / max(1, s.batches), 1)
+
+
+@pytest.mark.benchmark(group="commit")
+@pytest.mark.parametrize("rows", [1, 100, 1000])
+def test_group_commit_transaction_only(benchmark: Any, store: Any, rows: int) -> None:
+    """One transaction of exactly N rows on the writer connection (no thread hop)."""
+    s, _, _ = store
+    commit = getattr(s, "_commit", None)
+    if commit is None:
+        pytest.skip("Store._commit is gone; the writer-thread benchmark still runs")
+    ops = _ops(rows)
+    results = benchmark(commit, ops)
+    assert len(results) == rows
+    benchmark.extra_info["rows_per_s"] = round(rows / benchmark.stats.stats.mean)
