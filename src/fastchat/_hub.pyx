@@ -21,7 +21,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport uint8_t
 from libc.string cimport memcpy
 
-from picows.picows cimport WSCloseCode, WSTransport
+from picows.picows cimport MemoryBuffer, WSCloseCode, WSTransport
 
 # A fast member keeps at most this much buffer capacity between flushes; a burst may grow it,
 # and it is given back after the flush so idle connections stay small.
@@ -139,6 +139,16 @@ cdef class Hub:
     # ---------------------------------------------------------------- membership
 
     cpdef Member attach_transport(self, WSTransport transport):
+        # Per idle connection, picows keeps the parsed handshake (~1.5 kB) and a 1 kB write
+        # buffer that only its own send() uses; we write through _fast_write. Free both: the
+        # buffer grows back on demand (resize() reallocs from NULL). Issue 7: < 6 kB/conn.
+        transport.request = None
+        transport.response = None
+        cdef MemoryBuffer wb = transport._write_buffer
+        if wb is not None and wb.data != NULL and wb.size == 0:
+            PyMem_Free(wb.data)
+            wb.data = NULL
+            wb.capacity = 0
         cdef Member m = Member.__new__(Member)
         m.is_fast = True
         m.transport = transport
