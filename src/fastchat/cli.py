@@ -77,6 +77,15 @@ def main() -> None:
     help="How long a write waits for a database locked by another process.",
 )
 @click.option(
+    "--db-max-bytes",
+    envvar="DB_MAX_BYTES",
+    type=click.IntRange(0, 1 << 50),
+    default=0,
+    show_default=True,
+    show_envvar=True,
+    help="Cap on the database size (0: none); past it, writes are refused, reads go on.",
+)
+@click.option(
     "--public-ws-url",
     envvar="PUBLIC_WS_URL",
     default="",

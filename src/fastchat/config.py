@@ -20,6 +20,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_path: str = "./chat.db"
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     busy_timeout_ms: int = 5000
+    db_max_bytes: int = 0
     public_ws_url: str = ""
     max_frame_bytes: int = 64 * 1024
     max_message_chars: int = 4000

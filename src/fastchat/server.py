@@ -38,6 +38,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         synchronous=settings.synchronous,
         seed=settings.seed_posts,
         busy_timeout_ms=settings.busy_timeout_ms,
+        max_bytes=settings.db_max_bytes,
     )
     hub = Hub(loop, high_water=settings.outbound_high_water)
     chat = Chat(hub, store, settings.limits)

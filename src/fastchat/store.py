@@ -140,10 +140,12 @@ class Store:
         batch_max: int = 1024,
         seed: bool = True,
         busy_timeout_ms: int = 5000,
+        max_bytes: int = 0,
     ) -> None:
         self.path = str(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
+        self.max_bytes = max_bytes
         self.batch_max = batch_max
         self._seed = seed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -171,6 +173,11 @@ class Store:
         try:
             self._writer = self._connect()
             self._migrate(self._writer)
+            if self.max_bytes:
+                # A quota: past it SQLite answers SQLITE_FULL, exactly as a full disk would.
+                page = int(_one(self._writer, "PRAGMA page_size")[0])
+                pages = max(self.max_bytes // page, 1)
+                self._writer.execute(f"PRAGMA max_page_count={pages}")
             self._reader = self._connect()
         except apsw.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc

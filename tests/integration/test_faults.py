@@ -253,3 +253,74 @@ async def test_text_split_inside_a_utf8_character_is_fine(server: ServerProcess)
         await watcher.expect("USER_JOINED")
         assert (await watcher.expect("CHAT_MESSAGE"))["message"] == "€"
         sock.close()
+
+
+async def test_a_full_database_refuses_writes_and_keeps_serving_history(tmp_path: Path) -> None:
+    # DB_MAX_BYTES caps the file the way a full disk would (SQLite answers SQLITE_FULL).
+    server = start_server(
+        tmp_path / "f.db", env={"DB_MAX_BYTES": str(160 * 1024), "RATE_LIMIT": "0"}
+    )
+    room = room_name()
+    try:
+        async with await Client.connect(server.ws_fast) as c:
+            await c.join(room, "u")
+            stored = 0
+            for i in range(2000):
+                await c.say(room, "u", f"{i} " + "x" * 900)
+                event = await c.recv()
+                if event["type"] == "ERROR":
+                    assert event["code"] == "store_unavailable", event
+                    break
+                assert event["type"] == "CHAT_MESSAGE"
+                stored += 1
+            else:
+                raise AssertionError("the database never filled up")
+            assert stored > 10
+            # Nothing that was refused is in history; everything acknowledged is.
+            history = httpx.get(
+                f"{server.http}/api/v1/messages/{room}", params={"limit": 1000}
+            ).json()["messages"]
+            assert len(history) == stored
+            assert httpx.get(f"{server.http}/api/v1/health").status_code == 200
+            r = httpx.get(
+                f"{server.http}/api/v1/test/message", params={"room": room, "message": "y" * 3000}
+            )
+            assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
+            # The connection is still usable for everything that does not write.
+            await c.send({"type": "HISTORY", "room": room, "limit": 1})
+            assert (await c.expect("HISTORY"))["messages"][0]["id"] == history[-1]["id"]
+    finally:
+        server.stop()
+
+
+async def test_nothing_leaves_before_its_transaction_commits(tmp_path: Path) -> None:
+    # Hold the database's write lock: the writer's batch waits, open, in BEGIN IMMEDIATE.
+    db = tmp_path / "hold.db"
+    server = start_server(db, env={"SQLITE_BUSY_TIMEOUT_MS": "60000"})
+    room = room_name()
+    try:
+        async with (
+            await Client.connect(server.ws_fast) as sender,
+            await Client.connect(server.ws_http) as watcher,
+        ):
+            await sender.join(room, "s")
+            await watcher.join(room, "w")
+            await sender.expect("USER_JOINED")
+            locker = apsw.Connection(str(db))
+            locker.execute("BEGIN IMMEDIATE")
+            try:
+                await sender.say(room, "s", "held")
+                # Until the lock goes, nobody (the sender included) hears of it: a HISTORY
+                # request, answered at once, comes back first, and the message is not stored.
+                for client in (sender, watcher):
+                    await client.send({"type": "HISTORY", "room": room, "request_id": "probe"})
+                    page = await client.recv()
+                    assert page["type"] == "HISTORY" and page["messages"] == [], page
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+            for client in (sender, watcher):
+                event = await client.expect("CHAT_MESSAGE")
+                assert event["message"] == "held"
+    finally:
+        server.stop()
