@@ -60,7 +60,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"server did not stop on signal {sig}; log:\n{self.log()}")
+            raise AssertionError(
+                f"server did not stop on signal {sig}; log:\n{self.log()}"
+            ) from None
         finally:
             self._close_pipe()
 

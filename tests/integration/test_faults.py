@@ -3,7 +3,6 @@ hostile runs, and the server keeps serving."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import uuid
@@ -47,7 +46,7 @@ async def burst_then_signal(
 async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     server = start_server(db, env={"RATE_LIMIT": "0"})
-    acked, client = await burst_then_signal(server, signal.SIGKILL)
+    acked, _client = await burst_then_signal(server, signal.SIGKILL)
     server.kill()
     assert len(acked) >= 200
     again = start_server(db, env={"RATE_LIMIT": "0"})

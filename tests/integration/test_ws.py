@@ -44,7 +44,11 @@ async def test_two_clients_chat_and_each_message_has_id_and_timestamp(
         assert joined["members"] == 2 and set(joined["users"]) == {"alice", "bob"}
         presence = await alice.expect("USER_JOINED")
         assert presence == {
-            "type": "USER_JOINED", "room": room, "user": "bob", "members": 2, "sessions": 1
+            "type": "USER_JOINED",
+            "room": room,
+            "user": "bob",
+            "members": 2,
+            "sessions": 1,
         }
 
         await alice.say(room, "alice", "hello bob")

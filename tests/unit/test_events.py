@@ -11,7 +11,6 @@ import msgspec
 import pytest
 
 from fastchat import events
-from fastchat.protocol import Limits, ProtocolError, parse
 from fastchat.events import (
     CLIENT_EVENT_TYPES,
     NAME_MAX,
@@ -32,6 +31,7 @@ from fastchat.events import (
     client_decoder,
     encode,
 )
+from fastchat.protocol import Limits, ProtocolError, parse
 
 # The tags shipped in the first protocol version; they are never renamed (docs/PROTOCOL.md),
 # newer event types may only be added beside them.

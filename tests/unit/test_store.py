@@ -464,7 +464,7 @@ async def test_a_folder_in_place_of_the_database_is_refused_with_a_store_error(
 ) -> None:
     (tmp_path / "chat.db").mkdir()
     store = Store(tmp_path / "chat.db")
-    with pytest.raises(StoreError, match="chat.db"):
+    with pytest.raises(StoreError, match=r"chat\.db"):
         Writes(store).open()
     store.close()
 

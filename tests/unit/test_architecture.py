@@ -1,0 +1,88 @@
+"""Imports point one way (STYLE.md): events -> protocol -> hub / store -> service ->
+app / fastport -> server -> cli. Checked on the source, so a wrong import fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "fastchat"
+
+# A module may import fastchat modules of a strictly lower rank only.
+RANK = {
+    "events": 0,
+    "timeparse": 0,
+    "protocol": 1,
+    "config": 2,
+    "store": 2,
+    "_hub": 2,
+    "logs": 2,
+    "backup": 2,
+    "service": 3,
+    "metrics": 4,
+    "app": 4,
+    "fastport": 4,
+    "devreload": 4,
+    "server": 5,
+    "cli": 6,
+    "__main__": 7,
+    "__init__": -1,  # the package itself: __version__ only
+}
+NO_IO = {"asyncio", "socket", "apsw", "picows", "litestar", "granian", "uvloop"}
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py"))
+
+
+def name_of(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py")
+
+
+def fastchat_imports(path: Path) -> tuple[set[str], set[str]]:
+    tree = ast.parse(path.read_text())
+    ours, others = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[0] == "fastchat":
+                if len(parts) > 1:
+                    ours.add(parts[1])
+                else:
+                    ours.update(alias.name for alias in node.names)
+            else:
+                others.add(parts[0])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                (ours if parts[0] == "fastchat" else others).add(
+                    parts[1] if parts[0] == "fastchat" and len(parts) > 1 else parts[0]
+                )
+    return ours, others
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_point_one_way(path: Path) -> None:
+    me = name_of(path)
+    assert me in RANK, f"{me}: give the new module a rank in this test"
+    ours, _ = fastchat_imports(path)
+    for dep in ours - {me, "__version__"}:
+        assert dep in RANK, dep
+        assert RANK[dep] < RANK[me] or (me == "app" and dep == "app"), (
+            f"{path.relative_to(SRC)} imports fastchat.{dep}, which is not below it"
+        )
+
+
+@pytest.mark.parametrize("module", ["events", "protocol", "timeparse"])
+def test_the_sans_io_core_imports_no_io_library(module: str) -> None:
+    _, others = fastchat_imports(SRC / f"{module}.py")
+    assert not others & NO_IO, others & NO_IO
+
+
+def test_the_http_app_never_touches_picows() -> None:
+    for path in (SRC / "app").glob("*.py"):
+        ours, others = fastchat_imports(path)
+        assert "picows" not in others and "fastport" not in ours, path.name
