@@ -199,6 +199,23 @@ def main() -> None:
     help="auto: text in a terminal, JSON lines otherwise.",
 )
 @click.option(
+    "--workers",
+    envvar="WORKERS",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    show_envvar=True,
+    help="Processes sharing both ports (SO_REUSEPORT) and the database; more than 1 needs "
+    "BROKER_URL.",
+)
+@click.option(
+    "--broker-url",
+    envvar="BROKER_URL",
+    default="",
+    show_envvar=True,
+    help="Relay between workers and nodes, e.g. redis://127.0.0.1:6379/0 (docs/SCALING.md).",
+)
+@click.option(
     "--conformance-echo/--no-conformance-echo",
     envvar="CONFORMANCE_ECHO",
     default=False,
@@ -233,6 +250,18 @@ def serve(**options: Any) -> None:
     options["log_level"] = options["log_level"].lower()
     options["log_format"] = options["log_format"].lower()
     settings = Settings(**options)
+    if settings.workers > 1 and not settings.broker_url:
+        raise click.BadParameter(
+            "more than one worker needs BROKER_URL (e.g. redis://127.0.0.1:6379/0) so that a "
+            "message sent to one worker reaches the members on the others",
+            param_hint="--workers",
+        )
+    if settings.broker_url and not settings.broker_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise click.BadParameter(
+            f"{settings.broker_url!r} is not a redis:// URL", param_hint="--broker-url"
+        )
     if settings.port and settings.port == settings.ws_port:
         raise click.BadParameter("PORT and WS_PORT must differ", param_hint="--ws-port")
 

@@ -38,6 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     seed_posts: bool = True
     shutdown_timeout: float = 10.0
     conformance_echo: bool = False
+    workers: int = 1
+    broker_url: str = ""
 
     @property
     def limits(self) -> Limits:

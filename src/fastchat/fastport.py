@@ -252,6 +252,7 @@ async def start_fast_port(chat: Chat, settings: Settings) -> asyncio.Server:
         enable_auto_ping=False,
         backlog=4096,
         reuse_address=True,
+        reuse_port=settings.workers > 1,
         # A LoggerAdapter, not a Logger: picows then does not build a child logger for every
         # connection (~0.6 kB each).
         logger_name=logging.LoggerAdapter(logging.getLogger("picows.fast"), {}),

@@ -8,7 +8,6 @@ thread, once per batch.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -23,8 +22,6 @@ from prometheus_client.registry import Collector
 from fastchat import __version__
 from fastchat.service import Chat
 
-NODE = socket.gethostname()
-
 
 class ChatCollector(Collector):
     def __init__(self, chat: Chat) -> None:
@@ -33,7 +30,7 @@ class ChatCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         chat, hub, store = self.chat, self.chat.hub, self.chat.store
         info = InfoMetricFamily("fastchat", "Which fastchat answered")
-        info.add_metric([], {"version": __version__, "node": NODE})
+        info.add_metric([], {"version": __version__, "node": chat.broker.node})
         yield info
 
         connections = GaugeMetricFamily(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 from typing import Any
@@ -22,6 +24,7 @@ from granian.server.embed import Server as GranianServer
 from fastchat import __version__, logs
 from fastchat._hub import Hub
 from fastchat.app import create_app
+from fastchat.broker import broker_for
 from fastchat.config import Settings
 from fastchat.fastport import keepalive, start_fast_port
 from fastchat.metrics import Metrics
@@ -41,7 +44,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         max_bytes=settings.db_max_bytes,
     )
     hub = Hub(loop, high_water=settings.outbound_high_water)
-    chat = Chat(hub, store, settings.limits)
+    broker = broker_for(settings.broker_url)
+    chat = Chat(hub, store, settings.limits, broker)
     metrics = Metrics(chat)
     store.on_batch = metrics.on_batch
     try:
@@ -51,6 +55,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         print(f"fastchat: {exc}", file=sys.stderr)
         return 1
     chat.on_store_open()
+    try:
+        await broker.start(chat.on_hint, chat.on_relay)
+    except Exception as exc:
+        print(f"fastchat: cannot reach the broker {settings.broker_url}: {exc}", file=sys.stderr)
+        store.close()
+        return 1
 
     fast = await start_fast_port(chat, settings)
     pinger = loop.create_task(keepalive(chat, settings.ping_interval, settings.ping_timeout))
@@ -128,9 +138,48 @@ async def _shutdown(
     except (TimeoutError, Exception) as exc:  # shutdown must go on
         log.warning("HTTP server did not stop cleanly: %r", exc)
     store.close()
+    await chat.broker.close()
     log.info("stopped")
 
 
 def run(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        return _run_workers(settings)
     return uvloop.run(serve(settings))
+
+
+def _worker(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_format)
+    sys.exit(uvloop.run(serve(settings)))
+
+
+def _run_workers(settings: Settings) -> int:
+    """N processes, each the whole one-loop server, sharing both ports (SO_REUSEPORT) and
+    the database; the broker relays between them. This process only supervises: it prepares
+    the schema once, forwards SIGTERM/SIGINT, and exits with the worst exit status."""
+    try:
+        Store(settings.db_path, seed=settings.seed_posts).prepare()
+    except StoreError as exc:
+        print(f"fastchat: {exc}", file=sys.stderr)
+        return 1
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_worker, args=(settings,), name=f"fastchat-worker-{i + 1}")
+        for i in range(settings.workers)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for child in children:
+        child.join()
+        codes.append(child.exitcode or 0)
+    return max(codes, key=abs)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fastchat import events
 from fastchat._hub import Hub, Member
+from fastchat.broker import Broker, LocalBroker
 from fastchat.events import (
     Comment,
     CommentEvent,
@@ -136,10 +136,17 @@ class NotFoundError(Exception):
 class Chat:
     """Rooms, posts and their traffic; one per process, wired in `server.py`."""
 
-    def __init__(self, hub: Hub, store: Store, limits: Limits) -> None:
+    def __init__(
+        self, hub: Hub, store: Store, limits: Limits, broker: Broker | None = None
+    ) -> None:
         self.hub = hub
         self.store = store
         self.limits = limits
+        self.broker = broker or LocalBroker()
+        # Clustered (a broker relays between nodes): rows reach the hub only through
+        # `_catch_up`, which reads them from the shared database in id order (SCALING.md).
+        self.clustered = self.broker.clustered
+        self._delivered: dict[str, int] = {}  # clustered: room key -> last id handed to the hub
         self.started = time.monotonic()
         # Highest ids already handed to the hub. Ids rise in commit order and commits are
         # published in order, so "stored with id <= this" == "already broadcast": a replay
@@ -163,6 +170,14 @@ class Chat:
         counts = self.store.counts()
         self._published_message_id = counts["messages"]
         self._published_comment_id = counts["comments"]
+        self._start_marks = {"r": counts["messages"], "p": counts["comments"]}
+
+    def _mark(self, key: str) -> int:
+        """The highest id of room `key` already handed to the hub (or a lower bound of the
+        ids not yet handed: everything up to it was broadcast)."""
+        if self.clustered:
+            return self._delivered.get(key, self._start_marks[key[0]])
+        return self._published_message_id if key[0] == "r" else self._published_comment_id
 
     # ------------------------------------------------------------------ connections
 
@@ -304,7 +319,7 @@ class Chat:
             event = UserJoined(
                 room=ev.room, user=ev.user, members=self.hub.count(key), sessions=present[ev.user]
             )
-            self.hub.publish(key, encode(event), member)
+            self._ephemeral(key, encode(event), member)
         member.state.names[key] = ev.user
         reply = RoomJoined(
             room=ev.room,
@@ -330,7 +345,7 @@ class Chat:
         if now - typing_at.get(key, 0.0) < TYPING_INTERVAL:
             return  # throttled: silently, typing is a hint
         typing_at[key] = now
-        self.hub.publish(key, encode(TypingEvent(room=ev.room, user=ev.user)), member)
+        self._ephemeral(key, encode(TypingEvent(room=ev.room, user=ev.user)), member)
 
     def _leave_room(self, member: Member, ev: LeaveRoom) -> None:
         key = "r:" + ev.room
@@ -355,7 +370,7 @@ class Chat:
                 if not present:
                     del self._present[key]
         event = UserLeft(room=key[2:], user=user, members=self.hub.count(key), sessions=sessions)
-        self.hub.publish(key, encode(event), exclude)
+        self._ephemeral(key, encode(event), exclude)
 
     def _join_post(self, member: Member, ev: JoinPost) -> None:
         post_id = post_id_of(ev.post_id)
@@ -436,7 +451,7 @@ class Chat:
                 await asyncio.sleep(0.002)
             if member.closed:
                 return
-            mark = self._published_message_id if table == "messages" else self._published_comment_id
+            mark = self._mark(("r:" if table == "messages" else "p:") + str(scope))
             page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
             for row in page.rows:
                 self.hub.send(member, encode(encode_row(row)))
@@ -526,6 +541,8 @@ class Chat:
     def on_committed(self, results: list[Result]) -> None:
         """Called on the loop with each committed batch, in commit order."""
         hub = self.hub
+        clustered = self.clustered
+        touched: dict[str, int] = {}  # clustered: room key -> highest id committed here
         for kind, row, token, duplicate in results:
             if isinstance(row, StoreError):
                 self._fail(token, row)
@@ -535,9 +552,12 @@ class Chat:
                 if duplicate:
                     self._ack_only(token, payload, row, message_of)
                     continue
-                if row[0] > self._published_message_id:
-                    self._published_message_id = row[0]
-                hub.publish("r:" + row[1], payload)
+                if clustered:
+                    touched["r:" + row[1]] = row[0]
+                else:
+                    if row[0] > self._published_message_id:
+                        self._published_message_id = row[0]
+                    hub.publish("r:" + row[1], payload)
                 if type(token) is not Member:
                     token.set_result(message_of(row))
             elif kind == OP_COMMENT:
@@ -545,10 +565,13 @@ class Chat:
                 if duplicate:
                     self._ack_only(token, payload, row, comment_of)
                     continue
-                if row[0] > self._published_comment_id:
-                    self._published_comment_id = row[0]
                 key = f"p:{row[1]}"
-                hub.publish(key, payload)
+                if clustered:
+                    touched[key] = row[0]
+                else:
+                    if row[0] > self._published_comment_id:
+                        self._published_comment_id = row[0]
+                    hub.publish(key, payload)
                 if type(token) is Member:
                     if key not in token.rooms:
                         hub.send(token, payload)  # the sender's acknowledgement
@@ -556,6 +579,47 @@ class Chat:
                     token.set_result(comment_of(row))
             elif kind == OP_POST:
                 token.set_result(post_of(row))
+        for key, max_id in touched.items():
+            self._catch_up(key, max_id)
+            self.broker.hint(key, max_id)
+
+    def _ephemeral(self, key: str, payload: bytes, exclude: Member | None = None) -> None:
+        """Presence and typing: to this node's members now, to the other nodes' by relay."""
+        self.hub.publish(key, payload, exclude)
+        if self.clustered:
+            self.broker.relay(key, payload)
+
+    def on_hint(self, key: str, max_id: int) -> None:
+        """Another node committed rows of room `key` up to `max_id`."""
+        if self.hub.count(key) or key in self._delivered:
+            self._catch_up(key, max_id)
+        else:
+            # Nobody here is in that room: nothing to deliver, only remember how far it is.
+            self._delivered[key] = max(max_id, self._delivered.get(key, 0))
+
+    def on_relay(self, key: str, payload: bytes) -> None:
+        """Another node's ephemeral event (presence, typing) for room `key`."""
+        self.hub.publish(key, payload)
+
+    def _catch_up(self, key: str, up_to: int) -> None:
+        """Hand the hub every row of room `key` after the last one handed, up to `up_to`,
+        read from the shared database in id order: every node, the same order."""
+        after = self._mark(key)
+        if up_to <= after:
+            return
+        is_room = key[0] == "r"
+        table = "messages" if is_room else "comments"
+        scope: str | int = key[2:] if is_room else int(key[2:])
+        event_of = message_event_of if is_room else comment_event_of
+        while True:
+            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=up_to + 1)
+            for row in page.rows:
+                self.hub.publish(key, encode(event_of(row)))
+            if page.rows:
+                after = page.rows[-1][0]
+            if not page.has_more:
+                break
+        self._delivered[key] = after
 
     def _ack_only(self, token: Any, payload: bytes, row: Row, record: Any) -> None:
         """A retried send that was already stored: answer the sender with the original."""
@@ -599,7 +663,7 @@ class Chat:
         hub = self.hub
         counts = self.store.counts()
         return {
-            "node": socket.gethostname(),
+            "node": self.broker.node,
             "connections": {
                 "ws_fast": hub.fast_members,
                 "ws_http": hub.sink_members,

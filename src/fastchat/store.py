@@ -186,6 +186,18 @@ class Store:
         self._thread = threading.Thread(target=self._run, name="fastchat-writer", daemon=True)
         self._thread.start()
 
+    def prepare(self) -> None:
+        """Create or migrate the schema, then close: done once by a parent process before it
+        starts workers that share the file (so they do not race to create it)."""
+        try:
+            conn = self._connect()
+            try:
+                self._migrate(conn)
+            finally:
+                conn.close()
+        except apsw.Error as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+
     def close(self) -> None:
         """Commit everything queued, stop the writer, close the connections."""
         if self._thread is not None:

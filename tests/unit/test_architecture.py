@@ -20,6 +20,7 @@ RANK = {
     "_hub": 2,
     "logs": 2,
     "backup": 2,
+    "broker": 2,
     "service": 3,
     "metrics": 4,
     "app": 4,

@@ -1,0 +1,191 @@
+"""Past one process: nodes and workers sharing the database, relayed through a real Redis.
+
+Each test module run starts its own `redis-server` (Debian's package, installed by .ci/run)
+on an ephemeral port, in a temp dir, with persistence off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TIMEOUT, free_port, start_server
+from tests.integration.wsclient import Client
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            REDIS,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + TIMEOUT
+    import socket
+
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=TIMEOUT)
+
+
+async def collect(client: Client, n: int) -> list[dict]:
+    got = []
+    while len(got) < n:
+        event = await client.recv()
+        if event["type"] == "CHAT_MESSAGE":
+            got.append(event)
+    return got
+
+
+async def test_two_nodes_one_room_same_order_each_once(tmp_path: Path, redis_url: str) -> None:
+    db = tmp_path / "shared.db"
+    env = {"BROKER_URL": redis_url, "RATE_LIMIT": "0"}
+    a, b = start_server(db, env=env), start_server(db, env=env)
+    try:
+        clients = [
+            await Client.connect(url) for url in (a.ws_fast, a.ws_http, b.ws_fast, b.ws_http)
+        ]
+        for i, c in enumerate(clients):
+            await c.join("cluster", f"u{i}")
+        for i in range(150):
+            await clients[0].say("cluster", "u0", f"a{i}")
+            await clients[2].say("cluster", "u2", f"b{i}")
+        seen = [[e["id"] for e in await collect(c, 300)] for c in clients]
+        assert all(s == seen[0] for s in seen)  # the same order for every member, every node
+        assert seen[0] == sorted(seen[0]) and len(set(seen[0])) == 300
+        # REST on either node stores and reaches the other's members.
+        r = httpx.get(
+            f"{b.http}/api/v1/test/message", params={"room": "cluster", "message": "rest"}
+        )
+        assert r.status_code == 200
+        for c in clients:
+            assert (await c.expect("CHAT_MESSAGE"))["message"] == "rest"
+        # Presence and typing are relayed too.
+        await clients[0].send({"type": "TYPING", "room": "cluster", "user": "u0"})
+        assert (await clients[3].expect("TYPING"))["user"] == "u0"
+        for c in clients:
+            await c.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_idempotent_sends_across_nodes(tmp_path: Path, redis_url: str) -> None:
+    db = tmp_path / "idem.db"
+    env = {"BROKER_URL": redis_url}
+    a, b = start_server(db, env=env), start_server(db, env=env)
+    try:
+        first = httpx.post(
+            f"{a.http}/api/v1/messages/idem", json={"user": "u", "message": "m", "client_id": "k1"}
+        )
+        again = httpx.post(
+            f"{b.http}/api/v1/messages/idem", json={"user": "u", "message": "m", "client_id": "k1"}
+        )
+        assert first.json()["id"] == again.json()["id"]
+        assert len(httpx.get(f"{b.http}/api/v1/messages/idem").json()["messages"]) == 1
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_a_killed_node_s_clients_resume_on_the_other(tmp_path: Path, redis_url: str) -> None:
+    db = tmp_path / "kill.db"
+    env = {"BROKER_URL": redis_url, "RATE_LIMIT": "0"}
+    a, b = start_server(db, env=env), start_server(db, env=env)
+    try:
+        on_a = await Client.connect(a.ws_fast)
+        sender = await Client.connect(b.ws_fast)
+        await on_a.join("failover", "a")
+        await sender.join("failover", "s")
+        for i in range(50):
+            await sender.say("failover", "s", f"m{i}")
+        got = await collect(on_a, 50)
+        await collect(sender, 50)
+        a.kill()  # SIGKILL: no goodbye
+        for i in range(50, 120):
+            await sender.say("failover", "s", f"m{i}")
+        await collect(sender, 70)
+        resumed = await Client.connect(b.ws_fast)
+        await resumed.send(
+            {"type": "JOIN_ROOM", "room": "failover", "user": "a", "last_id": got[-1]["id"]}
+        )
+        replay = await collect(resumed, 70)
+        assert [e["message"] for e in replay] == [f"m{i}" for i in range(50, 120)]
+        assert (await resumed.expect("ROOM_JOINED"))["replayed"] == 70
+        await sender.say("failover", "s", "live")
+        assert (await resumed.expect("CHAT_MESSAGE"))["message"] == "live"
+        await resumed.close()
+        await sender.close()
+    finally:
+        a.kill()
+        b.stop()
+
+
+async def test_workers_share_the_ports_and_the_rooms(tmp_path: Path, redis_url: str) -> None:
+    server = start_server(
+        tmp_path / "w.db", env={"BROKER_URL": redis_url, "WORKERS": "2", "RATE_LIMIT": "0"}
+    )
+    try:
+        nodes = set()
+        deadline = time.monotonic() + TIMEOUT
+        while len(nodes) < 2 and time.monotonic() < deadline:
+            with httpx.Client() as http:  # a new connection each time: the kernel spreads them
+                nodes.add(http.get(f"{server.http}/api/v1/stats").json()["node"])
+        assert len(nodes) == 2, nodes  # both workers answer on the one port
+        clients = [await Client.connect(server.ws_fast) for _ in range(8)]
+        for i, c in enumerate(clients):
+            await c.join("workers", f"w{i}")
+        for i, c in enumerate(clients):
+            await c.say("workers", f"w{i}", f"from {i}")
+        seen = [[e["id"] for e in await collect(c, 8)] for c in clients]
+        assert all(s == seen[0] for s in seen) and len(set(seen[0])) == 8
+        for c in clients:
+            await c.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_more_than_one_worker_needs_a_broker(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fastchat", "serve", "--workers", "2"],
+        env={**os.environ, "DB_PATH": str(tmp_path / "x.db")},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert out.returncode == 2 and "BROKER_URL" in out.stderr
