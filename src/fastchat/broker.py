@@ -17,19 +17,28 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
-log = logging.getLogger("fastchat.broker")
+from fastchat.presence import RoomView, Snapshot
 
-OnHint = Callable[[str, int], None]
-OnRelay = Callable[[str, bytes], None]
+log = logging.getLogger("fastchat.broker")
 
 CHANNEL: Final = "fastchat"
 _HINT: Final = 0
 _RELAY: Final = 1
+_PRESENCE: Final = 2
+_SNAPSHOT: Final = 3
+
+
+class BrokerHandler(Protocol):
+    """What a broker delivers to (the chat service), on the loop thread."""
+
+    def on_hint(self, key: str, max_id: int) -> None: ...
+    def on_relay(self, key: str, payload: bytes) -> None: ...
+    def on_presence(self, node: str, key: str, view: RoomView) -> None: ...
+    def on_snapshot(self, node: str, snapshot: Snapshot) -> None: ...
 
 
 def node_id() -> str:
@@ -45,14 +54,20 @@ class Broker:
     def __init__(self) -> None:
         self.node = node_id()
 
-    async def start(self, on_hint: OnHint, on_relay: OnRelay) -> None:
-        """Begin delivering other nodes' hints and relays to the callbacks (loop thread)."""
+    async def start(self, handler: BrokerHandler) -> None:
+        """Begin delivering other nodes' messages to `handler` (loop thread)."""
 
     def hint(self, key: str, max_id: int) -> None:
         """Tell the other nodes that room `key` committed rows up to `max_id`."""
 
     def relay(self, key: str, payload: bytes) -> None:
-        """Send an ephemeral event of room `key` to the other nodes' members."""
+        """Send an ephemeral event (typing) of room `key` to the other nodes' members."""
+
+    def presence(self, key: str, view: RoomView) -> None:
+        """This node's presence in room `key` changed."""
+
+    def snapshot(self, snapshot: Snapshot) -> None:
+        """This node's whole presence, as a heartbeat."""
 
     async def close(self) -> None:
         """Flush what is queued and stop."""
@@ -78,34 +93,45 @@ class RedisBroker(Broker):
         self._outbox: list[bytes] = []
         self._flushing: asyncio.Task[None] | None = None
         self._encode = msgspec.msgpack.Encoder().encode
-        self._decode = msgspec.msgpack.Decoder(tuple[str, int, str, int | bytes]).decode
+        self._decode = msgspec.msgpack.Decoder(tuple[str, int, str, Any]).decode
+        self._view = msgspec.msgpack.Decoder(tuple[int, dict[str, int]]).decode
+        self._snapshot = msgspec.msgpack.Decoder(dict[str, tuple[int, dict[str, int]]]).decode
 
-    async def start(self, on_hint: OnHint, on_relay: OnRelay) -> None:
+    async def start(self, handler: BrokerHandler) -> None:
         await self._redis.ping()  # fail at start, with the URL, not at the first message
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(CHANNEL)
-        self._reader = asyncio.get_running_loop().create_task(self._read(on_hint, on_relay))
+        self._reader = asyncio.get_running_loop().create_task(self._read(handler))
 
-    async def _read(self, on_hint: OnHint, on_relay: OnRelay) -> None:
+    async def _read(self, handler: BrokerHandler) -> None:
         node = self.node
         async for message in self._pubsub.listen():
             try:
                 sender, kind, key, data = self._decode(message["data"])
-            except (msgspec.DecodeError, KeyError, TypeError):
+                if sender == node:
+                    continue
+                if kind == _HINT:
+                    handler.on_hint(key, int(data))
+                elif kind == _RELAY:
+                    handler.on_relay(key, bytes(data))
+                elif kind == _PRESENCE:
+                    handler.on_presence(sender, key, self._view(data))
+                elif kind == _SNAPSHOT:
+                    handler.on_snapshot(sender, self._snapshot(data))
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
                 log.warning("ignored a malformed broker message")
-                continue
-            if sender == node:
-                continue
-            if kind == _HINT and isinstance(data, int):
-                on_hint(key, data)
-            elif kind == _RELAY and isinstance(data, bytes):
-                on_relay(key, data)
 
     def hint(self, key: str, max_id: int) -> None:
         self._queue(self._encode((self.node, _HINT, key, max_id)))
 
     def relay(self, key: str, payload: bytes) -> None:
         self._queue(self._encode((self.node, _RELAY, key, payload)))
+
+    def presence(self, key: str, view: RoomView) -> None:
+        self._queue(self._encode((self.node, _PRESENCE, key, self._encode(view))))
+
+    def snapshot(self, snapshot: Snapshot) -> None:
+        self._queue(self._encode((self.node, _SNAPSHOT, "", self._encode(snapshot))))
 
     def _queue(self, message: bytes) -> None:
         self._outbox.append(message)

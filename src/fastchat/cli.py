@@ -216,6 +216,15 @@ def main() -> None:
     help="Relay between workers and nodes, e.g. redis://127.0.0.1:6379/0 (docs/SCALING.md).",
 )
 @click.option(
+    "--heartbeat-seconds",
+    envvar="HEARTBEAT_SECONDS",
+    type=click.FloatRange(0.05, 60),
+    default=2.0,
+    show_default=True,
+    show_envvar=True,
+    help="Clustered: how often a node announces its presence; silent for 3 of these = gone.",
+)
+@click.option(
     "--conformance-echo/--no-conformance-echo",
     envvar="CONFORMANCE_ECHO",
     default=False,

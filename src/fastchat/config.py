@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     conformance_echo: bool = False
     workers: int = 1
     broker_url: str = ""
+    heartbeat_seconds: float = 2.0
 
     @property
     def limits(self) -> Limits:

@@ -56,7 +56,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         return 1
     chat.on_store_open()
     try:
-        await broker.start(chat.on_hint, chat.on_relay)
+        await broker.start(chat)
     except Exception as exc:
         print(f"fastchat: cannot reach the broker {settings.broker_url}: {exc}", file=sys.stderr)
         store.close()
@@ -64,6 +64,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
 
     fast = await start_fast_port(chat, settings)
     pinger = loop.create_task(keepalive(chat, settings.ping_interval, settings.ping_timeout))
+    heartbeat = (
+        loop.create_task(chat.heartbeat(settings.heartbeat_seconds)) if broker.clustered else None
+    )
     ws_port = fast.sockets[0].getsockname()[1]
 
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
@@ -102,6 +105,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         log.error("HTTP server stopped unexpectedly: %s", http_task.exception())
         exit_code = 1
 
+    if heartbeat is not None:
+        heartbeat.cancel()
     await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
     return exit_code
 

@@ -11,7 +11,6 @@ Room keys in the hub: `r:<room>` for chat rooms, `p:<post id>` for a post's live
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections import Counter
@@ -44,6 +43,7 @@ from fastchat.events import (
     UserJoined,
     UserLeft,
 )
+from fastchat.presence import Presence, RoomView, Snapshot
 from fastchat.protocol import (
     ErrorCode,
     Limits,
@@ -68,8 +68,9 @@ encode: Final = events.encode
 # REPLAY_STALL_SECONDS is dropped (it can resume again).
 REPLAY_PAGE: Final = 500
 REPLAY_STALL_SECONDS: Final = 30.0
-# ROOM_JOINED lists at most this many member names; `members` always has the true count.
-USERS_LISTED: Final = 100
+# Clustered: how often each node sends its whole presence; a node silent for three of
+# these is taken for dead and its users leave.
+HEARTBEAT_SECONDS: Final = 2.0
 # A member's TYPING is relayed at most once per this many seconds (never stored).
 TYPING_INTERVAL: Final = 1.0
 
@@ -159,8 +160,8 @@ class Chat:
         self.errors: Counter[str] = Counter()
         self.replay_backlog = max(64 * 1024, hub.high_water // 4)
         self._next_conn = 0
-        # Per chat room: how many connections each user name has in it (presence by name).
-        self._present: dict[str, Counter[str]] = {}
+        # Who is in which chat room, here and (clustered) on the other nodes.
+        self.presence = Presence()
         self.connections_opened: Counter[str] = Counter()
         self.joins = 0
         hub.on_slow = self.on_slow
@@ -313,26 +314,21 @@ class Chat:
             if previous is not None and key in member.rooms:  # rejoined under another name
                 self._presence_left(key, previous, member)
             # Tell the others first, so the joiner's own first event is ROOM_JOINED.
-            present = self._present.setdefault(key, Counter())
-            present[ev.user] += 1
             self.hub.join(member, key)
-            event = UserJoined(
-                room=ev.room, user=ev.user, members=self.hub.count(key), sessions=present[ev.user]
-            )
-            self._ephemeral(key, encode(event), member)
+            sessions, members = self.presence.join(key, ev.user)
+            event = UserJoined(room=ev.room, user=ev.user, members=members, sessions=sessions)
+            self.hub.publish(key, encode(event), member)
+            if self.clustered:
+                self.broker.presence(key, self.presence.local_view(key))
         member.state.names[key] = ev.user
         reply = RoomJoined(
             room=ev.room,
             user=ev.user,
-            members=self.hub.count(key),
-            users=self._users(key),
+            members=self.presence.members(key),
+            users=self.presence.users(key),
             replayed=replayed,
         )
         self.hub.send(member, encode(reply))
-
-    def _users(self, key: str) -> list[str]:
-        """Distinct names in a room, in join order, at most USERS_LISTED."""
-        return list(itertools.islice(self._present.get(key, ()), USERS_LISTED))
 
     def _typing(self, member: Member, ev: Typing) -> None:
         key = "r:" + ev.room
@@ -355,22 +351,51 @@ class Chat:
         user = member.state.names.pop(key, "")
         if member.state.typing_at:
             member.state.typing_at.pop(key, None)
-        self.hub.send(member, encode(RoomLeft(room=ev.room, members=self.hub.count(key))))
         self._presence_left(key, user)
+        self.hub.send(member, encode(RoomLeft(room=ev.room, members=self.presence.members(key))))
 
     def _presence_left(self, key: str, user: str, exclude: Member | None = None) -> None:
-        present = self._present.get(key)
-        sessions = 0
-        if present is not None:
-            present[user] -= 1
-            sessions = present[user]
-            if sessions <= 0:
-                del present[user]
-                sessions = 0
-                if not present:
-                    del self._present[key]
-        event = UserLeft(room=key[2:], user=user, members=self.hub.count(key), sessions=sessions)
-        self._ephemeral(key, encode(event), exclude)
+        sessions, members = self.presence.leave(key, user)
+        event = UserLeft(room=key[2:], user=user, members=members, sessions=sessions)
+        self.hub.publish(key, encode(event), exclude)
+        if self.clustered:
+            self.broker.presence(key, self.presence.local_view(key))
+
+    # -- presence on the other nodes (clustered) -------------------------------------------
+
+    def on_presence(self, node: str, key: str, view: RoomView) -> None:
+        """Another node's presence in room `key` changed: apply it, tell our members."""
+        before = self.presence.remote.get(node, {}).get(key, (0, {}))[1]
+        self.presence.apply(node, key, view, time.monotonic())
+        if not self.hub.count(key):
+            return
+        after = view[1]
+        room = key[2:]
+        members = self.presence.members(key)
+        for user in after.keys() | before.keys():
+            change = after.get(user, 0) - before.get(user, 0)
+            if change:
+                kind = UserJoined if change > 0 else UserLeft
+                event = kind(
+                    room=room,
+                    user=user,
+                    members=members,
+                    sessions=self.presence.sessions(key, user),
+                )
+                self.hub.publish(key, encode(event))
+
+    def on_snapshot(self, node: str, snapshot: Snapshot) -> None:
+        self.presence.apply_snapshot(node, snapshot, time.monotonic())
+
+    async def heartbeat(self, period: float = HEARTBEAT_SECONDS) -> None:
+        """Clustered: send our presence every `period`; forget nodes silent for 3 periods,
+        and tell our members their users left."""
+        while True:
+            self.broker.snapshot(self.presence.snapshot())
+            for key, user, sessions, members in self.presence.expire(time.monotonic(), 3 * period):
+                event = UserLeft(room=key[2:], user=user, members=members, sessions=sessions)
+                self.hub.publish(key, encode(event))
+            await asyncio.sleep(period)
 
     def _join_post(self, member: Member, ev: JoinPost) -> None:
         post_id = post_id_of(ev.post_id)

@@ -189,3 +189,34 @@ def test_more_than_one_worker_needs_a_broker(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 2 and "BROKER_URL" in out.stderr
+
+
+async def test_presence_counts_across_nodes_and_a_dead_node_s_users_leave(
+    tmp_path: Path, redis_url: str
+) -> None:
+    db = tmp_path / "presence.db"
+    env = {"BROKER_URL": redis_url, "HEARTBEAT_SECONDS": "0.3"}
+    a, b = start_server(db, env=env), start_server(db, env=env)
+    try:
+        alice = await Client.connect(a.ws_fast)
+        assert (await alice.join("pres", "alice"))["members"] == 1
+        bob = await Client.connect(b.ws_http)
+        joined = await bob.join("pres", "bob")
+        assert joined["members"] == 2 and set(joined["users"]) == {"alice", "bob"}
+        seen = await alice.expect("USER_JOINED")
+        assert seen["user"] == "bob" and seen["members"] == 2 and seen["sessions"] == 1
+        carol = await Client.connect(b.ws_fast)
+        await carol.join("pres", "carol")
+        assert (await alice.expect("USER_JOINED"))["members"] == 3
+        b.kill()  # node B dies with bob and carol: after three silent heartbeats they leave
+        gone = {}
+        while len(gone) < 2:
+            event = await alice.expect("USER_LEFT")
+            gone[event["user"]] = event
+        assert set(gone) == {"bob", "carol"}
+        assert all(e["sessions"] == 0 for e in gone.values())
+        assert min(e["members"] for e in gone.values()) == 1
+        await alice.close()
+    finally:
+        a.stop()
+        b.kill()

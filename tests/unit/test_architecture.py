@@ -21,6 +21,7 @@ RANK = {
     "logs": 2,
     "backup": 2,
     "broker": 2,
+    "presence": 1,
     "service": 3,
     "metrics": 4,
     "app": 4,

@@ -1,0 +1,112 @@
+"""Who is in which room, on this node and across the cluster. Pure state, no I/O.
+
+Presence is by user name: a name with two tabs open is one user with two sessions. Each node
+counts its own connections exactly; other nodes' counts arrive through the broker, as deltas
+when they change and as a full snapshot with every heartbeat, so a node that started late or
+missed a message converges within one heartbeat. A node that stops sending heartbeats is
+forgotten after `ttl` seconds, and its users leave (docs/SCALING.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Final
+
+# A node's view of one room: (connections, {user: sessions})
+RoomView = tuple[int, dict[str, int]]
+Snapshot = dict[str, RoomView]
+Departure = tuple[str, str, int, int]  # room key, user, sessions left, members left
+
+USERS_LISTED: Final = 100
+
+
+class Presence:
+    def __init__(self) -> None:
+        self.local: dict[str, Counter[str]] = {}
+        self.local_members: Counter[str] = Counter()
+        self.remote: dict[str, Snapshot] = {}  # node -> its rooms
+        self.heard: dict[str, float] = {}  # node -> when we last heard from it
+
+    # -- this node -------------------------------------------------------------------------
+
+    def join(self, key: str, user: str) -> tuple[int, int]:
+        """A local connection joined `key` as `user`: (user's sessions, room members), all
+        nodes."""
+        self.local.setdefault(key, Counter())[user] += 1
+        self.local_members[key] += 1
+        return self.sessions(key, user), self.members(key)
+
+    def leave(self, key: str, user: str) -> tuple[int, int]:
+        room = self.local.get(key)
+        if room is not None and room[user] > 0:
+            room[user] -= 1
+            if room[user] <= 0:
+                del room[user]
+            if not room:
+                del self.local[key]
+        if self.local_members[key] > 0:
+            self.local_members[key] -= 1
+            if not self.local_members[key]:
+                del self.local_members[key]
+        return self.sessions(key, user), self.members(key)
+
+    def local_view(self, key: str) -> RoomView:
+        return self.local_members.get(key, 0), dict(self.local.get(key, {}))
+
+    def snapshot(self) -> Snapshot:
+        return {key: self.local_view(key) for key in self.local_members}
+
+    # -- the cluster -----------------------------------------------------------------------
+
+    def apply(self, node: str, key: str, view: RoomView, now: float) -> None:
+        """Another node's room changed."""
+        self.heard[node] = now
+        rooms = self.remote.setdefault(node, {})
+        if view[0] or view[1]:
+            rooms[key] = view
+        else:
+            rooms.pop(key, None)
+
+    def apply_snapshot(self, node: str, snapshot: Snapshot, now: float) -> None:
+        self.heard[node] = now
+        self.remote[node] = {k: v for k, v in snapshot.items() if v[0] or v[1]}
+
+    def expire(self, now: float, ttl: float) -> list[Departure]:
+        """Forget nodes silent for `ttl` seconds; their users leave."""
+        departures: list[Departure] = []
+        for node in [n for n, t in self.heard.items() if now - t > ttl]:
+            del self.heard[node]
+            rooms = self.remote.pop(node, {})
+            for key, (_, users) in rooms.items():
+                for user in users:
+                    departures.append((key, user, self.sessions(key, user), self.members(key)))
+        return departures
+
+    # -- totals ----------------------------------------------------------------------------
+
+    def sessions(self, key: str, user: str) -> int:
+        room = self.local.get(key)
+        total = room.get(user, 0) if room is not None else 0
+        for rooms in self.remote.values():
+            view = rooms.get(key)
+            if view is not None:
+                total += view[1].get(user, 0)
+        return total
+
+    def members(self, key: str) -> int:
+        total = self.local_members.get(key, 0)
+        for rooms in self.remote.values():
+            view = rooms.get(key)
+            if view is not None:
+                total += view[0]
+        return total
+
+    def users(self, key: str) -> list[str]:
+        """Distinct names in the room, this node's first (in join order), at most 100."""
+        names = dict.fromkeys(self.local.get(key, ()))
+        for rooms in self.remote.values():
+            view = rooms.get(key)
+            if view is not None:
+                names.update(dict.fromkeys(view[1]))
+        return list(itertools.islice(names, USERS_LISTED))

@@ -1,0 +1,47 @@
+"""Presence, sans I/O: sessions by name, members by connection, other nodes, expiry."""
+
+from __future__ import annotations
+
+from fastchat.presence import Presence
+
+
+def test_sessions_are_by_name_and_members_by_connection() -> None:
+    p = Presence()
+    assert p.join("r:a", "sam") == (1, 1)
+    assert p.join("r:a", "sam") == (2, 2)  # a second tab
+    assert p.join("r:a", "li") == (1, 3)
+    assert p.users("r:a") == ["sam", "li"]
+    assert p.leave("r:a", "sam") == (1, 2)  # still there in the other tab
+    assert p.leave("r:a", "sam") == (0, 1)
+    assert p.users("r:a") == ["li"]
+    assert p.leave("r:a", "li") == (0, 0)
+    assert p.snapshot() == {}  # empty rooms are forgotten
+
+
+def test_leaving_what_was_never_joined_does_not_go_negative() -> None:
+    p = Presence()
+    assert p.leave("r:a", "ghost") == (0, 0)
+    assert p.members("r:a") == 0
+
+
+def test_other_nodes_add_up_and_expire() -> None:
+    p = Presence()
+    p.join("r:a", "sam")
+    p.apply("n2", "r:a", (2, {"li": 1, "sam": 1}), now=10.0)
+    p.apply_snapshot("n3", {"r:a": (1, {"kim": 1}), "r:b": (1, {"kim": 1})}, now=10.0)
+    assert p.members("r:a") == 4
+    assert p.sessions("r:a", "sam") == 2
+    assert p.users("r:a") == ["sam", "li", "kim"]
+    # n2 keeps talking, n3 goes silent.
+    p.apply("n2", "r:a", (1, {"li": 1}), now=14.0)
+    departures = p.expire(now=15.0, ttl=3.0)
+    assert sorted(departures) == [("r:a", "kim", 0, 2), ("r:b", "kim", 0, 0)]
+    assert p.members("r:a") == 2 and p.sessions("r:a", "sam") == 1
+    assert p.expire(now=15.0, ttl=3.0) == []  # once only
+
+
+def test_a_node_emptying_a_room_removes_it() -> None:
+    p = Presence()
+    p.apply("n2", "r:a", (1, {"li": 1}), now=1.0)
+    p.apply("n2", "r:a", (0, {}), now=2.0)
+    assert p.members("r:a") == 0 and p.users("r:a") == []
