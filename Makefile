@@ -31,6 +31,7 @@ test-fast: $(STAMP)
 # fastchat beside the baseline, same scenarios, same invocation, pinned cores; prints ratios.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.scaling
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
