@@ -87,12 +87,16 @@ def start_server(
     args: tuple[str, ...] = (),
     port: int | None = None,
     ws_port: int | None = None,
+    command: list[str] | None = None,
+    cwd: Path | None = None,
+    base_env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """Start `python -m fastchat serve` and wait until it answers its health check."""
+    """Start `python -m fastchat serve` (or `command`, e.g. an installed wheel's entry point,
+    from `cwd` with `base_env`) and wait until it answers its health check."""
     port = port or free_port()
     ws_port = ws_port or free_port()
     full_env = {
-        **os.environ,
+        **(base_env if base_env is not None else os.environ),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WS_PORT": str(ws_port),
@@ -103,8 +107,9 @@ def start_server(
     log_path = db_path.with_suffix(f".{port}.log")
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fastchat", "serve", *args],
+            command or [sys.executable, "-m", "fastchat", "serve", *args],
             env=full_env,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=log_file,
         )

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fastchat import events
 from fastchat._hub import Hub, Member
@@ -60,6 +60,8 @@ from fastchat.timeparse import format_ms
 if TYPE_CHECKING:
     from fastchat._hub import Sink
 
+T = TypeVar("T")
+
 log = logging.getLogger("fastchat.service")
 
 encode: Final = events.encode
@@ -75,59 +77,21 @@ HEARTBEAT_SECONDS: Final = 2.0
 TYPING_INTERVAL: Final = 1.0
 
 
-def message_of(row: Row) -> Message:
-    return Message(
-        id=row[0],
-        room=row[1],
-        user=row[2],
-        message=row[3],
-        timestamp=format_ms(row[4]),
-        client_id=row[5],
-    )
+def _from_row(cls: Callable[..., T]) -> Callable[[Row], T]:
+    """Build `cls` from a stored row. Every table's row is (id, 3 fields, ts, 1 field) in
+    the Struct's field order (store.*_COLUMNS), the ts as Unix ms turned into RFC 3339."""
+
+    def build(row: Row) -> T:
+        return cls(row[0], row[1], row[2], row[3], format_ms(row[4]), row[5])
+
+    return build
 
 
-def comment_of(row: Row) -> Comment:
-    return Comment(
-        id=row[0],
-        post_id=row[1],
-        user=row[2],
-        comment=row[3],
-        timestamp=format_ms(row[4]),
-        client_id=row[5],
-    )
-
-
-def message_event_of(row: Row) -> MessageEvent:
-    return MessageEvent(
-        id=row[0],
-        room=row[1],
-        user=row[2],
-        message=row[3],
-        timestamp=format_ms(row[4]),
-        client_id=row[5],
-    )
-
-
-def comment_event_of(row: Row) -> CommentEvent:
-    return CommentEvent(
-        id=row[0],
-        post_id=row[1],
-        user=row[2],
-        comment=row[3],
-        timestamp=format_ms(row[4]),
-        client_id=row[5],
-    )
-
-
-def post_of(row: Row) -> Post:
-    return Post(
-        id=row[0],
-        title=row[1],
-        content=row[2],
-        author=row[3],
-        timestamp=format_ms(row[4]),
-        comment_count=row[5],
-    )
+message_of = _from_row(Message)
+comment_of = _from_row(Comment)
+message_event_of = _from_row(MessageEvent)
+comment_event_of = _from_row(CommentEvent)
+post_of = _from_row(Post)
 
 
 class NotFoundError(Exception):

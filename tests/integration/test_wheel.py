@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import selectors
 import shlex
 import shutil
 import signal
@@ -30,7 +29,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import TIMEOUT, ServerProcess, free_port
+from tests.conftest import TIMEOUT, ServerProcess, free_port, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -260,35 +259,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 def start_installed(inst: Installed, argv: list[str], env: dict[str, str]) -> ServerProcess:
     """Start the installed server as the image would; wait for its ready line and health."""
-    port, ws_port = int(env["PORT"]), int(env["WS_PORT"])
-    db_path = Path(env["DB_PATH"])
-    log_path = db_path.with_suffix(".log")
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            argv, cwd=inst.workdir, env=env, stdout=subprocess.PIPE, stderr=log_file
-        )
-    server = ServerProcess(proc, port, ws_port, db_path, log_path, env)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + TIMEOUT * 3
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        line = b""
-        while b"ready" not in line:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise AssertionError(f"installed server did not start; log:\n{server.log()}")
-            if sel.select(timeout=0.2):
-                line = proc.stdout.readline()
-    while True:
-        try:
-            if httpx.get(f"{server.http}/api/v1/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise AssertionError(f"installed server never became healthy; log:\n{server.log()}")
-        time.sleep(0.05)
+    return start_server(
+        Path(env["DB_PATH"]),
+        port=int(env["PORT"]),
+        ws_port=int(env["WS_PORT"]),
+        command=argv,
+        cwd=inst.workdir,
+        base_env=env,
+        env={"LOG_LEVEL": env.get("LOG_LEVEL", "info")},
+    )
 
 
 @pytest.fixture
