@@ -1,0 +1,60 @@
+"""Usable with a keyboard and a screen reader: names for every control, live regions, and a
+chat that can be joined and used without a mouse."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Browsers, expect, expect_joined
+
+pytestmark = pytest.mark.e2e
+
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, textarea, select, button')]
+  .filter(el => !el.hidden && el.type !== 'hidden')
+  .filter(el => !((el.labels && el.labels.length) || el.getAttribute('aria-label')
+                  || el.getAttribute('aria-labelledby') || (el.textContent || '').trim()))
+  .map(el => el.outerHTML.slice(0, 120))"""
+
+
+def focused_id(page: Any) -> str:
+    return str(page.evaluate("() => document.activeElement && document.activeElement.id"))
+
+
+def tab_to(page: Any, element_id: str, limit: int = 25) -> None:
+    for _ in range(limit):
+        if focused_id(page) == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached #{element_id} (stuck at #{focused_id(page)})")
+
+
+def test_every_control_has_a_name_and_updates_are_announced(
+    server: Any, browsers: Browsers
+) -> None:
+    for path, live in (("/chat", "#messages"), ("/post/1", "#comments"), ("/", None)):
+        page = browsers.open(server.http + path)
+        assert page.evaluate(UNNAMED_CONTROLS) == [], path
+        assert page.evaluate("() => document.documentElement.lang") == "en"
+        if live is not None:
+            expect(page.locator(live)).to_have_attribute("aria-live", "polite")
+
+
+def test_chat_works_with_the_keyboard_alone(server: Any, browsers: Browsers) -> None:
+    room = "kbd-" + uuid.uuid4().hex[:6]
+    page = browsers.open(server.http + "/chat")
+    tab_to(page, "name")
+    page.keyboard.type("keyboard user")
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "room"
+    page.keyboard.type(room)
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "join"
+    page.keyboard.press("Enter")
+    expect_joined(page, room)
+    tab_to(page, "composer")
+    page.keyboard.type("typed without a mouse")
+    page.keyboard.press("Enter")
+    expect(page.locator("#messages .message").last).to_contain_text("typed without a mouse")
