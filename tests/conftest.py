@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.pg import Postgres
+
 # One scalable unit for every wait in the tests (the websockets model): slow machines
 # set FASTCHAT_TEST_TIMEOUT higher.
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
@@ -139,12 +141,27 @@ def start_server(
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server per test module (fast); tests use their own room names to stay apart.
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server for the session; each fastchat on it gets a database of its own."""
+    pg = Postgres(free_port())
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server per test module (fast), once on SQLite and once on PostgreSQL: the same
+    protocol suite must pass on both stores. Tests use their own room names to stay apart.
     Its rate limit is off: tests push thousands of events down one connection. The limits
     have tests of their own, on servers with their defaults."""
-    srv = start_server(tmp_path_factory.mktemp("db") / "chat.db", env={"RATE_LIMIT": "0"})
+    env = {"RATE_LIMIT": "0"}
+    if request.param == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
+    srv = start_server(tmp_path_factory.mktemp("db") / "chat.db", env=env)
     yield srv
     srv.stop()
 

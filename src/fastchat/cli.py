@@ -59,6 +59,13 @@ def main() -> None:
     help="SQLite database file (created if missing).",
 )
 @click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    default="",
+    show_envvar=True,
+    help="postgresql://user@host:port/db: PostgreSQL instead of the SQLite file at DB_PATH.",
+)
+@click.option(
     "--synchronous",
     envvar="SQLITE_SYNCHRONOUS",
     default="NORMAL",
@@ -264,6 +271,12 @@ def serve(**options: Any) -> None:
             "more than one worker needs BROKER_URL (e.g. redis://127.0.0.1:6379/0) so that a "
             "message sent to one worker reaches the members on the others",
             param_hint="--workers",
+        )
+    if settings.database_url and not settings.database_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise click.BadParameter(
+            f"{settings.database_url!r} is not a postgresql:// URL", param_hint="--database-url"
         )
     if settings.broker_url and not settings.broker_url.startswith(
         ("redis://", "rediss://", "unix://")

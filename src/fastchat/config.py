@@ -18,6 +18,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     ws_port: int = 8081
     db_path: str = "./chat.db"
+    database_url: str = ""
     synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     busy_timeout_ms: int = 5000
     db_max_bytes: int = 0

@@ -186,6 +186,8 @@ def time_of(value: str | int | float | None) -> int | None:
 def _check_text(field: str, text: str, limits: Limits) -> None:
     if not text.strip():
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must not be empty")
+    if "\x00" in text:  # never meant as text, and PostgreSQL cannot store it
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must not contain NUL characters")
     if len(text) > limits.max_message_chars:
         raise ProtocolError(
             ErrorCode.TOO_LARGE,

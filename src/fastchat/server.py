@@ -34,15 +34,24 @@ from fastchat.store import Store, StoreError
 log = logging.getLogger("fastchat")
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
-    loop = asyncio.get_running_loop()
-    store = Store(
+def store_for(settings: Settings) -> Store:
+    """SQLite at DB_PATH (the embedded default), or PostgreSQL at DATABASE_URL."""
+    if settings.database_url:
+        from fastchat.pgstore import PostgresStore  # psycopg only when asked for
+
+        return PostgresStore(settings.database_url, seed=settings.seed_posts)
+    return Store(
         settings.db_path,
         synchronous=settings.synchronous,
         seed=settings.seed_posts,
         busy_timeout_ms=settings.busy_timeout_ms,
         max_bytes=settings.db_max_bytes,
     )
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    store = store_for(settings)
     hub = Hub(loop, high_water=settings.outbound_high_water)
     broker = broker_for(settings.broker_url)
     chat = Chat(hub, store, settings.limits, broker)
@@ -164,7 +173,7 @@ def _run_workers(settings: Settings) -> int:
     the database; the broker relays between them. This process only supervises: it prepares
     the schema once, forwards SIGTERM/SIGINT, and exits with the worst exit status."""
     try:
-        Store(settings.db_path, seed=settings.seed_posts).prepare()
+        store_for(settings).prepare()
     except StoreError as exc:
         print(f"fastchat: {exc}", file=sys.stderr)
         return 1

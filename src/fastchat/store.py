@@ -39,8 +39,8 @@ OP_POST: Final = 3
 # Results handed to `on_committed`, one per operation, in commit order:
 #   (op, row, token, duplicate)  row = the stored row tuple (see *_COLUMNS)
 #   (op, error, token, None)     error = a StoreError, nothing was stored
-MESSAGE_COLUMNS: Final = "id, room, user, message, ts, client_id"
-COMMENT_COLUMNS: Final = "id, post_id, user, comment, ts, client_id"
+MESSAGE_COLUMNS: Final = 'id, room, "user", message, ts, client_id'
+COMMENT_COLUMNS: Final = 'id, post_id, "user", comment, ts, client_id'
 POST_COLUMNS: Final = (
     "id, title, content, author, ts, (SELECT count(*) FROM comments c WHERE c.post_id = p.id)"
 )
@@ -173,15 +173,11 @@ class Store:
         try:
             self._writer = self._connect()
             self._migrate(self._writer)
-            if self.max_bytes:
-                # A quota: past it SQLite answers SQLITE_FULL, exactly as a full disk would.
-                page = int(_one(self._writer, "PRAGMA page_size")[0])
-                pages = max(self.max_bytes // page, 1)
-                self._writer.execute(f"PRAGMA max_page_count={pages}")
+            self._configure_writer(self._writer)
             self._reader = self._connect()
-        except apsw.Error as exc:
+        except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
-        row = self._writer.execute("SELECT max(ts) FROM messages").fetchone()
+        row = self._q(self._writer, "SELECT max(ts) FROM messages").fetchone()
         self._last_ts = int(row[0] or 0) if row else 0
         self._thread = threading.Thread(target=self._run, name="fastchat-writer", daemon=True)
         self._thread.start()
@@ -195,7 +191,7 @@ class Store:
                 self._migrate(conn)
             finally:
                 conn.close()
-        except apsw.Error as exc:
+        except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
 
     def close(self) -> None:
@@ -209,6 +205,31 @@ class Store:
                 conn.close()
         self._reader = self._writer = None
 
+    # -- the dialect: SQLite here; PostgreSQL overrides these in pgstore.py ---------------
+
+    OPEN_ERRORS: tuple[type[BaseException], ...] = (apsw.Error,)
+
+    def _q(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """Run one statement (prepared and cached by the driver), `?` placeholders."""
+        return conn.execute(sql, params)
+
+    def _one(self, conn: Any, sql: str) -> Row:
+        row = self._q(conn, sql).fetchone()
+        assert row is not None, sql
+        return tuple(row)
+
+    def _begin(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+
+    def _in_transaction(self, conn: Any) -> bool:
+        return bool(conn.in_transaction)
+
+    def _configure_writer(self, conn: Any) -> None:
+        if self.max_bytes:
+            # A quota: past it SQLite answers SQLITE_FULL, exactly as a full disk would.
+            page = int(self._one(conn, "PRAGMA page_size")[0])
+            conn.execute(f"PRAGMA max_page_count={max(self.max_bytes // page, 1)}")
+
     def _connect(self) -> apsw.Connection:
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +242,7 @@ class Store:
         return conn
 
     def _migrate(self, conn: apsw.Connection) -> None:
-        version = int(_one(conn, "PRAGMA user_version")[0])
+        version = int(self._one(conn, "PRAGMA user_version")[0])
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this fastchat "
@@ -282,14 +303,14 @@ class Store:
         ts = max(_now_ms(), self._last_ts)
         results: list[Result] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 for op in batch:
                     results.append(self._apply(conn, op, ts))
-                conn.execute("COMMIT")
+                self._q(conn, "COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                if self._in_transaction(conn):
+                    self._q(conn, "ROLLBACK")
                 raise
         except Exception as exc:  # the writer must outlive any bad batch
             self.failed_batches += 1
@@ -309,38 +330,45 @@ class Store:
         kind, a, b, c, client_id, token = op
         if kind == OP_MESSAGE:
             if client_id is not None:
-                row = conn.execute(
+                row = self._q(
+                    conn,
                     f"SELECT {MESSAGE_COLUMNS} FROM messages "
-                    "WHERE room = ? AND user = ? AND client_id = ?",
+                    'WHERE room = ? AND "user" = ? AND client_id = ?',
                     (a, b, client_id),
                 ).fetchone()
                 if row is not None:
                     return (kind, row, token, True)
-            conn.execute(
-                "INSERT INTO messages(room, user, message, ts, client_id) VALUES (?, ?, ?, ?, ?)",
+            new_id = self._q(
+                conn,
+                'INSERT INTO messages(room, "user", message, ts, client_id) '
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (a, b, c, ts, client_id),
-            )
-            return (kind, (conn.last_insert_rowid(), a, b, c, ts, client_id), token, False)
+            ).fetchone()[0]
+            return (kind, (new_id, a, b, c, ts, client_id), token, False)
         if kind == OP_COMMENT:
             if client_id is not None:
-                row = conn.execute(
+                row = self._q(
+                    conn,
                     f"SELECT {COMMENT_COLUMNS} FROM comments "
-                    "WHERE post_id = ? AND user = ? AND client_id = ?",
+                    'WHERE post_id = ? AND "user" = ? AND client_id = ?',
                     (a, b, client_id),
                 ).fetchone()
                 if row is not None:
                     return (kind, row, token, True)
-            conn.execute(
-                "INSERT INTO comments(post_id, user, comment, ts, client_id) "
-                "VALUES (?, ?, ?, ?, ?)",
+            new_id = self._q(
+                conn,
+                'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (a, b, c, ts, client_id),
-            )
-            return (kind, (conn.last_insert_rowid(), a, b, c, ts, client_id), token, False)
+            ).fetchone()[0]
+            return (kind, (new_id, a, b, c, ts, client_id), token, False)
         if kind == OP_POST:
-            conn.execute(
-                "INSERT INTO posts(title, content, author, ts) VALUES (?, ?, ?, ?)", (a, b, c, ts)
-            )
-            return (kind, (conn.last_insert_rowid(), a, b, c, ts, 0), token, False)
+            new_id = self._q(
+                conn,
+                "INSERT INTO posts(title, content, author, ts) VALUES (?, ?, ?, ?) RETURNING id",
+                (a, b, c, ts),
+            ).fetchone()[0]
+            return (kind, (new_id, a, b, c, ts, 0), token, False)
         raise ValueError(f"unknown store operation {kind!r}")
 
     # ------------------------------------------------------------------ reads (loop thread)
@@ -377,7 +405,8 @@ class Store:
         if until_ms is not None:
             hi = min(hi, self.first_id_at(table, until_ms + 1))
         forward = after is not None or since_ms is not None
-        rows = self.reader.execute(
+        rows = self._q(
+            self.reader,
             f"SELECT {columns} FROM {table} WHERE {scope_col} = ? AND id > ? AND id < ? "
             f"ORDER BY id {'ASC' if forward else 'DESC'} LIMIT ?",
             (scope, lo, hi, limit + 1),
@@ -408,14 +437,14 @@ class Store:
         every insert; this costs ~30 point reads per time-bounded query).
         """
         reader = self.reader
-        lo_row = reader.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()
+        lo_row = self._q(reader, f"SELECT min(id), max(id) FROM {table}").fetchone()
         if lo_row is None or lo_row[0] is None:
             return 1
         lo, hi = lo_row[0], lo_row[1] + 1  # answer in [lo, hi]
         probe = f"SELECT id, ts FROM {table} WHERE id >= ? ORDER BY id LIMIT 1"
         while lo < hi:
             mid = (lo + hi) // 2
-            row = reader.execute(probe, (mid,)).fetchone()
+            row = self._q(reader, probe, (mid,)).fetchone()
             if row is None:
                 hi = mid
             elif row[1] >= ms:
@@ -425,25 +454,25 @@ class Store:
         return int(lo)
 
     def post(self, post_id: int) -> Row | None:
-        return self.reader.execute(
-            f"SELECT {POST_COLUMNS} FROM posts p WHERE id = ?", (post_id,)
+        return self._q(  # type: ignore[no-any-return]
+            self.reader, f"SELECT {POST_COLUMNS} FROM posts p WHERE id = ?", (post_id,)
         ).fetchone()
 
     def post_exists(self, post_id: int) -> bool:
         return (
-            self.reader.execute("SELECT 1 FROM posts WHERE id = ?", (post_id,)).fetchone()
+            self._q(self.reader, "SELECT 1 FROM posts WHERE id = ?", (post_id,)).fetchone()
             is not None
         )
 
     def posts(self, limit: int = 100) -> list[Row]:
         """Posts, newest first, each with its comment count."""
-        return self.reader.execute(
-            f"SELECT {POST_COLUMNS} FROM posts p ORDER BY id DESC LIMIT ?", (limit,)
+        return self._q(  # type: ignore[no-any-return]
+            self.reader, f"SELECT {POST_COLUMNS} FROM posts p ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
 
     def counts(self) -> dict[str, int]:
         # max(id) is O(log n) where count(*) scans; ids are never reused or deleted here.
-        m, c, p = _one(
+        m, c, p = self._one(
             self.reader,
             "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
             "(SELECT coalesce(max(id), 0) FROM comments), (SELECT count(*) FROM posts)",
@@ -452,15 +481,9 @@ class Store:
 
     def check(self) -> None:
         """Raise if the database cannot be read or the writer is gone."""
-        self.reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        self._q(self.reader, "SELECT count(*) FROM posts").fetchone()
         if self._thread is None or not self._thread.is_alive():
             raise StoreError("the writer thread is not running")
-
-
-def _one(conn: apsw.Connection, sql: str) -> Row:
-    row = conn.execute(sql).fetchone()
-    assert row is not None, sql
-    return tuple(row)
 
 
 def _now_ms() -> int:

@@ -71,9 +71,19 @@ async def collect(client: Client, n: int) -> list[dict]:
     return got
 
 
-async def test_two_nodes_one_room_same_order_each_once(tmp_path: Path, redis_url: str) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """What the nodes share: one SQLite file (one machine) or one PostgreSQL database."""
+    if request.param == "postgres":
+        return {"DATABASE_URL": request.getfixturevalue("postgres").new_database()}
+    return {}
+
+
+async def test_two_nodes_one_room_same_order_each_once(
+    tmp_path: Path, redis_url: str, shared_store: dict[str, str]
+) -> None:
     db = tmp_path / "shared.db"
-    env = {"BROKER_URL": redis_url, "RATE_LIMIT": "0"}
+    env = {"BROKER_URL": redis_url, "RATE_LIMIT": "0", **shared_store}
     a, b = start_server(db, env=env), start_server(db, env=env)
     try:
         clients = [
@@ -104,9 +114,11 @@ async def test_two_nodes_one_room_same_order_each_once(tmp_path: Path, redis_url
         b.stop()
 
 
-async def test_idempotent_sends_across_nodes(tmp_path: Path, redis_url: str) -> None:
+async def test_idempotent_sends_across_nodes(
+    tmp_path: Path, redis_url: str, shared_store: dict[str, str]
+) -> None:
     db = tmp_path / "idem.db"
-    env = {"BROKER_URL": redis_url}
+    env = {"BROKER_URL": redis_url, **shared_store}
     a, b = start_server(db, env=env), start_server(db, env=env)
     try:
         first = httpx.post(
@@ -122,9 +134,11 @@ async def test_idempotent_sends_across_nodes(tmp_path: Path, redis_url: str) -> 
         b.stop()
 
 
-async def test_a_killed_node_s_clients_resume_on_the_other(tmp_path: Path, redis_url: str) -> None:
+async def test_a_killed_node_s_clients_resume_on_the_other(
+    tmp_path: Path, redis_url: str, shared_store: dict[str, str]
+) -> None:
     db = tmp_path / "kill.db"
-    env = {"BROKER_URL": redis_url, "RATE_LIMIT": "0"}
+    env = {"BROKER_URL": redis_url, "RATE_LIMIT": "0", **shared_store}
     a, b = start_server(db, env=env), start_server(db, env=env)
     try:
         on_a = await Client.connect(a.ws_fast)

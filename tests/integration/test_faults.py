@@ -135,7 +135,6 @@ HOSTILE = [
     "<script>alert(1)</script>",
     "<img src=x onerror=alert(1)>",
     "line one\nline two\ttabbed\r\n",
-    "nul \u0000 inside",
     "emoji 🎉 and rtl \u202e text",
     "{{ 7 * 7 }} ${7*7} %s %n",
     "x" * 4000,

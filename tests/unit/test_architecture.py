@@ -22,6 +22,7 @@ RANK = {
     "backup": 2,
     "broker": 2,
     "presence": 1,
+    "pgstore": 3,
     "service": 3,
     "metrics": 4,
     "app": 4,

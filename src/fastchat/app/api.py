@@ -76,6 +76,8 @@ def _check_name(field: str, value: str) -> str:
 def _check_text(field: str, value: str, limits: Limits) -> str:
     if not value.strip():
         raise ApiError(400, ErrorCode.INVALID_FIELD, f"{field} must not be empty")
+    if "\x00" in value:
+        raise ApiError(400, ErrorCode.INVALID_FIELD, f"{field} must not contain NUL characters")
     if len(value) > limits.max_message_chars:
         raise ApiError(
             413,
