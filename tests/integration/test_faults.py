@@ -174,6 +174,10 @@ async def test_hostile_strings_are_stored_and_returned_as_data(
         ('{"type": "JOIN_ROOM", "room": {"$gt": ""}, "user": "u"}', "invalid_field"),
         ('{"type": "JOIN_ROOM", "room": "bad\\u202eroom", "user": "u"}', "invalid_field"),
         (
+            '{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "nul \\u0000"}',
+            "invalid_field",
+        ),
+        (
             '{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "\\ud800"}',
             "invalid_json",
         ),

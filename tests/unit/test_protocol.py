@@ -240,6 +240,13 @@ def test_text_over_the_char_limit_is_too_large(tag: str, field: str) -> None:
     assert err.message == f"`{field}` is 11 characters, over the limit of 10"
 
 
+def test_nul_characters_in_text_are_refused() -> None:
+    frame_text = '{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "a\\u0000b"}'
+    with pytest.raises(ProtocolError) as info:
+        parse(frame_text, Limits())
+    assert info.value.code == ErrorCode.INVALID_FIELD and "NUL" in info.value.message
+
+
 def test_str_frame_is_measured_in_utf8_bytes() -> None:
     limits = Limits(max_frame_bytes=1000, max_message_chars=4000)
     text = '{"type": "LEAVE_ROOM", "room": "r", "pad": "' + "é" * 600 + '"}'
@@ -393,9 +400,12 @@ def test_random_event_shaped_objects_only_ever_raise_protocol_error(
 names = st.text(
     st.characters(categories=("L", "N", "P", "S")) | st.just(" "), min_size=1, max_size=NAME_MAX
 ).filter(lambda s: s.strip() != "")
-texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=200).filter(
-    lambda s: s.strip() != ""
-)
+# Any text but blank ones and NUL characters (refused: PostgreSQL cannot store them).
+texts = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=200,
+).filter(lambda s: s.strip() != "")
 client_ids = st.none() | names
 post_refs = st.integers(min_value=1, max_value=2**63 - 1) | st.text(
     st.characters(blacklist_categories=("Cs",)), max_size=20
