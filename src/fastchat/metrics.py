@@ -46,6 +46,15 @@ class ChatCollector(Collector):
             opened.add_metric([port], chat.connections_opened[port])
         yield opened
 
+        cluster = chat.cluster_stats()
+        yield GaugeMetricFamily(
+            "fastchat_cluster_nodes", "Nodes alive (this one included)", value=cluster["nodes"]
+        )
+        yield GaugeMetricFamily(
+            "fastchat_cluster_connections",
+            "WebSocket connections on all nodes (from their last heartbeats)",
+            value=cluster["connections"],
+        )
         yield GaugeMetricFamily(
             "fastchat_rooms", "Rooms and posts with members", value=hub.room_count
         )

@@ -27,6 +27,7 @@ class Presence:
         self.local_members: Counter[str] = Counter()
         self.remote: dict[str, Snapshot] = {}  # node -> its rooms
         self.heard: dict[str, float] = {}  # node -> when we last heard from it
+        self.remote_connections: dict[str, int] = {}  # node -> its open connections
 
     # -- this node -------------------------------------------------------------------------
 
@@ -69,14 +70,17 @@ class Presence:
             rooms.pop(key, None)
 
     def apply_snapshot(self, node: str, snapshot: Snapshot, now: float) -> None:
+        """A node's heartbeat: its rooms, and under the key "" its total connections."""
         self.heard[node] = now
-        self.remote[node] = {k: v for k, v in snapshot.items() if v[0] or v[1]}
+        self.remote_connections[node] = snapshot.get("", (0, {}))[0]
+        self.remote[node] = {k: v for k, v in snapshot.items() if k and (v[0] or v[1])}
 
     def expire(self, now: float, ttl: float) -> list[Departure]:
         """Forget nodes silent for `ttl` seconds; their users leave."""
         departures: list[Departure] = []
         for node in [n for n, t in self.heard.items() if now - t > ttl]:
             del self.heard[node]
+            self.remote_connections.pop(node, None)
             rooms = self.remote.pop(node, {})
             for key, (_, users) in rooms.items():
                 for user in users:

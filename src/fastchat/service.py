@@ -355,7 +355,9 @@ class Chat:
         """Clustered: send our presence every `period`; forget nodes silent for 3 periods,
         and tell our members their users left."""
         while True:
-            self.broker.snapshot(self.presence.snapshot())
+            snapshot = self.presence.snapshot()
+            snapshot[""] = (self.hub.fast_members + self.hub.sink_members, {})
+            self.broker.snapshot(snapshot)
             for key, user, sessions, members in self.presence.expire(time.monotonic(), 3 * period):
                 event = UserLeft(room=key[2:], user=user, members=members, sessions=sessions)
                 self.hub.publish(key, encode(event))
@@ -676,5 +678,14 @@ class Chat:
                 "pending": self.store.pending,
             },
             "errors": dict(self.errors),
+            "cluster": self.cluster_stats(),
             "uptime_seconds": round(time.monotonic() - self.started, 3),
+        }
+
+    def cluster_stats(self) -> dict[str, int]:
+        """Nodes alive and connections on all of them (from the last heartbeats)."""
+        here = self.hub.fast_members + self.hub.sink_members
+        return {
+            "nodes": 1 + len(self.presence.heard),
+            "connections": here + sum(self.presence.remote_connections.values()),
         }
