@@ -22,6 +22,7 @@ dev: $(STAMP)
 	$(BIN)/fastchat serve --reload
 
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Without the browser tests.

@@ -59,10 +59,11 @@ def _close_api() -> Iterator[None]:
 # which would break every asyncio test (pytest-asyncio) that runs after this package.
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    # Fail, never skip: a browser test that does not run is a test that does not exist.
     if sync_playwright is None:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+        pytest.fail("playwright is not installed (pip install -e '.[test]')")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or FASTCHAT_CHROMIUM)")
+        pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium, or FASTCHAT_CHROMIUM)")
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium
