@@ -1,9 +1,7 @@
 """The chat service: what happens to each event, on both WebSocket ports and over REST.
 
-It joins the sans-I/O protocol to the hub (fan-out) and the store (persistence). Database
-first: a message or comment reaches the hub only in `_on_committed`, which the store calls on
-the loop after the transaction has committed; the sender's copy of the broadcast is its
-acknowledgement.
+It joins the sans-I/O protocol to the hub (fan-out), the store (persistence) and presence;
+committed rows reach the hub through `delivery.py` (database first, id order per room).
 
 Room keys in the hub: `r:<room>` for chat rooms, `p:<post id>` for a post's live viewers.
 """
@@ -20,9 +18,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from fastchat import events
 from fastchat._hub import Hub, Member
 from fastchat.broker import Broker, LocalBroker
+from fastchat.delivery import (
+    Delivery,
+    comment_of,
+    message_of,
+)
 from fastchat.events import (
     Comment,
-    CommentEvent,
     GetHistory,
     HistoryPage,
     JoinPost,
@@ -30,7 +32,6 @@ from fastchat.events import (
     LeavePost,
     LeaveRoom,
     Message,
-    MessageEvent,
     Post,
     PostJoined,
     PostLeft,
@@ -54,8 +55,7 @@ from fastchat.protocol import (
     post_id_of,
     time_of,
 )
-from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, Result, Row, Store, StoreError
-from fastchat.timeparse import format_ms
+from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, Store
 
 if TYPE_CHECKING:
     from fastchat._hub import Sink
@@ -65,33 +65,11 @@ T = TypeVar("T")
 log = logging.getLogger("fastchat.service")
 
 encode: Final = events.encode
-# A resume sends this many stored items per loop iteration, and waits while the client's
-# queue holds more than `replay_backlog` bytes; a client that reads none of it for
-# REPLAY_STALL_SECONDS is dropped (it can resume again).
-REPLAY_PAGE: Final = 500
-REPLAY_STALL_SECONDS: Final = 30.0
 # Clustered: how often each node sends its whole presence; a node silent for three of
 # these is taken for dead and its users leave.
 HEARTBEAT_SECONDS: Final = 2.0
 # A member's TYPING is relayed at most once per this many seconds (never stored).
 TYPING_INTERVAL: Final = 1.0
-
-
-def _from_row(cls: Callable[..., T]) -> Callable[[Row], T]:
-    """Build `cls` from a stored row. Every table's row is (id, 3 fields, ts, 1 field) in
-    the Struct's field order (store.*_COLUMNS), the ts as Unix ms turned into RFC 3339."""
-
-    def build(row: Row) -> T:
-        return cls(row[0], row[1], row[2], row[3], format_ms(row[4]), row[5])
-
-    return build
-
-
-message_of = _from_row(Message)
-comment_of = _from_row(Comment)
-message_event_of = _from_row(MessageEvent)
-comment_event_of = _from_row(CommentEvent)
-post_of = _from_row(Post)
 
 
 class NotFoundError(Exception):
@@ -108,17 +86,11 @@ class Chat:
         self.store = store
         self.limits = limits
         self.broker = broker or LocalBroker()
-        # Clustered (a broker relays between nodes): rows reach the hub only through
-        # `_catch_up`, which reads them from the shared database in id order (SCALING.md).
         self.clustered = self.broker.clustered
-        self._delivered: dict[str, int] = {}  # clustered: room key -> last id handed to the hub
+        # Committed rows to the hub (and replays): the store calls its on_committed.
+        self.delivery = Delivery(hub, store, self.broker, self.reply_error)
+        self.on_committed = self.delivery.on_committed
         self.started = time.monotonic()
-        # Highest ids already handed to the hub. Ids rise in commit order and commits are
-        # published in order, so "stored with id <= this" == "already broadcast": a replay
-        # bounded by it, followed by a join in the same loop callback, has no gap and no
-        # duplicate.
-        self._published_message_id = 0
-        self._published_comment_id = 0
         self.messages_in = 0
         self.comments_in = 0
         self.errors: Counter[str] = Counter()
@@ -132,17 +104,7 @@ class Chat:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_store_open(self) -> None:
-        counts = self.store.counts()
-        self._published_message_id = counts["messages"]
-        self._published_comment_id = counts["comments"]
-        self._start_marks = {"r": counts["messages"], "p": counts["comments"]}
-
-    def _mark(self, key: str) -> int:
-        """The highest id of room `key` already handed to the hub (or a lower bound of the
-        ids not yet handed: everything up to it was broadcast)."""
-        if self.clustered:
-            return self._delivered.get(key, self._start_marks[key[0]])
-        return self._published_message_id if key[0] == "r" else self._published_comment_id
+        self.delivery.on_store_open()
 
     # ------------------------------------------------------------------ connections
 
@@ -407,52 +369,11 @@ class Chat:
             return  # a resume of this room is already running; it will answer
         resuming.add(key)
         task = asyncio.get_running_loop().create_task(
-            self._resume(member, table, scope, last_id, finish)
+            self.delivery.replay(member, table, scope, last_id, finish, self.replay_backlog)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: resuming.discard(key))
-
-    async def _resume(
-        self,
-        member: Member,
-        table: str,
-        scope: str | int,
-        after: int,
-        finish: Callable[[int], None],
-    ) -> None:
-        """Replay what was stored after `after`, page by page, then join.
-
-        Ids rise in commit order and commits reach the hub in order, so every id up to the
-        published mark has been broadcast and every later one will be. Each page reads up to
-        the mark as it is then; when a page comes back short we are caught up, and `finish`
-        joins the room in that same loop callback: no gap, no duplicate. Between pages the
-        loop serves others, and the replay waits while this client's queue is full.
-        """
-        sent = 0
-        encode_row = message_event_of if table == "messages" else comment_event_of
-        stalled_since = time.monotonic()
-        while True:
-            while member.backlog > self.replay_backlog:
-                if member.closed:
-                    return
-                if time.monotonic() - stalled_since > REPLAY_STALL_SECONDS:
-                    self.hub.close(member, 1008, "slow consumer: not reading its replay")
-                    return
-                await asyncio.sleep(0.002)
-            if member.closed:
-                return
-            mark = self._mark(("r:" if table == "messages" else "p:") + str(scope))
-            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
-            for row in page.rows:
-                self.hub.send(member, encode(encode_row(row)))
-            sent += len(page.rows)
-            if not page.has_more:
-                finish(sent)
-                return
-            after = page.rows[-1][0]
-            stalled_since = time.monotonic()
-            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ history
 
@@ -529,51 +450,6 @@ class Chat:
 
     # ------------------------------------------------------------------ commits
 
-    def on_committed(self, results: list[Result]) -> None:
-        """Called on the loop with each committed batch, in commit order."""
-        hub = self.hub
-        clustered = self.clustered
-        touched: dict[str, int] = {}  # clustered: room key -> highest id committed here
-        for kind, row, token, duplicate in results:
-            if isinstance(row, StoreError):
-                self._fail(token, row)
-                continue
-            if kind == OP_MESSAGE:
-                payload = encode(message_event_of(row))
-                if duplicate:
-                    self._ack_only(token, payload, row, message_of)
-                    continue
-                if clustered:
-                    touched["r:" + row[1]] = row[0]
-                else:
-                    if row[0] > self._published_message_id:
-                        self._published_message_id = row[0]
-                    hub.publish("r:" + row[1], payload)
-                if type(token) is not Member:
-                    token.set_result(message_of(row))
-            elif kind == OP_COMMENT:
-                payload = encode(comment_event_of(row))
-                if duplicate:
-                    self._ack_only(token, payload, row, comment_of)
-                    continue
-                key = f"p:{row[1]}"
-                if clustered:
-                    touched[key] = row[0]
-                else:
-                    if row[0] > self._published_comment_id:
-                        self._published_comment_id = row[0]
-                    hub.publish(key, payload)
-                if type(token) is Member:
-                    if key not in token.rooms:
-                        hub.send(token, payload)  # the sender's acknowledgement
-                else:
-                    token.set_result(comment_of(row))
-            elif kind == OP_POST:
-                token.set_result(post_of(row))
-        for key, max_id in touched.items():
-            self._catch_up(key, max_id)
-            self.broker.hint(key, max_id)
-
     def _ephemeral(self, key: str, payload: bytes, exclude: Member | None = None) -> None:
         """Presence and typing: to this node's members now, to the other nodes' by relay."""
         self.hub.publish(key, payload, exclude)
@@ -582,48 +458,11 @@ class Chat:
 
     def on_hint(self, key: str, max_id: int) -> None:
         """Another node committed rows of room `key` up to `max_id`."""
-        if self.hub.count(key) or key in self._delivered:
-            self._catch_up(key, max_id)
-        else:
-            # Nobody here is in that room: nothing to deliver, only remember how far it is.
-            self._delivered[key] = max(max_id, self._delivered.get(key, 0))
+        self.delivery.on_hint(key, max_id)
 
     def on_relay(self, key: str, payload: bytes) -> None:
-        """Another node's ephemeral event (presence, typing) for room `key`."""
+        """Another node's ephemeral event (typing) for room `key`."""
         self.hub.publish(key, payload)
-
-    def _catch_up(self, key: str, up_to: int) -> None:
-        """Hand the hub every row of room `key` after the last one handed, up to `up_to`,
-        read from the shared database in id order: every node, the same order."""
-        after = self._mark(key)
-        if up_to <= after:
-            return
-        is_room = key[0] == "r"
-        table = "messages" if is_room else "comments"
-        scope: str | int = key[2:] if is_room else int(key[2:])
-        event_of = message_event_of if is_room else comment_event_of
-        while True:
-            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=up_to + 1)
-            for row in page.rows:
-                self.hub.publish(key, encode(event_of(row)))
-            if page.rows:
-                after = page.rows[-1][0]
-            if not page.has_more:
-                break
-        self._delivered[key] = after
-
-    def _ack_only(self, token: Any, payload: bytes, row: Row, record: Any) -> None:
-        """A retried send that was already stored: answer the sender with the original."""
-        if type(token) is Member:
-            self.hub.send(token, payload)
-        elif not token.done():
-            token.set_result(record(row))
-
-    def _fail(self, token: Any, error: StoreError) -> None:
-        if type(token) is Member:
-            self.reply_error(token, ErrorCode.STORE_UNAVAILABLE, str(error))
-        elif not token.done():
-            token.set_exception(error)
 
     # ------------------------------------------------------------------ REST side
 

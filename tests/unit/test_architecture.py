@@ -23,14 +23,15 @@ RANK = {
     "broker": 2,
     "presence": 1,
     "pgstore": 3,
-    "service": 3,
-    "metrics": 4,
-    "app": 4,
-    "fastport": 4,
-    "devreload": 4,
-    "server": 5,
-    "cli": 6,
-    "__main__": 7,
+    "delivery": 3,
+    "service": 4,
+    "metrics": 5,
+    "app": 5,
+    "fastport": 5,
+    "devreload": 5,
+    "server": 6,
+    "cli": 7,
+    "__main__": 8,
     "__init__": -1,  # the package itself: __version__ only
 }
 NO_IO = {"asyncio", "socket", "apsw", "picows", "litestar", "granian", "uvloop"}

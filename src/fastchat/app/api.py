@@ -11,9 +11,10 @@ from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fastchat.config import Settings
+from fastchat.delivery import comment_of, post_of
 from fastchat.events import Comment, Message, Post
 from fastchat.protocol import NAME_RULE, ErrorCode, Limits, ProtocolError, post_id_of, valid_name
-from fastchat.service import Chat, NotFoundError, comment_of, post_of
+from fastchat.service import Chat, NotFoundError
 from fastchat.store import StoreError
 from fastchat.timeparse import format_ms
 

@@ -9,7 +9,8 @@ from litestar.datastructures import State
 from litestar.response import Template
 
 from fastchat.config import Settings
-from fastchat.service import Chat, comment_of, post_of
+from fastchat.delivery import comment_of, post_of
+from fastchat.service import Chat
 
 # Pages with live data: the Back button must not show a stale copy from the cache.
 NO_CACHE = {"Cache-Control": "no-cache"}

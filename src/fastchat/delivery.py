@@ -1,0 +1,217 @@
+"""Delivery: committed rows to the hub, and replays of what a client missed.
+
+Database first: a message or comment reaches the hub only in `on_committed`, which the store
+calls on the loop after the transaction has committed; the sender's copy of the broadcast is
+its acknowledgement. Single process: the committed rows go straight to the hub. Clustered
+(a broker relays between nodes): every node, the committing one included, reads a room's new
+rows from the shared database in id order (`_catch_up`), so every member on every node sees
+the same order, each message once (docs/SCALING.md).
+
+Room keys in the hub: `r:<room>` for chat rooms, `p:<post id>` for a post's live viewers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+from fastchat import events
+from fastchat._hub import Hub, Member
+from fastchat.broker import Broker
+from fastchat.events import Comment, CommentEvent, Message, MessageEvent, Post
+from fastchat.protocol import ErrorCode
+from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, Result, Row, Store, StoreError
+from fastchat.timeparse import format_ms
+
+T = TypeVar("T")
+encode: Final = events.encode
+# A replay sends this many stored items per loop iteration; a client that reads none of it
+# for REPLAY_STALL_SECONDS is dropped (it can resume again).
+REPLAY_PAGE: Final = 500
+REPLAY_STALL_SECONDS: Final = 30.0
+
+
+def _from_row(cls: Callable[..., T]) -> Callable[[Row], T]:
+    """Build `cls` from a stored row. Every table's row is (id, 3 fields, ts, 1 field) in
+    the Struct's field order (store.*_COLUMNS), the ts as Unix ms turned into RFC 3339."""
+
+    def build(row: Row) -> T:
+        return cls(row[0], row[1], row[2], row[3], format_ms(row[4]), row[5])
+
+    return build
+
+
+message_of = _from_row(Message)
+comment_of = _from_row(Comment)
+message_event_of = _from_row(MessageEvent)
+comment_event_of = _from_row(CommentEvent)
+post_of = _from_row(Post)
+
+
+class Delivery:
+    """Committed rows to the hub, in id order per room; replays."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        store: Store,
+        broker: Broker,
+        on_error: Callable[[Member, str, str], None],
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.broker = broker
+        self.clustered = broker.clustered
+        self._on_error = on_error
+        # Single process: the highest ids already handed to the hub. Ids rise in commit
+        # order and commits are handed over in order, so "stored with id <= this" ==
+        # "already broadcast": a replay bounded by it, followed by a join in the same loop
+        # callback, has no gap and no duplicate.
+        self._published_message_id = 0
+        self._published_comment_id = 0
+        # Clustered: room key -> last id handed to the hub (the same role, per room).
+        self._delivered: dict[str, int] = {}
+        self._start_marks = {"r": 0, "p": 0}
+
+    def on_store_open(self) -> None:
+        counts = self.store.counts()
+        self._published_message_id = counts["messages"]
+        self._published_comment_id = counts["comments"]
+        self._start_marks = {"r": counts["messages"], "p": counts["comments"]}
+
+    def mark(self, key: str) -> int:
+        """The highest id of room `key` already handed to the hub (or a lower bound of the
+        ids not yet handed: everything up to it was broadcast)."""
+        if self.clustered:
+            return self._delivered.get(key, self._start_marks[key[0]])
+        return self._published_message_id if key[0] == "r" else self._published_comment_id
+
+    def on_committed(self, results: list[Result]) -> None:
+        """Called on the loop with each committed batch, in commit order."""
+        hub = self.hub
+        clustered = self.clustered
+        touched: dict[str, int] = {}  # clustered: room key -> highest id committed here
+        for kind, row, token, duplicate in results:
+            if isinstance(row, StoreError):
+                self._fail(token, row)
+                continue
+            if kind == OP_MESSAGE:
+                payload = encode(message_event_of(row))
+                if duplicate:
+                    self._ack_only(token, payload, row, message_of)
+                    continue
+                if clustered:
+                    touched["r:" + row[1]] = row[0]
+                else:
+                    if row[0] > self._published_message_id:
+                        self._published_message_id = row[0]
+                    hub.publish("r:" + row[1], payload)
+                if type(token) is not Member:
+                    token.set_result(message_of(row))
+            elif kind == OP_COMMENT:
+                payload = encode(comment_event_of(row))
+                if duplicate:
+                    self._ack_only(token, payload, row, comment_of)
+                    continue
+                key = f"p:{row[1]}"
+                if clustered:
+                    touched[key] = row[0]
+                else:
+                    if row[0] > self._published_comment_id:
+                        self._published_comment_id = row[0]
+                    hub.publish(key, payload)
+                if type(token) is Member:
+                    if key not in token.rooms:
+                        hub.send(token, payload)  # the sender's acknowledgement
+                else:
+                    token.set_result(comment_of(row))
+            elif kind == OP_POST:
+                token.set_result(post_of(row))
+        for key, max_id in touched.items():
+            self._catch_up(key, max_id)
+            self.broker.hint(key, max_id)
+
+    def on_hint(self, key: str, max_id: int) -> None:
+        """Another node committed rows of room `key` up to `max_id`."""
+        if self.hub.count(key) or key in self._delivered:
+            self._catch_up(key, max_id)
+        else:
+            # Nobody here is in that room: nothing to deliver, only remember how far it is.
+            self._delivered[key] = max(max_id, self._delivered.get(key, 0))
+
+    def _catch_up(self, key: str, up_to: int) -> None:
+        """Hand the hub every row of room `key` after the last one handed, up to `up_to`,
+        read from the shared database in id order: every node, the same order."""
+        after = self.mark(key)
+        if up_to <= after:
+            return
+        is_room = key[0] == "r"
+        table = "messages" if is_room else "comments"
+        scope: str | int = key[2:] if is_room else int(key[2:])
+        event_of = message_event_of if is_room else comment_event_of
+        while True:
+            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=up_to + 1)
+            for row in page.rows:
+                self.hub.publish(key, encode(event_of(row)))
+            if page.rows:
+                after = page.rows[-1][0]
+            if not page.has_more:
+                break
+        self._delivered[key] = after
+
+    def _ack_only(self, token: Any, payload: bytes, row: Row, record: Any) -> None:
+        """A retried send that was already stored: answer the sender with the original."""
+        if type(token) is Member:
+            self.hub.send(token, payload)
+        elif not token.done():
+            token.set_result(record(row))
+
+    def _fail(self, token: Any, error: StoreError) -> None:
+        if type(token) is Member:
+            self._on_error(token, ErrorCode.STORE_UNAVAILABLE, str(error))
+        elif not token.done():
+            token.set_exception(error)
+
+    async def replay(
+        self,
+        member: Member,
+        table: str,
+        scope: str | int,
+        after: int,
+        finish: Callable[[int], None],
+        backlog: int,
+    ) -> None:
+        """Replay what was stored after `after`, page by page, then join.
+
+        Ids rise in commit order and commits reach the hub in order, so every id up to the
+        published mark has been broadcast and every later one will be. Each page reads up to
+        the mark as it is then; when a page comes back short we are caught up, and `finish`
+        joins the room in that same loop callback: no gap, no duplicate. Between pages the
+        loop serves others, and the replay waits while this client's queue is full.
+        """
+        sent = 0
+        encode_row = message_event_of if table == "messages" else comment_event_of
+        stalled_since = time.monotonic()
+        while True:
+            while member.backlog > backlog:
+                if member.closed:
+                    return
+                if time.monotonic() - stalled_since > REPLAY_STALL_SECONDS:
+                    self.hub.close(member, 1008, "slow consumer: not reading its replay")
+                    return
+                await asyncio.sleep(0.002)
+            if member.closed:
+                return
+            mark = self.mark(("r:" if table == "messages" else "p:") + str(scope))
+            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
+            for row in page.rows:
+                self.hub.send(member, encode(encode_row(row)))
+            sent += len(page.rows)
+            if not page.has_more:
+                finish(sent)
+                return
+            after = page.rows[-1][0]
+            stalled_since = time.monotonic()
+            await asyncio.sleep(0)
