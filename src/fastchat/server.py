@@ -49,7 +49,7 @@ def store_for(settings: Settings) -> Store:
     )
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
+async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     store = store_for(settings)
     hub = Hub(loop, high_water=settings.outbound_high_water)
@@ -91,6 +91,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     )
     logs.configure(settings.log_level, settings.log_format)  # Granian's __init__ reset logging
     http_task = loop.create_task(http.serve())
+    if not await _listening(settings.host, settings.port, http_task):
+        log.error("the HTTP port %s did not open", settings.port)
+        if heartbeat is not None:
+            heartbeat.cancel()
+        await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
+        return 1
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,8 +109,6 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         f"db={settings.db_path}",
         flush=True,
     )
-    if ready is not None:
-        ready.set()
 
     stop_task = loop.create_task(stop.wait())
     done, _ = await asyncio.wait({stop_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -118,6 +122,22 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
         heartbeat.cancel()
     await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
     return exit_code
+
+
+async def _listening(host: str, port: int, http_task: asyncio.Task[Any]) -> bool:
+    """Wait until the HTTP port accepts connections, so the ready line tells the truth:
+    Granian binds inside its worker task and gives no signal when it has."""
+    target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    deadline = asyncio.get_running_loop().time() + 30
+    while not http_task.done() and asyncio.get_running_loop().time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(target, port)
+        except OSError:
+            await asyncio.sleep(0.005)
+            continue
+        writer.close()
+        return True
+    return False
 
 
 async def _shutdown(

@@ -391,34 +391,20 @@ class Chat:
         """A page of a room's messages or a post's comments (REST and the HISTORY event).
         Raises ProtocolError (bad time) or NotFoundError (no such post)."""
         since_ms, until_ms = time_of(since), time_of(until)
+        if post_id is not None and not self.store.post_exists(post_id):
+            raise NotFoundError(f"post {post_id} does not exist")
+        table, scope = ("comments", post_id) if post_id is not None else ("messages", room)
+        assert scope is not None
+        page = self.store.page(
+            table, scope, limit, before=before, after=after, since_ms=since_ms, until_ms=until_ms
+        )
         if post_id is not None:
-            if not self.store.post_exists(post_id):
-                raise NotFoundError(f"post {post_id} does not exist")
-            page = self.store.page(
-                "comments",
-                post_id,
-                limit,
-                before=before,
-                after=after,
-                since_ms=since_ms,
-                until_ms=until_ms,
-            )
             return HistoryPage(
                 has_more=page.has_more,
                 next=page.next,
                 post_id=post_id,
                 comments=[comment_of(r) for r in page.rows],
             )
-        assert room is not None
-        page = self.store.page(
-            "messages",
-            room,
-            limit,
-            before=before,
-            after=after,
-            since_ms=since_ms,
-            until_ms=until_ms,
-        )
         return HistoryPage(
             has_more=page.has_more,
             next=page.next,

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,25 +43,24 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--dir",
             str(workdir),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + TIMEOUT
-    import socket
-
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
-        time.sleep(0.05)
+    # redis-server says when it listens: read its log up to that line, no polling.
+    assert proc.stdout is not None
+    seen = b""
+    while b"Ready to accept connections" not in seen:
+        line = proc.stdout.readline()
+        assert line, f"redis-server did not start:\n{seen.decode(errors='replace')}"
+        seen += line
+    # Keep draining its log so it can never block on a full pipe.
+    drain = threading.Thread(target=proc.stdout.read, daemon=True)
+    drain.start()
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=TIMEOUT)
+    drain.join(TIMEOUT)
+    proc.stdout.close()
 
 
 async def collect(client: Client, n: int) -> list[dict]:
