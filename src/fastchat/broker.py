@@ -37,7 +37,7 @@ class BrokerHandler(Protocol):
 
     def on_hint(self, key: str, max_id: int) -> None: ...
     def on_relay(self, key: str, payload: bytes) -> None: ...
-    def on_presence(self, node: str, key: str, view: RoomView) -> None: ...
+    def on_presence(self, node: str, key: str, view: RoomView, connections: int) -> None: ...
     def on_snapshot(self, node: str, snapshot: Snapshot) -> None: ...
 
 
@@ -63,8 +63,8 @@ class Broker:
     def relay(self, key: str, payload: bytes) -> None:
         """Send an ephemeral event (typing) of room `key` to the other nodes' members."""
 
-    def presence(self, key: str, view: RoomView) -> None:
-        """This node's presence in room `key` changed."""
+    def presence(self, key: str, view: RoomView, connections: int) -> None:
+        """This node's presence in room `key` changed; `connections`: its total now."""
 
     def snapshot(self, snapshot: Snapshot) -> None:
         """This node's whole presence, as a heartbeat."""
@@ -94,7 +94,7 @@ class RedisBroker(Broker):
         self._flushing: asyncio.Task[None] | None = None
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(tuple[str, int, str, Any]).decode
-        self._view = msgspec.msgpack.Decoder(tuple[int, dict[str, int]]).decode
+        self._view = msgspec.msgpack.Decoder(tuple[tuple[int, dict[str, int]], int]).decode
         self._snapshot = msgspec.msgpack.Decoder(dict[str, tuple[int, dict[str, int]]]).decode
 
     async def start(self, handler: BrokerHandler) -> None:
@@ -115,7 +115,8 @@ class RedisBroker(Broker):
                 elif kind == _RELAY:
                     handler.on_relay(key, bytes(data))
                 elif kind == _PRESENCE:
-                    handler.on_presence(sender, key, self._view(data))
+                    view, connections = self._view(data)
+                    handler.on_presence(sender, key, view, connections)
                 elif kind == _SNAPSHOT:
                     handler.on_snapshot(sender, self._snapshot(data))
             except (msgspec.DecodeError, KeyError, TypeError, ValueError):
@@ -127,8 +128,9 @@ class RedisBroker(Broker):
     def relay(self, key: str, payload: bytes) -> None:
         self._queue(self._encode((self.node, _RELAY, key, payload)))
 
-    def presence(self, key: str, view: RoomView) -> None:
-        self._queue(self._encode((self.node, _PRESENCE, key, self._encode(view))))
+    def presence(self, key: str, view: RoomView, connections: int) -> None:
+        message = (self.node, _PRESENCE, key, self._encode((view, connections)))
+        self._queue(self._encode(message))
 
     def snapshot(self, snapshot: Snapshot) -> None:
         self._queue(self._encode((self.node, _SNAPSHOT, "", self._encode(snapshot))))

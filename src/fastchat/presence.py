@@ -60,9 +60,13 @@ class Presence:
 
     # -- the cluster -----------------------------------------------------------------------
 
-    def apply(self, node: str, key: str, view: RoomView, now: float) -> None:
-        """Another node's room changed."""
+    def apply(
+        self, node: str, key: str, view: RoomView, now: float, connections: int | None = None
+    ) -> None:
+        """Another node's room changed (and, with it, maybe its total connections)."""
         self.heard[node] = now
+        if connections is not None:
+            self.remote_connections[node] = connections
         rooms = self.remote.setdefault(node, {})
         if view[0] or view[1]:
             rooms[key] = view

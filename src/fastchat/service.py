@@ -245,7 +245,7 @@ class Chat:
             event = UserJoined(room=ev.room, user=ev.user, members=members, sessions=sessions)
             self.hub.publish(key, encode(event), member)
             if self.clustered:
-                self.broker.presence(key, self.presence.local_view(key))
+                self.broker.presence(key, self.presence.local_view(key), self._connections())
         member.state.names[key] = ev.user
         reply = RoomJoined(
             room=ev.room,
@@ -285,14 +285,17 @@ class Chat:
         event = UserLeft(room=key[2:], user=user, members=members, sessions=sessions)
         self.hub.publish(key, encode(event), exclude)
         if self.clustered:
-            self.broker.presence(key, self.presence.local_view(key))
+            self.broker.presence(key, self.presence.local_view(key), self._connections())
 
     # -- presence on the other nodes (clustered) -------------------------------------------
 
-    def on_presence(self, node: str, key: str, view: RoomView) -> None:
+    def _connections(self) -> int:
+        return int(self.hub.fast_members + self.hub.sink_members)
+
+    def on_presence(self, node: str, key: str, view: RoomView, connections: int) -> None:
         """Another node's presence in room `key` changed: apply it, tell our members."""
         before = self.presence.remote.get(node, {}).get(key, (0, {}))[1]
-        self.presence.apply(node, key, view, time.monotonic())
+        self.presence.apply(node, key, view, time.monotonic(), connections)
         if not self.hub.count(key):
             return
         after = view[1]
@@ -318,7 +321,7 @@ class Chat:
         and tell our members their users left."""
         while True:
             snapshot = self.presence.snapshot()
-            snapshot[""] = (self.hub.fast_members + self.hub.sink_members, {})
+            snapshot[""] = (self._connections(), {})
             self.broker.snapshot(snapshot)
             for key, user, sessions, members in self.presence.expire(time.monotonic(), 3 * period):
                 event = UserLeft(room=key[2:], user=user, members=members, sessions=sessions)
@@ -509,7 +512,7 @@ class Chat:
 
     def cluster_stats(self) -> dict[str, int]:
         """Nodes alive and connections on all of them (from the last heartbeats)."""
-        here = self.hub.fast_members + self.hub.sink_members
+        here = self._connections()
         return {
             "nodes": 1 + len(self.presence.heard),
             "connections": here + sum(self.presence.remote_connections.values()),
