@@ -35,7 +35,7 @@ import pytest
 
 from fastchat import events
 from fastchat._hub import Hub, frame_text
-from fastchat.store import OP_MESSAGE, Store
+from fastchat.store import OP_MESSAGE, SqliteStore
 
 CHAT = (
     b'{"type":"CHAT_MESSAGE","room":"general","user":"alice",'
@@ -161,7 +161,7 @@ def test_hub_fanout_coalesced_100x100(benchmark: Any) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Store, asyncio.AbstractEventLoop, dict[str, Any]]]:
+def store(tmp_path: Path) -> Iterator[tuple[SqliteStore, asyncio.AbstractEventLoop, dict[str, Any]]]:
     loop = asyncio.new_event_loop()
     box: dict[str, Any] = {"left": 0, "done": None, "batches": 0}
 
@@ -171,12 +171,12 @@ def store(tmp_path: Path) -> Iterator[tuple[Store, asyncio.AbstractEventLoop, di
         if box["left"] <= 0 and box["done"] is not None and not box["done"].done():
             box["done"].set_result(None)
 
-    s = Store(tmp_path / "bench.db", seed=False)
-    s.open(loop, on_committed)
+    s = SqliteStore(tmp_path / "bench.db", seed=False)
+    loop.run_until_complete(s.open(on_committed))
     try:
         yield s, loop, box
     finally:
-        s.close()
+        loop.run_until_complete(s.close())
         loop.close()
 
 

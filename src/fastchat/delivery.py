@@ -13,6 +13,7 @@ Room keys in the hub: `r:<room>` for chat rooms, `p:<post id>` for a post's live
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -22,10 +23,20 @@ from fastchat._hub import Hub, Member
 from fastchat.broker import Broker
 from fastchat.events import Comment, CommentEvent, Message, MessageEvent, Post
 from fastchat.protocol import ErrorCode
-from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, Result, Row, Store, StoreError
+from fastchat.store import (
+    OP_COMMENT,
+    OP_MESSAGE,
+    OP_POST,
+    PostNotFound,
+    Result,
+    Row,
+    Store,
+    StoreError,
+)
 from fastchat.timeparse import format_ms
 
 T = TypeVar("T")
+log = logging.getLogger("fastchat.delivery")
 encode: Final = events.encode
 # A replay sends this many stored items per loop iteration; a client that reads none of it
 # for REPLAY_STALL_SECONDS is dropped (it can resume again).
@@ -74,9 +85,13 @@ class Delivery:
         # Clustered: room key -> last id handed to the hub (the same role, per room).
         self._delivered: dict[str, int] = {}
         self._start_marks = {"r": 0, "p": 0}
+        # Clustered: room key -> highest id known committed; one catch-up task per room
+        # reads up to it (reads are awaited, so two must never run for one room).
+        self._wanted: dict[str, int] = {}
+        self._catching: dict[str, asyncio.Task[None]] = {}
 
-    def on_store_open(self) -> None:
-        counts = self.store.counts()
+    async def on_store_open(self) -> None:
+        counts = await self.store.counts()
         self._published_message_id = counts["messages"]
         self._published_comment_id = counts["comments"]
         self._start_marks = {"r": counts["messages"], "p": counts["comments"]}
@@ -142,24 +157,36 @@ class Delivery:
             self._delivered[key] = max(max_id, self._delivered.get(key, 0))
 
     def _catch_up(self, key: str, up_to: int) -> None:
-        """Hand the hub every row of room `key` after the last one handed, up to `up_to`,
-        read from the shared database in id order: every node, the same order."""
-        after = self.mark(key)
-        if up_to <= after:
+        """Hand the hub every row of room `key` after the last one handed, up to `up_to`."""
+        if up_to <= self.mark(key) or up_to <= self._wanted.get(key, 0):
             return
+        self._wanted[key] = up_to
+        if key not in self._catching:
+            task = asyncio.get_running_loop().create_task(self._read_up(key))
+            self._catching[key] = task
+
+    async def _read_up(self, key: str) -> None:
+        """The rows of room `key` up to `_wanted[key]`, read from the shared database in id
+        order (every node, the same order), then published; until nothing more is wanted."""
         is_room = key[0] == "r"
         table = "messages" if is_room else "comments"
         scope: str | int = key[2:] if is_room else int(key[2:])
         event_of = message_event_of if is_room else comment_event_of
-        while True:
-            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=up_to + 1)
-            for row in page.rows:
-                self.hub.publish(key, encode(event_of(row)))
-            if page.rows:
-                after = page.rows[-1][0]
-            if not page.has_more:
-                break
-        self._delivered[key] = after
+        try:
+            while (up_to := self._wanted.get(key, 0)) > (after := self.mark(key)):
+                page = await self.store.page(
+                    table, scope, REPLAY_PAGE, after=after, before=up_to + 1
+                )
+                for row in page.rows:
+                    self.hub.publish(key, encode(event_of(row)))
+                # Every row of the room up to `up_to` is committed (the hint came after the
+                # commit, and commits are serial), so past the last page the room is there.
+                self._delivered[key] = page.rows[-1][0] if page.has_more else up_to
+        except Exception:
+            log.exception("catching up room %s failed; the next commit retries", key)
+        finally:
+            del self._catching[key]
+            self._wanted.pop(key, None)
 
     def _ack_only(self, token: Any, payload: bytes, row: Row, record: Any) -> None:
         """A retried send that was already stored: answer the sender with the original."""
@@ -170,7 +197,12 @@ class Delivery:
 
     def _fail(self, token: Any, error: StoreError) -> None:
         if type(token) is Member:
-            self._on_error(token, ErrorCode.STORE_UNAVAILABLE, str(error))
+            code = (
+                ErrorCode.POST_NOT_FOUND
+                if isinstance(error, PostNotFound)
+                else ErrorCode.STORE_UNAVAILABLE
+            )
+            self._on_error(token, code, str(error))
         elif not token.done():
             token.set_exception(error)
 
@@ -192,6 +224,7 @@ class Delivery:
         loop serves others, and the replay waits while this client's queue is full.
         """
         sent = 0
+        key = ("r:" if table == "messages" else "p:") + str(scope)
         encode_row = message_event_of if table == "messages" else comment_event_of
         stalled_since = time.monotonic()
         while True:
@@ -204,14 +237,21 @@ class Delivery:
                 await asyncio.sleep(0.002)
             if member.closed:
                 return
-            mark = self.mark(("r:" if table == "messages" else "p:") + str(scope))
-            page = self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
+            mark = self.mark(key)
+            page = await self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
+            if member.closed:
+                return
             for row in page.rows:
                 self.hub.send(member, encode(encode_row(row)))
             sent += len(page.rows)
+            if page.rows:
+                after = page.rows[-1][0]
             if not page.has_more:
-                finish(sent)
-                return
-            after = page.rows[-1][0]
+                if self.mark(key) == mark:
+                    finish(sent)  # caught up, in the same callback: no gap, no duplicate
+                    return
+                # More was broadcast while the read was awaited: read that too.
+                after = max(after, mark)
+                continue
             stalled_since = time.monotonic()
             await asyncio.sleep(0)

@@ -1,24 +1,55 @@
-"""The store on PostgreSQL (`DATABASE_URL=postgresql://...`): the same group-commit writer
-thread, batches and reads as the SQLite store (`store.py`), through psycopg 3, which prepares
-statements it runs repeatedly by itself.
+"""The store on PostgreSQL (`DATABASE_URL=postgresql://...`) through psycopg 3's asyncio API.
+
+Same contract as the SQLite store (`store.py`): writes queue from the loop, one writer
+commits everything that queued up since its last commit in one transaction, and results
+reach the service only after COMMIT. Here the writer is a task on the loop owning one
+`AsyncConnection`, and a batch is pipelined: the lock and the newest stamp in one round
+trip, every insert and the COMMIT in a second, whatever the batch size. Reads go through a
+small `AsyncConnectionPool`, so a slow query never holds up the writer or another read.
+Every connection prepares its statements on first use (`prepare_threshold=0`).
 
 Ids must become visible in id order for the database to be the cluster's sequencer
 (docs/SCALING.md). Sequences do not promise that (an id can commit after a larger one), so
-each batch transaction first takes one advisory lock: commits, and the ids in them, are serial,
-as under SQLite's write lock.
+each batch transaction first takes one advisory lock: commits, and the ids in them, are
+serial, as under SQLite's write lock.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import logging
+import time
 from typing import Any, Final
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
 
-from fastchat.store import SAMPLE_POSTS, Store, StoreError, _now_ms
+from fastchat.store import (
+    COMMENT_COLUMNS,
+    LAST_TS_SQL,
+    MESSAGE_COLUMNS,
+    OP_COMMENT,
+    OP_MESSAGE,
+    OP_POST,
+    SAMPLE_POSTS,
+    OnCommitted,
+    PostNotFound,
+    Result,
+    Row,
+    Store,
+    StoreError,
+    _now_ms,
+)
+
+log = logging.getLogger("fastchat.store")
 
 # pg_advisory_xact_lock key: "fastchat" in ASCII, truncated to 63 bits.
 SEQUENCER_LOCK: Final = 0x66617374636861
+# Read connections: reads are short index scans; a few cover a node's HISTORY and REST load.
+READ_POOL_SIZE: Final = 4
+CONNECT_TIMEOUT: Final = 10  # seconds
 
 SCHEMA_VERSION: Final = 1
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -55,45 +86,116 @@ _MIGRATIONS: Final[dict[int, str]] = {
     """,
 }
 
+# A retried send (same client_id) inserts nothing and returns no id; it is then looked up.
+_INSERT_MESSAGE: Final = (
+    'INSERT INTO messages(room, "user", message, ts, client_id) VALUES (%s, %s, %s, %s, %s) '
+    'ON CONFLICT (room, "user", client_id) WHERE client_id IS NOT NULL DO NOTHING '
+    "RETURNING id"
+)
+# A comment on a missing post inserts nothing either (no foreign-key error to abort the batch).
+_INSERT_COMMENT: Final = (
+    'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
+    "SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM posts WHERE id = %s) "
+    'ON CONFLICT (post_id, "user", client_id) WHERE client_id IS NOT NULL DO NOTHING '
+    "RETURNING id"
+)
+_INSERT_POST: Final = (
+    "INSERT INTO posts(title, content, author, ts) VALUES (%s, %s, %s, %s) RETURNING id"
+)
+_FIND_MESSAGE: Final = (
+    f'SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND "user" = %s AND client_id = %s'
+)
+_FIND_COMMENT: Final = (
+    f'SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = %s AND "user" = %s AND client_id = %s'
+)
+
+
+def _conninfo_kwargs() -> dict[str, Any]:
+    return {"autocommit": True, "prepare_threshold": 0}
+
 
 class PostgresStore(Store):
     OPEN_ERRORS = (psycopg.Error, OSError)
 
     def __init__(self, url: str, *, seed: bool = True, batch_max: int = 1024) -> None:
-        super().__init__(url, seed=seed, batch_max=batch_max)
+        super().__init__(batch_max=batch_max, seed=seed)
         self.url = url
         self._sql: dict[str, str] = {}
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._writer: psycopg.AsyncConnection[Any] | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    def _connect(self) -> Any:
-        return psycopg.connect(self.url, autocommit=True)
+    # ------------------------------------------------------------------ lifecycle
 
-    def _q(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        text = self._sql.get(sql)
-        if text is None:
-            text = self._sql[sql] = sql.replace("?", "%s")
-        return conn.execute(text, params)
+    async def open(self, on_committed: OnCommitted) -> None:
+        self._on_committed = on_committed
+        try:
+            self._writer = await psycopg.AsyncConnection.connect(
+                self.url, connect_timeout=CONNECT_TIMEOUT, **_conninfo_kwargs()
+            )
+            await self._migrate(self._writer)
+            self._pool = AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=READ_POOL_SIZE,
+                kwargs=_conninfo_kwargs(),
+                timeout=CONNECT_TIMEOUT,
+                open=False,
+                name="fastchat-read",
+            )
+            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except (*self.OPEN_ERRORS, TimeoutError) as exc:
+            await self._disconnect()
+            raise StoreError(f"cannot open the database {_safe(self.url)}: {exc}") from exc
+        self._closing = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="fastchat-writer")
 
-    def _begin(self, conn: Any) -> None:
-        conn.execute("BEGIN")
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQUENCER_LOCK,))
+    def prepare(self) -> None:
+        async def migrate() -> None:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True
+            )
+            try:
+                await self._migrate(conn)
+            finally:
+                await conn.close()
 
-    def _in_transaction(self, conn: Any) -> bool:
-        return bool(conn.info.transaction_status != TransactionStatus.IDLE)
+        try:
+            asyncio.run(migrate())
+        except self.OPEN_ERRORS as exc:
+            raise StoreError(f"cannot open the database {_safe(self.url)}: {exc}") from exc
 
-    def _configure_writer(self, conn: Any) -> None:
-        if self.max_bytes:
-            raise StoreError("DB_MAX_BYTES applies to SQLite; use PostgreSQL's own quotas")
+    async def close(self) -> None:
+        if self._task is not None:
+            self._closing = True
+            self._wake.set()
+            await self._task  # it commits everything queued first
+            self._task = None
+        await self._disconnect()
 
-    def _migrate(self, conn: Any) -> None:
-        with conn.transaction():
+    async def _disconnect(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    def _writer_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.transaction():
             # One node migrates at a time; the others find the work done.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQUENCER_LOCK,))
-            conn.execute(
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQUENCER_LOCK,))
+            await conn.execute(
                 "CREATE TABLE IF NOT EXISTS fastchat_meta (key TEXT PRIMARY KEY, value TEXT)"
             )
-            row = conn.execute(
-                "SELECT value FROM fastchat_meta WHERE key = 'schema_version'"
-            ).fetchone()
+            cur = await conn.execute("SELECT value FROM fastchat_meta WHERE key = 'schema_version'")
+            row = await cur.fetchone()
             version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -101,16 +203,133 @@ class PostgresStore(Store):
                     f"({SCHEMA_VERSION}); upgrade fastchat"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                conn.execute(_MIGRATIONS[target])
-                conn.execute(
+                await conn.execute(_MIGRATIONS[target], prepare=False)
+                await conn.execute(
                     "INSERT INTO fastchat_meta VALUES ('schema_version', %s) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(target),),
                 )
             if self._seed and version == 0:
                 now = _now_ms()
-                for i, (title, content, author) in enumerate(SAMPLE_POSTS):
-                    conn.execute(
+                async with conn.cursor() as cur:
+                    await cur.executemany(
                         "INSERT INTO posts(title, content, author, ts) VALUES (%s, %s, %s, %s)",
-                        (title, content, author, now + i),
+                        [(t, c, a, now + i) for i, (t, c, a) in enumerate(SAMPLE_POSTS)],
                     )
+
+    # ------------------------------------------------------------------ writes
+
+    def submit(self, op: tuple[Any, ...]) -> None:
+        self.pending += 1
+        self._queue.append(op)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        q = self._queue
+        while True:
+            if not q:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # Group commit: everything that queued up while the last batch committed.
+            batch = [q.popleft() for _ in range(min(len(q), self.batch_max))]
+            self._deliver(await self._commit(batch))
+
+    async def _commit(self, batch: list[tuple[Any, ...]]) -> list[Result]:
+        conn = self._writer
+        started = time.perf_counter()
+        try:
+            if conn is None or conn.closed:
+                conn = await self._reconnect()
+            async with conn.pipeline() as pipeline:
+                # Round trip 1: begin, take the sequencer lock, read the newest stamp.
+                await conn.execute("BEGIN")
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQUENCER_LOCK,))
+                last = await (await conn.execute(LAST_TS_SQL)).fetchone()
+                ts = max(_now_ms(), (last[0] if last else None) or 0)
+                # Round trip 2: every insert and the commit.
+                cursors = [await conn.execute(*_insert(op, ts)) for op in batch]
+                await conn.execute("COMMIT")
+                await pipeline.sync()
+            inserted = [await cur.fetchone() for cur in cursors]
+            # Committed. Only retries and comments on missing posts need another look.
+            results = [
+                await self._result(conn, op, ts, row)
+                for op, row in zip(batch, inserted, strict=True)
+            ]
+        except Exception as exc:  # the writer must outlive any bad batch
+            await self._rollback(conn)
+            return self._failed(batch, exc)
+        self._committed(len(batch), started)
+        return results
+
+    async def _rollback(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        if conn is None or conn.closed:
+            return
+        try:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                await conn.execute("ROLLBACK")
+        except psycopg.Error as exc:
+            log.warning("rollback failed, reconnecting the writer: %r", exc)
+            await conn.close()
+
+    async def _result(
+        self, conn: psycopg.AsyncConnection[Any], op: tuple[Any, ...], ts: int, row: Any
+    ) -> Result:
+        kind, a, b, c, client_id, token = op
+        if row is not None:
+            new_id = row[0]
+            if kind == OP_POST:
+                return (kind, (new_id, a, b, c, ts, 0), token, False)
+            return (kind, (new_id, a, b, c, ts, client_id), token, False)
+        # Nothing inserted: a retry of a stored send, or (comments) a missing post.
+        if client_id is not None:
+            find = _FIND_MESSAGE if kind == OP_MESSAGE else _FIND_COMMENT
+            stored = await (await conn.execute(find, (a, b, client_id))).fetchone()
+            if stored is not None:
+                return (kind, tuple(stored), token, True)
+        if kind == OP_COMMENT:
+            return (kind, PostNotFound(a), token, None)
+        raise StoreError(f"operation {kind} stored nothing")  # pragma: no cover
+
+    async def _reconnect(self) -> psycopg.AsyncConnection[Any]:
+        """The writer's connection broke (database restart, network): the next batch gets a
+        new one (the failed batch was answered with store_unavailable)."""
+        self._writer = await psycopg.AsyncConnection.connect(
+            self.url, connect_timeout=CONNECT_TIMEOUT, **_conninfo_kwargs()
+        )
+        return self._writer
+
+    # ------------------------------------------------------------------ reads
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        text = self._sql.get(sql)
+        if text is None:
+            text = self._sql[sql] = sql.replace("?", "%s")
+        assert self._pool is not None, "store is not open"
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(text, params)
+            return await cur.fetchall()
+
+
+def _insert(op: tuple[Any, ...], ts: int) -> tuple[str, tuple[Any, ...]]:
+    kind, a, b, c, client_id, _ = op
+    if kind == OP_MESSAGE:
+        return _INSERT_MESSAGE, (a, b, c, ts, client_id)
+    if kind == OP_COMMENT:
+        return _INSERT_COMMENT, (a, b, c, ts, client_id, a)
+    if kind == OP_POST:
+        return _INSERT_POST, (a, b, c, ts)
+    raise ValueError(f"unknown store operation {kind!r}")
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for error messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(the DATABASE_URL)"
+    info.pop("password", None)
+    return psycopg.conninfo.make_conninfo("", **info)

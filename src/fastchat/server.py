@@ -29,7 +29,7 @@ from fastchat.config import Settings
 from fastchat.fastport import keepalive, start_fast_port
 from fastchat.metrics import Metrics
 from fastchat.service import Chat
-from fastchat.store import Store, StoreError
+from fastchat.store import SqliteStore, Store, StoreError
 
 log = logging.getLogger("fastchat")
 
@@ -40,7 +40,7 @@ def store_for(settings: Settings) -> Store:
         from fastchat.pgstore import PostgresStore  # psycopg only when asked for
 
         return PostgresStore(settings.database_url, seed=settings.seed_posts)
-    return Store(
+    return SqliteStore(
         settings.db_path,
         synchronous=settings.synchronous,
         seed=settings.seed_posts,
@@ -58,17 +58,18 @@ async def serve(settings: Settings) -> int:
     metrics = Metrics(chat)
     store.on_batch = metrics.on_batch
     try:
-        store.open(loop, chat.on_committed)
+        await store.open(chat.on_committed)
+        await chat.on_store_open()
     except StoreError as exc:
         log.error("%s", exc)
         print(f"fastchat: {exc}", file=sys.stderr)
+        await store.close()
         return 1
-    chat.on_store_open()
     try:
         await broker.start(chat)
     except Exception as exc:
         print(f"fastchat: cannot reach the broker {settings.broker_url}: {exc}", file=sys.stderr)
-        store.close()
+        await store.close()
         return 1
 
     fast = await start_fast_port(chat, settings)
@@ -171,7 +172,7 @@ async def _shutdown(
         )
     except (TimeoutError, Exception) as exc:  # shutdown must go on
         log.warning("HTTP server did not stop cleanly: %r", exc)
-    store.close()
+    await store.close()
     await chat.broker.close()
     log.info("stopped")
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from fastchat import events
@@ -55,7 +55,7 @@ from fastchat.protocol import (
     post_id_of,
     time_of,
 )
-from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, Store
+from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, PostNotFound, Store, StoreError
 
 if TYPE_CHECKING:
     from fastchat._hub import Sink
@@ -103,8 +103,8 @@ class Chat:
         hub.on_slow = self.on_slow
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def on_store_open(self) -> None:
-        self.delivery.on_store_open()
+    async def on_store_open(self) -> None:
+        await self.delivery.on_store_open()
 
     # ------------------------------------------------------------------ connections
 
@@ -203,9 +203,8 @@ class Chat:
         self.store.submit((OP_MESSAGE, ev.room, ev.user, ev.message, ev.client_id, member))
 
     def _send_comment(self, member: Member, ev: SendComment) -> None:
+        # Whether the post exists is checked inside the write transaction (post_not_found).
         post_id = post_id_of(ev.post_id)
-        if not self.store.post_exists(post_id):
-            raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
         self.comments_in += 1
         self.store.submit((OP_COMMENT, post_id, ev.user, ev.comment, ev.client_id, member))
 
@@ -330,10 +329,18 @@ class Chat:
 
     def _join_post(self, member: Member, ev: JoinPost) -> None:
         post_id = post_id_of(ev.post_id)
-        if not self.store.post_exists(post_id):
-            raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
         key = f"p:{post_id}"
         self._check_room_budget(member, key)
+        self._spawn(member, self._join_post_checked(member, ev, post_id, key))
+
+    async def _join_post_checked(
+        self, member: Member, ev: JoinPost, post_id: int, key: str
+    ) -> None:
+        if not await self.store.post_exists(post_id):
+            raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
+        if member.closed:
+            return
+        self._check_room_budget(member, key)  # again: other joins may have run meanwhile
 
         def finish(replayed: int) -> None:
             self.joins += 1
@@ -378,9 +385,27 @@ class Chat:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: resuming.discard(key))
 
+    def _spawn(self, member: Member, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` (an event that must read the database) as a task; a ProtocolError it
+        raises is answered to `member` as an ERROR event, as in `receive`."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except ProtocolError as exc:
+                if not member.closed:
+                    self.reply_error(member, exc.code, exc.message)
+            except StoreError as exc:
+                if not member.closed:
+                    self.reply_error(member, ErrorCode.STORE_UNAVAILABLE, str(exc))
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # ------------------------------------------------------------------ history
 
-    def history(
+    async def history(
         self,
         *,
         room: str | None = None,
@@ -394,11 +419,11 @@ class Chat:
         """A page of a room's messages or a post's comments (REST and the HISTORY event).
         Raises ProtocolError (bad time) or NotFoundError (no such post)."""
         since_ms, until_ms = time_of(since), time_of(until)
-        if post_id is not None and not self.store.post_exists(post_id):
+        if post_id is not None and not await self.store.post_exists(post_id):
             raise NotFoundError(f"post {post_id} does not exist")
         table, scope = ("comments", post_id) if post_id is not None else ("messages", room)
         assert scope is not None
-        page = self.store.page(
+        page = await self.store.page(
             table, scope, limit, before=before, after=after, since_ms=since_ms, until_ms=until_ms
         )
         if post_id is not None:
@@ -421,8 +446,13 @@ class Chat:
                 ErrorCode.INVALID_FIELD, "HISTORY needs exactly one of `room`, `post_id`"
             )
         post_id = post_id_of(ev.post_id) if ev.post_id is not None else None
+        for bound in (ev.since, ev.until):
+            time_of(bound)  # a bad time is answered now, in order with other replies
+        self._spawn(member, self._history_page(member, ev, post_id))
+
+    async def _history_page(self, member: Member, ev: GetHistory, post_id: int | None) -> None:
         try:
-            page = self.history(
+            page = await self.history(
                 room=ev.room,
                 post_id=post_id,
                 limit=ev.limit,
@@ -435,7 +465,8 @@ class Chat:
             raise ProtocolError(ErrorCode.POST_NOT_FOUND, str(exc)) from None
         if ev.request_id is not None:
             page.request_id = ev.request_id
-        self.hub.send(member, encode(page))
+        if not member.closed:
+            self.hub.send(member, encode(page))
 
     # ------------------------------------------------------------------ commits
 
@@ -466,21 +497,22 @@ class Chat:
     async def post_comment(
         self, post_id: int, user: str, text: str, client_id: str | None = None
     ) -> Comment:
-        if not self.store.post_exists(post_id):
-            raise NotFoundError(f"post {post_id} does not exist")
         future: asyncio.Future[Comment] = asyncio.get_running_loop().create_future()
         self.comments_in += 1
         self.store.submit((OP_COMMENT, post_id, user, text, client_id, future))
-        return await future
+        try:
+            return await future
+        except PostNotFound as exc:
+            raise NotFoundError(str(exc)) from None
 
     async def create_post(self, title: str, content: str, author: str) -> Post:
         future: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
         self.store.submit((OP_POST, title, content, author, None, future))
         return await future
 
-    def stats(self) -> dict[str, Any]:
+    async def stats(self) -> dict[str, Any]:
         hub = self.hub
-        counts = self.store.counts()
+        counts = await self.store.counts()
         return {
             "node": self.broker.node,
             "connections": {

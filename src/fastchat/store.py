@@ -1,4 +1,5 @@
-"""The store: APSW on SQLite in WAL mode, one writer thread doing group commit.
+"""The store: the interface the service writes and reads through, and its embedded default,
+APSW on SQLite in WAL mode with one writer thread doing group commit.
 
 Writes are queued from the event loop and committed by a single writer thread that owns the
 write connection. Whatever arrived while the previous batch was committing goes into the next
@@ -10,12 +11,14 @@ and commits, so the writer does not stall the loop.
 Only after COMMIT returns are the results handed back to the loop (`call_soon_threadsafe`):
 nothing is broadcast or acknowledged before its transaction is durable.
 
-Reads (history, posts, health) use their own connection on the loop thread; they are bounded
-index range scans.
+Reads (history, posts, health) are coroutines, so a networked database (`pgstore.py`) can
+await them; on SQLite they run on the loop over their own connection, bounded index range
+scans that never suspend.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -129,8 +132,209 @@ class StoreError(Exception):
     """A write that was not stored (the sender is told; nothing is acknowledged)."""
 
 
+class PostNotFound(StoreError):
+    """A comment on a post that does not exist (checked inside the write transaction)."""
+
+    def __init__(self, post_id: int) -> None:
+        super().__init__(f"post {post_id} does not exist")
+        self.post_id = post_id
+
+
 class Store:
-    """SQLite store with a group-commit writer thread."""
+    """What the service needs from a database; `SqliteStore` (the embedded default) and
+    `pgstore.PostgresStore` implement it.
+
+    Writes: `submit(op)` queues one operation from the loop; a single writer commits whatever
+    queued up since its last commit in one transaction and hands the results, in commit
+    order, to `on_committed` on the loop (group commit, database first). Reads are coroutines
+    over portable SQL (`?` placeholders); each dialect supplies `_fetch`.
+    """
+
+    OPEN_ERRORS: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, *, batch_max: int = 1024, seed: bool = True) -> None:
+        self.batch_max = batch_max
+        self._seed = seed
+        self._on_committed: OnCommitted | None = None
+        self.batches = 0
+        self.rows = 0
+        self.failed_batches = 0
+        self.last_batch_size = 0
+        self.last_commit_seconds = 0.0
+        self.pending = 0  # operations queued and not yet handed back (loop thread only)
+        # Called by the writer after each commit with (rows, seconds): metrics.
+        self.on_batch: Callable[[int, float], None] | None = None
+
+    # -- lifecycle and writes: each dialect ---------------------------------------------
+
+    async def open(self, on_committed: OnCommitted) -> None:
+        """Connect, migrate, start the writer. Raises StoreError."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Create or migrate the schema, then disconnect: done once by a parent process
+        before it starts workers that share the database (so they do not race to)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Commit everything queued, stop the writer, disconnect. Safe to call twice."""
+        raise NotImplementedError
+
+    def submit(self, op: tuple[Any, ...]) -> None:
+        """Queue one write (loop thread). Its result comes back through `on_committed`."""
+        raise NotImplementedError
+
+    def _writer_alive(self) -> bool:
+        raise NotImplementedError
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        """Run one read statement (`?` placeholders, prepared and cached by the driver)."""
+        raise NotImplementedError
+
+    # -- shared by the writers ------------------------------------------------------------
+
+    def _committed(self, size: int, started: float) -> None:
+        """Bookkeeping after a commit (writer side)."""
+        self.batches += 1
+        self.rows += size
+        self.last_batch_size = size
+        self.last_commit_seconds = time.perf_counter() - started
+        if self.on_batch is not None:
+            self.on_batch(size, self.last_commit_seconds)
+
+    def _failed(self, batch: list[tuple[Any, ...]], exc: BaseException) -> list[Result]:
+        """A batch the database refused: every operation in it gets the error."""
+        self.failed_batches += 1
+        log.error("write of %d operations failed: %r", len(batch), exc)
+        error = StoreError(f"the database refused the write: {exc.__class__.__name__}")
+        return [(op[0], error, op[-1], None) for op in batch]
+
+    def _deliver(self, results: list[Result]) -> None:
+        """On the loop: hand a committed batch to the service."""
+        self.pending -= len(results)
+        assert self._on_committed is not None
+        self._on_committed(results)
+
+    # -- reads (coroutines on the loop) --------------------------------------------------
+
+    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Row | None:
+        rows = await self._fetch(sql, params)
+        return tuple(rows[0]) if rows else None
+
+    async def page(
+        self,
+        table: str,
+        scope: str | int,
+        limit: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> Page:
+        """One page of a room's messages (`table="messages"`, scope = room) or a post's
+        comments (`table="comments"`, scope = post id), always in chronological order.
+
+        Bounds combine: ids strictly between `after` and `before`, times within
+        [`since_ms`, `until_ms`]. With a lower bound (`after`/`since_ms`) the page is the
+        oldest `limit` items above it (forward paging, resume); otherwise the newest `limit`
+        below the upper bound. `has_more` says whether the same query has more beyond the page.
+        """
+        columns, scope_col = _TABLES[table]
+        lo = after if after is not None else 0
+        hi = before if before is not None else _MAX_ID
+        if since_ms is not None:
+            lo = max(lo, await self.first_id_at(table, since_ms) - 1)
+        if until_ms is not None:
+            hi = min(hi, await self.first_id_at(table, until_ms + 1))
+        forward = after is not None or since_ms is not None
+        rows = await self._fetch(
+            f"SELECT {columns} FROM {table} WHERE {scope_col} = ? AND id > ? AND id < ? "
+            f"ORDER BY id {'ASC' if forward else 'DESC'} LIMIT ?",
+            (scope, lo, hi, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = [tuple(r) for r in rows[:limit]]
+        if not forward:
+            rows.reverse()
+        return Page(rows, more, forward)
+
+    async def recent_messages(
+        self, room: str, limit: int, *, before: int | None = None, after: int | None = None
+    ) -> tuple[list[Row], bool]:
+        page = await self.page("messages", room, limit, before=before, after=after)
+        return page.rows, page.has_more
+
+    async def comments(
+        self, post_id: int, limit: int, *, before: int | None = None, after: int | None = None
+    ) -> tuple[list[Row], bool]:
+        page = await self.page("comments", post_id, limit, before=before, after=after)
+        return page.rows, page.has_more
+
+    async def first_id_at(self, table: str, ms: int) -> int:
+        """The smallest id stored at or after time `ms` (max id + 1 if none).
+
+        Each batch is stamped no earlier than the newest row before it (`_batch_ts`), so ts
+        never decreases with id and a binary search over ids needs no index on ts (an index
+        costs every insert; this costs ~30 point reads per time-bounded query).
+        """
+        bounds = await self._one(f"SELECT min(id), max(id) FROM {table}")
+        if bounds is None or bounds[0] is None:
+            return 1
+        lo, hi = bounds[0], bounds[1] + 1  # answer in [lo, hi]
+        probe = f"SELECT id, ts FROM {table} WHERE id >= ? ORDER BY id LIMIT 1"
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = await self._one(probe, (mid,))
+            if row is None:
+                hi = mid
+            elif row[1] >= ms:
+                hi = min(mid, row[0])
+            else:
+                lo = row[0] + 1
+        return int(lo)
+
+    async def post(self, post_id: int) -> Row | None:
+        return await self._one(f"SELECT {POST_COLUMNS} FROM posts p WHERE id = ?", (post_id,))
+
+    async def post_exists(self, post_id: int) -> bool:
+        return await self._one("SELECT 1 FROM posts WHERE id = ?", (post_id,)) is not None
+
+    async def posts(self, limit: int = 100) -> list[Row]:
+        """Posts, newest first, each with its comment count."""
+        rows = await self._fetch(
+            f"SELECT {POST_COLUMNS} FROM posts p ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [tuple(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        # max(id) is O(log n) where count(*) scans; ids are never reused or deleted here.
+        row = await self._one(
+            "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
+            "(SELECT coalesce(max(id), 0) FROM comments), (SELECT count(*) FROM posts)"
+        )
+        assert row is not None
+        return {"messages": int(row[0]), "comments": int(row[1]), "posts": int(row[2])}
+
+    async def check(self) -> None:
+        """Raise if the database cannot be read or the writer is gone."""
+        await self._fetch("SELECT count(*) FROM posts")
+        if not self._writer_alive():
+            raise StoreError("the writer is not running")
+
+
+# The newest stamp already stored: a batch is stamped no earlier (read under the write lock,
+# so it holds across workers and nodes sharing the database).
+LAST_TS_SQL: Final = (
+    "SELECT max(ts) FROM (SELECT (SELECT ts FROM messages ORDER BY id DESC LIMIT 1) AS ts "
+    "UNION ALL SELECT (SELECT ts FROM comments ORDER BY id DESC LIMIT 1)) AS last"
+)
+
+
+class SqliteStore(Store):
+    """SQLite through APSW, with a group-commit writer thread (the embedded default)."""
+
+    OPEN_ERRORS = (apsw.Error,)
 
     def __init__(
         self,
@@ -142,49 +346,37 @@ class Store:
         busy_timeout_ms: int = 5000,
         max_bytes: int = 0,
     ) -> None:
+        super().__init__(batch_max=batch_max, seed=seed)
         self.path = str(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self.max_bytes = max_bytes
-        self.batch_max = batch_max
-        self._seed = seed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._on_committed: OnCommitted | None = None
         self._loop: Any = None
         self._writer: apsw.Connection | None = None
         self._reader: apsw.Connection | None = None
-        self._last_ts = 0
-        self.batches = 0
-        self.rows = 0
-        self.failed_batches = 0
-        self.last_batch_size = 0
-        self.last_commit_seconds = 0.0
-        self.pending = 0  # operations queued and not yet handed back (loop thread only)
-        # Called by the writer thread after each commit with (rows, seconds): metrics.
-        self.on_batch: Callable[[int, float], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    def open(self, loop: Any, on_committed: OnCommitted) -> None:
+    async def open(self, on_committed: OnCommitted) -> None:
         """Open both connections, migrate, and start the writer thread."""
-        self._loop = loop
+        self._loop = asyncio.get_running_loop()
         self._on_committed = on_committed
         try:
             self._writer = self._connect()
             self._migrate(self._writer)
-            self._configure_writer(self._writer)
+            if self.max_bytes:
+                # A quota: past it SQLite answers SQLITE_FULL, as a full disk would.
+                page = int(_value(self._writer, "PRAGMA page_size"))
+                self._writer.execute(f"PRAGMA max_page_count={max(self.max_bytes // page, 1)}")
             self._reader = self._connect()
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
-        row = self._q(self._writer, "SELECT max(ts) FROM messages").fetchone()
-        self._last_ts = int(row[0] or 0) if row else 0
         self._thread = threading.Thread(target=self._run, name="fastchat-writer", daemon=True)
         self._thread.start()
 
     def prepare(self) -> None:
-        """Create or migrate the schema, then close: done once by a parent process before it
-        starts workers that share the file (so they do not race to create it)."""
         try:
             conn = self._connect()
             try:
@@ -194,8 +386,7 @@ class Store:
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
 
-    def close(self) -> None:
-        """Commit everything queued, stop the writer, close the connections."""
+    async def close(self) -> None:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
@@ -205,30 +396,8 @@ class Store:
                 conn.close()
         self._reader = self._writer = None
 
-    # -- the dialect: SQLite here; PostgreSQL overrides these in pgstore.py ---------------
-
-    OPEN_ERRORS: tuple[type[BaseException], ...] = (apsw.Error,)
-
-    def _q(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        """Run one statement (prepared and cached by the driver), `?` placeholders."""
-        return conn.execute(sql, params)
-
-    def _one(self, conn: Any, sql: str) -> Row:
-        row = self._q(conn, sql).fetchone()
-        assert row is not None, sql
-        return tuple(row)
-
-    def _begin(self, conn: Any) -> None:
-        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
-
-    def _in_transaction(self, conn: Any) -> bool:
-        return bool(conn.in_transaction)
-
-    def _configure_writer(self, conn: Any) -> None:
-        if self.max_bytes:
-            # A quota: past it SQLite answers SQLITE_FULL, exactly as a full disk would.
-            page = int(self._one(conn, "PRAGMA page_size")[0])
-            conn.execute(f"PRAGMA max_page_count={max(self.max_bytes // page, 1)}")
+    def _writer_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _connect(self) -> apsw.Connection:
         try:
@@ -242,7 +411,7 @@ class Store:
         return conn
 
     def _migrate(self, conn: apsw.Connection) -> None:
-        version = int(self._one(conn, "PRAGMA user_version")[0])
+        version = int(_value(conn, "PRAGMA user_version"))
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this fastchat "
@@ -264,7 +433,6 @@ class Store:
     # ------------------------------------------------------------------ writes
 
     def submit(self, op: tuple[Any, ...]) -> None:
-        """Queue one write (loop thread). Its result comes back through `on_committed`."""
         self.pending += 1
         self._queue.put(op)
 
@@ -291,199 +459,91 @@ class Store:
             if stop and q.empty():
                 return
 
-    def _deliver(self, results: list[Result]) -> None:
-        self.pending -= len(results)
-        assert self._on_committed is not None
-        self._on_committed(results)
-
     def _commit(self, batch: list[tuple[Any, ...]]) -> list[Result]:
         conn = self._writer
         assert conn is not None
         started = time.perf_counter()
-        ts = max(_now_ms(), self._last_ts)
         results: list[Result] = []
         try:
-            self._begin(conn)
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
             try:
+                last = _value(conn, LAST_TS_SQL)
+                ts = max(_now_ms(), last or 0)
                 for op in batch:
                     results.append(self._apply(conn, op, ts))
-                self._q(conn, "COMMIT")
+                conn.execute("COMMIT")
             except BaseException:
-                if self._in_transaction(conn):
-                    self._q(conn, "ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         except Exception as exc:  # the writer must outlive any bad batch
-            self.failed_batches += 1
-            log.error("write of %d operations failed: %r", len(batch), exc)
-            error = StoreError(f"the database refused the write: {exc.__class__.__name__}")
-            return [(op[0], error, op[-1], None) for op in batch]
-        self._last_ts = ts
-        self.batches += 1
-        self.rows += len(batch)
-        self.last_batch_size = len(batch)
-        self.last_commit_seconds = time.perf_counter() - started
-        if self.on_batch is not None:
-            self.on_batch(len(batch), self.last_commit_seconds)
+            return self._failed(batch, exc)
+        self._committed(len(batch), started)
         return results
 
     def _apply(self, conn: apsw.Connection, op: tuple[Any, ...], ts: int) -> Result:
         kind, a, b, c, client_id, token = op
         if kind == OP_MESSAGE:
             if client_id is not None:
-                row = self._q(
-                    conn,
+                row = conn.execute(
                     f"SELECT {MESSAGE_COLUMNS} FROM messages "
                     'WHERE room = ? AND "user" = ? AND client_id = ?',
                     (a, b, client_id),
                 ).fetchone()
                 if row is not None:
                     return (kind, row, token, True)
-            new_id = self._q(
+            new_id = _value(
                 conn,
                 'INSERT INTO messages(room, "user", message, ts, client_id) '
                 "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (a, b, c, ts, client_id),
-            ).fetchone()[0]
+            )
             return (kind, (new_id, a, b, c, ts, client_id), token, False)
         if kind == OP_COMMENT:
             if client_id is not None:
-                row = self._q(
-                    conn,
+                row = conn.execute(
                     f"SELECT {COMMENT_COLUMNS} FROM comments "
                     'WHERE post_id = ? AND "user" = ? AND client_id = ?',
                     (a, b, client_id),
                 ).fetchone()
                 if row is not None:
                     return (kind, row, token, True)
-            new_id = self._q(
+            if conn.execute("SELECT 1 FROM posts WHERE id = ?", (a,)).fetchone() is None:
+                return (kind, PostNotFound(a), token, None)
+            new_id = _value(
                 conn,
                 'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
                 "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (a, b, c, ts, client_id),
-            ).fetchone()[0]
+            )
             return (kind, (new_id, a, b, c, ts, client_id), token, False)
         if kind == OP_POST:
-            new_id = self._q(
+            new_id = _value(
                 conn,
                 "INSERT INTO posts(title, content, author, ts) VALUES (?, ?, ?, ?) RETURNING id",
                 (a, b, c, ts),
-            ).fetchone()[0]
+            )
             return (kind, (new_id, a, b, c, ts, 0), token, False)
         raise ValueError(f"unknown store operation {kind!r}")
 
-    # ------------------------------------------------------------------ reads (loop thread)
+    # ------------------------------------------------------------------ reads
 
     @property
     def reader(self) -> apsw.Connection:
         assert self._reader is not None, "store is not open"
         return self._reader
 
-    def page(
-        self,
-        table: str,
-        scope: str | int,
-        limit: int,
-        *,
-        before: int | None = None,
-        after: int | None = None,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-    ) -> Page:
-        """One page of a room's messages (`table="messages"`, scope = room) or a post's
-        comments (`table="comments"`, scope = post id), always in chronological order.
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        # A local file: a bounded index read takes microseconds, so it runs right here on
+        # the loop (the coroutine never suspends).
+        return self.reader.execute(sql, params).fetchall()
 
-        Bounds combine: ids strictly between `after` and `before`, times within
-        [`since_ms`, `until_ms`]. With a lower bound (`after`/`since_ms`) the page is the
-        oldest `limit` items above it (forward paging, resume); otherwise the newest `limit`
-        below the upper bound. `has_more` says whether the same query has more beyond the page.
-        """
-        columns, scope_col = _TABLES[table]
-        lo = after if after is not None else 0
-        hi = before if before is not None else _MAX_ID
-        if since_ms is not None:
-            lo = max(lo, self.first_id_at(table, since_ms) - 1)
-        if until_ms is not None:
-            hi = min(hi, self.first_id_at(table, until_ms + 1))
-        forward = after is not None or since_ms is not None
-        rows = self._q(
-            self.reader,
-            f"SELECT {columns} FROM {table} WHERE {scope_col} = ? AND id > ? AND id < ? "
-            f"ORDER BY id {'ASC' if forward else 'DESC'} LIMIT ?",
-            (scope, lo, hi, limit + 1),
-        ).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        if not forward:
-            rows.reverse()
-        return Page(rows, more, forward)
 
-    def recent_messages(
-        self, room: str, limit: int, *, before: int | None = None, after: int | None = None
-    ) -> tuple[list[Row], bool]:
-        page = self.page("messages", room, limit, before=before, after=after)
-        return page.rows, page.has_more
-
-    def comments(
-        self, post_id: int, limit: int, *, before: int | None = None, after: int | None = None
-    ) -> tuple[list[Row], bool]:
-        page = self.page("comments", post_id, limit, before=before, after=after)
-        return page.rows, page.has_more
-
-    def first_id_at(self, table: str, ms: int) -> int:
-        """The smallest id stored at or after time `ms` (max id + 1 if none).
-
-        One writer assigns ids in commit order and timestamps that never decrease, so ts is
-        monotonic in id and a binary search over ids needs no index on ts (an index costs
-        every insert; this costs ~30 point reads per time-bounded query).
-        """
-        reader = self.reader
-        lo_row = self._q(reader, f"SELECT min(id), max(id) FROM {table}").fetchone()
-        if lo_row is None or lo_row[0] is None:
-            return 1
-        lo, hi = lo_row[0], lo_row[1] + 1  # answer in [lo, hi]
-        probe = f"SELECT id, ts FROM {table} WHERE id >= ? ORDER BY id LIMIT 1"
-        while lo < hi:
-            mid = (lo + hi) // 2
-            row = self._q(reader, probe, (mid,)).fetchone()
-            if row is None:
-                hi = mid
-            elif row[1] >= ms:
-                hi = min(mid, row[0])
-            else:
-                lo = row[0] + 1
-        return int(lo)
-
-    def post(self, post_id: int) -> Row | None:
-        return self._q(  # type: ignore[no-any-return]
-            self.reader, f"SELECT {POST_COLUMNS} FROM posts p WHERE id = ?", (post_id,)
-        ).fetchone()
-
-    def post_exists(self, post_id: int) -> bool:
-        return (
-            self._q(self.reader, "SELECT 1 FROM posts WHERE id = ?", (post_id,)).fetchone()
-            is not None
-        )
-
-    def posts(self, limit: int = 100) -> list[Row]:
-        """Posts, newest first, each with its comment count."""
-        return self._q(  # type: ignore[no-any-return]
-            self.reader, f"SELECT {POST_COLUMNS} FROM posts p ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-
-    def counts(self) -> dict[str, int]:
-        # max(id) is O(log n) where count(*) scans; ids are never reused or deleted here.
-        m, c, p = self._one(
-            self.reader,
-            "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
-            "(SELECT coalesce(max(id), 0) FROM comments), (SELECT count(*) FROM posts)",
-        )
-        return {"messages": m, "comments": c, "posts": p}
-
-    def check(self) -> None:
-        """Raise if the database cannot be read or the writer is gone."""
-        self._q(self.reader, "SELECT count(*) FROM posts").fetchone()
-        if self._thread is None or not self._thread.is_alive():
-            raise StoreError("the writer thread is not running")
+def _value(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the one row `sql` returns."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None, sql
+    return row[0]
 
 
 def _now_ms() -> int:

@@ -1,4 +1,6 @@
-"""fastchat.store: real SQLite files in tmp_path, a real writer thread, a real asyncio loop."""
+"""The stores, on real databases: each test runs on SQLite (a file in tmp_path, the writer
+thread) and on PostgreSQL (a database of its own on the session's server, the writer task),
+with a real asyncio loop. Tests of one engine's own behaviour say so in their names."""
 
 from __future__ import annotations
 
@@ -8,22 +10,27 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import apsw
+import psycopg
 import pytest
 
+from fastchat.pgstore import PostgresStore
 from fastchat.store import (
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
     SAMPLE_POSTS,
     SCHEMA_VERSION,
+    PostNotFound,
+    SqliteStore,
     Store,
     StoreError,
 )
+from tests.pg import Postgres
 
 # One scalable unit for every wait (tests/conftest.py does the same).
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
@@ -44,8 +51,8 @@ class Writes:
         for result in results:
             self._futures.pop(result[2]).set_result(result)
 
-    def open(self) -> Writes:
-        self.store.open(self.loop, self.on_committed)
+    async def open(self) -> Writes:
+        await self.store.open(self.on_committed)
         return self
 
     def submit(
@@ -82,12 +89,24 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "chat.db"
 
 
+Factory = Callable[..., Store]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request: pytest.FixtureRequest, db_path: Path) -> Factory:
+    """Makes stores on one database of the test's own (call it again to reopen it)."""
+    if request.param == "sqlite":
+        return lambda **kw: SqliteStore(db_path, **kw)
+    url = request.getfixturevalue("postgres").new_database()
+    return lambda **kw: PostgresStore(url, **kw)
+
+
 @pytest.fixture
-async def writes(db_path: Path) -> AsyncIterator[Writes]:
-    store = Store(db_path)
-    w = Writes(store).open()
+async def writes(new_store: Factory) -> AsyncIterator[Writes]:
+    store = new_store()
+    w = await Writes(store).open()
     yield w
-    store.close()
+    await store.close()
 
 
 def sqlite(path: Path) -> apsw.Connection:
@@ -95,12 +114,55 @@ def sqlite(path: Path) -> apsw.Connection:
     return apsw.Connection(str(path))
 
 
+def outside(store: Store, sql: str) -> Any:
+    """The first value of `sql`, read over a connection of the test's own."""
+    if isinstance(store, SqliteStore):
+        conn = sqlite(Path(store.path))
+        try:
+            return conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(store.url, autocommit=True) as pg:
+        row = pg.execute(sql).fetchone()
+        assert row is not None
+        return row[0]
+
+
+def inject(store: Store, sql: str, params: tuple[Any, ...]) -> None:
+    """Write behind the store's back, as another worker or node sharing the database would."""
+    if isinstance(store, SqliteStore):
+        conn = sqlite(Path(store.path))
+        try:
+            conn.execute(sql, params)
+        finally:
+            conn.close()
+        return
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(store.url, autocommit=True) as pg:
+        pg.execute(sql.replace("?", "%s"), params)
+
+
+async def refuse_writes(store: Store, refuse: bool) -> None:
+    """Make the database refuse (or accept again) the store's writes, from its own writer
+    connection while it is idle: a read-only database."""
+    if isinstance(store, SqliteStore):
+        assert store._writer is not None
+        store._writer.execute(f"PRAGMA query_only={int(refuse)}")
+    else:
+        assert isinstance(store, PostgresStore) and store._writer is not None
+        await store._writer.execute(
+            f"SET default_transaction_read_only = {'on' if refuse else 'off'}"
+        )
+
+
 # --------------------------------------------------------------------------- schema
 
 
-async def test_fresh_database_gets_the_schema_and_sample_posts(
-    writes: Writes, db_path: Path
-) -> None:
+async def test_sqlite_fresh_file_gets_the_schema_in_wal_mode(db_path: Path) -> None:
+    store = SqliteStore(db_path)
+    await Writes(store).open()
+    await store.close()
     conn = sqlite(db_path)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -109,48 +171,63 @@ async def test_fresh_database_gets_the_schema_and_sample_posts(
         assert {"messages", "posts", "comments"} <= tables
     finally:
         conn.close()
-    posts = writes.store.posts()
+
+
+async def test_fresh_database_gets_the_sample_posts(writes: Writes) -> None:
+    posts = await writes.store.posts()
     assert [p[1] for p in posts] == [t for t, _, _ in reversed(SAMPLE_POSTS)]  # newest first
     assert all(p[3] == "fastchat" and p[5] == 0 for p in posts)
-    assert writes.store.counts() == {"messages": 0, "comments": 0, "posts": len(SAMPLE_POSTS)}
+    assert await writes.store.counts() == {"messages": 0, "comments": 0, "posts": len(SAMPLE_POSTS)}
 
 
-async def test_sample_posts_are_seeded_only_once(db_path: Path) -> None:
+async def test_sample_posts_are_seeded_only_once(new_store: Factory) -> None:
     for _ in range(3):
-        store = Store(db_path)
-        Writes(store).open()
-        assert len(store.posts()) == len(SAMPLE_POSTS)
-        store.close()
+        store = new_store()
+        await Writes(store).open()
+        assert len(await store.posts()) == len(SAMPLE_POSTS)
+        await store.close()
 
 
-async def test_no_sample_posts_when_seeding_is_off(db_path: Path) -> None:
-    store = Store(db_path, seed=False)
-    Writes(store).open()
-    assert store.posts() == []
-    store.close()
+async def test_no_sample_posts_when_seeding_is_off(new_store: Factory) -> None:
+    store = new_store(seed=False)
+    await Writes(store).open()
+    assert await store.posts() == []
+    await store.close()
     # A database that exists is never seeded later, even with seeding on.
-    store = Store(db_path, seed=True)
-    Writes(store).open()
-    assert store.posts() == []
-    store.close()
+    store = new_store(seed=True)
+    await Writes(store).open()
+    assert await store.posts() == []
+    await store.close()
 
 
-async def test_a_newer_schema_is_refused_with_a_clear_error(db_path: Path) -> None:
-    conn = sqlite(db_path)
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    conn.close()
-    store = Store(db_path)
+async def test_a_newer_schema_is_refused_with_a_clear_error(new_store: Factory) -> None:
+    store = new_store()
+    await Writes(store).open()
+    await store.close()
+    # The schema version, moved past this fastchat's, where each engine keeps it.
+    if isinstance(store, SqliteStore):
+        conn = sqlite(Path(store.path))
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+        conn.close()
+    else:
+        assert isinstance(store, PostgresStore)
+        with psycopg.connect(store.url, autocommit=True) as pg:
+            pg.execute(
+                "UPDATE fastchat_meta SET value = %s WHERE key = 'schema_version'",
+                (str(SCHEMA_VERSION + 1),),
+            )
+    store = new_store()
     with pytest.raises(StoreError, match=r"newer than this fastchat.*upgrade fastchat"):
-        Writes(store).open()
-    store.close()
-    assert store._thread is None  # no writer was started
+        await Writes(store).open()
+    assert not store._writer_alive()  # no writer was started
+    await store.close()
 
 
-async def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
-    store = Store(tmp_path / "a" / "b" / "chat.db")
-    Writes(store).open()
+async def test_sqlite_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "a" / "b" / "chat.db")
+    await Writes(store).open()
     assert (tmp_path / "a" / "b" / "chat.db").exists()
-    store.close()
+    await store.close()
 
 
 # --------------------------------------------------------------------------- writes
@@ -166,7 +243,7 @@ async def test_a_message_comes_back_as_its_stored_row(writes: Writes) -> None:
     assert (room, user, text, client_id) == ("general", "ana", "hello", None)
     assert msg_id >= 1
     assert before <= ts <= after
-    assert writes.store.recent_messages("general", 10) == ([row], False)
+    assert await writes.store.recent_messages("general", 10) == ([row], False)
     assert writes.store.pending == 0
 
 
@@ -183,9 +260,10 @@ async def test_ids_rise_in_submit_order_and_results_keep_that_order(writes: Writ
 
 
 async def test_texts_are_stored_verbatim(writes: Writes) -> None:
-    text = "  'quotes' \"double\" ; DROP TABLE messages; -- \n🚀 日本語 \x00 nul  "
+    # (No NUL: PostgreSQL cannot store one, so the protocol refuses it before the store.)
+    text = "  'quotes' \"double\" ; DROP TABLE messages; -- \n🚀 日本語 \t\x7f \u202e  "
     _, row, _, _ = await done(writes.message("r", "u", text))
-    rows, _ = writes.store.recent_messages("r", 1)
+    rows, _ = await writes.store.recent_messages("r", 1)
     assert rows[0][3] == text == row[3]
 
 
@@ -201,31 +279,31 @@ async def test_group_commit_takes_a_burst_in_few_transactions(writes: Writes) ->
     assert len(writes.batches) == transactions
     assert store.rows == 1000
     assert store.pending == 0
-    assert store.counts()["messages"] == 1000
+    assert (await store.counts())["messages"] == 1000
 
 
-async def test_batches_never_exceed_batch_max(db_path: Path) -> None:
-    store = Store(db_path, batch_max=64)
-    writes = Writes(store).open()
+async def test_batches_never_exceed_batch_max(new_store: Factory) -> None:
+    store = new_store(batch_max=64)
+    writes = await Writes(store).open()
     try:
         await done([writes.message("r", "u", str(i)) for i in range(500)])
         assert max(len(b) for b in writes.batches) <= 64
         assert store.batches >= 500 // 64
     finally:
-        store.close()
+        await store.close()
 
 
 async def test_comments_count_towards_their_post(writes: Writes) -> None:
-    post_id = writes.store.posts()[0][0]
+    post_id = (await writes.store.posts())[0][0]
     results = await done([writes.comment(post_id, "bo", f"c{i}") for i in range(3)])
     for op, row, _, dup in results:
         assert op == OP_COMMENT and dup is False
         assert row[1:4] == (post_id, "bo", row[3])
-    assert writes.store.post(post_id)[5] == 3
-    rows, more = writes.store.comments(post_id, 10)
+    assert (await writes.store.post(post_id))[5] == 3
+    rows, more = await writes.store.comments(post_id, 10)
     assert [r[3] for r in rows] == ["c0", "c1", "c2"] and more is False
-    other = writes.store.posts()[1][0]
-    assert writes.store.comments(other, 10) == ([], False)
+    other = (await writes.store.posts())[1][0]
+    assert await writes.store.comments(other, 10) == ([], False)
 
 
 async def test_a_new_post_is_readable_and_listed_first(writes: Writes) -> None:
@@ -233,12 +311,12 @@ async def test_a_new_post_is_readable_and_listed_first(writes: Writes) -> None:
     assert op == OP_POST and dup is False
     post_id = row[0]
     assert row[1:4] == ("Title", "Body", "author") and row[5] == 0
-    assert writes.store.post(post_id) == row
-    assert writes.store.post_exists(post_id)
-    assert writes.store.posts()[0] == row
-    assert writes.store.posts(limit=1) == [row]
-    assert writes.store.post(post_id + 1000) is None
-    assert not writes.store.post_exists(post_id + 1000)
+    assert await writes.store.post(post_id) == row
+    assert await writes.store.post_exists(post_id)
+    assert (await writes.store.posts())[0] == row
+    assert await writes.store.posts(limit=1) == [row]
+    assert await writes.store.post(post_id + 1000) is None
+    assert not await writes.store.post_exists(post_id + 1000)
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -249,14 +327,14 @@ async def test_a_retried_message_is_stored_once(writes: Writes) -> None:
     _, again, _, dup2 = await done(writes.message("r", "ana", "hello (retry)", "c-1"))
     assert dup1 is False and dup2 is True
     assert again == first  # the original row, original text and id
-    assert writes.store.recent_messages("r", 10) == ([first], False)
+    assert await writes.store.recent_messages("r", 10) == ([first], False)
 
 
 async def test_a_retry_in_the_same_batch_is_stored_once(writes: Writes) -> None:
     results = await done([writes.message("r", "ana", "hi", "same") for _ in range(5)])
     assert [r[3] for r in results] == [False, True, True, True, True]
     assert len({r[1] for r in results}) == 1
-    assert len(writes.store.recent_messages("r", 10)[0]) == 1
+    assert len((await writes.store.recent_messages("r", 10))[0]) == 1
 
 
 async def test_client_ids_are_scoped_to_room_and_user(writes: Writes) -> None:
@@ -274,13 +352,13 @@ async def test_client_ids_are_scoped_to_room_and_user(writes: Writes) -> None:
 
 
 async def test_a_retried_comment_is_stored_once(writes: Writes) -> None:
-    post_id = writes.store.posts()[0][0]
+    post_id = (await writes.store.posts())[0][0]
     _, first, _, _ = await done(writes.comment(post_id, "ana", "nice", "k1"))
     _, again, _, dup = await done(writes.comment(post_id, "ana", "nice!", "k1"))
     _, other, _, dup_other = await done(writes.comment(post_id, "bo", "nice", "k1"))
     assert dup is True and again == first
     assert dup_other is False and other[0] != first[0]
-    assert writes.store.post(post_id)[5] == 2
+    assert (await writes.store.post(post_id))[5] == 2
 
 
 # --------------------------------------------------------------------------- history
@@ -294,13 +372,13 @@ async def fill(writes: Writes, room: str, n: int) -> list[tuple[Any, ...]]:
 async def test_recent_messages_are_the_newest_n_in_chronological_order(writes: Writes) -> None:
     rows = await fill(writes, "r", 30)
     await fill(writes, "elsewhere", 5)
-    got, more = writes.store.recent_messages("r", 10)
+    got, more = await writes.store.recent_messages("r", 10)
     assert got == rows[-10:] and more is True
-    got, more = writes.store.recent_messages("r", 30)
+    got, more = await writes.store.recent_messages("r", 30)
     assert got == rows and more is False
-    got, more = writes.store.recent_messages("r", 100)
+    got, more = await writes.store.recent_messages("r", 100)
     assert got == rows and more is False
-    assert writes.store.recent_messages("nobody-here", 10) == ([], False)
+    assert await writes.store.recent_messages("nobody-here", 10) == ([], False)
 
 
 async def test_before_paging_walks_1000_messages_back_exactly_once(writes: Writes) -> None:
@@ -309,7 +387,7 @@ async def test_before_paging_walks_1000_messages_back_exactly_once(writes: Write
     seen: list[tuple[Any, ...]] = []
     before = None
     while True:
-        page, more = writes.store.recent_messages("big", 37, before=before)
+        page, more = await writes.store.recent_messages("big", 37, before=before)
         assert page == sorted(page)  # chronological within a page
         seen = page + seen
         if not more:
@@ -323,28 +401,31 @@ async def test_after_paging_walks_1000_messages_forward_exactly_once(writes: Wri
     seen: list[tuple[Any, ...]] = []
     after = 0
     while True:
-        page, more = writes.store.recent_messages("big", 64, after=after)
+        page, more = await writes.store.recent_messages("big", 64, after=after)
         seen += page
         if not more:
             break
         after = page[-1][0]
     assert seen == rows
     # Resuming from the last id seen returns nothing new.
-    assert writes.store.recent_messages("big", 64, after=rows[-1][0]) == ([], False)
+    assert await writes.store.recent_messages("big", 64, after=rows[-1][0]) == ([], False)
     # Resuming from the middle returns exactly the rest.
-    assert writes.store.recent_messages("big", 1000, after=rows[499][0]) == (rows[500:], False)
+    assert await writes.store.recent_messages("big", 1000, after=rows[499][0]) == (
+        rows[500:],
+        False,
+    )
 
 
 async def test_comment_paging_covers_every_comment_once(writes: Writes) -> None:
-    post_id = writes.store.posts()[0][0]
-    other = writes.store.posts()[1][0]
+    post_id = (await writes.store.posts())[0][0]
+    other = (await writes.store.posts())[1][0]
     results = await done([writes.comment(post_id, "u", f"c{i}") for i in range(250)])
     await done([writes.comment(other, "u", "x") for _ in range(10)])
     rows = [row for _, row, _, _ in results]
     back: list[tuple[Any, ...]] = []
     before = None
     while True:
-        page, more = writes.store.comments(post_id, 40, before=before)
+        page, more = await writes.store.comments(post_id, 40, before=before)
         back = page + back
         if not more:
             break
@@ -353,43 +434,41 @@ async def test_comment_paging_covers_every_comment_once(writes: Writes) -> None:
     forward: list[tuple[Any, ...]] = []
     after = 0
     while True:
-        page, more = writes.store.comments(post_id, 40, after=after)
+        page, more = await writes.store.comments(post_id, 40, after=after)
         forward += page
         if not more:
             break
         after = page[-1][0]
     assert forward == rows
-    assert writes.store.comments(post_id, 5) == (rows[-5:], True)
+    assert await writes.store.comments(post_id, 5) == (rows[-5:], True)
 
 
 # --------------------------------------------------------------------------- lifecycle
 
 
-async def test_close_commits_everything_queued_before_stopping(db_path: Path) -> None:
-    store = Store(db_path)
-    writes = Writes(store).open()
+async def test_close_commits_everything_queued_before_stopping(new_store: Factory) -> None:
+    store = new_store()
+    writes = await Writes(store).open()
     futs = [writes.message("r", "u", f"m{i}") for i in range(300)]
-    store.close()  # without waiting for a single result first
+    await store.close()  # without waiting for a single result first
     results = await done(futs)
     assert all(isinstance(r[1], tuple) and r[3] is False for r in results)
-    conn = sqlite(db_path)
-    try:
-        assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 300
-    finally:
-        conn.close()
+    assert outside(store, "SELECT count(*) FROM messages") == 300
 
 
-async def test_reopening_the_file_finds_the_data_and_ids_keep_rising(db_path: Path) -> None:
-    store = Store(db_path)
-    writes = Writes(store).open()
+async def test_reopening_the_database_finds_the_data_and_ids_keep_rising(
+    new_store: Factory,
+) -> None:
+    store = new_store()
+    writes = await Writes(store).open()
     old = await fill(writes, "r", 20)
     _, dup_src, _, _ = await done(writes.message("r", "ana", "once", "cid"))
-    store.close()
+    await store.close()
 
-    store = Store(db_path)
-    writes = Writes(store).open()
+    store = new_store()
+    writes = await Writes(store).open()
     try:
-        rows, _ = store.recent_messages("r", 100)
+        rows, _ = await store.recent_messages("r", 100)
         assert rows == [*old, dup_src]
         _, new, _, _ = await done(writes.message("r", "u", "after restart"))
         assert new[0] > dup_src[0]
@@ -398,18 +477,18 @@ async def test_reopening_the_file_finds_the_data_and_ids_keep_rising(db_path: Pa
         _, again, _, dup = await done(writes.message("r", "ana", "once", "cid"))
         assert dup is True and again == dup_src
     finally:
-        store.close()
+        await store.close()
 
 
 async def test_check_passes_while_open(writes: Writes) -> None:
-    writes.store.check()
+    await writes.store.check()
 
 
-async def test_close_is_safe_to_call_twice(db_path: Path) -> None:
-    store = Store(db_path)
-    Writes(store).open()
-    store.close()
-    store.close()
+async def test_close_is_safe_to_call_twice(new_store: Factory) -> None:
+    store = new_store()
+    await Writes(store).open()
+    await store.close()
+    await store.close()
 
 
 # --------------------------------------------------------------------------- refused writes
@@ -419,8 +498,7 @@ async def test_a_refused_write_comes_back_as_store_error_and_the_writer_recovers
     writes: Writes, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = writes.store
-    assert store._writer is not None
-    store._writer.execute("PRAGMA query_only=1")  # the database now refuses every write
+    await refuse_writes(store, True)  # the database now refuses every write
     with caplog.at_level(logging.ERROR, logger="fastchat.store"):
         results = await done(
             [
@@ -437,36 +515,38 @@ async def test_a_refused_write_comes_back_as_store_error_and_the_writer_recovers
     assert store.failed_batches >= 1
     assert store.pending == 0
     assert "failed" in caplog.text
-    assert store.recent_messages("r", 10) == ([], False)
-    store.check()  # the writer is still alive
+    assert await store.recent_messages("r", 10) == ([], False)
+    await store.check()  # the writer is still alive
 
-    store._writer.execute("PRAGMA query_only=0")
+    await refuse_writes(store, False)
     _, row, _, dup = await done(writes.message("r", "u", "kept"))
     assert dup is False and row[3] == "kept"
-    assert store.recent_messages("r", 10) == ([row], False)
+    assert await store.recent_messages("r", 10) == ([row], False)
 
 
 # Root ignores file permissions, so unwritable places are made with what root cannot get
 # past either: a file where a folder must be, a folder where the database file must be.
 
 
-async def test_a_database_under_a_file_is_refused_with_a_store_error(tmp_path: Path) -> None:
+async def test_sqlite_database_under_a_file_is_refused_with_a_store_error(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "not-a-dir").write_text("x")
     db_path = tmp_path / "not-a-dir" / "chat.db"
-    store = Store(db_path)
+    store = SqliteStore(db_path)
     with pytest.raises(StoreError, match="not-a-dir"):
-        Writes(store).open()
-    store.close()
+        await Writes(store).open()
+    await store.close()
 
 
-async def test_a_folder_in_place_of_the_database_is_refused_with_a_store_error(
+async def test_sqlite_folder_in_place_of_the_database_is_refused_with_a_store_error(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "chat.db").mkdir()
-    store = Store(tmp_path / "chat.db")
+    store = SqliteStore(tmp_path / "chat.db")
     with pytest.raises(StoreError, match=r"chat\.db"):
-        Writes(store).open()
-    store.close()
+        await Writes(store).open()
+    await store.close()
 
 
 async def test_a_write_sqlite_cannot_take_is_a_store_error_and_the_writer_goes_on(
@@ -488,4 +568,71 @@ async def test_a_write_sqlite_cannot_take_is_a_store_error_and_the_writer_goes_o
     assert isinstance(bad.result()[1], StoreError)
     _, row, _, _ = await done(writes.message("r", "u", "fine"))
     assert row[3] == "fine"
-    writes.store.check()
+    await writes.store.check()
+
+
+# ------------------------------------------------------------------ checked in the transaction
+
+
+async def test_a_comment_on_a_missing_post_is_refused_alone(writes: Writes) -> None:
+    post_id = (await writes.store.posts())[0][0]
+    results = await done(
+        [
+            writes.comment(post_id, "u", "before"),
+            writes.comment(999_999, "u", "nowhere"),
+            writes.comment(999_999, "u", "nowhere, retried", "k"),
+            writes.comment(post_id, "u", "after"),
+        ]
+    )
+    kinds = [type(r[1]) for r in results]
+    assert kinds == [tuple, PostNotFound, PostNotFound, tuple]
+    assert str(results[1][1]) == "post 999999 does not exist"
+    assert isinstance(results[1][1], StoreError)  # so callers that only know StoreError see it
+    rows, _ = await writes.store.comments(post_id, 10)
+    assert [r[3] for r in rows] == ["before", "after"]
+    assert outside(writes.store, "SELECT count(*) FROM comments") == 2
+    assert writes.store.failed_batches == 0  # the batch committed; only that op was refused
+
+
+async def test_stamps_never_go_back_behind_another_writers_rows(writes: Writes) -> None:
+    """Workers and nodes share one database and their clocks may differ: a batch is stamped no
+    earlier than the newest row already stored, so time-bounded history stays exact."""
+    _, first, _, _ = await done(writes.message("r", "u", "mine"))
+    future = first[4] + 3_600_000  # another writer, an hour ahead
+    inject(
+        writes.store,
+        'INSERT INTO messages(room, "user", message, ts) VALUES (?, ?, ?, ?)',
+        ("r", "other", "from the future", future),
+    )
+    _, mine, _, _ = await done(writes.message("r", "u", "after it"))
+    assert mine[4] >= future
+    # A time query finds the rows in id order.
+    page = await writes.store.page("messages", "r", 10, since_ms=future)
+    assert [r[3] for r in page.rows] == ["from the future", "after it"]
+
+
+async def test_postgres_writer_reconnects_after_its_connection_is_killed(
+    postgres: Postgres,
+) -> None:
+    store = PostgresStore(postgres.new_database())
+    writes = await Writes(store).open()
+    try:
+        await done(writes.message("r", "u", "before"))
+        assert store._writer is not None
+        backend = store._writer.info.backend_pid
+        with psycopg.connect(store.url, autocommit=True) as pg:
+            pg.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        # The batch that finds the connection dead is refused (its senders are told) ...
+        _, first, _, _ = await done(writes.message("r", "u", "maybe"))
+        # ... and the next one commits on a new connection.
+        _, row, _, dup = await done(writes.message("r", "u", "after"))
+        assert dup is False and row[3] == "after"
+        assert store._writer.info.backend_pid != backend
+        texts = [r[3] for r in (await store.recent_messages("r", 10))[0]]
+        expected = (
+            ["before", "after"] if isinstance(first, StoreError) else ["before", "maybe", "after"]
+        )
+        assert texts == expected
+        await store.check()
+    finally:
+        await store.close()

@@ -39,9 +39,9 @@ TimeParam = Annotated[
 ]
 
 
-def _page(chat: Chat, settings: Settings, limit: int | None, **query: Any) -> dict[str, Any]:
+async def _page(chat: Chat, settings: Settings, limit: int | None, **query: Any) -> dict[str, Any]:
     try:
-        page = chat.history(limit=_limit(limit, settings), **query)
+        page = await chat.history(limit=_limit(limit, settings), **query)
     except ProtocolError as exc:
         raise ApiError(400, exc.code, exc.message) from None
     except NotFoundError as exc:
@@ -141,26 +141,26 @@ class NewPost(msgspec.Struct):
 class SystemController(Controller):
     path = "/"
 
-    @get("/health", sync_to_thread=False)
-    def health(self, chat: Chat) -> Response[dict[str, Any]]:
+    @get("/health")
+    async def health(self, chat: Chat) -> Response[dict[str, Any]]:
         now = format_ms(time.time_ns() // 1_000_000)
         try:
-            chat.store.check()
+            await chat.store.check()
         except Exception as exc:  # any failure means "not healthy", with the reason
             body = {"status": "unhealthy", "database": f"error: {exc}", "timestamp": now}
             return Response(body, status_code=503)
         return Response({"status": "ok", "database": "ok", "timestamp": now})
 
-    @get("/stats", sync_to_thread=False)
-    def stats(self, chat: Chat) -> dict[str, Any]:
-        return chat.stats()
+    @get("/stats")
+    async def stats(self, chat: Chat) -> dict[str, Any]:
+        return await chat.stats()
 
 
 class MessagesController(Controller):
     path = "/messages"
 
-    @get("/{room:str}", sync_to_thread=False)
-    def history(
+    @get("/{room:str}")
+    async def history(
         self,
         chat: Chat,
         settings: Settings,
@@ -172,7 +172,7 @@ class MessagesController(Controller):
         until: TimeParam = None,
     ) -> dict[str, Any]:
         room = _check_name("room", room)
-        return _page(
+        return await _page(
             chat, settings, limit, room=room, before=before, after=after, since=since, until=until
         )
 
@@ -184,9 +184,9 @@ class MessagesController(Controller):
 class PostsController(Controller):
     path = "/posts"
 
-    @get("/", sync_to_thread=False)
-    def list_posts(self, chat: Chat) -> dict[str, Any]:
-        posts = [post_of(r) for r in chat.store.posts()]
+    @get("/")
+    async def list_posts(self, chat: Chat) -> dict[str, Any]:
+        posts = [post_of(r) for r in await chat.store.posts()]
         return {"posts": posts, "count": len(posts)}
 
     @post("/", status_code=201)
@@ -202,19 +202,19 @@ class PostsController(Controller):
         except StoreError as exc:
             raise ApiError(503, ErrorCode.STORE_UNAVAILABLE, str(exc)) from None
 
-    @get("/{post_id:str}", sync_to_thread=False)
-    def get_post(
+    @get("/{post_id:str}")
+    async def get_post(
         self, chat: Chat, settings: Settings, post_id: str, limit: Limit = None
     ) -> dict[str, Any]:
         pid = _post_id(post_id)
-        row = chat.store.post(pid)
+        row = await chat.store.post(pid)
         if row is None:
             raise ApiError(404, ErrorCode.POST_NOT_FOUND, f"post {pid} does not exist")
-        rows, more = chat.store.comments(pid, _limit(limit, settings))
+        rows, more = await chat.store.comments(pid, _limit(limit, settings))
         return {"post": post_of(row), "comments": [comment_of(r) for r in rows], "has_more": more}
 
-    @get("/{post_id:str}/comments", sync_to_thread=False)
-    def list_comments(
+    @get("/{post_id:str}/comments")
+    async def list_comments(
         self,
         chat: Chat,
         settings: Settings,
@@ -225,7 +225,7 @@ class PostsController(Controller):
         since: TimeParam = None,
         until: TimeParam = None,
     ) -> dict[str, Any]:
-        return _page(
+        return await _page(
             chat,
             settings,
             limit,

@@ -30,9 +30,9 @@ class PagesController(Controller):
     path = "/"
     include_in_schema = False
 
-    @get("/", sync_to_thread=False)
-    def index(self, chat: Chat, settings: Settings) -> Template:
-        posts = [post_of(r) for r in chat.store.posts()]
+    @get("/")
+    async def index(self, chat: Chat, settings: Settings) -> Template:
+        posts = [post_of(r) for r in await chat.store.posts()]
         return Template(
             template_name="index.html",
             context={"posts": posts, **_ws_context(settings)},
@@ -43,16 +43,16 @@ class PagesController(Controller):
     def chat_page(self, settings: Settings) -> Template:
         return Template(template_name="chat.html", context=_ws_context(settings))
 
-    @get("/post/{post_id:str}", sync_to_thread=False)
-    def post_page(
+    @get("/post/{post_id:str}")
+    async def post_page(
         self, chat: Chat, settings: Settings, post_id: str, request: Request[Any, Any, State]
     ) -> Template:
         row = None
         if post_id.isascii() and post_id.isdigit() and len(post_id) <= 18:
-            row = chat.store.post(int(post_id))
+            row = await chat.store.post(int(post_id))
         if row is None:
             return not_found_page(f"There is no post with id {post_id[:40]!s}.")
-        rows, more = chat.store.comments(row[0], 200)
+        rows, more = await chat.store.comments(row[0], 200)
         return Template(
             template_name="post.html",
             context={
