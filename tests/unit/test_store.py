@@ -636,3 +636,21 @@ async def test_postgres_writer_reconnects_after_its_connection_is_killed(
         await store.check()
     finally:
         await store.close()
+
+
+async def test_postgres_statements_are_prepared_once_and_reused(postgres: Postgres) -> None:
+    store = PostgresStore(postgres.new_database())
+    writes = await Writes(store).open()
+    try:
+        await done([writes.message("r", "u", f"m{i}") for i in range(20)])
+        await done([writes.message("r", "u", f"n{i}") for i in range(20)])
+        assert store._writer is not None
+        cur = await store._writer.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'INSERT%'",
+            prepare=False,
+        )
+        inserts = [row[0] for row in await cur.fetchall()]
+        # One server-side statement for every message insert, whatever the number of rows.
+        assert len([s for s in inserts if "INTO messages" in s]) == 1
+    finally:
+        await store.close()
