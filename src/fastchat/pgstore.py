@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from fastchat.store import (
     COMMENT_COLUMNS,
@@ -50,6 +50,8 @@ SEQUENCER_LOCK: Final = 0x66617374636861
 # Read connections: reads are short index scans; a few cover a node's HISTORY and REST load.
 READ_POOL_SIZE: Final = 4
 CONNECT_TIMEOUT: Final = 10  # seconds
+# How long a read waits for a pooled connection before it answers store_unavailable.
+READ_TIMEOUT: Final = 5.0
 
 SCHEMA_VERSION: Final = 1
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -117,9 +119,17 @@ def _conninfo_kwargs() -> dict[str, Any]:
 class PostgresStore(Store):
     OPEN_ERRORS = (psycopg.Error, OSError)
 
-    def __init__(self, url: str, *, seed: bool = True, batch_max: int = 1024) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        seed: bool = True,
+        batch_max: int = 1024,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
         super().__init__(batch_max=batch_max, seed=seed)
         self.url = url
+        self.read_timeout = read_timeout
         self._sql: dict[str, str] = {}
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake = asyncio.Event()
@@ -142,7 +152,7 @@ class PostgresStore(Store):
                 min_size=1,
                 max_size=READ_POOL_SIZE,
                 kwargs=_conninfo_kwargs(),
-                timeout=CONNECT_TIMEOUT,
+                timeout=self.read_timeout,
                 open=False,
                 name="fastchat-read",
             )
@@ -237,9 +247,10 @@ class PostgresStore(Store):
             batch = [q.popleft() for _ in range(min(len(q), self.batch_max))]
             self._deliver(await self._commit(batch))
 
-    async def _commit(self, batch: list[tuple[Any, ...]]) -> list[Result]:
+    async def _commit(self, batch: list[tuple[Any, ...]], retry: bool = True) -> list[Result]:
         conn = self._writer
         started = time.perf_counter()
+        writing = False
         try:
             if conn is None or conn.closed:
                 conn = await self._reconnect()
@@ -250,19 +261,29 @@ class PostgresStore(Store):
                 last = await (await conn.execute(LAST_TS_SQL)).fetchone()
                 ts = max(_now_ms(), (last[0] if last else None) or 0)
                 # Round trip 2: every insert and the commit.
+                writing = True
                 cursors = [await conn.execute(*_insert(op, ts)) for op in batch]
                 await conn.execute("COMMIT")
                 await pipeline.sync()
             inserted = [await cur.fetchone() for cur in cursors]
-            # Committed. Only retries and comments on missing posts need another look.
-            results = [
-                await self._result(conn, op, ts, row)
-                for op, row in zip(batch, inserted, strict=True)
-            ]
         except Exception as exc:  # the writer must outlive any bad batch
             await self._rollback(conn)
+            if retry and not writing and isinstance(exc, psycopg.OperationalError):
+                # The connection broke before anything was sent to write (a database
+                # restart, a failover): nothing can have been stored, so on a new
+                # connection the batch goes again, once.
+                log.warning("the writer's connection broke (%r); reconnecting", exc)
+                return await self._commit(batch, retry=False)
             return self._failed(batch, exc)
         self._committed(len(batch), started)
+        # Committed. Only retries and comments on missing posts need another look.
+        results: list[Result] = []
+        for op, row in zip(batch, inserted, strict=True):
+            try:
+                results.append(await self._result(conn, op, ts, row))
+            except psycopg.Error as exc:
+                error = StoreError(f"the database did not answer: {exc.__class__.__name__}")
+                results.append((op[0], error, op[-1], None))
         return results
 
     async def _rollback(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -308,10 +329,23 @@ class PostgresStore(Store):
         text = self._sql.get(sql)
         if text is None:
             text = self._sql[sql] = sql.replace("?", "%s")
-        assert self._pool is not None, "store is not open"
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(text, params)
-            return await cur.fetchall()
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the database is not open")
+        for attempt in (1, 2):
+            try:
+                async with pool.connection() as conn:
+                    cur = await conn.execute(text, params)
+                    return await cur.fetchall()
+            except psycopg.OperationalError as exc:  # the pool's timeout included
+                if attempt == 2 or isinstance(exc, PoolTimeout):
+                    raise StoreError(f"the database did not answer: {exc!s:.200}") from exc
+                # A broken connection (database restart): replace every broken one, and
+                # read again; reads are safe to repeat.
+                await pool.check()
+            except psycopg.Error as exc:
+                raise StoreError(f"the database refused a read: {exc!s:.200}") from exc
+        raise AssertionError("unreachable")
 
 
 def _insert(op: tuple[Any, ...], ts: int) -> tuple[str, tuple[Any, ...]]:

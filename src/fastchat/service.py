@@ -398,6 +398,10 @@ class Chat:
             except StoreError as exc:
                 if not member.closed:
                     self.reply_error(member, ErrorCode.STORE_UNAVAILABLE, str(exc))
+            except Exception:  # never "Task exception was never retrieved"
+                log.exception("handling an event failed")
+                if not member.closed:
+                    self.reply_error(member, ErrorCode.INTERNAL, "the server failed this request")
 
         task = asyncio.get_running_loop().create_task(guarded())
         self._tasks.add(task)

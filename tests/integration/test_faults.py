@@ -10,11 +10,13 @@ from pathlib import Path
 
 import apsw
 import httpx
+import psycopg
 import pytest
 import websockets
 
 from tests.conftest import TIMEOUT, ServerProcess, start_server
 from tests.integration.wsclient import Client, masked_frame, raw_handshake
+from tests.pg import Postgres
 
 
 def room_name() -> str:
@@ -125,6 +127,36 @@ async def test_locked_database_refuses_writes_and_keeps_serving_reads(tmp_path: 
             assert (await c.expect("CHAT_MESSAGE"))["message"] == "after the lock"
         history = httpx.get(f"{server.http}/api/v1/messages/{room}").json()["messages"]
         assert [m["message"] for m in history] == ["before the lock", "after the lock"]
+    finally:
+        server.stop()
+
+
+async def test_postgresql_restarting_under_the_server_costs_no_message(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    """Every session of the server's database is killed (what a restart or a failover does):
+    the next send still commits and is delivered, history and health still answer."""
+    url = postgres.new_database()
+    server = start_server(tmp_path / "unused.db", env={"DATABASE_URL": url})
+    room = room_name()
+    try:
+        async with await Client.connect(server.ws_fast) as c:
+            await c.join(room, "u")
+            await c.say(room, "u", "before")
+            await c.expect("CHAT_MESSAGE")
+            with psycopg.connect(url, autocommit=True) as pg:
+                killed = pg.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchall()
+            assert len(killed) >= 2  # the writer and the read pool
+            await c.say(room, "u", "after")
+            event = await c.expect("CHAT_MESSAGE")  # an ERROR would fail this
+            assert event["message"] == "after"
+        history = httpx.get(f"{server.http}/api/v1/messages/{room}", timeout=TIMEOUT)
+        assert history.status_code == 200
+        assert [m["message"] for m in history.json()["messages"]] == ["before", "after"]
+        assert httpx.get(f"{server.http}/api/v1/health", timeout=TIMEOUT).status_code == 200
     finally:
         server.stop()
 

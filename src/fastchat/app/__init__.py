@@ -23,6 +23,7 @@ from fastchat.app.pages import PagesController, not_found_page
 from fastchat.app.ws import conformance_echo, legacy_ws
 from fastchat.config import Settings
 from fastchat.service import Chat
+from fastchat.store import StoreError
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,11 @@ def asset_dir(name: str) -> Path:
 
 def _api_error(request: Request[object, object, State], exc: ApiError) -> Response[object]:
     return Response({"code": exc.code, "message": exc.message}, status_code=exc.status)
+
+
+def _store_error(request: Request[object, object, State], exc: StoreError) -> Response[object]:
+    """A read the database could not answer (a write's refusal is mapped where it is made)."""
+    return Response({"code": "store_unavailable", "message": str(exc)}, status_code=503)
 
 
 def _validation_error(
@@ -97,6 +103,7 @@ def create_app(
         ),
         exception_handlers={
             ApiError: _api_error,
+            StoreError: _store_error,
             ValidationException: _validation_error,
             NotFoundException: _http_error,
             HTTPException: _http_error,
