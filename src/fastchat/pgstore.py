@@ -260,12 +260,28 @@ class PostgresStore(Store):
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEQUENCER_LOCK,))
                 last = await (await conn.execute(LAST_TS_SQL)).fetchone()
                 ts = max(_now_ms(), (last[0] if last else None) or 0)
-                # Round trip 2: every insert and the commit.
+                # Round trip 2: every insert and the commit; one executemany per table,
+                # each row its own statement (ids in batch order, one result per row).
                 writing = True
-                cursors = [await conn.execute(*_insert(op, ts)) for op in batch]
+                groups: dict[int, list[int]] = {}
+                for i, op in enumerate(batch):
+                    groups.setdefault(op[0], []).append(i)
+                cursors = []
+                for kind, positions in groups.items():
+                    cur = conn.cursor()
+                    await cur.executemany(
+                        _INSERT_SQL[kind],
+                        [_insert_params(batch[i], ts) for i in positions],
+                        returning=True,
+                    )
+                    cursors.append((cur, positions))
                 await conn.execute("COMMIT")
                 await pipeline.sync()
-            inserted = [await cur.fetchone() for cur in cursors]
+            inserted: list[Any] = [None] * len(batch)
+            for cur, positions in cursors:
+                for i in positions:
+                    inserted[i] = await cur.fetchone()
+                    cur.nextset()
         except Exception as exc:  # the writer must outlive any bad batch
             await self._rollback(conn)
             if retry and not writing and isinstance(exc, psycopg.OperationalError):
@@ -348,15 +364,20 @@ class PostgresStore(Store):
         raise AssertionError("unreachable")
 
 
-def _insert(op: tuple[Any, ...], ts: int) -> tuple[str, tuple[Any, ...]]:
+_INSERT_SQL: Final = {
+    OP_MESSAGE: _INSERT_MESSAGE,
+    OP_COMMENT: _INSERT_COMMENT,
+    OP_POST: _INSERT_POST,
+}
+
+
+def _insert_params(op: tuple[Any, ...], ts: int) -> tuple[Any, ...]:
     kind, a, b, c, client_id, _ = op
     if kind == OP_MESSAGE:
-        return _INSERT_MESSAGE, (a, b, c, ts, client_id)
+        return (a, b, c, ts, client_id)
     if kind == OP_COMMENT:
-        return _INSERT_COMMENT, (a, b, c, ts, client_id, a)
-    if kind == OP_POST:
-        return _INSERT_POST, (a, b, c, ts)
-    raise ValueError(f"unknown store operation {kind!r}")
+        return (a, b, c, ts, client_id, a)
+    return (a, b, c, ts)
 
 
 def _safe(url: str) -> str:
