@@ -2,6 +2,10 @@
 # .pyx code, .pxd layout and signatures, .pyi Python surface).
 from picows.picows cimport WSTransport
 
+# Buckets of Hub._wait_hist: 8 per octave of microseconds, from 1 us to ~2^26 us (~67 s).
+cdef enum:
+    WAIT_BUCKETS = 210
+
 
 cdef class Member:
     cdef:
@@ -45,6 +49,15 @@ cdef class Hub:
         readonly unsigned long long slow_drops
         readonly Py_ssize_t fast_members
         readonly Py_ssize_t sink_members
+        # Flush timing (CLOCK_MONOTONIC ns; three clock reads per flush, none per member).
+        # A flush's wait: from the first frame queued for it (publish/send) to its end.
+        long long _queued_ns                # when the pending flush was scheduled, 0: none
+        readonly unsigned long long flushes # flushes that had dirty members
+        readonly long long flush_ns_sum     # time inside flush(), summed
+        readonly long long flush_ns_max
+        readonly long long wait_ns_sum      # waits, summed (one per flush: its oldest frame)
+        readonly long long wait_ns_max
+        unsigned long long _wait_hist[WAIT_BUCKETS]
 
     cpdef Member attach_transport(self, WSTransport transport)
     cpdef Member attach_sink(self, object sink)
@@ -57,6 +70,8 @@ cdef class Hub:
     cpdef int publish(self, str key, bytes payload, Member exclude=*) except -1
     cpdef int send(self, Member member, bytes payload) except -1
     cpdef flush(self)
+    cdef _flush(self, list dirty)
+    cdef void _timed(self, long long queued_ns, long long start_ns) noexcept
     cpdef close(self, Member member, int code, str reason)
     cdef int _mark_dirty(self, Member member) except -1
     cdef _drop_slow(self, Member m)

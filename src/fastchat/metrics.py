@@ -8,12 +8,15 @@ thread, once per batch.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
 )
@@ -84,6 +87,13 @@ class ChatCollector(Collector):
             "Connections dropped for not reading",
             value=hub.slow_drops,
         )
+        yield HistogramMetricFamily(
+            "fastchat_fanout_seconds",
+            "Per flush of the hub: from its oldest frame queued (a publish or send) to the end "
+            "of the socket writes that sent it",
+            buckets=fanout_buckets(hub.wait_histogram),
+            sum_value=hub.wait_ns_sum / 1e9,
+        )
         errors = CounterMetricFamily("fastchat_errors", "Refusals by error code", labels=["code"])
         for code, n in sorted(chat.errors.items()):
             errors.add_metric([code], n)
@@ -100,6 +110,25 @@ class ChatCollector(Collector):
         yield GaugeMetricFamily(
             "fastchat_store_pending", "Writes queued, not yet committed", value=store.pending
         )
+
+
+# fastchat_fanout_seconds' bounds: every octave from 16 us to ~1 s. The hub counts in eighths
+# of an octave whose edges include these exactly, so the buckets are exact, not interpolated.
+FANOUT_BOUNDS_US: Final = tuple(2**k for k in range(4, 21))
+
+
+def fanout_buckets(histogram: list[list[int]]) -> list[tuple[str, float]]:
+    """The hub's [[upper bound ns, count], ...] as cumulative Prometheus buckets."""
+    counts = [0] * (len(FANOUT_BOUNDS_US) + 1)
+    for upper_ns, count in histogram:
+        i = bisect.bisect_left(FANOUT_BOUNDS_US, upper_ns / 1000)
+        counts[i] += count
+    buckets: list[tuple[str, float]] = []
+    total = 0
+    for bound, count in zip((*FANOUT_BOUNDS_US, None), counts, strict=True):
+        total += count
+        buckets.append(("+Inf" if bound is None else repr(bound / 1e6), total))
+    return buckets
 
 
 class Metrics:

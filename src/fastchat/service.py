@@ -535,6 +535,14 @@ class Chat:
             "deliveries": hub.deliveries,
             "socket_writes": hub.writes,
             "slow_consumers_dropped": hub.slow_drops,
+            "hub_flush": {
+                "flushes": hub.flushes,
+                "flush_ns_sum": hub.flush_ns_sum,
+                "flush_ns_max": hub.flush_ns_max,
+                "wait_ns_sum": hub.wait_ns_sum,
+                "wait_ns_max": hub.wait_ns_max,
+                "wait_histogram": hub.wait_histogram,
+            },
             "store": {
                 "batches": self.store.batches,
                 "rows": self.store.rows,

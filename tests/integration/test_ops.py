@@ -62,6 +62,24 @@ async def test_metrics_count_traffic(tmp_path: Path) -> None:
             before, after, "fastchat_store_batches_total"
         )
         assert delta(before, after, "fastchat_store_batch_size_sum") == 6
+        # Each flush that wrote the traffic above is in the fan-out histogram, in time order.
+        flushes = delta(before, after, "fastchat_fanout_seconds_count")
+        assert flushes >= 5
+        assert delta(before, after, "fastchat_fanout_seconds_bucket", le="+Inf") == flushes
+        assert 0 < delta(before, after, "fastchat_fanout_seconds_sum") < flushes * 1.0
+        cumulative = [
+            value
+            for (name, labels), value in sorted(
+                after.items(),
+                key=lambda item: float(dict(item[0][1]).get("le", "0").replace("+Inf", "inf")),
+            )
+            if name == "fastchat_fanout_seconds_bucket"
+        ]
+        assert cumulative == sorted(cumulative)
+        stats = httpx.get(f"{server.http}/api/v1/stats").json()["hub_flush"]
+        assert stats["flushes"] == after[("fastchat_fanout_seconds_count", ())]
+        assert 0 < stats["flush_ns_max"] <= stats["wait_ns_max"]
+        assert sum(count for _, count in stats["wait_histogram"]) == stats["flushes"]
         info = [dict(labels) for name, labels in after if name == "fastchat_info"]
         assert len(info) == 1 and info[0]["node"] and info[0]["version"]
     finally:

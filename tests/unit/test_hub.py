@@ -8,14 +8,16 @@ there. Members are sinks (the interface the Litestar port uses) recording what t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from fastchat._hub import Hub, Member, frame_text
+from fastchat._hub import Hub, Member, frame_text, wait_bucket_upper_ns
 
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
 POLICY_VIOLATION = 1008
@@ -344,6 +346,34 @@ def test_limits_are_readable(loop: ManualLoop) -> None:
 
 
 # --------------------------------------------------------------------------- real loop
+
+
+def test_each_flush_is_timed_from_its_oldest_frame(hub: Hub, loop: ManualLoop) -> None:
+    members = attach(hub, 3, "r")
+    assert (hub.flushes, hub.wait_histogram) == (0, [])
+    hub.publish("r", b"one")
+    hub.publish("r", b"two")  # the same flush: timed from the first
+    time.sleep(0.002)  # the flush runs at least this long after the frame was queued
+    loop.tick()
+    assert hub.flushes == 1
+    assert 2_000_000 <= hub.wait_ns_sum == hub.wait_ns_max
+    assert 0 < hub.flush_ns_sum == hub.flush_ns_max <= hub.wait_ns_max
+    [[upper_ns, count]] = hub.wait_histogram
+    assert count == 1 and hub.wait_ns_max < upper_ns <= hub.wait_ns_max * 1.13
+    loop.tick()  # nothing queued: no flush counted
+    hub.send(members[0][0], b"three")
+    loop.tick()
+    assert hub.flushes == 2
+    assert sum(c for _, c in hub.wait_histogram) == 2
+    assert members[0][1].received == [b"one", b"two", b"three"]
+
+
+def test_wait_histogram_buckets_are_eighths_of_an_octave() -> None:
+    bounds = [wait_bucket_upper_ns(b) for b in range(1, 40)]
+    assert bounds == sorted(set(bounds))  # strictly rising
+    assert wait_bucket_upper_ns(0) == 1_000  # below 1 us
+    assert wait_bucket_upper_ns(8) == 2_000 and wait_bucket_upper_ns(16) == 4_000  # octaves
+    assert all(1.05 < b / a < 1.13 for a, b in itertools.pairwise(bounds))
 
 
 async def test_the_flush_runs_on_the_next_loop_iteration() -> None:
