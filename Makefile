@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run dev test test-fast bench bench-quick bench-micro soak wheel lint annotate clean
+.PHONY: run dev test test-fast bench bench-quick bench-build bench-micro soak wheel lint annotate clean
 
 $(STAMP): pyproject.toml setup.py src/fastchat/_hub.pyx src/fastchat/_hub.pxd
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,12 +30,16 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 # fastchat beside the baseline, same scenarios, same invocation, pinned cores; prints ratios.
-bench: $(STAMP)
+bench: $(STAMP) bench-build
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scaling
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) bench-build
 	$(BIN)/python -m bench.run --quick
+
+# The load generator's timed receiver in C (bench/_recv.pyx), so it keeps up with the server.
+bench-build: $(STAMP)
+	$(BIN)/python bench/build_recv.py
 
 bench-micro: $(STAMP)
 	$(BIN)/python -m pytest bench -p no:cacheprovider --benchmark-only -o testpaths=bench

@@ -49,6 +49,9 @@ HOST = "127.0.0.1"  # never anything else: this tool only loads the local machin
 CHAT_PREFIX = b'{"type":"CHAT_MESSAGE","id":'
 ID_AT = len(CHAT_PREFIX)
 JOINED_PREFIX = b'{"type":"ROOM_JOINED"'
+# The chat text (`chat_payload`) follows this key; the timed receivers slice it out.
+MESSAGE_KEY = b'"message":"'
+MESSAGE_AT = len(MESSAGE_KEY)
 ERROR_PREFIX = b'{"type":"ERROR"'
 
 
@@ -129,11 +132,49 @@ def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
     for key in ("batches", "rows", "failed_batches"):
         if isinstance(a.get(key), int) and isinstance(b.get(key), int):
             out["store_" + key] = a[key] - b[key]
+    hub = hub_flush_delta(before.get("hub_flush"), after.get("hub_flush"))
+    if hub:
+        out["hub_flush"] = hub
     if out.get("socket_writes"):
         out["frames_per_write"] = round(out.get("deliveries", 0) / out["socket_writes"], 2)
     if out.get("store_batches"):
         out["rows_per_commit"] = round(out.get("store_rows", 0) / out["store_batches"], 1)
     return out
+
+
+def hub_flush_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """The hub's flush timing over the window (fastchat's `hub_flush` stats): how long its
+    flushes took, and each flush's wait, from its oldest frame queued (the publish) to the end
+    of the flush that wrote it: the server's own share of a delivery's latency, after the
+    commit. Percentiles and max come from the histogram (bucket upper bounds, ~9 % apart)."""
+    if not before or not after:
+        return {}
+    n = after["flushes"] - before["flushes"]
+    if n <= 0:
+        return {"flushes": 0}
+    hist: dict[int, int] = {int(b): int(c) for b, c in after["wait_histogram"]}
+    for b, c in before["wait_histogram"]:
+        hist[int(b)] = hist.get(int(b), 0) - int(c)
+    bounds = sorted(b for b, c in hist.items() if c > 0)
+
+    def at(q: float) -> float:
+        need, seen = q * n, 0
+        for b in bounds:
+            seen += hist[b]
+            if seen >= need:
+                return round(b / 1e6, 3)
+        return round(bounds[-1] / 1e6, 3) if bounds else 0.0
+
+    return {
+        "flushes": n,
+        "flush_mean_ms": round((after["flush_ns_sum"] - before["flush_ns_sum"]) / n / 1e6, 4),
+        "flush_max_ms_since_start": round(after["flush_ns_max"] / 1e6, 3),
+        "wait_mean_ms": round((after["wait_ns_sum"] - before["wait_ns_sum"]) / n / 1e6, 4),
+        "wait_p50_ms": at(0.5),
+        "wait_p99_ms": at(0.99),
+        "wait_max_ms": round(bounds[-1] / 1e6, 3) if bounds else 0.0,
+        "wait_max_ms_since_start": round(after["wait_ns_max"] / 1e6, 3),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,28 +354,75 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             if frame.last_in_buffer:
                 self.top_up()
 
-    class Timed(Client):
-        """A member that records the latency of every message it receives."""
+    class PyTimed(Client):
+        """A member that records the latency of every message it receives, in Python
+        (`--receiver python`; the default is `CTimed` from bench/_recv.pyx, the same checks in
+        C). No JSON decode, no str.split: the id is at ID_AT, the send time follows
+        `"message":"` and the sequence number (`chat_payload`), sliced from one bytes copy.
+        Latencies go into an array preallocated at `go`. `frames` counts non-chat frames
+        only; `quiet()` adds `n`.
+        """
 
         def __init__(self, room: str, user: str) -> None:
             super().__init__(room, user)
             self.lat = array("q")
 
+        def prepare(self, capacity: int) -> None:
+            self.lat = array("q", bytes(8 * capacity))
+
+        def finish(self) -> None:
+            del self.lat[self.n :]
+
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
-            self.frames += 1
-            if frame.msg_type is not TEXT:
-                return
             now = monotonic_ns()
+            if frame.msg_type is not TEXT:
+                self.frames += 1
+                return
             p = frame.get_payload_as_bytes()
             if p.startswith(CHAT_PREFIX):
-                msg = decode_chat(p)
-                if msg.id <= self.last_id:
+                j = p.index(44, ID_AT)  # the "," after the id
+                i = int(p[ID_AT:j])
+                if i <= self.last_id:
                     self.disorder += 1
-                self.last_id = msg.id
-                self.n += 1
-                self.lat.append(now - int(msg.message.split(" ", 2)[1]))
+                self.last_id = i
+                # Past "<seq> " to the send time, which ends at the next space.
+                t = p.index(32, p.index(MESSAGE_KEY, j) + MESSAGE_AT) + 1
+                n = self.n
+                try:
+                    self.lat[n] = now - int(p[t : p.index(32, t)])
+                except IndexError:  # more than expected: still counted (as extra)
+                    self.lat.append(now - int(p[t : p.index(32, t)]))
+                self.n = n + 1
             else:
+                self.frames += 1
                 self.other(p)
+
+    Timed: type[Client]
+    if spec["receiver"] == "c":
+        try:
+            from bench._recv import CTimed  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise SystemExit(
+                "bench/_recv.pyx is not built: `make bench` builds it "
+                "(or: .venv/bin/cythonize -i bench/_recv.pyx), or use --receiver python"
+            ) from exc
+
+        class CTimedClient(CTimed, Client):  # type: ignore[misc]
+            """`Client` with the frame path of bench/_recv.pyx (CTimed's fields win)."""
+
+            def __init__(self, room: str, user: str) -> None:
+                Client.__init__(self, room, user)
+                self.lat = array("q")
+
+            def prepare(self, capacity: int) -> None:
+                self.bind(array("q", bytes(8 * capacity)))
+
+            def finish(self) -> None:
+                self.unbind()
+
+        Timed = CTimedClient
+    else:
+        Timed = PyTimed
 
     # ---------------------------------------------------------------- connect and join
     url = spec["url"]
@@ -403,7 +491,7 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
         last = -1
         still_since = loop.time()
         while loop.time() < deadline:
-            total = sum(c.frames for c in clients)
+            total = sum(c.frames + c.n for c in clients)
             if total != last:
                 last = total
                 still_since = loop.time()
@@ -411,9 +499,9 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                 return
             await asyncio.sleep(0.05)
 
-    def cpu() -> float:
+    def cpu() -> tuple[float, float]:
         t = os.times()
-        return t.user + t.system
+        return t.user, t.system
 
     # ---------------------------------------------------------------- commands
     while True:
@@ -425,9 +513,14 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             t_go, t_end = args
             state["t_end"] = t_end
             cpu0 = cpu()
+            # Room for every message the pacer can send (plus a few): no growth while timed.
+            capacity = (t_end - t_go) // max(1, int(spec["interval_ms"] * 1e6)) + 16
+            capacity = min(capacity, spec["max_msgs"] + 16)
             for c in clients:
                 c.n = 0
                 c.disorder = 0
+                if isinstance(c, Timed):
+                    c.prepare(capacity)
             await asyncio.sleep(max(0.0, (t_go - monotonic_ns()) / 1e9))
             senders = [c for c in clients if isinstance(c, Sender)]
             paced = [c for c in senders if c.window == 0]
@@ -460,6 +553,7 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             echo_lat = array("q")
             for c in clients:
                 if isinstance(c, Timed):
+                    c.finish()
                     lat.extend(c.lat)
                 elif isinstance(c, Sender) and c.window:
                     echo_lat.extend(c.lat)
@@ -490,7 +584,8 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                         "errors": sum(c.errors for c in clients),
                         "error_samples": error_samples,
                         "disconnected": sum(1 for c in clients if c.disconnected),
-                        "cpu_s": cpu1 - cpu0,
+                        "cpu_s": cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1],
+                        "user_s": cpu1[0] - cpu0[0],
                         "lat": lat.tobytes(),
                         "echo_lat": echo_lat.tobytes(),
                         "firsts": firsts.tobytes(),
@@ -557,6 +652,7 @@ class Coordinator:
                 "pad": args.pad,
                 "max_msgs": args.max_msgs,
                 "interval_ms": getattr(args, "interval_ms", 10.0),
+                "receiver": getattr(args, "receiver", "c"),
                 "read_buffer": args.read_buffer,
                 "connect_concurrency": args.connect_concurrency,
                 "max_lifetime": budget,
@@ -654,6 +750,7 @@ class Coordinator:
             "disconnected": sum(r["disconnected"] for r in results),
             "wall_s": round(wall, 4),
             "loadgen_cpu_s": round(sum(r["cpu_s"] for r in results), 3),
+            "loadgen_user_s": round(sum(r.get("user_s", 0.0) for r in results), 3),
         }
         out["loadgen_core_share"] = round(out["loadgen_cpu_s"] / wall, 3) if wall else None
         out["zero_loss"] = (
@@ -896,6 +993,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common(p, 1, 10.0)
     p.add_argument("--clients", type=int, default=1000, help="members, the sender included")
     p.add_argument("--interval-ms", type=float, default=10.0)
+    p.add_argument(
+        "--receiver",
+        choices=("c", "python"),
+        default="c",
+        help="the timed members' frame path: C (bench/_recv.pyx, built by make bench) or Python",
+    )
     p.add_argument(
         "--timed-every",
         type=int,

@@ -9,6 +9,15 @@ what limited the figure (server CPU, load-generator CPU, or neither).
     python -m bench.run            # full run, a few minutes; writes bench/results.json
     python -m bench.run --quick    # under a minute, small sizes; writes build/bench-quick.json
 
+A/B within one invocation (`--variant`, repeatable): each variant names a source tree for the
+server (its `src/` goes first on PYTHONPATH), a directory to run `bench.loadgen` from, and extra
+load-generator arguments; the variants alternate inside every repeat, and a table of every run
+is printed. E.g. the load generator at HEAD against the one in the working tree:
+
+    git archive HEAD | tar -x -C /tmp/base
+    python -m bench.run --scenarios paced --servers fastchat --repeat 3 \
+        --variant old:loadgen=/tmp/base --variant new
+
 Runs vary by 15-20 % on this machine: compare fastchat and the baseline within one invocation
 only, and prefer the per-CPU-second columns when the load generator was the limit.
 """
@@ -20,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -66,6 +76,37 @@ def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------------- servers
 
 
+class Variant:
+    """One side of an A/B: where the server's code and the load generator come from."""
+
+    def __init__(self, spec: str = "") -> None:
+        # NAME[:server=SRC_TREE][:loadgen=DIR][:args=LOADGEN ARGS]
+        name, *parts = spec.split(":") if spec else [""]
+        self.name = name
+        self.server: Path | None = None
+        self.loadgen = ROOT
+        self.args: list[str] = []
+        for part in parts:
+            key, _, value = part.partition("=")
+            if key == "server":
+                self.server = Path(value).resolve()
+            elif key == "loadgen":
+                self.loadgen = Path(value).resolve()
+            elif key == "args":
+                self.args = shlex.split(value)
+            else:
+                raise SystemExit(f"--variant {spec!r}: unknown part {part!r}")
+        if self.server is not None and not (self.server / "src" / "fastchat").is_dir():
+            raise SystemExit(f"--variant {spec!r}: no src/fastchat under {self.server}")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "server": str(self.server or ROOT),
+            "loadgen": str(self.loadgen),
+            "args": self.args,
+        }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,10 +120,19 @@ def pin(core: int | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def server(kind: str, workdir: Path, core: int | None) -> Iterator[tuple[int, int, str]]:
-    """Start `kind` on fresh ports and a fresh database; yield (ws port, pid, stats URL)."""
+def server(
+    kind: str, workdir: Path, core: int | None, tree: Path | None = None
+) -> Iterator[tuple[int, int, str]]:
+    """Start `kind` on fresh ports and a fresh database; yield (ws port, pid, stats URL).
+    `tree`: run that source tree's code instead of this one's (its src/ first on PYTHONPATH)."""
     db = workdir / f"{kind}-{time.monotonic_ns()}.db"
     env = dict(os.environ)
+    cwd = ROOT
+    if tree is not None:
+        cwd = tree
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(tree / "src"), str(tree), *filter(None, [env.get("PYTHONPATH")])]
+        )
     if kind == "fastchat":
         port, ws_port = free_port(), free_port()
         env.update(
@@ -114,7 +164,7 @@ def server(kind: str, workdir: Path, core: int | None) -> Iterator[tuple[int, in
         ]
     log_path = workdir / f"{kind}.log"
     with open(log_path, "ab") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err)
         try:
             assert proc.stdout is not None
             deadline = time.monotonic() + 60
@@ -146,6 +196,7 @@ def loadgen(
     stats_url: str,
     core: int | None,
     timeout: float,
+    where: Path = ROOT,
 ) -> dict[str, Any]:
     cmd = [
         *pin(core),
@@ -160,7 +211,7 @@ def loadgen(
         *(["--stats-url", stats_url] if stats_url and scenario != "idle" else []),
         *args,
     ]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout, check=False)
+    done = subprocess.run(cmd, cwd=where, capture_output=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(
             f"loadgen {scenario} failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}"
@@ -323,6 +374,85 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(rows)
 
 
+def wait_quiet(limit: float = 90.0, busy: float = 0.1) -> float:
+    """Wait (up to `limit` s) for a second in which no core is more than `busy` busy: the
+    machine is shared, and a run started under someone else's load measures them too.
+    Returns the seconds waited."""
+    t0 = time.monotonic()
+    sys.path.insert(0, str(ROOT))
+    from bench.loadgen import busy_share, cores_busy
+
+    while time.monotonic() - t0 < limit:
+        before = cores_busy()
+        time.sleep(1.0)
+        share = busy_share(before, cores_busy())
+        if all(v <= busy for k, v in share.items() if not k.endswith("_irq")):
+            break
+    return time.monotonic() - t0
+
+
+def label(kind: str, var: Variant) -> str:
+    return f"{kind}/{var.name}" if var.name else kind
+
+
+def every_run(all_runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """One row per run (for A/B variants): the headline, both sides' CPU, per-core busy
+    shares (other tenants show as busy beyond our processes) and, for fastchat, the hub's own
+    flush timing over the window (`server_counters`)."""
+    rows = [
+        "| scenario | side | run | headline | server CPU | server us/delivery | loadgen CPU "
+        "| loadgen us/delivery (user) | cores busy (0 / 1) | hub wait mean / p99 / max (ms) "
+        "| flush mean (ms) | first / last copy p50, last p99 (ms) | zero loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, by_side in all_runs.items():
+        for side, runs in by_side.items():
+            for i, r in enumerate(runs, 1):
+                res = r["result"]
+                h = headline(scenario, res)
+                if scenario == "paced":
+                    head = f"p50 {h['p50']:.2f} / p99 {h['p99']:.2f} / max {h['max']:.2f} ms"
+                else:
+                    head = ", ".join(f"{k} {fmt(v)}" for k, v in h.items())
+                cpu = res.get("server_cpu_s")
+                got = res.get("received") or 0
+                per = f"{cpu / got * 1e6:.2f}" if cpu and got else "-"
+                busy = res.get("cores_busy", {})
+                others = max(
+                    (busy.get("cpu0") or 0.0) - (res.get("server_core_share") or 0.0),
+                    (busy.get("cpu1") or 0.0) - (res.get("loadgen_core_share") or 0.0),
+                )
+                hub = res.get("server_counters", {}).get("hub_flush") or {}
+                wait = (
+                    f"{hub['wait_mean_ms']:.2f} / {hub['wait_p99_ms']:.2f} / "
+                    f"{hub['wait_max_ms']:.2f}"
+                    if hub.get("flushes")
+                    else "-"
+                )
+                flush = f"{hub['flush_mean_ms']:.3f}" if hub.get("flushes") else "-"
+                first = res.get("per_message_first_ms") or {}
+                last = res.get("per_message_last_ms") or {}
+                lasts = (
+                    f"{first['p50']:.2f} / {last['p50']:.2f}, {last['p99']:.2f}" if last else "-"
+                )
+                gen_s, gen_user = res.get("loadgen_cpu_s"), res.get("loadgen_user_s")
+                gen = (
+                    f"{gen_s / got * 1e6:.2f} ({(gen_user or 0) / got * 1e6:.2f})"
+                    if gen_s and got
+                    else "-"
+                )
+                rows.append(
+                    f"| {scenario} | {side} | {i} | {head} | "
+                    f"{fmt(res.get('server_core_share'), '%')} "
+                    f"({fmt(res.get('server_kernel_share'), '%')} kernel) | {per} | "
+                    f"{fmt(res.get('loadgen_core_share'), '%')} | {gen} | "
+                    f"{fmt(busy.get('cpu0'), '%')} / {fmt(busy.get('cpu1'), '%')}"
+                    f"{' OTHER LOAD' if others > 0.1 else ''} | {wait} | "
+                    f"{flush} | {lasts} | {'yes' if res['zero_loss'] else 'NO'} |"
+                )
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__.split("\n\n")[0]
@@ -348,7 +478,22 @@ def main() -> int:
         "--idle-connections", type=int, default=None, help="default 19,000 (1,000 with --quick)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME[:server=TREE][:loadgen=DIR][:args=ARGS]",
+        help="an A/B side (repeatable; the variants alternate inside every repeat): the server "
+        "from source tree TREE (default this one), bench.loadgen run from DIR (default this "
+        "one), extra load-generator ARGS",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        action="store_true",
+        help="before each run, wait (up to 90 s) for a second with both cores under 10 %% busy",
+    )
     opts = parser.parse_args()
+    variants = [Variant(v) for v in opts.variant] or [Variant()]
 
     cores = os.cpu_count() or 1
     pinned = not opts.no_pin and shutil.which("taskset") is not None and cores >= 2
@@ -376,6 +521,7 @@ def main() -> int:
             "pinned": pinned,
         },
         "sizes": plan,
+        "variants": {v.name: v.describe() for v in variants if v.name},
         "runs": {},
     }
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -383,18 +529,37 @@ def main() -> int:
         workdir = Path(tmp)
         for scenario in scenarios:
             repeat = opts.repeat or (1 if opts.quick or scenario == "idle" else 3)
-            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
+            sides = [(k, v) for k in servers for v in variants]
+            runs: dict[str, list[dict[str, Any]]] = {label(k, v): [] for k, v in sides}
             for i in range(repeat):
-                for kind in servers:  # alternate, so drift in the machine's load hits both
+                # Alternate, so drift in the machine's load hits every server and variant.
+                for kind, var in sides:
+                    name = label(kind, var)
                     print(
-                        f"[bench] {scenario} {kind} run {i + 1}/{repeat}",
+                        f"[bench] {scenario} {name} run {i + 1}/{repeat}",
                         file=sys.stderr,
                         flush=True,
                     )
-                    with server(kind, workdir, server_core) as (port, pid, stats):
+                    tree = var.server if kind == "fastchat" else None
+                    if opts.wait_quiet:
+                        waited = wait_quiet()
+                        if waited > 1.5:
+                            print(
+                                f"[bench]   waited {waited:.0f} s for quiet cores", file=sys.stderr
+                            )
+                    with server(kind, workdir, server_core, tree) as (port, pid, stats):
                         time.sleep(0.3)
-                        r = loadgen(scenario, plan[scenario], port, pid, stats, gen_core, 600)
-                    runs[kind].append(r)
+                        r = loadgen(
+                            scenario,
+                            plan[scenario] + var.args,
+                            port,
+                            pid,
+                            stats,
+                            gen_core,
+                            600,
+                            var.loadgen,
+                        )
+                    runs[name].append(r)
                     res = r["result"]
                     print(
                         f"[bench]   {json.dumps(headline(scenario, res))} "
@@ -407,6 +572,8 @@ def main() -> int:
             results[scenario] = {k: median_run(v, scenario) for k, v in runs.items() if v}
     elapsed = time.time() - started
     text = table(results)
+    if any(v.name for v in variants):
+        text += "\n\n" + every_run(record["runs"])
     record["elapsed_s"] = round(elapsed, 1)
     record["table"] = text
     record["medians"] = results
