@@ -1,8 +1,11 @@
-"""One worker beside two, on this machine: `python -m bench.scaling` (part of `make bench`).
+"""One worker beside two, on SQLite and on PostgreSQL: `python -m bench.scaling` (part of
+`make bench`).
 
-Starts a `redis-server` of its own on a free port, then for each scenario (ingest, fan-out)
-runs fastchat with 1 worker (the default single process, no broker) and with `WORKERS=2`
-(`BROKER_URL` to that Redis), unpinned, the load generator beside them. The server's CPU is
+Starts a `redis-server` and a PostgreSQL server of its own (`tests/pg.py`: Debian's packages,
+temp dirs, free ports), then for each scenario (ingest, fan-out) and each store runs fastchat
+with 1 worker (the single process, no broker) and with `WORKERS=2` (`BROKER_URL` to that
+Redis), unpinned, the load generator beside them. On PostgreSQL each run gets a fresh
+database, and the database server's own CPU is reported beside fastchat's. The server's CPU is
 summed over the supervisor and all its workers (/proc/PID/stat of each). Prints the raw rates,
 the work per server CPU-second and the scaling ratio. On 2 cores the two workers and the load
 generator share the machine, so say where the limit was: this is why the ratio is reported
@@ -22,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.pg import Postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -81,7 +86,12 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def run_one(
-    workers: int, broker: str, scenario: str, args: list[str], workdir: Path
+    workers: int,
+    broker: str,
+    scenario: str,
+    args: list[str],
+    workdir: Path,
+    pg: Postgres | None = None,
 ) -> dict[str, Any]:
     port, ws_port = free_port(), free_port()
     env = {
@@ -96,6 +106,7 @@ def run_one(
         "MAX_CONNECTIONS": "20000",
         "WORKERS": str(workers),
         "BROKER_URL": broker if workers > 1 else "",
+        "DATABASE_URL": pg.new_database() if pg is not None else "",
     }
     proc = subprocess.Popen(
         [PY, "-m", "fastchat", "serve"],
@@ -115,6 +126,7 @@ def run_one(
         time.sleep(0.5)
         pids = family(proc.pid)
         before = cpu_seconds(pids)
+        db_before = cpu_seconds(family(pg.postmaster_pid())) if pg is not None else 0.0
         t0 = time.monotonic()
         done = subprocess.run(
             [
@@ -135,6 +147,7 @@ def run_one(
         )
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(pids) - before
+        db_cpu = cpu_seconds(family(pg.postmaster_pid())) - db_before if pg is not None else None
         if done.returncode != 0:
             raise RuntimeError(done.stderr.decode()[-2000:])
         result = json.loads(done.stdout)["result"]
@@ -144,6 +157,7 @@ def run_one(
     rate = result["msgs_per_s"] if scenario == "ingest" else result["deliveries_per_s"]
     measured = result.get("measured_s") or result.get("duration_s") or wall
     return {
+        "store": "postgres" if pg is not None else "sqlite",
         "workers": workers,
         "scenario": scenario,
         "rate": rate,
@@ -152,6 +166,7 @@ def run_one(
         "wall_s": round(wall, 1),
         "per_server_cpu_s": round(rate * measured / server_cpu) if server_cpu else None,
         "loadgen_cpu_share": result.get("loadgen_cpu_share"),
+        "database_cpu_s": round(db_cpu, 2) if db_cpu is not None else None,
     }
 
 
@@ -169,31 +184,45 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fastchat-scaling-") as tmp:
         workdir = Path(tmp)
         redis, url = start_redis(workdir)
+        pg = Postgres(free_port())
         try:
+            pg.start()
             for scenario, args in plans.items():
-                for workers in (1, 2):
-                    print(
-                        f"[scaling] {scenario} with {workers} worker(s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    rows.append(run_one(workers, url, scenario, args, workdir))
-                    print(f"[scaling]   {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+                for store in (None, pg):
+                    for workers in (1, 2):
+                        name = "postgres" if store is not None else "sqlite"
+                        print(
+                            f"[scaling] {scenario} on {name} with {workers} worker(s)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        rows.append(run_one(workers, url, scenario, args, workdir, store))
+                        print(f"[scaling]   {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
         finally:
+            pg.stop()
             redis.terminate()
             redis.wait(10)
     opts.json.parent.mkdir(parents=True, exist_ok=True)
     opts.json.write_text(json.dumps(rows, indent=1))
-    print("| scenario | workers | rate | server CPU-s | per server CPU-s | zero loss |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| scenario | store | workers | rate | server CPU-s | per server CPU-s "
+        "| database server CPU-s | zero loss |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        db = r["database_cpu_s"]
         print(
-            f"| {r['scenario']} | {r['workers']} | {r['rate']:,.0f}/s | {r['server_cpu_s']} | "
-            f"{r['per_server_cpu_s'] or 0:,} | {'yes' if r['zero_loss'] else 'NO'} |"
+            f"| {r['scenario']} | {r['store']} | {r['workers']} | {r['rate']:,.0f}/s | "
+            f"{r['server_cpu_s']} | {r['per_server_cpu_s'] or 0:,} | "
+            f"{'-' if db is None else db} | {'yes' if r['zero_loss'] else 'NO'} |"
         )
     for scenario in plans:
-        one, two = (r for r in rows if r["scenario"] == scenario)
-        print(f"{scenario}: 2 workers / 1 worker = {two['rate'] / one['rate']:.2f}x the rate")
+        for store in ("sqlite", "postgres"):
+            one, two = (r for r in rows if r["scenario"] == scenario and r["store"] == store)
+            print(
+                f"{scenario} on {store}: 2 workers / 1 worker = "
+                f"{two['rate'] / one['rate']:.2f}x the rate"
+            )
     return 0 if all(r["zero_loss"] for r in rows) else 1
 
 

@@ -118,7 +118,7 @@ class Delivery:
                     self._ack_only(token, payload, row, message_of)
                     continue
                 if clustered:
-                    touched["r:" + row[1]] = row[0]
+                    self._committed_here("r:" + row[1], row, payload, touched)
                 else:
                     if row[0] > self._published_message_id:
                         self._published_message_id = row[0]
@@ -132,7 +132,7 @@ class Delivery:
                     continue
                 key = f"p:{row[1]}"
                 if clustered:
-                    touched[key] = row[0]
+                    self._committed_here(key, row, payload, touched)
                 else:
                     if row[0] > self._published_comment_id:
                         self._published_comment_id = row[0]
@@ -147,6 +147,17 @@ class Delivery:
         for key, max_id in touched.items():
             self._catch_up(key, max_id)
             self.broker.hint(key, max_id)
+
+    def _committed_here(self, key: str, row: Row, payload: bytes, touched: dict[str, int]) -> None:
+        """Clustered: a row this node committed. The store gives the room's previous id
+        (row[6], read under the write lock): when everything up to it has been handed out
+        here and no catch-up is reading the room, this row is the room's next one and goes
+        out directly; otherwise the catch-up reads the room in id order. Either way the
+        other nodes get a hint."""
+        touched[key] = row[0]
+        if key not in self._catching and len(row) > 6 and row[6] <= self.mark(key):
+            self.hub.publish(key, payload)
+            self._delivered[key] = row[0]
 
     def on_hint(self, key: str, max_id: int) -> None:
         """Another node committed rows of room `key` up to `max_id`."""

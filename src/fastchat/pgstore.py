@@ -101,6 +101,19 @@ _INSERT_COMMENT: Final = (
     'ON CONFLICT (post_id, "user", client_id) WHERE client_id IS NOT NULL DO NOTHING '
     "RETURNING id"
 )
+# The same, clustered (`track_previous`): also the previous id of the room or post, read in
+# the same statement under the sequencer lock (delivery.py hands the row out directly when
+# everything up to that id has been).
+_INSERT_MESSAGE_PREV: Final = (
+    "WITH prev AS (SELECT coalesce(max(id), 0) AS id FROM messages WHERE room = %s) "
+    + _INSERT_MESSAGE
+    + ", (SELECT id FROM prev)"
+)
+_INSERT_COMMENT_PREV: Final = (
+    "WITH prev AS (SELECT coalesce(max(id), 0) AS id FROM comments WHERE post_id = %s) "
+    + _INSERT_COMMENT
+    + ", (SELECT id FROM prev)"
+)
 _INSERT_POST: Final = (
     "INSERT INTO posts(title, content, author, ts) VALUES (%s, %s, %s, %s) RETURNING id"
 )
@@ -267,11 +280,12 @@ class PostgresStore(Store):
                 for i, op in enumerate(batch):
                     groups.setdefault(op[0], []).append(i)
                 cursors = []
+                track = self.track_previous
                 for kind, positions in groups.items():
                     cur = conn.cursor()
                     await cur.executemany(
-                        _INSERT_SQL[kind],
-                        [_insert_params(batch[i], ts) for i in positions],
+                        (_INSERT_SQL_PREV if track else _INSERT_SQL)[kind],
+                        [_insert_params(batch[i], ts, track) for i in positions],
                         returning=True,
                     )
                     cursors.append((cur, positions))
@@ -320,6 +334,8 @@ class PostgresStore(Store):
             new_id = row[0]
             if kind == OP_POST:
                 return (kind, (new_id, a, b, c, ts, 0), token, False)
+            if len(row) > 1:  # track_previous: the room's previous id
+                return (kind, (new_id, a, b, c, ts, client_id, row[1]), token, False)
             return (kind, (new_id, a, b, c, ts, client_id), token, False)
         # Nothing inserted: a retry of a stored send, or (comments) a missing post.
         if client_id is not None:
@@ -371,12 +387,19 @@ _INSERT_SQL: Final = {
 }
 
 
-def _insert_params(op: tuple[Any, ...], ts: int) -> tuple[Any, ...]:
+_INSERT_SQL_PREV: Final = {
+    OP_MESSAGE: _INSERT_MESSAGE_PREV,
+    OP_COMMENT: _INSERT_COMMENT_PREV,
+    OP_POST: _INSERT_POST,
+}
+
+
+def _insert_params(op: tuple[Any, ...], ts: int, track: bool = False) -> tuple[Any, ...]:
     kind, a, b, c, client_id, _ = op
     if kind == OP_MESSAGE:
-        return (a, b, c, ts, client_id)
+        return (a, a, b, c, ts, client_id) if track else (a, b, c, ts, client_id)
     if kind == OP_COMMENT:
-        return (a, b, c, ts, client_id, a)
+        return (a, a, b, c, ts, client_id, a) if track else (a, b, c, ts, client_id, a)
     return (a, b, c, ts)
 
 

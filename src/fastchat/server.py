@@ -54,6 +54,8 @@ async def serve(settings: Settings) -> int:
     store = store_for(settings)
     hub = Hub(loop, high_water=settings.outbound_high_water)
     broker = broker_for(settings.broker_url)
+    # Clustered, committed rows carry their room's previous id (delivery.py `_committed_here`).
+    store.track_previous = broker.clustered
     chat = Chat(hub, store, settings.limits, broker)
     metrics = Metrics(chat)
     store.on_batch = metrics.on_batch

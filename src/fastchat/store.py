@@ -162,6 +162,9 @@ class Store:
         self.last_batch_size = 0
         self.last_commit_seconds = 0.0
         self.pending = 0  # operations queued and not yet handed back (loop thread only)
+        # Clustered (delivery.py): each new message or comment row carries a 7th field, the
+        # previous id of its room or post, read under the write lock (0: none).
+        self.track_previous = False
         # Called by the writer after each commit with (rows, seconds): metrics.
         self.on_batch: Callable[[int, float], None] | None = None
 
@@ -492,12 +495,18 @@ class SqliteStore(Store):
                 ).fetchone()
                 if row is not None:
                     return (kind, row, token, True)
+            if self.track_previous:
+                prev = _value(
+                    conn, "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?", (a,)
+                )
             new_id = _value(
                 conn,
                 'INSERT INTO messages(room, "user", message, ts, client_id) '
                 "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (a, b, c, ts, client_id),
             )
+            if self.track_previous:
+                return (kind, (new_id, a, b, c, ts, client_id, prev), token, False)
             return (kind, (new_id, a, b, c, ts, client_id), token, False)
         if kind == OP_COMMENT:
             if client_id is not None:
@@ -510,12 +519,18 @@ class SqliteStore(Store):
                     return (kind, row, token, True)
             if conn.execute("SELECT 1 FROM posts WHERE id = ?", (a,)).fetchone() is None:
                 return (kind, PostNotFound(a), token, None)
+            if self.track_previous:
+                prev = _value(
+                    conn, "SELECT coalesce(max(id), 0) FROM comments WHERE post_id = ?", (a,)
+                )
             new_id = _value(
                 conn,
                 'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
                 "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (a, b, c, ts, client_id),
             )
+            if self.track_previous:
+                return (kind, (new_id, a, b, c, ts, client_id, prev), token, False)
             return (kind, (new_id, a, b, c, ts, client_id), token, False)
         if kind == OP_POST:
             new_id = _value(

@@ -702,3 +702,41 @@ async def test_postgres_statements_are_prepared_once_and_reused(postgres: Postgr
         assert len([s for s in inserts if "INTO messages" in s]) == 1
     finally:
         await store.close()
+
+
+async def test_clustered_rows_carry_their_rooms_previous_id(new_store: Factory) -> None:
+    """With `track_previous` (clustered), each new message or comment row ends with the id
+    before it in its room or post, read under the write lock: the delivery hands a row out
+    directly when everything up to that id has been."""
+    store = new_store()
+    store.track_previous = True
+    writes = await Writes(store).open()
+    try:
+        post_id = (await store.posts())[0][0]
+        results = await done(
+            [
+                writes.message("r", "u", "a"),
+                writes.message("other", "u", "x"),
+                writes.message("r", "u", "b"),
+                writes.comment(post_id, "u", "c1"),
+                writes.comment(post_id, "u", "c2"),
+            ]
+        )
+        a, x, b, c1, c2 = (r[1] for r in results)
+        assert (a[6], x[6], b[6]) == (0, 0, a[0])
+        assert (c1[6], c2[6]) == (0, c1[0])
+        # Another node's row in between: the next row of the room names it.
+        inject(
+            store,
+            'INSERT INTO messages(room, "user", message, ts) VALUES (?, ?, ?, ?)',
+            ("r", "other-node", "theirs", b[4]),
+        )
+        theirs = (await store.recent_messages("r", 1))[0][0]
+        _, mine, _, _ = await done(writes.message("r", "u", "c"))
+        assert mine[6] == theirs[0] > b[0]
+        # A retry returns the stored row as read back, without the extra field.
+        _, again, _, dup = await done(writes.message("r", "u", "d", "k"))
+        _, same, _, dup2 = await done(writes.message("r", "u", "d", "k"))
+        assert dup2 is True and same == again[:6]
+    finally:
+        await store.close()
