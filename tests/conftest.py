@@ -38,6 +38,7 @@ class ServerProcess:
     db_path: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    ready: str = ""  # the server's ready line
 
     @property
     def http(self) -> str:
@@ -127,6 +128,7 @@ def start_server(
                 raise AssertionError(f"server did not start; log:\n{server.log()}")
             if sel.select(timeout=0.2):
                 line = proc.stdout.readline()
+    server.ready = line.decode(errors="replace").strip()
     # The ready line comes once both ports accept connections (server.py waits for it).
     health = httpx.get(f"{server.http}/api/v1/health", timeout=TIMEOUT)
     if health.status_code != 200:

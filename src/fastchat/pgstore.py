@@ -142,6 +142,7 @@ class PostgresStore(Store):
     ) -> None:
         super().__init__(batch_max=batch_max, seed=seed)
         self.url = url
+        self.location = _safe(url)
         self.read_timeout = read_timeout
         self._sql: dict[str, str] = {}
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
@@ -172,7 +173,7 @@ class PostgresStore(Store):
             await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (*self.OPEN_ERRORS, TimeoutError) as exc:
             await self._disconnect()
-            raise StoreError(f"cannot open the database {_safe(self.url)}: {exc}") from exc
+            raise StoreError(f"cannot open the database {self.location}: {exc}") from exc
         self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name="fastchat-writer")
 
@@ -189,7 +190,7 @@ class PostgresStore(Store):
         try:
             asyncio.run(migrate())
         except self.OPEN_ERRORS as exc:
-            raise StoreError(f"cannot open the database {_safe(self.url)}: {exc}") from exc
+            raise StoreError(f"cannot open the database {self.location}: {exc}") from exc
 
     async def close(self) -> None:
         if self._task is not None:
@@ -407,10 +408,11 @@ def _insert_params(op: tuple[Any, ...], ts: int, track: bool = False) -> tuple[A
 
 
 def _safe(url: str) -> str:
-    """The URL without its password, for error messages and logs."""
+    """Where the database is, without the password: for the ready line, errors and logs."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
         return "(the DATABASE_URL)"
-    info.pop("password", None)
-    return psycopg.conninfo.make_conninfo("", **info)
+    user = f"{info['user']}@" if info.get("user") else ""
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"

@@ -109,7 +109,7 @@ async def serve(settings: Settings) -> int:
     print(
         f"fastchat {__version__} ready: http://{shown}:{settings.port}  "
         f"ws://{shown}:{ws_port}/ws (fast)  ws://{shown}:{settings.port}/ws  "
-        f"db={settings.db_path}",
+        f"db={store.location}",
         flush=True,
     )
 

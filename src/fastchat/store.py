@@ -153,6 +153,7 @@ class Store:
     OPEN_ERRORS: tuple[type[BaseException], ...] = ()
 
     def __init__(self, *, batch_max: int = 1024, seed: bool = True) -> None:
+        self.location = ""  # where the data is, for people: a path, a URL without password
         self.batch_max = batch_max
         self._seed = seed
         self._on_committed: OnCommitted | None = None
@@ -350,7 +351,7 @@ class SqliteStore(Store):
         max_bytes: int = 0,
     ) -> None:
         super().__init__(batch_max=batch_max, seed=seed)
-        self.path = str(path)
+        self.path = self.location = str(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self.max_bytes = max_bytes

@@ -136,8 +136,11 @@ async def test_postgresql_restarting_under_the_server_costs_no_message(
 ) -> None:
     """Every session of the server's database is killed (what a restart or a failover does):
     the next send still commits and is delivered, history and health still answer."""
-    url = postgres.new_database()
+    url = postgres.new_database().replace("postgres@", "postgres:s3cret@")  # trust auth
     server = start_server(tmp_path / "unused.db", env={"DATABASE_URL": url})
+    # The ready line says where the data is, never with the password.
+    assert url.rsplit("/", 1)[1] in server.ready and "postgresql://postgres@" in server.ready
+    assert "s3cret" not in server.ready and "unused.db" not in server.ready
     room = room_name()
     try:
         async with await Client.connect(server.ws_fast) as c:
@@ -159,6 +162,7 @@ async def test_postgresql_restarting_under_the_server_costs_no_message(
         assert httpx.get(f"{server.http}/api/v1/health", timeout=TIMEOUT).status_code == 200
     finally:
         server.stop()
+    assert "s3cret" not in server.log()
 
 
 HOSTILE = [
