@@ -38,18 +38,23 @@ cdef inline long long _now_ns() noexcept nogil:
 
 
 cdef inline int _wait_bucket(long long ns) noexcept nogil:
-    """Histogram bucket of a wait: 8 per octave of microseconds (bounds ~9 % apart),
-    bucket 0 below 1 us, the last one everything from ~2^(WAIT_BUCKETS/8 - 1) us up."""
-    cdef long long us = ns // 1000
-    if us < 1:
+    """Histogram bucket of a wait: 8 per octave from 1 us (bounds 6-12 % apart), bucket 0
+    below 1 us, the last one everything from ~2^(WAIT_BUCKETS/8 - 1) us up. Counted in
+    eighths of a microsecond, so every wait is below its bucket's upper bound exactly."""
+    cdef long long u = ns // 125
+    if u < 8:
         return 0
     cdef int e = 0
-    while (us >> (e + 1)) != 0:
+    while (u >> (e + 4)) != 0:
         e += 1
-    # us is in [2^e, 2^(e+1)); the 3 bits below the top one pick the eighth of the octave.
-    cdef int sub = <int>(((us << 3) >> e) & 7) if e < 60 else 7
-    cdef int b = 1 + e * 8 + sub
+    # u is in [8 * 2^e, 16 * 2^e): the 3 bits below the top one pick the eighth of the octave.
+    cdef int b = 1 + e * 8 + <int>((u >> e) & 7)
     return b if b < WAIT_BUCKETS else WAIT_BUCKETS - 1
+
+
+def wait_bucket(long long ns):
+    """The histogram bucket of a wait of `ns` nanoseconds (what a flush records)."""
+    return _wait_bucket(ns)
 
 
 def wait_bucket_upper_ns(b):
@@ -58,7 +63,7 @@ def wait_bucket_upper_ns(b):
     if b <= 0:
         return 1000
     e, sub = divmod(b - 1, 8)
-    return ((8 + sub + 1) << e) * 1000 // 8
+    return ((9 + sub) << e) * 125
 
 
 cdef inline bytes _frame(bytes payload):
