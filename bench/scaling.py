@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.pg import Postgres
+from tests.redisserver import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -54,35 +54,6 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime + stime
     return total / TICKS
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def run_one(
@@ -183,7 +154,9 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="fastchat-scaling-") as tmp:
         workdir = Path(tmp)
-        redis, url = start_redis(workdir)
+        redis = RedisServer(free_port(), workdir)
+        redis.start()
+        url = redis.url
         pg = Postgres(free_port())
         try:
             pg.start()
@@ -200,8 +173,7 @@ def main() -> int:
                         print(f"[scaling]   {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
         finally:
             pg.stop()
-            redis.terminate()
-            redis.wait(10)
+            redis.stop()
     opts.json.parent.mkdir(parents=True, exist_ok=True)
     opts.json.write_text(json.dumps(rows, indent=1))
     print(

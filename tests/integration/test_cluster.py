@@ -7,10 +7,8 @@ on an ephemeral port, in a temp dir, with persistence off.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,46 +18,15 @@ import pytest
 
 from tests.conftest import TIMEOUT, free_port, start_server
 from tests.integration.wsclient import Client
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+from tests.redisserver import RedisServer
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            REDIS,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    # redis-server says when it listens: read its log up to that line, no polling.
-    assert proc.stdout is not None
-    seen = b""
-    while b"Ready to accept connections" not in seen:
-        line = proc.stdout.readline()
-        assert line, f"redis-server did not start:\n{seen.decode(errors='replace')}"
-        seen += line
-    # Keep draining its log so it can never block on a full pipe.
-    drain = threading.Thread(target=proc.stdout.read, daemon=True)
-    drain.start()
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=TIMEOUT)
-    drain.join(TIMEOUT)
-    proc.stdout.close()
+    redis = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    redis.start()
+    yield redis.url
+    redis.stop(TIMEOUT)
 
 
 async def collect(client: Client, n: int) -> list[dict]:
