@@ -11,6 +11,13 @@ and commits, so the writer does not stall the loop.
 Only after COMMIT returns are the results handed back to the loop (`call_soon_threadsafe`):
 nothing is broadcast or acknowledged before its transaction is durable.
 
+Checkpoints (copying the WAL back into the database file, with its two fsyncs) run on a
+checkpointer thread with its own connection, never inside a commit: SQLite's automatic
+checkpoint would run in the COMMIT of every ~460th single-row batch and hold it, and every
+message queued behind it, for ~3-4 ms here (more on a slow disk). A PASSIVE checkpoint does
+not block the writer. Should the WAL still reach `WAL_HARD_PAGES` (the checkpointer starved
+of CPU, say), the writer checkpoints itself between batches, so the WAL stays bounded.
+
 Reads (history, posts, health) are coroutines, so a networked database (`pgstore.py`) can
 await them; on SQLite they run on the loop over their own connection, bounded index range
 scans that never suspend.
@@ -51,6 +58,13 @@ POST_COLUMNS: Final = (
 Row = tuple[Any, ...]
 _MAX_ID: Final = 2**63 - 1
 _TABLES: Final = {"messages": (MESSAGE_COLUMNS, "room"), "comments": (COMMENT_COLUMNS, "post_id")}
+# WAL pages (4 kB) that wake the checkpointer: SQLite's own autocheckpoint threshold.
+WAL_CHECKPOINT_PAGES: Final = 1000
+# WAL pages past which the writer checkpoints itself (~40 MB). SQLite restarts the WAL only
+# when a transaction begins with all of it copied back, which under continuous commits
+# seldom coincides with the checkpointer finishing; so the WAL grows until a pause, or until
+# this bound, where the writer's own checkpoint finds most of it already copied.
+WAL_HARD_PAGES: Final = 10_000
 
 
 class Page(NamedTuple):
@@ -360,6 +374,12 @@ class SqliteStore(Store):
         self._loop: Any = None
         self._writer: apsw.Connection | None = None
         self._reader: apsw.Connection | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_due = threading.Event()
+        self._stopping = False
+        self._wal_pages = 0  # WAL size after the last commit (writer thread)
+        self.checkpoints = 0  # checkpoints run by the checkpointer thread
+        self.inline_checkpoints = 0  # ... and by the writer itself, past WAL_HARD_PAGES
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -374,11 +394,22 @@ class SqliteStore(Store):
                 # A quota: past it SQLite answers SQLITE_FULL, as a full disk would.
                 page = int(_value(self._writer, "PRAGMA page_size"))
                 self._writer.execute(f"PRAGMA max_page_count={max(self.max_bytes // page, 1)}")
+            # Checkpoints leave the commit path: the hook only notes the WAL's size.
+            self._writer.set_wal_hook(self._on_wal)
             self._reader = self._connect()
+            checkpoint_conn = self._connect()
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="fastchat-writer", daemon=True)
         self._thread.start()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop,
+            args=(checkpoint_conn,),
+            name="fastchat-checkpointer",
+            daemon=True,
+        )
+        self._checkpointer.start()
 
     def prepare(self) -> None:
         try:
@@ -395,6 +426,12 @@ class SqliteStore(Store):
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+        if self._checkpointer is not None:
+            self._stopping = True
+            self._checkpoint_due.set()
+            self._checkpointer.join()
+            self._checkpointer = None
+        # Closing the last connection checkpoints what is left and removes the WAL.
         for conn in (self._reader, self._writer):
             if conn is not None:
                 conn.close()
@@ -460,8 +497,46 @@ class SqliteStore(Store):
             if batch:
                 results = self._commit(batch)
                 self._loop.call_soon_threadsafe(self._deliver, results)
+                if self._wal_pages >= WAL_HARD_PAGES:
+                    self._checkpoint_inline()
             if stop and q.empty():
                 return
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _on_wal(self, conn: apsw.Connection, db: str, pages: int) -> int:
+        """SQLite's WAL hook, in the writer's COMMIT: note the size, wake the checkpointer."""
+        self._wal_pages = pages
+        if pages >= WAL_CHECKPOINT_PAGES:
+            self._checkpoint_due.set()
+        return apsw.SQLITE_OK
+
+    def _checkpoint_loop(self, conn: apsw.Connection) -> None:
+        """The checkpointer thread: a PASSIVE checkpoint each time the WAL passes
+        WAL_CHECKPOINT_PAGES. The writer restarts the WAL once all of it is copied back."""
+        try:
+            while True:
+                self._checkpoint_due.wait()
+                self._checkpoint_due.clear()
+                if self._stopping:
+                    return
+                try:
+                    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                    self.checkpoints += 1
+                except apsw.Error as exc:  # busy with another process's checkpoint, say
+                    log.warning("checkpoint of %s failed: %r", self.path, exc)
+        finally:
+            conn.close()
+
+    def _checkpoint_inline(self) -> None:
+        """The writer's own checkpoint, between batches, when the WAL passed WAL_HARD_PAGES."""
+        assert self._writer is not None
+        try:
+            self._writer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+            self.inline_checkpoints += 1
+        except apsw.Error as exc:
+            log.warning("checkpoint of %s failed: %r", self.path, exc)
+        self._wal_pages = 0
 
     def _commit(self, batch: list[tuple[Any, ...]]) -> list[Result]:
         conn = self._writer

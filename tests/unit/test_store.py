@@ -456,6 +456,46 @@ async def test_close_commits_everything_queued_before_stopping(new_store: Factor
     assert outside(store, "SELECT count(*) FROM messages") == 300
 
 
+async def test_sqlite_checkpoints_run_on_their_own_thread_and_keep_the_wal_bounded(
+    db_path: Path,
+) -> None:
+    # 3,000 single-row transactions, one after the other: SQLite's own autocheckpoint would
+    # have run inside ~6 of those commits. Here the checkpointer does it beside the writer,
+    # and the writer never does (the WAL stays under the hard limit, ~26 MB at most).
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    try:
+        for i in range(3000):
+            await done(writes.message("r", "u", f"message {i} " + "x" * 60))
+        assert store.batches == 3000
+        assert store.checkpoints >= 1
+        assert store.inline_checkpoints == 0
+    finally:
+        await store.close()
+    assert not os.path.exists(f"{db_path}-wal")  # the last close checkpoints the rest
+    assert outside(store, "SELECT count(*) FROM messages") == 3000
+
+
+async def test_sqlite_the_writer_checkpoints_itself_when_the_checkpointer_falls_behind(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checkpointer is never woken here; past the hard limit the writer checkpoints
+    # between batches, so the WAL stays bounded whatever happens to the other thread.
+    monkeypatch.setattr("fastchat.store.WAL_CHECKPOINT_PAGES", 10**9)
+    monkeypatch.setattr("fastchat.store.WAL_HARD_PAGES", 200)
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    try:
+        for i in range(300):
+            await done(writes.message("r", "u", f"message {i}"))
+        assert store.checkpoints == 0
+        assert store.inline_checkpoints >= 1
+        assert os.path.getsize(f"{db_path}-wal") < 2 * 200 * 4096 + 64 * 1024
+    finally:
+        await store.close()
+    assert outside(store, "SELECT count(*) FROM messages") == 300
+
+
 async def test_reopening_the_database_finds_the_data_and_ids_keep_rising(
     new_store: Factory,
 ) -> None:
