@@ -12,8 +12,9 @@ cdef class Member:
         readonly bint is_fast               # True: picows socket; False: an external sink
         readonly WSTransport transport      # fast members only
         readonly object sink                # other members: .deliver(list[bytes]), .close(code, reason)
+        bytes _shared                       # fast members: the only pending frame, by reference
         char* _buf                          # fast members: pending frames, already framed
-        Py_ssize_t _size
+        Py_ssize_t _size                    #   (used once a second frame is queued)
         Py_ssize_t _capacity
         list _pending                       # sink members: pending payloads
         readonly dict rooms                 # room key -> Room
@@ -24,6 +25,9 @@ cdef class Member:
         public object state                 # per-connection session state, owned by the service
 
     cdef int _append(self, const char* data, Py_ssize_t n) except -1
+    cdef int _queue(self, bytes frame) except -1
+    cdef Py_ssize_t _queued(self) noexcept
+    cdef void _clear(self) noexcept
     cdef void _release(self) noexcept
 
 

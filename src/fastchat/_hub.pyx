@@ -7,8 +7,11 @@ per socket per loop tick cost about 0.5 us per frame. So the hub:
 
 * frames each published payload once per room (server frames are unmasked, so every member
   gets the same bytes);
-* appends those bytes to each member's outbound buffer (a memcpy);
-* flushes every dirty socket once per loop iteration, one write for all its pending frames.
+* queues those bytes for each member by reference while they are its only pending frame (a
+  lone message, the paced case: no copy per member, and the kernel copies from one hot
+  frame), and copies into the member's own buffer once a second frame joins it;
+* flushes every dirty socket once per loop iteration, one write for all its pending frames:
+  `send(2)` straight on the socket when the transport holds nothing back.
 
 Policy (who may join, limits, validation) stays in Python; only this bookkeeping is here.
 All methods run on the event loop thread.
@@ -23,6 +26,10 @@ from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from picows.picows cimport MemoryBuffer, WSCloseCode, WSTransport
+
+cdef extern from "<sys/socket.h>" nogil:
+    Py_ssize_t send(int sockfd, const void* buf, size_t n, int flags)
+    int MSG_NOSIGNAL
 
 # A fast member keeps at most this much buffer capacity between flushes; a burst may grow it,
 # and it is given back after the flush so idle connections stay small.
@@ -94,6 +101,23 @@ cdef inline bytes _frame(bytes payload):
     return frame
 
 
+cdef inline int _write(WSTransport t, const char* p, Py_ssize_t n, Py_ssize_t held) except -1:
+    """Write `n` bytes to a member. `held`: what its transport already buffers. When that
+    is nothing, one `send(2)` straight on the socket (picows' `_fast_write` would ask uvloop
+    for the buffer size a second time); whatever the kernel does not take, and everything
+    when the transport holds bytes, goes through picows, which queues it behind them."""
+    cdef Py_ssize_t sent
+    if held == 0 and not t.is_secure:
+        sent = send(t._socket, p, <size_t>n, MSG_NOSIGNAL)
+        if sent == n:
+            return 0
+        if sent > 0:
+            p += sent
+            n -= sent
+    t._fast_write(<char*>p, n)
+    return 0
+
+
 def frame_text(bytes payload):
     """The wire frame the hub sends for `payload` (exposed for tests and benchmarks)."""
     return _frame(payload)
@@ -103,6 +127,7 @@ cdef class Member:
     """One WebSocket connection, on either port."""
 
     def __cinit__(self):
+        self._shared = None
         self._buf = NULL
         self._size = 0
         self._capacity = 0
@@ -113,6 +138,7 @@ cdef class Member:
         self._release()
 
     cdef void _release(self) noexcept:
+        self._shared = None
         if self._buf != NULL:
             PyMem_Free(self._buf)
             self._buf = NULL
@@ -136,11 +162,32 @@ cdef class Member:
         self._size = need
         return 0
 
+    cdef int _queue(self, bytes frame) except -1:
+        """Queue one frame. While it is the only one it is held by reference (a room's
+        frame is shared by all its members); a second one copies both into the buffer."""
+        if self._shared is None and self._size == 0:
+            self._shared = frame
+            return 0
+        if self._shared is not None:
+            self._append(PyBytes_AS_STRING(self._shared), PyBytes_GET_SIZE(self._shared))
+            self._shared = None
+        return self._append(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+
+    cdef Py_ssize_t _queued(self) noexcept:
+        """Bytes queued in the hub (fast members)."""
+        if self._shared is not None:
+            return PyBytes_GET_SIZE(self._shared)
+        return self._size
+
+    cdef void _clear(self) noexcept:
+        self._shared = None
+        self._size = 0
+
     @property
     def buffered(self):
         """Bytes waiting in the hub for this member (not counting the transport's own buffer)."""
         if self.is_fast:
-            return self._size
+            return self._queued()
         return sum(len(p) for p in self._pending)
 
     @property
@@ -150,7 +197,7 @@ cdef class Member:
         if self.is_fast:
             if self.transport.is_disconnected:
                 return 0
-            return self._size + self.transport.underlying_transport.get_write_buffer_size()
+            return self._queued() + self.transport.underlying_transport.get_write_buffer_size()
         return sum(len(p) for p in self._pending) + getattr(self.sink, "backlog", 0)
 
 
@@ -287,7 +334,6 @@ cdef class Hub:
         if room is None:
             return 0
         cdef bytes frame = None
-        cdef const char* fp = NULL
         cdef Py_ssize_t fn = 0
         cdef Py_ssize_t queued = 0
         cdef Member m
@@ -298,15 +344,14 @@ cdef class Hub:
             if m.is_fast:
                 if frame is None:
                     frame = _frame(payload)
-                    fp = PyBytes_AS_STRING(frame)
                     fn = PyBytes_GET_SIZE(frame)
-                if m._size + fn > self.high_water:
+                if m._queued() + fn > self.high_water:
                     # It cannot keep up: skip it now, drop it at the flush (it resumes from
                     # its last id when it reconnects, so nothing is lost to it).
                     m.slow = True
                     self._mark_dirty(m)
                     continue
-                m._append(fp, fn)
+                m._queue(frame)
             else:
                 if len(m._pending) >= self.max_pending:
                     m.slow = True
@@ -322,10 +367,8 @@ cdef class Hub:
         """Queue `payload` for one member, in order with its room traffic."""
         if member.closed or member.slow or member.closing:
             return 0
-        cdef bytes frame
         if member.is_fast:
-            frame = _frame(payload)
-            member._append(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
+            member._queue(_frame(payload))
         else:
             member._pending.append(payload)
         self._mark_dirty(member)
@@ -376,6 +419,7 @@ cdef class Hub:
         cdef Member m
         cdef list pending
         cdef WSTransport t
+        cdef Py_ssize_t n, held
         for m in dirty:
             m._dirty = False
             if m.closed:
@@ -384,19 +428,24 @@ cdef class Hub:
                 self._drop_slow(m)
                 continue
             if m.is_fast:
-                if m._size == 0:
+                n = m._queued()
+                if n == 0:
                     continue
                 t = m.transport
                 if t.is_disconnected or t.is_close_frame_sent:
-                    m._size = 0
+                    m._clear()
                     continue
-                if <Py_ssize_t>t.underlying_transport.get_write_buffer_size() > self.high_water:
+                held = <Py_ssize_t>t.underlying_transport.get_write_buffer_size()
+                if held > self.high_water:
                     m.slow = True
                     self._drop_slow(m)
                     continue
-                t._fast_write(m._buf, m._size)
+                if m._shared is not None:
+                    _write(t, PyBytes_AS_STRING(m._shared), n, held)
+                else:
+                    _write(t, m._buf, n, held)
                 self.writes += 1
-                m._size = 0
+                m._clear()
                 if m._capacity > _KEEP_CAPACITY:
                     m._release()
             else:
@@ -415,7 +464,7 @@ cdef class Hub:
 
     cdef _drop_slow(self, Member m):
         self.slow_drops += 1
-        m._size = 0
+        m._clear()
         m._pending = []
         if self.on_slow is not None:
             self.on_slow(m)
@@ -430,9 +479,12 @@ cdef class Hub:
         cdef bytes why = reason.encode()[:123]
         if member.is_fast:
             t = member.transport
-            if member._size and not member.slow and not (t.is_disconnected or t.is_close_frame_sent):
-                t._fast_write(member._buf, member._size)
-            member._size = 0
+            if member._queued() and not member.slow and not (t.is_disconnected or t.is_close_frame_sent):
+                if member._shared is not None:
+                    t._fast_write(PyBytes_AS_STRING(member._shared), member._queued())
+                else:
+                    t._fast_write(member._buf, member._size)
+            member._clear()
             t.send_close(<WSCloseCode>code, why)
             # Let the client answer with its own close frame (a clean closing handshake, and
             # no RST eating our close frame while it is still sending); drop it if it won't.
