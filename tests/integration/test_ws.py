@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import datetime
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.integration.wsclient import Client
+from tests.integration.wsclient import Client, masked_frame, raw_handshake
 
 PORTS = ["fast", "http"]
 
@@ -281,3 +282,45 @@ async def test_many_messages_arrive_in_commit_order_on_both_ports(server: Server
             assert ids == sorted(ids) and len(set(ids)) == 200
     finally:
         await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_a_burst_goes_out_in_few_writes_per_member_and_in_order(
+    server: ServerProcess,
+) -> None:
+    # 100 messages in one TCP write: the server reads them at once, commits them in a batch
+    # or a few, and publishes them in the same tick or two, so each member gets them in a
+    # write or a few of several frames each (issue 7), in commit order, on both ports.
+    room = room_name()
+    readers = [await Client.connect(u) for u in server.ws_urls() * 2]
+    sender = await asyncio.to_thread(raw_handshake, server.ws_port)
+    try:
+        for i, c in enumerate(readers):
+            await c.join(room, f"reader{i}")
+        join = {"type": "JOIN_ROOM", "room": room, "user": "burst"}
+        await asyncio.to_thread(sender.sendall, masked_frame(1, json.dumps(join).encode()))
+        for c in readers:  # the sender is in the room for everyone before the burst
+            while (await c.expect("USER_JOINED"))["user"] != "burst":
+                pass
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            before = (await http.get("/api/v1/stats")).json()
+            burst = b"".join(
+                masked_frame(
+                    1,
+                    json.dumps(
+                        {"type": "CHAT_MESSAGE", "room": room, "user": "burst", "message": f"b{i}"}
+                    ).encode(),
+                )
+                for i in range(100)
+            )
+            await asyncio.to_thread(sender.sendall, burst)
+            for c in readers:
+                got = [(await c.expect("CHAT_MESSAGE"))["message"] for _ in range(100)]
+                assert got == [f"b{i}" for i in range(100)]
+            after = (await http.get("/api/v1/stats")).json()
+        deliveries = after["deliveries"] - before["deliveries"]
+        writes = after["socket_writes"] - before["socket_writes"]
+        assert deliveries == 100 * (len(readers) + 1)  # the sender gets its own copies too
+        assert writes * 10 <= deliveries, (writes, deliveries)
+    finally:
+        sender.close()
+        await asyncio.gather(*(c.close() for c in readers))
