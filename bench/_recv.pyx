@@ -29,11 +29,14 @@ cdef inline long long _now() noexcept nogil:
 
 
 cdef class CTimed(WSListener):
-    """Counts chat frames (`n`), checks their ids rise (`disorder`), records each latency
-    into `lat`, an array('q') given by `bind` (appended to past its capacity). Other frames
+    """Counts chat frames (`n`), checks their ids rise (`disorder`), records the latency of
+    each from the pacer's `seq_from`-th on (`timed` of them) into `lat`, an array('q') given by `bind`
+    (appended to past its capacity). Other frames
     (`frames`) go to the Python `other(payload)` of the subclass."""
 
     cdef public long long n
+    cdef public long long timed
+    cdef public long long seq_from
     cdef public long long last_id
     cdef public long long disorder
     cdef public long long frames
@@ -41,16 +44,20 @@ cdef class CTimed(WSListener):
     cdef Py_ssize_t _cap
     cdef public object lat
 
-    def bind(self, lat):
+    def bind(self, lat, long long seq_from=0):
+        """Record into `lat` the latencies of the pacer's messages from number `seq_from` on
+        (earlier ones, the warm-up, are counted in `n` and checked for order, not timed)."""
         self.lat = lat
         self._lat = lat
         self._cap = len(lat)
+        self.timed = 0
+        self.seq_from = seq_from
 
     def unbind(self):
         """The latencies recorded, as a new array (the bound one cannot be resized)."""
         self._lat = None
         self._cap = 0
-        self.lat = self.lat[: self.n]
+        self.lat = self.lat[: self.timed]
         return self.lat
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
@@ -62,7 +69,7 @@ cdef class CTimed(WSListener):
         cdef Py_ssize_t size = frame.payload_size
         cdef Py_ssize_t pl = len(_PREFIX), kl = len(_KEY)
         cdef Py_ssize_t i
-        cdef long long id_ = 0, sent = 0
+        cdef long long id_ = 0, sent = 0, seq = 0
         if size <= pl or memcmp(p, <const char*>_PREFIX, pl) != 0:
             self.frames += 1
             self.other(PyBytes_FromStringAndSize(p, size))
@@ -76,8 +83,11 @@ cdef class CTimed(WSListener):
         while i + kl <= size and memcmp(p + i, <const char*>_KEY, kl) != 0:
             i += 1
         i += kl
-        while i < size and p[i] != 32:  # past the sequence number
+        while i < size and 48 <= p[i] <= 57:  # the sequence number
+            seq = seq * 10 + (p[i] - 48)
             i += 1
+        if i >= size or p[i] != 32:
+            raise ValueError("a CHAT_MESSAGE without a sequence number")
         i += 1
         if i >= size or not (48 <= p[i] <= 57):
             raise ValueError("a CHAT_MESSAGE without a send time")
@@ -87,8 +97,11 @@ cdef class CTimed(WSListener):
         if id_ <= self.last_id:
             self.disorder += 1
         self.last_id = id_
-        if self.n < self._cap:
-            self._lat[self.n] = now - sent
+        self.n += 1
+        if seq < self.seq_from:
+            return
+        if self.timed < self._cap:
+            self._lat[self.timed] = now - sent
         else:
             self.lat.append(now - sent)
-        self.n += 1
+        self.timed += 1
