@@ -845,6 +845,17 @@ class Coordinator:
                 # Per message: first copy received, and the last (fan-out complete).
                 out["per_message_first_ms"] = percentiles(firsts)
                 out["per_message_last_ms"] = percentiles(lasts)
+                if getattr(args, "per_message", ""):
+                    with open(args.per_message, "w") as f:  # for a look at the time series
+                        json.dump(
+                            {
+                                "t_go_ns": t_go,
+                                "interval_ns": int(getattr(args, "interval_ms", 0) * 1e6),
+                                "first_ns": list(firsts),
+                                "last_ns": list(lasts),
+                            },
+                            f,
+                        )
         if echo:
             out["sender_echo_latency_ms"] = percentiles(echo)
         return out
@@ -1056,6 +1067,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=("c", "python"),
         default="c",
         help="the timed members' frame path: C (bench/_recv.pyx, built by make bench) or Python",
+    )
+    p.add_argument(
+        "--per-message",
+        default="",
+        metavar="FILE",
+        help="write each timed message's first and last copy latency (ns, in send order) here",
     )
     p.add_argument(
         "--timed-every",
