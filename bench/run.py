@@ -541,6 +541,9 @@ def main() -> int:
                         flush=True,
                     )
                     tree = var.server if kind == "fastchat" else None
+                    # The previous run's dirty pages (its database, the baseline's fsyncs) go
+                    # to disk now, not from a kernel flusher in the middle of this run.
+                    os.sync()
                     if opts.wait_quiet:
                         waited = wait_quiet()
                         if waited > 1.5:
