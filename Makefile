@@ -30,8 +30,10 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 # fastchat beside the baseline, same scenarios, same invocation, pinned cores; prints ratios.
+# --wait-quiet: before each run, wait (up to 90 s) for both cores to be idle; this machine
+# is shared, and a run started under someone else's load measures them too.
 bench: $(STAMP) bench-build
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --wait-quiet
 	$(BIN)/python -m bench.scaling
 
 bench-quick: $(STAMP) bench-build

@@ -523,7 +523,10 @@ class SqliteStore(Store):
                 try:
                     conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
                     self.checkpoints += 1
-                except apsw.Error as exc:  # busy with another process's checkpoint, say
+                except apsw.BusyError:
+                    # Another worker sharing the file is checkpointing it: that one will do.
+                    log.debug("checkpoint of %s skipped: another one is running", self.path)
+                except apsw.Error as exc:
                     log.warning("checkpoint of %s failed: %r", self.path, exc)
         finally:
             conn.close()
