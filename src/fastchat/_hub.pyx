@@ -225,8 +225,9 @@ cdef class Hub:
 
     cpdef Member attach_transport(self, WSTransport transport):
         # Per idle connection, picows keeps the parsed handshake (~1.5 kB) and a 1 kB write
-        # buffer that only its own send() uses; we write through _fast_write. Free both: the
-        # buffer grows back on demand (resize() reallocs from NULL). Issue 7: < 6 kB/conn.
+        # buffer that only its own send() uses; we write with send(2) or _fast_write. Free
+        # both: the buffer grows back on demand (resize() reallocs from NULL). Issue 7:
+        # < 6 kB/conn.
         transport.request = None
         transport.response = None
         cdef MemoryBuffer wb = transport._write_buffer
