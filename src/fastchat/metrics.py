@@ -110,6 +110,15 @@ class ChatCollector(Collector):
         yield GaugeMetricFamily(
             "fastchat_store_pending", "Writes queued, not yet committed", value=store.pending
         )
+        checkpoints = CounterMetricFamily(
+            "fastchat_store_checkpoints",
+            "SQLite WAL checkpoints, by who ran them (the checkpointer thread, or the writer "
+            "past the WAL's hard limit)",
+            labels=["by"],
+        )
+        checkpoints.add_metric(["checkpointer"], store.checkpoints)
+        checkpoints.add_metric(["writer"], store.inline_checkpoints)
+        yield checkpoints
 
 
 # fastchat_fanout_seconds' bounds: every octave from 16 us to ~1 s. The hub counts in eighths

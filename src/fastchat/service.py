@@ -548,6 +548,7 @@ class Chat:
                 "rows": self.store.rows,
                 "failed_batches": self.store.failed_batches,
                 "pending": self.store.pending,
+                "checkpoints": self.store.checkpoints + self.store.inline_checkpoints,
             },
             "errors": dict(self.errors),
             "cluster": self.cluster_stats(),

@@ -177,6 +177,10 @@ class Store:
         self.last_batch_size = 0
         self.last_commit_seconds = 0.0
         self.pending = 0  # operations queued and not yet handed back (loop thread only)
+        # SQLite: WAL checkpoints run by the checkpointer thread, and by the writer itself
+        # (past WAL_HARD_PAGES). A networked database checkpoints on its own: both stay 0.
+        self.checkpoints = 0
+        self.inline_checkpoints = 0
         # Clustered (delivery.py): each new message or comment row carries a 7th field, the
         # previous id of its room or post, read under the write lock (0: none).
         self.track_previous = False
@@ -378,8 +382,6 @@ class SqliteStore(Store):
         self._checkpoint_due = threading.Event()
         self._stopping = False
         self._wal_pages = 0  # WAL size after the last commit (writer thread)
-        self.checkpoints = 0  # checkpoints run by the checkpointer thread
-        self.inline_checkpoints = 0  # ... and by the writer itself, past WAL_HARD_PAGES
 
     # ------------------------------------------------------------------ lifecycle
 

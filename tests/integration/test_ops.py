@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import TIMEOUT, ServerProcess, start_server
 from tests.integration.wsclient import Client
 
 
@@ -82,6 +83,31 @@ async def test_metrics_count_traffic(tmp_path: Path) -> None:
         assert sum(count for _, count in stats["wait_histogram"]) == stats["flushes"]
         info = [dict(labels) for name, labels in after if name == "fastchat_info"]
         assert len(info) == 1 and info[0]["node"] and info[0]["version"]
+    finally:
+        server.stop()
+
+
+async def test_checkpoints_run_beside_the_writer_and_show_in_metrics(tmp_path: Path) -> None:
+    # 600 messages, each committed alone (each waits for the one before): ~1,200 WAL pages,
+    # past the 1,000 that wake the checkpointer thread. The writer never checkpoints here.
+    server = start_server(tmp_path / "c.db", env={"RATE_LIMIT": "0"})
+    try:
+        room = "ckpt-" + uuid.uuid4().hex[:6]
+        async with await Client.connect(server.ws_fast) as a:
+            await a.join(room, "a")
+            for i in range(600):
+                await a.say(room, "a", f"message {i}")
+                await a.expect("CHAT_MESSAGE", skip=("USER_JOINED",))
+        # The checkpointer runs beside the writer, so ask until it has (each ask is a scrape).
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            after = scrape(server)
+            if after.get(("fastchat_store_checkpoints_total", (("by", "checkpointer"),))):
+                break
+            assert time.monotonic() < deadline, "no checkpoint after 600 single-row commits"
+        assert after[("fastchat_store_checkpoints_total", (("by", "writer"),))] == 0
+        stats = httpx.get(f"{server.http}/api/v1/stats").json()["store"]
+        assert stats["checkpoints"] >= 1 and stats["batches"] >= 600
     finally:
         server.stop()
 
