@@ -522,26 +522,31 @@ class SqliteStore(Store):
                 self._checkpoint_due.clear()
                 if self._stopping:
                     return
-                try:
-                    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                if self._checkpoint(conn):
                     self.checkpoints += 1
-                except apsw.BusyError:
-                    # Another worker sharing the file is checkpointing it: that one will do.
-                    log.debug("checkpoint of %s skipped: another one is running", self.path)
-                except apsw.Error as exc:
-                    log.warning("checkpoint of %s failed: %r", self.path, exc)
         finally:
             conn.close()
 
     def _checkpoint_inline(self) -> None:
         """The writer's own checkpoint, between batches, when the WAL passed WAL_HARD_PAGES."""
         assert self._writer is not None
-        try:
-            self._writer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        if self._checkpoint(self._writer):
             self.inline_checkpoints += 1
+        self._wal_pages = 0
+
+    def _checkpoint(self, conn: apsw.Connection) -> bool:
+        """One PASSIVE checkpoint over `conn`; False if it could not run."""
+        try:
+            conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        except apsw.BusyError:
+            # Another checkpoint of the file is running (the other thread, or another
+            # worker sharing the file): that one will do.
+            log.debug("checkpoint of %s skipped: another one is running", self.path)
+            return False
         except apsw.Error as exc:
             log.warning("checkpoint of %s failed: %r", self.path, exc)
-        self._wal_pages = 0
+            return False
+        return True
 
     def _commit(self, batch: list[tuple[Any, ...]]) -> list[Result]:
         conn = self._writer
