@@ -27,6 +27,7 @@ cdef class Member:
     cdef int _append(self, const char* data, Py_ssize_t n) except -1
     cdef int _queue(self, bytes frame) except -1
     cdef Py_ssize_t _queued(self) noexcept
+    cdef const char* _data(self) noexcept
     cdef void _clear(self) noexcept
     cdef void _release(self) noexcept
 

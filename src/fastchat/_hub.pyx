@@ -179,6 +179,12 @@ cdef class Member:
             return PyBytes_GET_SIZE(self._shared)
         return self._size
 
+    cdef const char* _data(self) noexcept:
+        """Where those bytes start: the shared frame, or the member's own buffer."""
+        if self._shared is not None:
+            return PyBytes_AS_STRING(self._shared)
+        return self._buf
+
     cdef void _clear(self) noexcept:
         self._shared = None
         self._size = 0
@@ -441,10 +447,7 @@ cdef class Hub:
                     m.slow = True
                     self._drop_slow(m)
                     continue
-                if m._shared is not None:
-                    _write(t, PyBytes_AS_STRING(m._shared), n, held)
-                else:
-                    _write(t, m._buf, n, held)
+                _write(t, m._data(), n, held)
                 self.writes += 1
                 m._clear()
                 if m._capacity > _KEEP_CAPACITY:
@@ -481,10 +484,7 @@ cdef class Hub:
         if member.is_fast:
             t = member.transport
             if member._queued() and not member.slow and not (t.is_disconnected or t.is_close_frame_sent):
-                if member._shared is not None:
-                    t._fast_write(PyBytes_AS_STRING(member._shared), member._queued())
-                else:
-                    t._fast_write(member._buf, member._size)
+                t._fast_write(<char*>member._data(), member._queued())
             member._clear()
             t.send_close(<WSCloseCode>code, why)
             # Let the client answer with its own close frame (a clean closing handshake, and
