@@ -30,9 +30,9 @@ cdef inline long long _now() noexcept nogil:
 
 cdef class CTimed(WSListener):
     """Counts chat frames (`n`), checks their ids rise (`disorder`), records the latency of
-    each from the pacer's `seq_from`-th on (`timed` of them) into `lat`, an array('q') given by `bind`
-    (appended to past its capacity). Other frames
-    (`frames`) go to the Python `other(payload)` of the subclass."""
+    each from the pacer's `seq_from`-th on (`timed` of them) into `lat`, an array('q') given
+    by `bind` (appended to past its capacity). Other frames (`frames`) go to the Python
+    `other(payload)` of the subclass."""
 
     cdef public long long n
     cdef public long long timed

@@ -530,16 +530,14 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             # and CPU time, from t_go on (t_start < t_go: a warm-up at the same pace).
             t_start, t_go, t_end = args
             state["t_end"] = t_end
-            cpu0 = cpu()
-            at_go: list[tuple[float, float]] = []
+            at_go: list[tuple[float, float]] = []  # this process's CPU time at t_go
             loop.call_later(
                 max(0.0, (t_go - monotonic_ns()) / 1e9), lambda box=at_go: box.append(cpu())
             )
-            # Room for every message the pacer can send (plus a few): no growth while timed.
-            capacity = (t_end - t_go) // max(1, int(spec["interval_ms"] * 1e6)) + 16
-            capacity = min(capacity, spec["max_msgs"] + 16)
-            # The pacer's first timed message: its sequence numbers count from t_start.
             interval = max(1, int(spec["interval_ms"] * 1e6))
+            # Room for every message the pacer can send (plus a few): no growth while timed.
+            capacity = min((t_end - t_go) // interval + 16, spec["max_msgs"] + 16)
+            # The pacer's first timed message: its sequence numbers count from t_start.
             seq_from = -(-(t_go - t_start) // interval)
             for c in clients:
                 c.n = 0
@@ -565,8 +563,7 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             for c in senders:
                 sent[c.room] = sent.get(c.room, 0) + c.sent
                 timed[c.room] = timed.get(c.room, 0) + c.sent - c.warmup
-            if at_go:
-                cpu0 = at_go[0]
+            cpu0 = at_go[0]  # t_go is past: the run lasts until t_end
             conn.send(("sent", sent, timed))
         elif op == "expect":
             (expected, timed, drain) = args
@@ -756,18 +753,14 @@ class Coordinator:
         # The server's counters are read before the warm-up, so they include it: an HTTP
         # request to the server inside the window delayed the next few messages (measured).
         stats0 = server_stats(args.stats_url)
-        if not warmup:
-            cpu0 = proc_cpu(self.pid) if self.pid else None
-            busy0 = cores_busy()
         t_start = time.monotonic_ns() + 50_000_000
         t_go = t_start + warmup
         t_end = t_go + int(args.duration * 1e9)
         self.tell("go", t_start, t_go, t_end)
-        if warmup:
-            # The window opens at t_go: CPU time from /proc from then on.
-            time.sleep(max(0.0, (t_go - time.monotonic_ns()) / 1e9))
-            cpu0 = proc_cpu(self.pid) if self.pid else None
-            busy0 = cores_busy()
+        # The window opens at t_go (= t_start without a warm-up): CPU time from then on.
+        time.sleep(max(0.0, (t_go - time.monotonic_ns()) / 1e9))
+        cpu0 = proc_cpu(self.pid) if self.pid else None
+        busy0 = cores_busy()
         sent_parts = self.gather("sent", args.duration + warmup / 1e9 + 30)
         expected: dict[str, int] = {}
         timed: dict[str, int] = {}
