@@ -51,6 +51,10 @@ def store_for(settings: Settings) -> Store:
 
 async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
+    # From the first moment: a signal during startup stops the server once it is up, cleanly.
+    stop = asyncio.Event()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
     store = store_for(settings)
     hub = Hub(loop, high_water=settings.outbound_high_water)
     broker = broker_for(settings.broker_url)
@@ -101,10 +105,6 @@ async def serve(settings: Settings) -> int:
         await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
         return 1
 
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
     shown = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
     print(
         f"fastchat {__version__} ready: http://{shown}:{settings.port}  "
@@ -124,7 +124,21 @@ async def serve(settings: Settings) -> int:
     if heartbeat is not None:
         heartbeat.cancel()
     await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
+    _ignore_stop_signals(loop)
     return exit_code
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Everything is drained and flushed: from here to the exit, a repeated SIGTERM (systemd,
+    Kubernetes and people all send a second one) must not turn the clean stop into a kill.
+    Closing the loop would reset our handlers to the default action, which is death by
+    signal (exit -15) while the interpreter winds down; so they are swapped for SIG_IGN."""
+    for sig in _STOP_SIGNALS:
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
 
 
 async def _listening(host: str, port: int, http_task: asyncio.Task[Any]) -> bool:

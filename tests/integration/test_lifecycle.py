@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -60,6 +62,25 @@ async def test_signal_closes_clients_with_1001_and_exits_0(tmp_path: Path, sig: 
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
     assert server.stop() == 0
     assert "Traceback" not in server.log()
+
+
+async def test_repeated_sigterm_during_the_drain_still_exits_0(tmp_path: Path) -> None:
+    """systemd, Kubernetes and impatient people send SIGTERM more than once: every repeat,
+    up to the process's last instant, must leave the clean stop clean (exit 0, not -15)."""
+    server = start_server(tmp_path / "chat.db")
+    client = await Client.connect(server.ws_fast)
+    await client.join("again", "a")
+    server.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + TIMEOUT * 2
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.001)
+    assert server.stop() == 0, server.log()
+    with pytest.raises(websockets.ConnectionClosed) as info:
+        while True:
+            await client.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
 
 
 def test_startup_prints_both_urls(tmp_path: Path) -> None:
