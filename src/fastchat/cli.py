@@ -167,8 +167,8 @@ def main() -> None:
     envvar="ALLOWED_ORIGINS",
     default="",
     show_envvar=True,
-    help="Comma-separated browser origins allowed to open WebSockets; empty: the "
-    "page's own host; '*': any.",
+    help="Comma-separated browser origins allowed to open WebSockets and write through REST "
+    "(and given CORS headers); empty: the page's own host; '*': any.",
 )
 @click.option(
     "--ping-interval",
@@ -253,6 +253,15 @@ def main() -> None:
     show_default=True,
     show_envvar=True,
     help="Create sample posts in a new database.",
+)
+@click.option(
+    "--test-endpoints/--no-test-endpoints",
+    envvar="TEST_ENDPOINTS",
+    default=True,
+    show_default=True,
+    show_envvar=True,
+    help="The original's GET /api/v1/test/* endpoints, which store on GET; turn them off "
+    "in production.",
 )
 def serve(**options: Any) -> None:
     """Run the server: pages and REST on PORT, WebSockets on WS_PORT and PORT."""

@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     seed_posts: bool = True
+    test_endpoints: bool = True
     shutdown_timeout: float = 10.0
     conformance_echo: bool = False
     workers: int = 1

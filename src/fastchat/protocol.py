@@ -30,6 +30,8 @@ class ErrorCode:
     NOT_JOINED: Final = "not_joined"
     POST_NOT_FOUND: Final = "post_not_found"
     NOT_FOUND: Final = "not_found"
+    ORIGIN_REFUSED: Final = "origin_refused"
+    UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"
     STORE_UNAVAILABLE: Final = "store_unavailable"
     INTERNAL: Final = "internal_error"
 
@@ -148,17 +150,37 @@ def parse(data: bytes | str, limits: Limits) -> AnyClientEvent:
     kind = type(event)
     for field in _NAME_FIELDS[kind]:
         value = getattr(event, field)
-        if value is not None and not (value.isprintable() and not value.isspace()):
-            raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must be {NAME_RULE}")
+        if value is not None:
+            check_name(field, value)
     for field in _ID_FIELDS[kind]:
         value = getattr(event, field)
         if value is not None and not value.isprintable():
             raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must be printable")
-    if kind is SendMessage:
-        _check_text("message", event.message, limits)
-    elif kind is SendComment:
-        _check_text("comment", event.comment, limits)
-    return event  # type: ignore[no-any-return]
+    if isinstance(event, SendMessage):
+        check_text("message", event.message, limits)
+    elif isinstance(event, SendComment):
+        check_text("comment", event.comment, limits)
+    return event
+
+
+def check_name(field: str, value: str) -> str:
+    """A user or room name, by the same rule on the socket and over REST (whose decoders
+    have checked the length already). Room names may not hold '/': REST addresses a room
+    as one path segment, so a room with one would be stored and never readable there."""
+    if not (valid_name(value) and (field != "room" or "/" not in value)):
+        rule = ROOM_RULE if field == "room" else NAME_RULE
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must be {rule}")
+    return value
+
+
+def check_client_id(value: str | None) -> str | None:
+    """An idempotency id (its length is the decoder's; REST decodes with the same type)."""
+    if value is not None and not (value.isprintable() and 0 < len(value) <= events.CLIENT_ID_MAX):
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"`client_id` must be 1-{events.CLIENT_ID_MAX} printable characters",
+        )
+    return value
 
 
 def post_id_of(ref: int | str) -> int:
@@ -183,7 +205,7 @@ def time_of(value: str | int | float | None) -> int | None:
         raise ProtocolError(ErrorCode.INVALID_TIME, str(exc)) from None
 
 
-def _check_text(field: str, text: str, limits: Limits) -> None:
+def check_text(field: str, text: str, limits: Limits) -> str:
     if not text.strip():
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must not be empty")
     if "\x00" in text:  # never meant as text, and PostgreSQL cannot store it
@@ -193,6 +215,7 @@ def _check_text(field: str, text: str, limits: Limits) -> None:
             ErrorCode.TOO_LARGE,
             f"`{field}` is {len(text)} characters, over the limit of {limits.max_message_chars}",
         )
+    return text
 
 
 _TYPES_HINT: Final = ", ".join(events.CLIENT_EVENT_TYPES)
@@ -225,6 +248,7 @@ def _hostname(hostport: str) -> str:
 NAME_RULE: Final = (
     f"1-{events.NAME_MAX} characters, not blank, without control or invisible characters"
 )
+ROOM_RULE: Final = NAME_RULE + ", without '/'"
 # Which fields of each event are names (rooms, users) and which are client-chosen ids.
 _NAME_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.JoinRoom: ("room", "user"),

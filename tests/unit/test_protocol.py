@@ -406,6 +406,8 @@ texts = st.text(
     min_size=1,
     max_size=200,
 ).filter(lambda s: s.strip() != "")
+# Room names: the same, without '/' (REST addresses a room as one path segment).
+rooms = names.filter(lambda s: "/" not in s)
 client_ids = st.none() | names
 post_refs = st.integers(min_value=1, max_value=2**63 - 1) | st.text(
     st.characters(blacklist_categories=("Cs",)), max_size=20
@@ -413,9 +415,9 @@ post_refs = st.integers(min_value=1, max_value=2**63 - 1) | st.text(
 last_ids = st.none() | st.integers(min_value=0, max_value=2**63 - 1)
 
 valid_events = st.one_of(
-    st.builds(JoinRoom, room=names, user=names, last_id=last_ids),
-    st.builds(LeaveRoom, room=names),
-    st.builds(SendMessage, room=names, user=names, message=texts, client_id=client_ids),
+    st.builds(JoinRoom, room=rooms, user=names, last_id=last_ids),
+    st.builds(LeaveRoom, room=rooms),
+    st.builds(SendMessage, room=rooms, user=names, message=texts, client_id=client_ids),
     st.builds(SendComment, post_id=post_refs, user=names, comment=texts, client_id=client_ids),
     st.builds(JoinPost, post_id=post_refs, user=names, last_id=last_ids),
     st.builds(LeavePost, post_id=post_refs),
@@ -431,6 +433,17 @@ def test_valid_events_round_trip(ev: Any) -> None:
 
 
 # --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("room", ["a/b", "../../etc/passwd", "/", "team/"])
+@pytest.mark.parametrize("tag", ["JOIN_ROOM", "LEAVE_ROOM", "CHAT_MESSAGE", "TYPING", "HISTORY"])
+def test_room_names_with_a_slash_are_refused(room: str, tag: str) -> None:
+    event = {"type": tag, "room": room, "user": "u", "message": "m"}
+    with pytest.raises(ProtocolError) as info:
+        parse(frame(event), LIMITS)
+    assert info.value.code == ErrorCode.INVALID_FIELD and "'/'" in info.value.message
+    # A user name may hold one: only rooms are addressed by URL.
+    assert getattr(parse(frame({**event, "room": "r", "user": room}), LIMITS), "user", room) == room
 
 
 @pytest.mark.parametrize("name", ["a", "x" * NAME_MAX, "Zoë", "with space", "日本語", "🚀"])
@@ -455,11 +468,11 @@ def test_valid_name_refuses_a_trailing_newline() -> None:
 @given(st.text(max_size=NAME_MAX + 2))
 def test_valid_name_and_the_decoder_always_agree(name: str) -> None:
     try:
-        decoded = parse(frame({"type": "LEAVE_ROOM", "room": name}), LIMITS)
+        decoded = parse(frame({"type": "JOIN_ROOM", "room": "r", "user": name}), LIMITS)
     except ProtocolError:
         accepted = False
     else:
-        accepted = decoded.room == name
+        accepted = decoded.user == name
     assert valid_name(name) == accepted
 
 

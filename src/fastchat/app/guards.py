@@ -1,0 +1,82 @@
+"""Who may write through REST: browser pages of allowed origins, and programs.
+
+A page on another site can make its visitor's browser send requests here with the visitor's
+network position (and cookies, should a deployment add any). Browsers let such a page send a
+"simple" request without asking first: GET, or POST with `text/plain`, form or multipart
+bodies. So a write:
+
+- must carry `Content-Type: application/json` (415 `unsupported_media_type` otherwise): a
+  JSON content type is not "simple", so a cross-site page can only send it after a CORS
+  preflight, which only `ALLOWED_ORIGINS` pass;
+- from a browser, must come from an origin the sockets would accept (`protocol.origin_allowed`,
+  the same rule, the same setting): 403 `origin_refused` otherwise. A request without `Origin`
+  is a program's (curl, scripts) and passes, unless the browser's Fetch Metadata says it came
+  from another site (an `<img src>` on the original's GET test endpoints sends no Origin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from fastchat.app.errors import ApiError
+from fastchat.config import Settings
+from fastchat.protocol import ErrorCode, origin_allowed
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def same_site_writes(settings: Settings) -> Guard:
+    """The app's guard: checks every handler that stores something (every POST, and the GET
+    handlers marked `opt={"stores": True}`, the original's test endpoints)."""
+    origins = settings.origins
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        scope: Any = connection.scope
+        if scope["type"] != "http":
+            return  # the WebSocket URL checks its Origin at the handshake
+        safe = scope["method"] in _SAFE_METHODS
+        if safe and not handler.opt.get("stores"):
+            return
+        headers = connection.headers
+        origin = headers.get("origin")
+        if origin is not None:
+            if not origin_allowed(origin, headers.get("host"), origins):
+                raise ApiError(
+                    403,
+                    ErrorCode.ORIGIN_REFUSED,
+                    f"writes from origin {origin[:100]!r} are not allowed",
+                )
+        elif headers.get("sec-fetch-site") == "cross-site" and "*" not in origins:
+            raise ApiError(
+                403, ErrorCode.ORIGIN_REFUSED, "writes from another site are not allowed"
+            )
+        if safe:
+            return
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise ApiError(
+                415,
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                f"send the body as application/json, not {media_type or 'no content type'!r}",
+            )
+
+    return guard
+
+
+def cors_for(settings: Settings) -> CORSConfig | None:
+    """CORS headers for the origins listed in ALLOWED_ORIGINS (sites that embed fastchat);
+    none when nothing is listed: only the server's own pages use the API from a browser."""
+    if not settings.origins:
+        return None
+    return CORSConfig(
+        allow_origins=sorted(settings.origins),
+        allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization"],
+        max_age=600,
+    )
