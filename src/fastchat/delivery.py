@@ -151,11 +151,16 @@ class Delivery:
     def _committed_here(self, key: str, row: Row, payload: bytes, touched: dict[str, int]) -> None:
         """Clustered: a row this node committed. The store gives the room's previous id
         (row[6], read under the write lock): when everything up to it has been handed out
-        here and no catch-up is reading the room, this row is the room's next one and goes
-        out directly; otherwise the catch-up reads the room in id order. Either way the
-        other nodes get a hint."""
+        here, this row not yet, and no catch-up is reading the room, this row is the room's
+        next one and goes out directly; otherwise the catch-up reads the room in id order
+        (or already has). Either way the other nodes get a hint."""
         touched[key] = row[0]
-        if key not in self._catching and len(row) > 6 and row[6] <= self.mark(key):
+        if key in self._catching or len(row) <= 6:
+            return
+        mark = self.mark(key)
+        # Already out: another node's hint for a later row can arrive (Redis) before this
+        # commit's own callback (the writer thread), and its catch-up reads this row too.
+        if row[0] > mark and row[6] <= mark:
             self.hub.publish(key, payload)
             self._delivered[key] = row[0]
 
