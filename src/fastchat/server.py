@@ -9,10 +9,12 @@ close every WebSocket with 1001 (going away), exit 0.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -78,7 +80,13 @@ async def serve(settings: Settings) -> int:
         await store.close()
         return 1
 
-    fast = await start_fast_port(chat, settings)
+    try:
+        fast = await start_fast_port(chat, settings)
+    except OSError as exc:
+        print(f"fastchat: cannot listen on WS_PORT {settings.ws_port}: {exc}", file=sys.stderr)
+        await chat.broker.close()
+        await store.close()
+        return 1
     pinger = loop.create_task(keepalive(chat, settings.ping_interval, settings.ping_timeout))
     heartbeat = (
         loop.create_task(chat.heartbeat(settings.heartbeat_seconds)) if broker.clustered else None
@@ -195,9 +203,36 @@ async def _shutdown(
 
 def run(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
+    for name, port in (("PORT", settings.port), ("WS_PORT", settings.ws_port)):
+        problem = port_taken(settings.host, port)
+        if problem:
+            print(f"fastchat: cannot listen on {name} {port}: {problem}", file=sys.stderr)
+            return 1
     if settings.workers > 1:
         return _run_workers(settings)
     return uvloop.run(serve(settings))
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why `port` cannot be ours alone, or None. Granian listens with SO_REUSEPORT, and the
+    kernel lets a second listener with it share a port, splitting the clients between two
+    servers with different databases; so before anything listens, a probe binds the port
+    without SO_REUSEPORT, which fails while anyone listens on it. (Our own workers share the
+    ports on purpose: they start after this check, in the supervisor.)"""
+    if port == 0:
+        return None  # the kernel picks a free one
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "another program (or another fastchat) is already listening on it"
+        return exc.strerror or str(exc)
+    return None
 
 
 def _worker(settings: Settings) -> None:

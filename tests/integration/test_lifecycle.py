@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import TIMEOUT, start_server
+from tests.conftest import TIMEOUT, free_port, start_server
 from tests.integration.wsclient import Client
 
 
@@ -81,6 +82,60 @@ async def test_repeated_sigterm_during_the_drain_still_exits_0(tmp_path: Path) -
         while True:
             await client.recv()
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+def serve_once(tmp_path: Path, port: int, ws_port: int) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WS_PORT": str(ws_port),
+        "DB_PATH": str(tmp_path / "second.db"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "fastchat", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 2,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("which", ["PORT", "WS_PORT"])
+def test_a_port_another_fastchat_serves_stops_a_second_one(tmp_path: Path, which: str) -> None:
+    """Granian listens with SO_REUSEPORT: without a check, a second server on the same PORT
+    runs beside the first, each with its own database, and the kernel splits the clients."""
+    first = start_server(tmp_path / "first.db")
+    try:
+        port, ws_port = (
+            (first.port, free_port()) if which == "PORT" else (free_port(), first.ws_port)
+        )
+        out = serve_once(tmp_path, port, ws_port)
+        assert out.returncode == 1, out
+        assert "ready" not in out.stdout
+        taken = port if which == "PORT" else ws_port
+        assert out.stderr.strip() == (
+            f"fastchat: cannot listen on {which} {taken}: another program (or another "
+            "fastchat) is already listening on it"
+        ), out.stderr
+        assert httpx.get(f"{first.http}/api/v1/health").status_code == 200
+    finally:
+        assert first.stop() == 0
+
+
+@pytest.mark.parametrize("which", ["PORT", "WS_PORT"])
+def test_a_port_held_by_another_program_is_one_readable_line(tmp_path: Path, which: str) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        held = other.getsockname()[1]
+        port, ws_port = (held, free_port()) if which == "PORT" else (free_port(), held)
+        out = serve_once(tmp_path, port, ws_port)
+    assert out.returncode == 1, out
+    assert "ready" not in out.stdout and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{which} {held}" in lines[0], out.stderr
 
 
 def test_startup_prints_both_urls(tmp_path: Path) -> None:
