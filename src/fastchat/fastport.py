@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from picows import (
+    WSAutoPingStrategy,
     WSCloseCode,
     WSFrame,
     WSListener,
@@ -20,8 +22,8 @@ from picows import (
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from fastchat._hub import Member
 from fastchat.config import Settings
@@ -46,13 +48,15 @@ class FastListener(WSListener):
         "_fragments_size",
         "_limit",
         "_partial_kind",
+        "_port",
         "_utf8",
         "member",
     )
 
-    def __init__(self, chat: Chat) -> None:
+    def __init__(self, chat: Chat, port: str = "fast") -> None:
         super().__init__()
         self._chat = chat
+        self._port = port  # which URL it came in on: "fast" (WS_PORT) or "http" (PORT)
         self._limit = chat.limits.max_frame_bytes
         self._fragments: list[bytes] | None = None  # a fragmented message in progress
         self._fragments_size = 0
@@ -62,7 +66,9 @@ class FastListener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         peer = transport.underlying_transport.get_extra_info("peername")
-        self.member = self._chat.connect_fast(transport, f"{peer[0]}:{peer[1]}" if peer else "")
+        self.member = self._chat.connect_transport(
+            transport, self._port, f"{peer[0]}:{peer[1]}" if peer else ""
+        )
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.member is not None:
@@ -209,53 +215,73 @@ def _refuse(status: int, reason: str) -> WSUpgradeResponseWithListener:
     return WSUpgradeResponseWithListener(response, None)
 
 
-async def start_fast_port(chat: Chat, settings: Settings) -> asyncio.Server:
+def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], Any]:
+    """picows' server protocol for one connection, as both URLs use it: WS_PORT's listener
+    makes one per accepted connection, PORT's front (`front.py`) one per `/ws` upgrade."""
     # A frame over the hard cap is refused by picows with close 1009; frames between the
     # protocol limit and the cap get a readable ERROR instead and the connection stays open.
     hard_cap = max(chat.limits.max_frame_bytes * 4, 1 << 20)
     origins = settings.origins
     max_connections = settings.max_connections
     hub = chat.hub
-
     echo = settings.conformance_echo
+    # A LoggerAdapter, not a Logger: picows then does not build a child logger for every
+    # connection (~0.6 kB each).
+    logger = logging.LoggerAdapter(logging.getLogger(f"picows.{port}"), {})
 
-    def factory(request: WSUpgradeRequest) -> Any:
+    def listener(request: WSUpgradeRequest) -> Any:
         path = request.path.partition(b"?")[0]
         if path != b"/ws":
             if echo and path == b"/echo":
-                return EchoListener(chat)
+                return EchoListener(chat, port)
             return None  # picows answers 404
         headers = request.headers
         if not origin_allowed(headers.get("Origin"), headers.get("Host"), origins):
             chat.errors["origin_refused"] += 1
             log.warning(
-                "handshake refused: origin", extra={"port": "fast", "origin": headers.get("Origin")}
+                "handshake refused: origin", extra={"port": port, "origin": headers.get("Origin")}
             )
             return _refuse(403, "origin not allowed")
         if hub.fast_members + hub.sink_members >= max_connections:
             chat.errors["too_many_connections"] += 1
-            log.warning("handshake refused: too many connections", extra={"port": "fast"})
+            log.warning("handshake refused: too many connections", extra={"port": port})
             return _refuse(503, "too many connections, try again later")
-        return FastListener(chat)
+        return FastListener(chat, port)
 
-    return await ws_create_server(
-        factory,
+    def make() -> Any:
+        return WSProtocol(
+            None,  # host and port: a server's are its listener's
+            None,  # path: the listener factory routes
+            False,  # server side
+            listener,
+            logger,
+            True,  # disconnect on an exception in a callback
+            10,  # handshake timeout, seconds
+            # Keepalive is `keepalive()` below, one sweep for all connections: picows' own
+            # auto-ping keeps a timer per connection, about 3 kB of RSS each (measured: 4.8 kB
+            # per idle connection without it, 7.8 kB with it).
+            False,
+            20,
+            20,
+            WSAutoPingStrategy.PING_WHEN_IDLE,
+            True,  # picows answers pings
+            hard_cap,
+            None,  # extra response headers
+            READ_BUFFER_INIT,
+        )
+
+    return make
+
+
+async def start_fast_port(chat: Chat, settings: Settings) -> asyncio.Server:
+    """WS_PORT: picows on the loop's own transports (not aiofastnet's)."""
+    return await asyncio.get_running_loop().create_server(
+        protocol_factory(chat, settings, "fast"),
         settings.host,
         settings.ws_port,
-        max_frame_size=hard_cap,
-        read_buffer_init_size=READ_BUFFER_INIT,
-        use_aiofastnet=False,
-        websocket_handshake_timeout=10,
-        # Keepalive is `keepalive()` below, one sweep for all connections: picows' own
-        # auto-ping keeps a timer per connection, about 3 kB of RSS each (measured: 4.8 kB
-        # per idle connection without it, 7.8 kB with it).
-        enable_auto_ping=False,
         backlog=4096,
         reuse_address=True,
         reuse_port=settings.workers > 1,
-        # A LoggerAdapter, not a Logger: picows then does not build a child logger for every
-        # connection (~0.6 kB each).
-        logger_name=logging.LoggerAdapter(logging.getLogger("picows.fast"), {}),
     )
 
 

@@ -39,8 +39,8 @@ class ChatCollector(Collector):
         connections = GaugeMetricFamily(
             "fastchat_connections", "Open WebSocket connections", labels=["port"]
         )
-        connections.add_metric(["fast"], hub.fast_members)
-        connections.add_metric(["http"], hub.sink_members)
+        for port in ("fast", "http"):
+            connections.add_metric([port], chat.connections_open[port])
         yield connections
         opened = CounterMetricFamily(
             "fastchat_connections_opened", "WebSocket connections accepted", labels=["port"]

@@ -13,9 +13,12 @@ import errno
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -28,7 +31,8 @@ from fastchat._hub import Hub
 from fastchat.app import create_app
 from fastchat.broker import broker_for
 from fastchat.config import Settings
-from fastchat.fastport import keepalive, start_fast_port
+from fastchat.fastport import keepalive, protocol_factory, start_fast_port
+from fastchat.front import start_front
 from fastchat.metrics import Metrics
 from fastchat.service import Chat
 from fastchat.store import SqliteStore, Store, StoreError
@@ -93,11 +97,14 @@ async def serve(settings: Settings) -> int:
     )
     ws_port = fast.sockets[0].getsockname()[1]
 
+    # Granian serves the Litestar app on a Unix socket of this process's own; PORT is the
+    # front's (front.py), which keeps `/ws` upgrades on the picows path and relays the rest.
+    http_dir = tempfile.mkdtemp(prefix="fastchat-http-")
+    http_socket = os.path.join(http_dir, "granian.sock")
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
     http = GranianServer(
         create_app(chat, settings, metrics.registry),
-        address=settings.host,
-        port=settings.port,
+        uds=Path(http_socket),
         interface=Interfaces.ASGI,
         websockets=True,
         backlog=2048,
@@ -106,11 +113,31 @@ async def serve(settings: Settings) -> int:
     )
     logs.configure(settings.log_level, settings.log_format)  # Granian's __init__ reset logging
     http_task = loop.create_task(http.serve())
-    if not await _listening(settings.host, settings.port, http_task):
-        log.error("the HTTP port %s did not open", settings.port)
+    servers = [fast]
+    failed = None
+    if not await _listening(http_socket, http_task):
+        failed = "the HTTP server did not start"
+    else:
+        try:
+            servers.append(
+                await start_front(
+                    settings.host,
+                    settings.port,
+                    protocol_factory(chat, settings, "http"),
+                    http_socket,
+                    # The testing-only echo (CONFORMANCE_ECHO) is judged on picows' path too.
+                    paths=(b"/ws", b"/echo") if settings.conformance_echo else (b"/ws",),
+                    reuse_port=settings.workers > 1,
+                )
+            )
+        except OSError as exc:
+            failed = f"cannot listen on PORT {settings.port}: {exc}"
+    if failed is not None:
+        print(f"fastchat: {failed}", file=sys.stderr)
         if heartbeat is not None:
             heartbeat.cancel()
-        await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
+        await _shutdown(settings, servers, pinger, http, http_task, store, chat, hub)
+        shutil.rmtree(http_dir, ignore_errors=True)
         return 1
 
     shown = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
@@ -131,7 +158,8 @@ async def serve(settings: Settings) -> int:
 
     if heartbeat is not None:
         heartbeat.cancel()
-    await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
+    await _shutdown(settings, servers, pinger, http, http_task, store, chat, hub)
+    shutil.rmtree(http_dir, ignore_errors=True)
     _ignore_stop_signals(loop)
     return exit_code
 
@@ -149,14 +177,13 @@ def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-async def _listening(host: str, port: int, http_task: asyncio.Task[Any]) -> bool:
-    """Wait until the HTTP port accepts connections, so the ready line tells the truth:
-    Granian binds inside its worker task and gives no signal when it has."""
-    target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+async def _listening(path: str, http_task: asyncio.Task[Any]) -> bool:
+    """Wait until Granian accepts connections on its socket, so the ready line tells the
+    truth: Granian binds inside its worker task and gives no signal when it has."""
     deadline = asyncio.get_running_loop().time() + 30
     while not http_task.done() and asyncio.get_running_loop().time() < deadline:
         try:
-            _, writer = await asyncio.open_connection(target, port)
+            _, writer = await asyncio.open_unix_connection(path)
         except OSError:
             await asyncio.sleep(0.005)
             continue
@@ -167,7 +194,7 @@ async def _listening(host: str, port: int, http_task: asyncio.Task[Any]) -> bool
 
 async def _shutdown(
     settings: Settings,
-    fast: asyncio.Server,
+    servers: list[asyncio.Server],
     pinger: asyncio.Task[None],
     http: GranianServer,
     http_task: asyncio.Task[Any],
@@ -176,7 +203,8 @@ async def _shutdown(
     hub: Hub,
 ) -> None:
     log.info("shutting down: draining writes, then closing connections with 1001")
-    fast.close()  # stop accepting new fast-port connections
+    for server in servers:
+        server.close()  # stop accepting new connections on both ports
     pinger.cancel()
     deadline = asyncio.get_running_loop().time() + settings.shutdown_timeout
     # Everything queued is committed and delivered before any socket closes.

@@ -99,6 +99,9 @@ class Chat:
         # Who is in which chat room, here and (clustered) on the other nodes.
         self.presence = Presence()
         self.connections_opened: Counter[str] = Counter()
+        # Open now, by the URL they came in on ("fast": WS_PORT, "http": PORT); the hub counts
+        # them by kind of transport, and PORT's `/ws` is a picows transport too.
+        self.connections_open: Counter[str] = Counter()
         self.joins = 0
         hub.on_slow = self.on_slow
         self._tasks: set[asyncio.Task[None]] = set()
@@ -108,8 +111,9 @@ class Chat:
 
     # ------------------------------------------------------------------ connections
 
-    def connect_fast(self, transport: Any, peer: str = "") -> Member:
-        return self._opened(self.hub.attach_transport(transport), "fast", peer)
+    def connect_transport(self, transport: Any, port: str = "fast", peer: str = "") -> Member:
+        """A picows connection, from WS_PORT ("fast") or from PORT's `/ws` ("http")."""
+        return self._opened(self.hub.attach_transport(transport), port, peer)
 
     def connect_sink(self, sink: Sink, peer: str = "") -> Member:
         return self._opened(self.hub.attach_sink(sink), "http", peer)
@@ -117,6 +121,7 @@ class Chat:
     def _opened(self, member: Member, port: str, peer: str) -> Member:
         self._next_conn += 1
         self.connections_opened[port] += 1
+        self.connections_open[port] += 1
         member.state = Session(self.limits, time.monotonic(), self._next_conn, port, peer)
         log.info("connection opened", extra={"conn": self._next_conn, "port": port, "peer": peer})
         return member
@@ -124,6 +129,7 @@ class Chat:
     def disconnect(self, member: Member) -> None:
         session: Session = member.state
         names = session.names
+        self.connections_open[session.port] -= 1
         rooms = self.hub.detach(member)
         for key in rooms:
             if key[0] == "r":
@@ -520,8 +526,8 @@ class Chat:
         return {
             "node": self.broker.node,
             "connections": {
-                "ws_fast": hub.fast_members,
-                "ws_http": hub.sink_members,
+                "ws_fast": self.connections_open["fast"],
+                "ws_http": self.connections_open["http"],
                 "total": hub.fast_members + hub.sink_members,
             },
             "rooms": sum(1 for k in hub.room_keys() if k[0] == "r"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import uuid
 from pathlib import Path
 
@@ -228,16 +229,54 @@ async def test_hostile_frames_get_errors(server: ServerProcess, frame: str, code
             assert (await c.join(room_name(), "ok"))["members"] == 1
 
 
-async def test_invalid_utf8_in_a_text_frame_closes_with_1007(server: ServerProcess) -> None:
-    sock = raw_handshake(server.ws_port)
-    sock.sendall(masked_frame(1, b'{"type": "\xff\xfe"}'))
+def close_code_after(sock: socket.socket, frames: bytes) -> int | None:
+    """Send raw frames; the status code of the close frame the server answers with (None:
+    a close frame without one), reading until the server closes the connection."""
+    sock.settimeout(TIMEOUT)
+    sock.sendall(frames)
     data = b""
-    while len(data) < 4:
-        chunk = sock.recv(64)
-        assert chunk
+    while chunk := sock.recv(4096):
         data += chunk
-    assert data[0] == 0x88 and int.from_bytes(data[2:4], "big") == 1007
     sock.close()
+    close_at = data.rfind(b"\x88")
+    assert close_at >= 0, data
+    if data[close_at + 1] & 0x7F < 2:
+        return None
+    return int.from_bytes(data[close_at + 2 : close_at + 4], "big")
+
+
+def unmasked_frame(opcode: int, payload: bytes) -> bytes:
+    return bytes([0x80 | opcode, len(payload)]) + payload
+
+
+@pytest.mark.parametrize("url", ["ws_port", "port"])
+async def test_invalid_utf8_in_a_text_frame_closes_with_1007(
+    server: ServerProcess, url: str
+) -> None:
+    sock = raw_handshake(getattr(server, url))
+    assert close_code_after(sock, masked_frame(1, b'{"type": "\xff\xfe"}')) == 1007
+
+
+# Each a violation of RFC 6455 that a client can commit; both URLs answer each with close 1002
+# (the original's URL through Granian answered most with a close frame without a code).
+VIOLATIONS = {
+    "unmasked frame": unmasked_frame(1, b'{"type": "x"}'),
+    "control frame over 125 bytes": masked_frame(9, b"p" * 126),
+    "fragmented control frame": masked_frame(9, b"p", fin=False),
+    "reserved bit": bytes([0xC1]) + masked_frame(1, b"{}")[1:],
+    "reserved opcode": masked_frame(3, b"x"),
+    "continuation without a start": masked_frame(0, b"oops"),
+    "new message inside a fragmented one": masked_frame(1, b"a", fin=False) + masked_frame(1, b"b"),
+}
+
+
+@pytest.mark.parametrize("violation", list(VIOLATIONS))
+@pytest.mark.parametrize("url", ["ws_port", "port"])
+async def test_protocol_violations_close_with_1002_on_both_urls(
+    server: ServerProcess, url: str, violation: str
+) -> None:
+    sock = raw_handshake(getattr(server, url))
+    assert close_code_after(sock, VIOLATIONS[violation]) == 1002
 
 
 async def test_fragmented_messages_are_reassembled_on_the_fast_port(server: ServerProcess) -> None:

@@ -28,6 +28,7 @@ RANK = {
     "metrics": 5,
     "app": 5,
     "fastport": 5,
+    "front": 5,
     "devreload": 5,
     "server": 6,
     "cli": 7,
