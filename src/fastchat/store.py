@@ -26,6 +26,7 @@ scans that never suspend.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
@@ -398,10 +399,9 @@ class SqliteStore(Store):
         self._loop = asyncio.get_running_loop()
         self._on_committed = on_committed
         try:
-            self._writer = self._connect()
+            self._writer = self._connect(migrate=True)
             self._file = _file_id(self.path)
             self._lost = None
-            self._migrate(self._writer)
             if self.max_bytes:
                 # A quota: past it SQLite answers SQLITE_FULL, as a full disk would.
                 page = int(_value(self._writer, "PRAGMA page_size"))
@@ -425,11 +425,7 @@ class SqliteStore(Store):
 
     def prepare(self) -> None:
         try:
-            conn = self._connect()
-            try:
-                self._migrate(conn)
-            finally:
-                conn.close()
+            self._connect(migrate=True).close()
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
 
@@ -483,24 +479,44 @@ class SqliteStore(Store):
             log.error("%s is no longer the file opened at start: %s", self.path, self._lost)
         return self._lost
 
-    def _connect(self) -> apsw.Connection:
+    def _connect(self, *, migrate: bool = False) -> apsw.Connection:
+        """A connection in WAL mode; with `migrate`, to a database checked (before anything
+        is written to it) and brought to SCHEMA_VERSION."""
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the folder of {self.path}: {exc}") from exc
         conn = apsw.Connection(self.path)
-        conn.set_busy_timeout(self.busy_timeout_ms)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
+            conn.set_busy_timeout(self.busy_timeout_ms)
+            version = self._version(conn) if migrate else SCHEMA_VERSION
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            if migrate:
+                self._migrate(conn, version)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-    def _migrate(self, conn: apsw.Connection) -> None:
-        version = int(_value(conn, "PRAGMA user_version"))
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this fastchat "
-                f"({SCHEMA_VERSION}); upgrade fastchat"
-            )
+    def _version(self, conn: apsw.Connection) -> int:
+        """The schema version of a fastchat database; StoreError for any other file."""
+        with conn:  # one snapshot: another process may be migrating the same file
+            version = int(_value(conn, "PRAGMA user_version"))
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this fastchat "
+                    f"({SCHEMA_VERSION}); upgrade fastchat"
+                )
+            problem = _schema_problem(conn, version)
+        if problem is not None:
+            # Someone else's database (or DB_PATH pointing at the wrong file): refused
+            # before anything is written to it, and in one line rather than the traceback
+            # of the first statement that finds a table missing.
+            raise StoreError(f"{self.path} is not a fastchat database: {problem}")
+        return version
+
+    def _migrate(self, conn: apsw.Connection, version: int) -> None:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with conn:
                 conn.execute(_MIGRATIONS[target])
@@ -713,6 +729,57 @@ def _file_id(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+Schema = tuple[dict[str, list[str]], set[str]]  # tables with their columns, index names
+
+
+def _schema(conn: apsw.Connection) -> Schema:
+    tables: dict[str, list[str]] = {}
+    indexes: set[str] = set()
+    for kind, name in conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ):
+        if kind == "table":
+            tables[name] = [
+                r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", (name,))
+            ]
+        elif kind == "index":
+            indexes.add(name)
+    return tables, indexes
+
+
+@functools.cache
+def _schema_at(version: int) -> Schema:
+    """What a fastchat database at schema `version` holds: its migrations, run in memory."""
+    conn = apsw.Connection(":memory:")
+    for target in range(1, version + 1):
+        conn.execute(_MIGRATIONS[target])
+    return _schema(conn)
+
+
+def _schema_problem(conn: apsw.Connection, version: int) -> str | None:
+    """What keeps `conn`'s database from being a fastchat one at `version` (None: nothing).
+    Tables and indexes of its own beside ours are fine; ours must be whole."""
+    tables, indexes = _schema(conn)
+    if version == 0:
+        # Our migrations set user_version in the transaction that creates the tables.
+        return (
+            f"it has tables ({', '.join(sorted(tables))}) but no schema version" if tables else None
+        )
+    want_tables, want_indexes = _schema_at(version)
+    for name, columns in want_tables.items():
+        if name not in tables:
+            return f"schema version {version} but no table {name}"
+        if sorted(tables[name]) != sorted(columns):
+            return (
+                f"table {name} has columns ({', '.join(tables[name])}), "
+                f"expected ({', '.join(columns)})"
+            )
+    missing = sorted(want_indexes - indexes)
+    if missing:
+        return f"schema version {version} but no index {', '.join(missing)}"
+    return None
 
 
 def _value(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
