@@ -301,6 +301,40 @@ async def test_invalid_utf8_in_a_text_frame_closes_with_1007(server: ServerProce
     sock.close()
 
 
+def test_protocol_violations_are_not_server_errors_and_cannot_flood_the_log(
+    tmp_path: Path,
+) -> None:
+    """Any client can break the protocol on purpose: that is the client's mistake, told at
+    INFO at most once per period (with a count), never an ERROR line per frame."""
+    server = start_server(tmp_path / "v.db")
+    violations = [
+        b"\x81\x02hi",  # unmasked
+        masked_frame(3, b""),  # a reserved opcode
+        masked_frame(9, b"p" * 126),  # a control frame over 125 bytes
+        masked_frame(8, b"", fin=False),  # a fragmented control frame
+    ]
+    try:
+        for i in range(300):
+            sock = raw_handshake(server.ws_port)
+            sock.sendall(violations[i % len(violations)])
+            data = b""
+            while chunk := sock.recv(4096):  # picows answers with close 1002, then hangs up
+                data += chunk
+            assert data[:1] == b"\x88" and int.from_bytes(data[2:4], "big") == 1002, data
+            sock.close()
+        stats = httpx.get(f"{server.http}/api/v1/stats").json()
+        assert stats["errors"]["protocol_violation"] == 300
+    finally:
+        server.stop()
+    records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    assert [r for r in records if r["level"] in ("error", "critical")] == []
+    told = [
+        r for r in records if r["logger"].startswith("picows") or "WebSocket protocol" in r["msg"]
+    ]
+    assert 1 <= len(told) <= 3, told
+    assert all(r["level"] == "info" for r in told), told
+
+
 async def test_fragmented_messages_are_reassembled_on_the_fast_port(server: ServerProcess) -> None:
     room = room_name()
     async with await Client.connect(server.ws_fast) as watcher:
