@@ -93,9 +93,11 @@ def start_server(
     command: list[str] | None = None,
     cwd: Path | None = None,
     base_env: dict[str, str] | None = None,
+    log_path: Path | None = None,
 ) -> ServerProcess:
     """Start `python -m fastchat serve` (or `command`, e.g. an installed wheel's entry point,
-    from `cwd` with `base_env`) and wait until it answers its health check."""
+    from `cwd` with `base_env`) and wait until it answers its health check. Its stderr goes
+    to `log_path` (default: beside the database)."""
     port = port or free_port()
     ws_port = ws_port or free_port()
     full_env = {
@@ -107,7 +109,7 @@ def start_server(
         "LOG_LEVEL": "info",
         **(env or {}),
     }
-    log_path = db_path.with_suffix(f".{port}.log")
+    log_path = log_path or db_path.with_suffix(f".{port}.log")
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             command or [sys.executable, "-m", "fastchat", "serve", *args],

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from picows import (
     WSAutoPingStrategy,
@@ -31,6 +33,11 @@ from fastchat.protocol import ErrorCode, origin_allowed
 from fastchat.service import Chat
 
 log = logging.getLogger("fastchat.fastport")
+
+# A client's protocol violations are told at INFO at most once per this many seconds, with
+# the count of those not told: any client can send them at will, so one line each would let
+# it fill the log.
+VIOLATION_LOG_SECONDS: Final = 10.0
 
 # Measured (DESIGN.md): with read_buffer_init_size=1024 and the loop's own transports an idle
 # picows connection costs about 8.7 kB of server RSS; the 16 kB default costs more.
@@ -208,6 +215,61 @@ def _close_reply(frame: WSFrame) -> tuple[WSCloseCode, bytes]:
 _KNOWN_CODES = frozenset(c.value for c in WSCloseCode)
 
 
+class PicowsLog(logging.LoggerAdapter[logging.Logger]):
+    """picows' logger, with what a client causes told as the client's doing, not an error.
+
+    picows logs every protocol violation a client commits (an unmasked frame, a bad opcode,
+    an oversized control frame, a frame over the hard cap: `WS parser error` in picows.pyx)
+    at ERROR, one line each, and flow control (a client reading slowly) at WARNING. Those are
+    counted (errors["protocol_violation"]) and told by `fastchat.fastport` at INFO, at most
+    once per VIOLATION_LOG_SECONDS; flow control goes to DEBUG (the hub drops slow consumers
+    and says so). Everything else picows logs passes through unchanged. The texts are the
+    pinned picows' own; should an upgrade change them, the test of violations fails.
+    """
+
+    VIOLATION: Final = "WS parser error: %s, initiate disconnect"
+    FLOW_CONTROL: Final = frozenset(
+        {
+            "Protocol writing pause requested, crossed writing buffer high-watermark",
+            "Protocol writing resume requested, crossed writing buffer low-watermark",
+        }
+    )
+
+    def __init__(self, errors: Counter[str], port: str) -> None:
+        # A LoggerAdapter, not a Logger: picows then does not build a child logger for every
+        # connection (~0.6 kB each).
+        super().__init__(logging.getLogger(f"picows.{port}"), {})
+        self._errors = errors
+        self._quiet_until = 0.0
+        self._untold = 0
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg == self.VIOLATION:
+            self._violation(args[0] if args else ())
+        elif isinstance(msg, str) and msg in self.FLOW_CONTROL:
+            super().log(logging.DEBUG, msg, *args, **kwargs)
+        else:
+            super().log(level, msg, *args, **kwargs)
+
+    def _violation(self, exc_args: tuple[Any, ...]) -> None:
+        self._errors["protocol_violation"] += 1
+        now = time.monotonic()
+        if now < self._quiet_until:
+            self._untold += 1
+            return
+        self._quiet_until = now + VIOLATION_LOG_SECONDS
+        untold, self._untold = self._untold, 0
+        # picows passes the WSProtocolError's args: (close code, reason).
+        code, reason = exc_args if len(exc_args) == 2 else (None, exc_args)
+        log.info(
+            "a client broke the WebSocket protocol: %s (closed with %s); %d more since the "
+            "last such line",
+            reason,
+            int(code) if code is not None else "?",
+            untold,
+        )
+
+
 def _refuse(status: int, reason: str) -> WSUpgradeResponseWithListener:
     response = WSUpgradeResponse.create_error_response(
         status, reason.encode(), {"Content-Type": "text/plain; charset=utf-8"}
@@ -225,9 +287,7 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
     max_connections = settings.max_connections
     hub = chat.hub
     echo = settings.conformance_echo
-    # A LoggerAdapter, not a Logger: picows then does not build a child logger for every
-    # connection (~0.6 kB each).
-    logger = logging.LoggerAdapter(logging.getLogger(f"picows.{port}"), {})
+    logger = PicowsLog(chat.errors, port)
 
     def listener(request: WSUpgradeRequest) -> Any:
         path = request.path.partition(b"?")[0]

@@ -73,7 +73,7 @@ async def serve(settings: Settings) -> int:
         await store.open(chat.on_committed)
         await chat.on_store_open()
     except StoreError as exc:
-        log.error("%s", exc)
+        # One line for people, not a log record beside it (stderr is the log too).
         print(f"fastchat: {exc}", file=sys.stderr)
         await store.close()
         return 1

@@ -4,6 +4,7 @@ hostile runs, and the server keeps serving."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import uuid
@@ -130,6 +131,66 @@ async def test_locked_database_refuses_writes_and_keeps_serving_reads(tmp_path: 
         assert [m["message"] for m in history] == ["before the lock", "after the lock"]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("how", ["removed", "moved away and back"])
+async def test_a_vanished_database_refuses_writes_and_loses_nothing_acknowledged(
+    tmp_path: Path, how: str
+) -> None:
+    """The database's folder goes while the server runs: SQLite would go on committing into
+    the orphaned file, and everything acknowledged since would be gone at the next start."""
+    folder = tmp_path / "data"
+    db = folder / "chat.db"
+    folder.mkdir()
+    server = start_server(db, log_path=tmp_path / "server.log")
+    room = room_name()
+    messages = f"{server.http}/api/v1/messages/{room}"
+    health = f"{server.http}/api/v1/health"
+    try:
+        async with await Client.connect(server.ws_fast) as c:
+            await c.join(room, "u")
+            acked = []
+            for i in range(3):
+                await c.say(room, "u", f"before {i}")
+                acked.append((await c.expect("CHAT_MESSAGE"))["id"])
+            r = httpx.post(messages, json={"user": "r", "message": "before, by REST"})
+            assert r.status_code == 201
+            acked.append(r.json()["id"])
+            assert (await c.expect("CHAT_MESSAGE"))["id"] == acked[-1]  # its broadcast
+
+            if how == "removed":
+                shutil.rmtree(folder)
+            else:
+                folder.rename(tmp_path / "away")
+            await c.say(room, "u", "after")
+            assert (await c.expect("ERROR"))["code"] == "store_unavailable"
+            r = httpx.post(messages, json={"user": "r", "message": "after, by REST"})
+            assert r.status_code == 503 and r.json()["code"] == "store_unavailable", r.text
+            r = httpx.get(health)
+            assert r.status_code == 503 and "removed or replaced" in r.json()["database"], r.text
+
+            # The folder comes back (empty, or the one moved away): writes stay refused until
+            # a restart, since the server still holds the file it opened.
+            if how == "removed":
+                folder.mkdir()
+            else:
+                (tmp_path / "away").rename(folder)
+            await c.say(room, "u", "after it came back")
+            assert (await c.expect("ERROR"))["code"] == "store_unavailable"
+            assert httpx.get(health).status_code == 503
+            # Reads go on, from the file it holds: nothing refused is in them.
+            assert [m["id"] for m in httpx.get(messages).json()["messages"]] == acked
+    finally:
+        assert server.stop() == 0
+    again = start_server(db)
+    try:
+        history = httpx.get(f"{again.http}/api/v1/messages/{room}").json()["messages"]
+        # Moved back, the file has everything acknowledged and nothing refused; removed, it
+        # is a new one (what was acknowledged before went with the folder), with nothing.
+        assert [m["id"] for m in history] == (acked if how != "removed" else [])
+        assert httpx.get(f"{again.http}/api/v1/health").status_code == 200
+    finally:
+        again.stop()
 
 
 async def test_postgresql_restarting_under_the_server_costs_no_message(
@@ -277,6 +338,40 @@ async def test_protocol_violations_close_with_1002_on_both_urls(
 ) -> None:
     sock = raw_handshake(getattr(server, url))
     assert close_code_after(sock, VIOLATIONS[violation]) == 1002
+
+
+def test_protocol_violations_are_not_server_errors_and_cannot_flood_the_log(
+    tmp_path: Path,
+) -> None:
+    """Any client can break the protocol on purpose: that is the client's mistake, told at
+    INFO at most once per period (with a count), never an ERROR line per frame."""
+    server = start_server(tmp_path / "v.db")
+    violations = [
+        b"\x81\x02hi",  # unmasked
+        masked_frame(3, b""),  # a reserved opcode
+        masked_frame(9, b"p" * 126),  # a control frame over 125 bytes
+        masked_frame(8, b"", fin=False),  # a fragmented control frame
+    ]
+    try:
+        for i in range(300):
+            sock = raw_handshake(server.ws_port)
+            sock.sendall(violations[i % len(violations)])
+            data = b""
+            while chunk := sock.recv(4096):  # picows answers with close 1002, then hangs up
+                data += chunk
+            assert data[:1] == b"\x88" and int.from_bytes(data[2:4], "big") == 1002, data
+            sock.close()
+        stats = httpx.get(f"{server.http}/api/v1/stats").json()
+        assert stats["errors"]["protocol_violation"] == 300
+    finally:
+        server.stop()
+    records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    assert [r for r in records if r["level"] in ("error", "critical")] == []
+    told = [
+        r for r in records if r["logger"].startswith("picows") or "WebSocket protocol" in r["msg"]
+    ]
+    assert 1 <= len(told) <= 3, told
+    assert all(r["level"] == "info" for r in told), told
 
 
 async def test_fragmented_messages_are_reassembled_on_the_fast_port(server: ServerProcess) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import apsw
 import httpx
 import pytest
 import websockets
@@ -172,6 +173,44 @@ def test_bad_settings_fail_fast_with_a_clear_message(
     assert out.returncode == 2, out
     assert "Error" in out.stderr and needle in out.stderr, out.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        ("PRAGMA user_version=1; CREATE TABLE foo(x)", "no table messages"),
+        (
+            "PRAGMA user_version=1; CREATE TABLE messages(a, b); CREATE TABLE posts(x); "
+            "CREATE TABLE comments(y)",
+            "table messages has columns (a, b)",
+        ),
+        ("CREATE TABLE foo(x)", "it has tables (foo) but no schema version"),
+    ],
+)
+def test_someone_elses_database_stops_the_start_with_one_line(
+    tmp_path: Path, sql: str, problem: str
+) -> None:
+    db = tmp_path / "theirs.db"
+    conn = apsw.Connection(str(db))
+    conn.execute(sql)
+    conn.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "fastchat", "serve"],
+        env={
+            **os.environ,
+            "DB_PATH": str(db),
+            "PORT": str(free_port()),
+            "WS_PORT": str(free_port()),
+        },
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 3,
+        check=False,
+    )
+    assert out.returncode == 1, out
+    assert out.stdout == ""  # no ready line
+    [line] = out.stderr.splitlines()  # no traceback, no log record beside it
+    assert line.startswith(f"fastchat: {db} is not a fastchat database: ") and problem in line
 
 
 def test_version_and_module_entry_point() -> None:

@@ -589,6 +589,64 @@ async def test_sqlite_folder_in_place_of_the_database_is_refused_with_a_store_er
     await store.close()
 
 
+FOREIGN = {
+    "someone else's tables": (
+        "PRAGMA user_version=1; CREATE TABLE foo(x)",
+        "schema version 1 but no table messages",
+    ),
+    "other columns": (
+        "PRAGMA user_version=1; CREATE TABLE messages(a, b); CREATE TABLE posts(x);"
+        "CREATE TABLE comments(y)",
+        r"table messages has columns \(a, b\), expected \(id, room, user,",
+    ),
+    "an index missing": (
+        "DROP INDEX messages_client",
+        "schema version 1 but no index messages_client",
+    ),
+    "tables but no version": ("CREATE TABLE foo(x)", r"it has tables \(foo\) but no schema"),
+}
+
+
+@pytest.mark.parametrize("case", FOREIGN)
+async def test_sqlite_someone_elses_database_is_refused_untouched(db_path: Path, case: str) -> None:
+    sql, problem = FOREIGN[case]
+    if sql.startswith("DROP"):  # a fastchat database, damaged
+        store = SqliteStore(db_path)
+        await Writes(store).open()
+        await store.close()
+    conn = sqlite(db_path)
+    conn.execute(sql)
+    conn.close()
+    before = db_path.read_bytes()
+    store = SqliteStore(db_path)
+    with pytest.raises(StoreError, match=f"{db_path} is not a fastchat database: {problem}"):
+        await Writes(store).open()
+    await store.close()
+    assert db_path.read_bytes() == before  # nothing written, not even the switch to WAL
+
+
+async def test_sqlite_a_vanished_file_is_refused_and_a_batch_in_it_taken_back(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "data" / "chat.db")
+    writes = await Writes(store).open()
+    kept = (await done(writes.message("r", "u", "kept")))[1]
+    (tmp_path / "data").rename(tmp_path / "away")
+    # Committed into the file moved away, then found out: refused, and taken back out.
+    _, error, _, _ = await done(writes.message("r", "u", "refused"))
+    assert isinstance(error, StoreError) and "removed or replaced" in str(error)
+    with pytest.raises(StoreError, match="removed or replaced"):
+        await store.check()
+    # Back in place, it stays refused (the connections hold the old inode, same here, but
+    # the store does not reopen or trust it until a restart); reads go on.
+    (tmp_path / "away").rename(tmp_path / "data")
+    _, error, _, _ = await done(writes.post("t", "c", "a"))
+    assert isinstance(error, StoreError)
+    assert (await store.recent_messages("r", 10))[0] == [kept]
+    assert store.failed_batches == 2
+    await store.close()
+
+
 async def test_a_write_sqlite_cannot_take_is_a_store_error_and_the_writer_goes_on(
     writes: Writes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
