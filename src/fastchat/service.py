@@ -58,7 +58,7 @@ from fastchat.protocol import (
 from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, PostNotFound, Store, StoreError
 
 if TYPE_CHECKING:
-    from fastchat._hub import Sink
+    pass
 
 T = TypeVar("T")
 
@@ -114,9 +114,6 @@ class Chat:
     def connect_transport(self, transport: Any, port: str = "fast", peer: str = "") -> Member:
         """A picows connection, from WS_PORT ("fast") or from PORT's `/ws` ("http")."""
         return self._opened(self.hub.attach_transport(transport), port, peer)
-
-    def connect_sink(self, sink: Sink, peer: str = "") -> Member:
-        return self._opened(self.hub.attach_sink(sink), "http", peer)
 
     def _opened(self, member: Member, port: str, peer: str) -> Member:
         self._next_conn += 1

@@ -318,6 +318,23 @@ async def test_invalid_utf8_in_a_text_frame_closes_with_1007(
     assert close_code_after(sock, masked_frame(1, b'{"type": "\xff\xfe"}')) == 1007
 
 
+async def test_no_way_around_the_frame_rules_through_a_kept_alive_connection(
+    server: ServerProcess,
+) -> None:
+    """PORT's front decides on a connection's first request; a `/ws` upgrade after an HTTP
+    request on the same connection would reach Granian, whose WebSocket reads frames of any
+    size. It is refused there: every WebSocket on PORT is picows'."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 4"), answer
+
+
 # Each a violation of RFC 6455 that a client can commit; both URLs answer each with close 1002
 # (the original's URL through Granian answered most with a close frame without a code).
 VIOLATIONS = {

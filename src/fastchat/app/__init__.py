@@ -1,7 +1,8 @@
-"""The HTTP edge: a Litestar app for pages, REST and the original `ws://host:PORT/ws`.
+"""The HTTP edge: a Litestar app for pages and REST.
 
-Composed here from its parts (`pages`, `api`, `ws`); the chat service and settings come in
-as dependencies. Never touches picows: the fast WebSocket port lives in `fastport.py`.
+Composed here from its parts (`pages`, `api`, `guards`, `errors`); the chat service and
+settings come in as dependencies. Never touches picows: both WebSocket URLs are picows'
+(`fastport.py`; PORT's `/ws` reaches it through `front.py`, never through this app).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from fastchat.app.api import api_router, metrics_endpoint, test_router
 from fastchat.app.errors import EXCEPTION_HANDLERS
 from fastchat.app.guards import cors_for, same_site_writes
 from fastchat.app.pages import PagesController
-from fastchat.app.ws import conformance_echo, legacy_ws
 from fastchat.config import Settings
 from fastchat.service import Chat
 
@@ -39,14 +39,11 @@ def create_app(
     chat: Chat, settings: Settings, registry: CollectorRegistry | None = None
 ) -> Litestar:
     registry = registry or CollectorRegistry()
-    testing_only = [conformance_echo] if settings.conformance_echo else []
     return Litestar(
         route_handlers=[
-            *testing_only,
             PagesController,
             api_router,
             *([test_router] if settings.test_endpoints else []),
-            legacy_ws,
             metrics_endpoint,
             create_static_files_router(path="/static", directories=[asset_dir("static")]),
         ],
