@@ -78,5 +78,6 @@ cdef class Hub:
     cdef _flush(self, list dirty)
     cdef void _timed(self, long long queued_ns, long long start_ns) noexcept
     cpdef close(self, Member member, int code, str reason)
+    cpdef drop_slow(self, Member member)
     cdef int _mark_dirty(self, Member member) except -1
     cdef _drop_slow(self, Member m)

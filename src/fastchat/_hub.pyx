@@ -371,11 +371,19 @@ cdef class Hub:
         return queued
 
     cpdef int send(self, Member member, bytes payload) except -1:
-        """Queue `payload` for one member, in order with its room traffic."""
+        """Queue `payload` for one member, in order with its room traffic. Replies count
+        against the outbound budget as room traffic does: a client that provokes ERRORs and
+        never reads them is dropped as slow, not buffered without end."""
+        cdef bytes frame
         if member.closed or member.slow or member.closing:
             return 0
         if member.is_fast:
-            member._queue(_frame(payload))
+            frame = _frame(payload)
+            if member._queued() + PyBytes_GET_SIZE(frame) > self.high_water:
+                member.slow = True
+                self._mark_dirty(member)
+                return 0
+            member._queue(frame)
         else:
             member._pending.append(payload)
         self._mark_dirty(member)
@@ -466,6 +474,14 @@ cdef class Hub:
                         {"message": "hub: a sink failed to take its frames", "exception": sys.exc_info()[1]}
                     )
 
+    cpdef drop_slow(self, Member member):
+        """Drop a member whose outbound budget went on frames written outside the hub's
+        queue (pongs, fastport.py): the same count, log and close as a slow consumer."""
+        if member.closed or member.closing:
+            return
+        member.slow = True
+        self._drop_slow(member)
+
     cdef _drop_slow(self, Member m):
         self.slow_drops += 1
         m._clear()
@@ -489,7 +505,10 @@ cdef class Hub:
             t.send_close(<WSCloseCode>code, why)
             # Let the client answer with its own close frame (a clean closing handshake, and
             # no RST eating our close frame while it is still sending); drop it if it won't.
-            self._loop.call_later(CLOSE_GRACE_SECONDS, (<object>t).disconnect)
+            # Dropped means aborted: a graceful close waits for the write buffer to drain,
+            # which a client that never reads never lets happen, so it kept its buffer and
+            # its descriptor, and went on sending frames we read and threw away.
+            self._loop.call_later(CLOSE_GRACE_SECONDS, (<object>t).disconnect, False)
         else:
             if member._pending and not member.slow:
                 pending = member._pending

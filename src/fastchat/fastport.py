@@ -120,8 +120,10 @@ class FastListener(WSListener):
                 code, reason = _close_reply(frame)
                 transport.send_close(code, reason)
             transport.disconnect()
-        elif kind == WSMsgType.PING or kind == WSMsgType.PONG:
-            return  # picows answers pings itself; a pong only had to be seen
+        elif kind == WSMsgType.PING:
+            self._pong(transport, member, frame)
+        elif kind == WSMsgType.PONG:
+            return  # it only had to be seen
         elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if self._fragments is not None:
                 self._close(
@@ -142,6 +144,17 @@ class FastListener(WSListener):
             self._add_fragment(transport, frame)
         else:  # picows refuses unknown opcodes itself; nothing else can arrive
             self._close(transport, WSCloseCode.PROTOCOL_ERROR, "unexpected opcode")
+
+    def _pong(self, transport: WSTransport, member: Member, frame: WSFrame) -> None:
+        """Answer a ping, within the outbound budget: a client that floods pings and never
+        reads the pongs is dropped as a slow consumer (picows' own auto-pong wrote them
+        all into the transport's buffer, without limit: 75 MB in 1.2 s in issue 19)."""
+        payload = frame.get_payload_as_bytes()
+        hub = self._chat.hub
+        if member.backlog + len(payload) > hub.high_water:  # the hub's queue + the transport's
+            hub.drop_slow(member)
+            return
+        transport.send_pong(payload)
 
     def _add_fragment(self, transport: WSTransport, frame: WSFrame) -> None:
         fragments = self._fragments
@@ -324,7 +337,7 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
             20,
             20,
             WSAutoPingStrategy.PING_WHEN_IDLE,
-            True,  # picows answers pings
+            False,  # pings are answered by FastListener._pong, within the outbound budget
             hard_cap,
             None,  # extra response headers
             READ_BUFFER_INIT,

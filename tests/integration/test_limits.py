@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,3 +235,69 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+FLOODS = {
+    # Pings with the most payload a control frame may carry; each is answered with a pong.
+    "pings": masked_frame(9, b"p" * 125),
+    # Frames that each provoke an ERROR reply (rate limit off on this server).
+    "errors": masked_frame(1, b'{"type": "NOPE"}'),
+}
+
+
+@pytest.mark.parametrize("flood", list(FLOODS))
+@pytest.mark.parametrize("url", ["ws_port", "port"])
+async def test_a_client_that_never_reads_its_replies_is_dropped(
+    tmp_path: Path, url: str, flood: str
+) -> None:
+    """Pongs and ERROR replies count against OUTBOUND_HIGH_WATER like room traffic: a client
+    that provokes them and never reads is dropped as a slow consumer, before it can make the
+    server buffer more than the budget (picows' own auto-pong buffered 75 MB in 1.2 s)."""
+    high_water = 64 * 1024
+    server = start_server(
+        tmp_path / "flood.db",
+        env={"OUTBOUND_HIGH_WATER": str(high_water), "RATE_LIMIT": "0"},
+    )
+    try:
+        sock = raw_handshake(getattr(server, url), rcvbuf=4096)
+        batch = FLOODS[flood] * 1000
+        deadline = time.monotonic() + TIMEOUT
+        with pytest.raises(OSError):  # reset by the server (BrokenPipe or ConnectionReset)
+            while time.monotonic() < deadline:
+                sock.sendall(batch)
+        sock.close()
+        stats = httpx.get(f"{server.http}/api/v1/stats").json()
+        assert stats["slow_consumers_dropped"] == 1
+        async with await Client.connect(server.ws_fast) as other:  # the others go on
+            assert (await other.join(room_name(), "ok"))["members"] == 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("url", ["ws_port", "port"])
+async def test_refusing_a_flood_of_handshakes_costs_no_descriptors(
+    tmp_path: Path, url: str
+) -> None:
+    """At MAX_CONNECTIONS every refusal is answered (503) and its socket closed at once: a
+    flood of refused handshakes must not leave descriptors behind (PORT through Granian held
+    some in CLOSE-WAIT for over a minute)."""
+    server = start_server(tmp_path / "fds.db", env={"MAX_CONNECTIONS": "1"})
+    fd_dir = Path(f"/proc/{server.proc.pid}/fd")
+    try:
+        async with await Client.connect(server.ws_fast):
+            before = len(list(fd_dir.iterdir()))
+            port = getattr(server, url)
+            for _ in range(200):
+                with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+                    sock.sendall(
+                        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                    )
+                    assert sock.recv(64).startswith(b"HTTP/1.1 503")
+            deadline = time.monotonic() + TIMEOUT
+            while len(list(fd_dir.iterdir())) > before and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert len(list(fd_dir.iterdir())) <= before
+    finally:
+        server.stop()
