@@ -89,6 +89,10 @@ class Delivery:
         # reads up to it (reads are awaited, so two must never run for one room).
         self._wanted: dict[str, int] = {}
         self._catching: dict[str, asyncio.Task[None]] = {}
+        # Room key -> how many times its stored rows changed (here, or on another node as
+        # its hints tell), bumped before anything committed is acknowledged: a copy of a
+        # room's page read at version v is current while the version is still v.
+        self.versions: dict[str, int] = {}
 
     async def on_store_open(self) -> None:
         counts = await self.store.counts()
@@ -107,6 +111,7 @@ class Delivery:
         """Called on the loop with each committed batch, in commit order."""
         hub = self.hub
         clustered = self.clustered
+        versions = self.versions
         touched: dict[str, int] = {}  # clustered: room key -> highest id committed here
         for kind, row, token, duplicate in results:
             if isinstance(row, StoreError):
@@ -117,6 +122,7 @@ class Delivery:
                 if duplicate:
                     self._ack_only(token, payload, row, message_of)
                     continue
+                versions["r:" + row[1]] = versions.get("r:" + row[1], 0) + 1
                 if clustered:
                     self._committed_here("r:" + row[1], row, payload, touched)
                 else:
@@ -131,6 +137,7 @@ class Delivery:
                     self._ack_only(token, payload, row, comment_of)
                     continue
                 key = f"p:{row[1]}"
+                versions[key] = versions.get(key, 0) + 1
                 if clustered:
                     self._committed_here(key, row, payload, touched)
                 else:
@@ -166,6 +173,7 @@ class Delivery:
 
     def on_hint(self, key: str, max_id: int) -> None:
         """Another node committed rows of room `key` up to `max_id`."""
+        self.versions[key] = self.versions.get(key, 0) + 1
         if self.hub.count(key) or key in self._delivered:
             self._catch_up(key, max_id)
         else:

@@ -29,6 +29,7 @@ from granian.server.embed import Server as GranianServer
 from fastchat import __version__, logs
 from fastchat._hub import Hub
 from fastchat.app import create_app
+from fastchat.app.head import HeadAsGet
 from fastchat.broker import broker_for
 from fastchat.config import Settings
 from fastchat.fastport import keepalive, protocol_factory, start_fast_port
@@ -103,7 +104,7 @@ async def serve(settings: Settings) -> int:
     http_socket = os.path.join(http_dir, "granian.sock")
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
     http = GranianServer(
-        create_app(chat, settings, metrics.registry),
+        HeadAsGet(create_app(chat, settings, metrics.registry)),
         uds=Path(http_socket),
         interface=Interfaces.ASGI,
         websockets=True,

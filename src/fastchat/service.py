@@ -65,6 +65,8 @@ T = TypeVar("T")
 log = logging.getLogger("fastchat.service")
 
 encode: Final = events.encode
+# How long a health answer is reused (Chat.health).
+HEALTH_SECONDS: Final = 0.25
 # Clustered: how often each node sends its whole presence; a node silent for three of
 # these is taken for dead and its users leave.
 HEARTBEAT_SECONDS: Final = 2.0
@@ -105,6 +107,11 @@ class Chat:
         self.joins = 0
         hub.on_slow = self.on_slow
         self._tasks: set[asyncio.Task[None]] = set()
+        # Health as last observed (see `health`).
+        self._health: str | None = None
+        self._health_until = 0.0
+        self._health_failures = 0
+        self._health_check: asyncio.Future[str | None] | None = None
 
     async def on_store_open(self) -> None:
         await self.delivery.on_store_open()
@@ -516,6 +523,30 @@ class Chat:
         future: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
         self.store.submit((OP_POST, title, content, author, None, future))
         return await future
+
+    async def health(self) -> str | None:
+        """None when the store can be read and written, else why not. As last observed: the
+        store is asked at most every HEALTH_SECONDS, by one check that concurrent requests
+        share (wrk on /health at 14k requests/s asked the database 14k times a second), and
+        at once after a write has failed since."""
+        now = time.monotonic()
+        failures = self.store.failed_batches
+        if now < self._health_until and failures == self._health_failures:
+            return self._health
+        if self._health_check is None:
+            self._health_check = asyncio.ensure_future(self._check_health(failures))
+        return await asyncio.shield(self._health_check)
+
+    async def _check_health(self, failures: int) -> str | None:
+        try:
+            await self.store.check()
+            problem = None
+        except Exception as exc:  # any failure means "not healthy", with the reason
+            problem = f"error: {exc}"
+        self._health, self._health_failures = problem, failures
+        self._health_until = time.monotonic() + HEALTH_SECONDS
+        self._health_check = None
+        return problem
 
     async def stats(self) -> dict[str, Any]:
         hub = self.hub

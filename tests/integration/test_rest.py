@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from datetime import datetime
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.integration.wsclient import Client
 
 
 @pytest.fixture
@@ -219,3 +221,57 @@ def test_missing_pages_get_a_readable_404(http: httpx.Client, path: str) -> None
 def test_static_files_are_served(http: httpx.Client) -> None:
     r = http.get("/static/css/app.css")
     assert r.status_code == 200 and "text/css" in r.headers["content-type"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/chat", "/post/1", "/api/v1/health", "/api/v1/messages/general", "/static/js/chat.js"],
+)
+def test_head_answers_where_get_does(http: httpx.Client, path: str) -> None:
+    got = http.get(path)
+    head = http.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(got.content))
+
+
+def test_head_never_stores_through_a_test_endpoint(http: httpx.Client) -> None:
+    room = room_name()
+    r = http.head("/api/v1/test/message", params={"room": room})
+    assert r.status_code == 405
+    assert http.get(f"/api/v1/messages/{room}").json()["messages"] == []
+
+
+async def test_the_newest_page_never_misses_a_committed_message(
+    http: httpx.Client, server: ServerProcess
+) -> None:
+    """History's newest page is kept as encoded bytes between commits: every message
+    acknowledged (on the socket or over REST) is in the next page read, while other readers
+    keep asking for the same page, so that copies are made all along."""
+    room = room_name()
+    stop = asyncio.Event()
+
+    async def reader() -> None:
+        async with httpx.AsyncClient(base_url=server.http) as client:
+            while not stop.is_set():
+                await client.get(f"/api/v1/messages/{room}", params={"limit": 5})
+
+    readers = [asyncio.create_task(reader()) for _ in range(3)]
+    try:
+        async with await Client.connect(server.ws_fast) as c:
+            await c.join(room, "u")
+            for i in range(60):
+                if i % 2:
+                    await c.say(room, "u", f"m{i}")
+                    acked = (await c.expect("CHAT_MESSAGE"))["id"]
+                else:
+                    r = http.post(f"/api/v1/messages/{room}", json={"user": "u", "message": "r"})
+                    acked = r.json()["id"]
+                    await c.expect("CHAT_MESSAGE")
+                for limit in (5, 50):
+                    page = http.get(f"/api/v1/messages/{room}", params={"limit": limit}).json()
+                    assert page["messages"][-1]["id"] == acked, (i, limit)
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)

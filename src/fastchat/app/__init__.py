@@ -10,15 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from prometheus_client import CollectorRegistry
 
-from fastchat.app.api import api_router, metrics_endpoint, test_router
+from fastchat.app.api import NewestPages, api_router, metrics_endpoint, test_router
 from fastchat.app.errors import EXCEPTION_HANDLERS
-from fastchat.app.guards import cors_for, same_site_writes
+from fastchat.app.guards import cors_for
 from fastchat.app.pages import PagesController
 from fastchat.config import Settings
 from fastchat.service import Chat
@@ -39,6 +40,7 @@ def create_app(
     chat: Chat, settings: Settings, registry: CollectorRegistry | None = None
 ) -> Litestar:
     registry = registry or CollectorRegistry()
+    newest_pages = NewestPages(chat.delivery.versions, 0 if chat.clustered else 4096)
     return Litestar(
         route_handlers=[
             PagesController,
@@ -51,12 +53,13 @@ def create_app(
             "chat": Provide(lambda: chat, use_cache=True, sync_to_thread=False),
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
+            "newest_pages": Provide(lambda: newest_pages, use_cache=True, sync_to_thread=False),
         },
         template_config=TemplateConfig(
             directory=asset_dir("templates"), engine=JinjaTemplateEngine
         ),
         exception_handlers=EXCEPTION_HANDLERS,
-        guards=[same_site_writes(settings)],
+        state=State({"origins": settings.origins}),  # for guards.same_site_writes
         cors_config=cors_for(settings),
         openapi_config=None,
         debug=False,

@@ -6,11 +6,12 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, Router, get, post
+from litestar import Controller, MediaType, Response, Router, get, post
 from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fastchat.app.errors import ApiError
+from fastchat.app.guards import same_site_writes
 from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
 from fastchat.events import ClientId, Comment, Message, Post
@@ -29,19 +30,72 @@ TimeParam = Annotated[
 ]
 
 
-async def _page(chat: Chat, settings: Settings, limit: int | None, **query: Any) -> dict[str, Any]:
+class NewestPages:
+    """Each room's (and post's) newest page, as the JSON bytes REST answers with, kept until
+    the room's stored rows change. The page wrk and every page load ask for is the newest
+    one, and reading, building and encoding it per request cost more than the rest of the
+    request. A copy is made at the room's version read before the query and served only
+    while the version is unchanged (`Delivery.versions`, bumped before a commit is
+    acknowledged), so it never lacks a committed message. Clustered, another node's commit
+    is known here only when its hint arrives, later than the database has it: there no
+    copies are kept (`max_entries=0`)."""
+
+    def __init__(self, versions: dict[str, int], max_entries: int = 4096) -> None:
+        self._versions = versions
+        self._pages: dict[tuple[str, int], tuple[int, bytes]] = {}
+        self._max = max_entries
+
+    def get(self, key: str, limit: int) -> bytes | None:
+        hit = self._pages.get((key, limit))
+        if hit is not None and hit[0] == self._versions.get(key, 0):
+            return hit[1]
+        return None
+
+    def version(self, key: str) -> int:
+        return self._versions.get(key, 0)
+
+    def put(self, key: str, limit: int, version: int, body: bytes) -> None:
+        if not self._max:
+            return
+        if len(self._pages) >= self._max:
+            del self._pages[next(iter(self._pages))]  # the oldest entry
+        self._pages[(key, limit)] = (version, body)
+
+
+_encode = msgspec.json.encode
+
+
+async def _page(
+    chat: Chat,
+    cache: NewestPages,
+    settings: Settings,
+    limit: int | None,
+    key: str,
+    **query: Any,
+) -> Response[bytes]:
+    limit = _limit(limit, settings)
+    cursorless = all(query[k] is None for k in ("before", "after", "since", "until"))
+    version = 0
+    if cursorless:
+        body = cache.get(key, limit)
+        if body is not None:
+            return Response(body, media_type=MediaType.JSON)
+        version = cache.version(key)
     try:
-        page = await chat.history(limit=_limit(limit, settings), **query)
+        page = await chat.history(limit=limit, **query)
     except NotFoundError as exc:
         raise ApiError(404, ErrorCode.POST_NOT_FOUND, str(exc)) from None
     items = page.messages if page.messages is not None else page.comments
     assert items is not None
-    body: dict[str, Any] = (
+    fields: dict[str, Any] = (
         {"room": page.room} if page.room is not None else {"post_id": page.post_id}
     )
-    body["messages" if page.messages is not None else "comments"] = items
-    body.update(count=len(items), has_more=page.has_more, next=page.next)
-    return body
+    fields["messages" if page.messages is not None else "comments"] = items
+    fields.update(count=len(items), has_more=page.has_more, next=page.next)
+    body = _encode(fields)
+    if cursorless:
+        cache.put(key, limit, version, body)
+    return Response(body, media_type=MediaType.JSON)
 
 
 def _limit(limit: int | None, settings: Settings) -> int:
@@ -106,11 +160,10 @@ class SystemController(Controller):
 
     @get("/health")
     async def health(self, chat: Chat) -> Response[dict[str, Any]]:
+        problem = await chat.health()
         now = format_ms(time.time_ns() // 1_000_000)
-        try:
-            await chat.store.check()
-        except Exception as exc:  # any failure means "not healthy", with the reason
-            body = {"status": "unhealthy", "database": f"error: {exc}", "timestamp": now}
+        if problem is not None:
+            body = {"status": "unhealthy", "database": problem, "timestamp": now}
             return Response(body, status_code=503)
         return Response({"status": "ok", "database": "ok", "timestamp": now})
 
@@ -126,6 +179,7 @@ class MessagesController(Controller):
     async def history(
         self,
         chat: Chat,
+        newest_pages: NewestPages,
         settings: Settings,
         room: str,
         limit: Limit = None,
@@ -133,13 +187,22 @@ class MessagesController(Controller):
         after: Cursor = None,
         since: TimeParam = None,
         until: TimeParam = None,
-    ) -> dict[str, Any]:
+    ) -> Response[bytes]:
         check_name("room", room)
         return await _page(
-            chat, settings, limit, room=room, before=before, after=after, since=since, until=until
+            chat,
+            newest_pages,
+            settings,
+            limit,
+            "r:" + room,
+            room=room,
+            before=before,
+            after=after,
+            since=since,
+            until=until,
         )
 
-    @post("/{room:str}", status_code=201)
+    @post("/{room:str}", status_code=201, guards=[same_site_writes])
     async def create(self, chat: Chat, settings: Settings, room: str, data: NewMessage) -> Message:
         return await _store_message(chat, room, data.user, data.message, data.client_id, settings)
 
@@ -152,7 +215,7 @@ class PostsController(Controller):
         posts = [post_of(r) for r in await chat.store.posts()]
         return {"posts": posts, "count": len(posts)}
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, guards=[same_site_writes])
     async def create_post(self, chat: Chat, data: NewPost) -> Post:
         title = data.title.strip()
         if not title or len(title) > 200:
@@ -180,6 +243,7 @@ class PostsController(Controller):
     async def list_comments(
         self,
         chat: Chat,
+        newest_pages: NewestPages,
         settings: Settings,
         post_id: str,
         limit: Limit = None,
@@ -187,19 +251,22 @@ class PostsController(Controller):
         after: Cursor = None,
         since: TimeParam = None,
         until: TimeParam = None,
-    ) -> dict[str, Any]:
+    ) -> Response[bytes]:
+        pid = post_id_of(post_id)
         return await _page(
             chat,
+            newest_pages,
             settings,
             limit,
-            post_id=post_id_of(post_id),
+            f"p:{pid}",
+            post_id=pid,
             before=before,
             after=after,
             since=since,
             until=until,
         )
 
-    @post("/{post_id:str}/comments", status_code=201)
+    @post("/{post_id:str}/comments", status_code=201, guards=[same_site_writes])
     async def create_comment(
         self, chat: Chat, settings: Settings, post_id: str, data: NewComment
     ) -> Comment:
@@ -213,7 +280,7 @@ class TestController(Controller):
 
     path = "/test"
 
-    @get("/message", opt={"stores": True})
+    @get("/message", guards=[same_site_writes])  # it stores on GET
     async def message(
         self,
         chat: Chat,
@@ -225,7 +292,7 @@ class TestController(Controller):
         stored = await _store_message(chat, room, user, message, None, settings)
         return {"status": "sent", "message": stored}
 
-    @get("/comment", opt={"stores": True})
+    @get("/comment", guards=[same_site_writes])
     async def comment(
         self,
         chat: Chat,
