@@ -154,6 +154,16 @@ def main() -> None:
     help="Rooms and posts one connection may join.",
 )
 @click.option(
+    "--presence-list-max",
+    envvar="PRESENCE_LIST_MAX",
+    type=click.IntRange(1, 10_000_000),
+    default=100,
+    show_default=True,
+    show_envvar=True,
+    help="Rooms with more members get presence as counts only (PRESENCE events), at most "
+    "twice a second; smaller ones get each join and leave.",
+)
+@click.option(
     "--max-connections",
     envvar="MAX_CONNECTIONS",
     type=click.IntRange(1, 10_000_000),

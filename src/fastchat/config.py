@@ -30,6 +30,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit: float = 50.0
     rate_burst: float = 100.0
     max_rooms_per_connection: int = 100
+    presence_list_max: int = 100
     max_connections: int = 10_000
     allowed_origins: str = ""
     ping_interval: float = 20.0
@@ -52,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             rate=self.rate_limit,
             burst=max(self.rate_burst, 1.0),
             max_rooms=self.max_rooms_per_connection,
+            presence_list_max=self.presence_list_max,
         )
 
     @property

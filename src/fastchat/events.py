@@ -175,6 +175,21 @@ class UserLeft(ServerEvent, tag="USER_LEFT", omit_defaults=False):
     sessions: int = 0  # connections of this user still in the room: 0 means gone
 
 
+class PresenceChange(Struct):
+    user: str
+    sessions: int  # the user's connections in the room now: 0 means gone
+
+
+class PresenceEvent(ServerEvent, tag="PRESENCE", omit_defaults=True):
+    """Several presence changes of one room at once (a join storm, a mass disconnect), or,
+    in a room over PRESENCE_LIST_MAX members, its count alone: one frame per member per
+    room per tick (counts only: at most every PRESENCE_INTERVAL) instead of one per change."""
+
+    room: str
+    members: int
+    changes: list[PresenceChange] | None = None  # None: counts only (a big room)
+
+
 class TypingEvent(ServerEvent, tag="TYPING"):
     room: str
     user: str
@@ -213,6 +228,7 @@ AnyServerEvent = (
     | RoomLeft
     | UserJoined
     | UserLeft
+    | PresenceEvent
     | TypingEvent
     | PostJoined
     | PostLeft

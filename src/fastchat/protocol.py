@@ -64,6 +64,8 @@ class Limits(msgspec.Struct, frozen=True):
     # This many refusals in a row and the connection is closed (1008).
     max_strikes: int = 50
     max_rooms: int = 100
+    # Rooms with more members get presence as counts only, at most every PRESENCE_INTERVAL.
+    presence_list_max: int = 100
 
 
 class Session:
