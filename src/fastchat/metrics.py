@@ -87,6 +87,11 @@ class ChatCollector(Collector):
             "Connections dropped for not reading",
             value=hub.slow_drops,
         )
+        yield CounterMetricFamily(
+            "fastchat_write_failures",
+            "Connections whose socket write raised, each reported and closed (1011) so it resumes",
+            value=hub.write_failures,
+        )
         yield HistogramMetricFamily(
             "fastchat_fanout_seconds",
             "Per flush of the hub: from its oldest frame queued (a publish or send) to the end "

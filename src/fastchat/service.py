@@ -535,6 +535,7 @@ class Chat:
             "deliveries": hub.deliveries,
             "socket_writes": hub.writes,
             "slow_consumers_dropped": hub.slow_drops,
+            "write_failures": hub.write_failures,
             "hub_flush": {
                 "flushes": hub.flushes,
                 "flush_ns_sum": hub.flush_ns_sum,
