@@ -29,6 +29,7 @@ from fastchat.app import create_app
 from fastchat.broker import broker_for
 from fastchat.config import Settings
 from fastchat.fastport import keepalive, start_fast_port
+from fastchat.lifecycle import Readiness
 from fastchat.metrics import Metrics
 from fastchat.service import Chat
 from fastchat.store import SqliteStore, Store, StoreError
@@ -64,10 +65,12 @@ async def serve(settings: Settings) -> int:
     store.track_previous = broker.clustered
     chat = Chat(hub, store, settings.limits, broker)
     metrics = Metrics(chat)
+    readiness = Readiness()  # GET /api/v1/ready
     store.on_batch = metrics.on_batch
     try:
         await store.open(chat.on_committed)
         await chat.on_store_open()
+        readiness.store_open = True
     except StoreError as exc:
         log.error("%s", exc)
         print(f"fastchat: {exc}", file=sys.stderr)
@@ -87,6 +90,7 @@ async def serve(settings: Settings) -> int:
         await chat.broker.close()
         await store.close()
         return 1
+    readiness.ws_port_bound = True
     pinger = loop.create_task(keepalive(chat, settings.ping_interval, settings.ping_timeout))
     heartbeat = (
         loop.create_task(chat.heartbeat(settings.heartbeat_seconds)) if broker.clustered else None
@@ -95,7 +99,7 @@ async def serve(settings: Settings) -> int:
 
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
     http = GranianServer(
-        create_app(chat, settings, metrics.registry),
+        create_app(chat, settings, metrics.registry, readiness),
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,
@@ -112,6 +116,7 @@ async def serve(settings: Settings) -> int:
             heartbeat.cancel()
         await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
         return 1
+    readiness.http_port_bound = True
 
     shown = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
     print(
@@ -131,6 +136,7 @@ async def serve(settings: Settings) -> int:
 
     if heartbeat is not None:
         heartbeat.cancel()
+    readiness.draining = True  # from here /api/v1/ready answers 503 until the exit
     await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
     _ignore_stop_signals(loop)
     return exit_code

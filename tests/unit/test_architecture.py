@@ -19,6 +19,7 @@ RANK = {
     "store": 2,
     "_hub": 2,
     "logs": 2,
+    "lifecycle": 2,
     "backup": 2,
     "broker": 2,
     "presence": 1,

@@ -21,6 +21,7 @@ from fastchat.app.guards import cors_for, same_site_writes
 from fastchat.app.pages import PagesController
 from fastchat.app.ws import conformance_echo, legacy_ws
 from fastchat.config import Settings
+from fastchat.lifecycle import Readiness
 from fastchat.service import Chat
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -36,9 +37,13 @@ def asset_dir(name: str) -> Path:
 
 
 def create_app(
-    chat: Chat, settings: Settings, registry: CollectorRegistry | None = None
+    chat: Chat,
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    readiness: Readiness | None = None,
 ) -> Litestar:
     registry = registry or CollectorRegistry()
+    readiness = readiness or Readiness()
     testing_only = [conformance_echo] if settings.conformance_echo else []
     return Litestar(
         route_handlers=[
@@ -54,6 +59,7 @@ def create_app(
             "chat": Provide(lambda: chat, use_cache=True, sync_to_thread=False),
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
+            "readiness": Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
         },
         template_config=TemplateConfig(
             directory=asset_dir("templates"), engine=JinjaTemplateEngine
