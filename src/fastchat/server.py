@@ -13,9 +13,11 @@ import errno
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from typing import Any
 
 import uvloop
@@ -52,7 +54,9 @@ def store_for(settings: Settings) -> Store:
     )
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> int:
+    """The server; `worker` (1..N) and `metrics_dir` (the supervisor's, shared by the
+    workers for their metrics) only with `--workers`."""
     loop = asyncio.get_running_loop()
     # From the first moment: a signal during startup stops the server once it is up, cleanly.
     stop = asyncio.Event()
@@ -64,7 +68,7 @@ async def serve(settings: Settings) -> int:
     # Clustered, committed rows carry their room's previous id (delivery.py `_committed_here`).
     store.track_previous = broker.clustered
     chat = Chat(hub, store, settings.limits, broker)
-    metrics = Metrics(chat)
+    metrics = Metrics(chat, worker=worker, share_dir=metrics_dir)
     readiness = Readiness()  # GET /api/v1/ready
     store.on_batch = metrics.on_batch
     try:
@@ -117,6 +121,7 @@ async def serve(settings: Settings) -> int:
         await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
         return 1
     readiness.http_port_bound = True
+    metrics.start()
 
     shown = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
     print(
@@ -137,6 +142,7 @@ async def serve(settings: Settings) -> int:
     if heartbeat is not None:
         heartbeat.cancel()
     readiness.draining = True  # from here /api/v1/ready answers 503 until the exit
+    metrics.stop()
     await _shutdown(settings, fast, pinger, http, http_task, store, chat, hub)
     _ignore_stop_signals(loop)
     return exit_code
@@ -241,23 +247,35 @@ def port_taken(host: str, port: int) -> str | None:
     return None
 
 
-def _worker(settings: Settings) -> None:
+def _worker(settings: Settings, worker: int, metrics_dir: str) -> None:
     logs.configure(settings.log_level, settings.log_format)
-    sys.exit(uvloop.run(serve(settings)))
+    sys.exit(uvloop.run(serve(settings, worker, metrics_dir)))
 
 
 def _run_workers(settings: Settings) -> int:
     """N processes, each the whole one-loop server, sharing both ports (SO_REUSEPORT) and
     the database; the broker relays between them. This process only supervises: it prepares
-    the schema once, forwards SIGTERM/SIGINT, and exits with the worst exit status."""
+    the schema once, forwards SIGTERM/SIGINT, and exits with the worst exit status. The
+    workers share their metrics through a temporary directory it makes and removes, so any
+    worker's `/metrics` answers for all (workermetrics.py)."""
     try:
         store_for(settings).prepare()
     except StoreError as exc:
         print(f"fastchat: {exc}", file=sys.stderr)
         return 1
+    metrics_dir = tempfile.mkdtemp(prefix="fastchat-metrics-")
+    try:
+        return _supervise(settings, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(settings: Settings, metrics_dir: str) -> int:
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_worker, args=(settings,), name=f"fastchat-worker-{i + 1}")
+        context.Process(
+            target=_worker, args=(settings, i + 1, metrics_dir), name=f"fastchat-worker-{i + 1}"
+        )
         for i in range(settings.workers)
     ]
     for child in children:

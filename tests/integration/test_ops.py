@@ -212,3 +212,16 @@ def test_ready_is_503_while_draining(tmp_path: Path) -> None:
     finally:
         sock.close()
         server.kill()
+
+
+def test_process_metrics(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "p.db")
+    try:
+        values = scrape(server)
+        assert values[("process_resident_memory_bytes", ())] > 10 * 2**20
+        assert values[("process_open_fds", ())] >= 4  # the ports, the database, the log
+        assert values[("process_cpu_seconds_total", ())] > 0
+        started = values[("process_start_time_seconds", ())]
+        assert time.time() - TIMEOUT * 3 - 5 < started <= time.time()
+    finally:
+        server.stop()
