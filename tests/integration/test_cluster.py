@@ -234,6 +234,7 @@ async def test_metrics_with_workers_are_totals_whichever_worker_answers(
         clients = [await Client.connect(server.ws_fast) for _ in range(6)]
         for i, c in enumerate(clients):
             await c.join("metrics", f"m{i}")
+        for i, c in enumerate(clients):
             await c.say("metrics", f"m{i}", "hello")
         for c in clients:
             await collect(c, 6)
