@@ -52,6 +52,7 @@ cdef class Hub:
         readonly unsigned long long publishes
         readonly unsigned long long writes
         readonly unsigned long long slow_drops
+        readonly unsigned long long write_failures  # members whose write raised (then closed)
         readonly Py_ssize_t fast_members
         readonly Py_ssize_t sink_members
         # Flush timing (CLOCK_MONOTONIC ns; three clock reads per flush, none per member).
@@ -75,7 +76,9 @@ cdef class Hub:
     cpdef int publish(self, str key, bytes payload, Member exclude=*) except -1
     cpdef int send(self, Member member, bytes payload) except -1
     cpdef flush(self)
-    cdef _flush(self, list dirty)
+    cdef int _flush(self, list dirty, Py_ssize_t* at) except -1
+    cdef _requeue(self, list dirty, Py_ssize_t start)
+    cdef _failed(self, Member m, exc)
     cdef void _timed(self, long long queued_ns, long long start_ns) noexcept
     cpdef close(self, Member member, int code, str reason)
     cpdef drop_slow(self, Member member)

@@ -36,6 +36,7 @@ class Hub:
     publishes: int
     writes: int
     slow_drops: int
+    write_failures: int
     fast_members: int
     sink_members: int
     flushes: int

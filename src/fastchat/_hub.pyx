@@ -17,8 +17,6 @@ Policy (who may join, limits, validation) stays in Python; only this bookkeeping
 All methods run on the event loop thread.
 """
 
-import sys
-
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport uint8_t
@@ -390,7 +388,11 @@ cdef class Hub:
         return 1
 
     cpdef flush(self):
-        """Write each dirty member's pending frames: one write per socket."""
+        """Write each dirty member's pending frames: one write per socket.
+
+        Exception-safe: a member whose write (or slow-consumer drop) raises is reported and
+        closed, and the flush goes on with the members after it. Only one `try` per flush
+        on the way through; a failure resumes the loop at the next member."""
         cdef list dirty = self._dirty
         self._dirty = []
         self._flush_handle = None
@@ -399,10 +401,49 @@ cdef class Hub:
         cdef long long queued_ns = self._queued_ns
         self._queued_ns = 0
         cdef long long start_ns = _now_ns()
+        cdef Py_ssize_t at = 0
+        cdef Py_ssize_t n = len(dirty)
         try:
-            self._flush(dirty)
+            while at < n:
+                try:
+                    self._flush(dirty, &at)
+                except Exception as exc:
+                    self._failed(<Member>dirty[at], exc)
+                    at += 1
         finally:
+            if at < n:
+                # Something no `except Exception` catches (KeyboardInterrupt, SystemExit) is
+                # on its way out: whoever was not reached yet stays due for the next flush.
+                self._requeue(dirty, at + 1)
             self._timed(queued_ns, start_ns)
+
+    cdef _requeue(self, list dirty, Py_ssize_t start):
+        cdef Member m
+        for m in dirty[start:]:
+            if m._dirty:
+                m._dirty = False
+                self._mark_dirty(m)
+
+    cdef _failed(self, Member m, exc):
+        """A member's write raised: it has lost frames, so it is closed (1011; 1008 if it was
+        being dropped as slow), to resume from its last id on reconnecting, like a slow
+        consumer. The exception goes to the loop's exception handler (logged) and counts in
+        `write_failures`; it never stops the flush of the others."""
+        self.write_failures += 1
+        self._loop.call_exception_handler(
+            {"message": "hub: writing to a member failed; closing it", "exception": exc}
+        )
+        m._clear()
+        m._pending = []
+        try:
+            if m.slow:
+                self.close(m, WSCloseCode.POLICY_VIOLATION, "slow consumer: outbound buffer over limit")
+            else:
+                self.close(m, WSCloseCode.INTERNAL_ERROR, "delivery failed; resume from your last id")
+        except Exception as again:
+            self._loop.call_exception_handler(
+                {"message": "hub: closing a member whose write failed failed too", "exception": again}
+            )
 
     cdef void _timed(self, long long queued_ns, long long start_ns) noexcept:
         """Flush timing: two clock reads per flush (start, end) plus the one at queue time.
@@ -430,12 +471,19 @@ cdef class Hub:
             if self._wait_hist[b]
         ]
 
-    cdef _flush(self, list dirty):
+    cdef int _flush(self, list dirty, Py_ssize_t* at) except -1:
+        """Flush `dirty` from index `at[0]` on, keeping `at[0]` on the member being written,
+        so that when one raises the caller knows which, and carries on after it."""
         cdef Member m
         cdef list pending
         cdef WSTransport t
         cdef Py_ssize_t n, held
-        for m in dirty:
+        cdef Py_ssize_t i = at[0]
+        cdef Py_ssize_t end = len(dirty)
+        while i < end:
+            at[0] = i
+            m = <Member>dirty[i]
+            i += 1
             m._dirty = False
             if m.closed:
                 continue
@@ -466,13 +514,9 @@ cdef class Hub:
                 pending = m._pending
                 m._pending = []
                 self.writes += 1
-                try:
-                    m.sink.deliver(pending)
-                except Exception:
-                    # One broken sink must not stop the flush of everyone else.
-                    self._loop.call_exception_handler(
-                        {"message": "hub: a sink failed to take its frames", "exception": sys.exc_info()[1]}
-                    )
+                m.sink.deliver(pending)
+        at[0] = end
+        return 0
 
     cpdef drop_slow(self, Member member):
         """Drop a member whose outbound budget went on frames written outside the hub's

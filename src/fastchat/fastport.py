@@ -315,6 +315,8 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
                 "handshake refused: origin", extra={"port": port, "origin": headers.get("Origin")}
             )
             return _refuse(403, "origin not allowed")
+        if chat.draining:
+            return _refuse(503, "server shutting down, connect again")
         if hub.fast_members + hub.sink_members >= max_connections:
             chat.errors["too_many_connections"] += 1
             log.warning("handshake refused: too many connections", extra={"port": port})

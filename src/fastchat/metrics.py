@@ -8,11 +8,12 @@ thread, once per batch.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from fastchat import __version__
 from fastchat.service import Chat
+from fastchat.workermetrics import SNAPSHOT_SECONDS, WorkersCollector
 
 
 class ChatCollector(Collector):
@@ -87,6 +89,11 @@ class ChatCollector(Collector):
             "Connections dropped for not reading",
             value=hub.slow_drops,
         )
+        yield CounterMetricFamily(
+            "fastchat_write_failures",
+            "Connections whose socket write raised, each reported and closed (1011) so it resumes",
+            value=hub.write_failures,
+        )
         yield HistogramMetricFamily(
             "fastchat_fanout_seconds",
             "Per flush of the hub: from its oldest frame queued (a publish or send) to the end "
@@ -141,25 +148,54 @@ def fanout_buckets(histogram: list[list[int]]) -> list[tuple[str, float]]:
 
 
 class Metrics:
-    """The registry behind `/metrics`, one per server."""
+    """The registry behind `/metrics`, one per server (per worker with `--workers`).
 
-    def __init__(self, chat: Chat) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(ChatCollector(chat))
+    `local` holds this process's metrics: the chat collector, the writer's histograms and
+    `process_*` (RSS, open fds, CPU seconds, start time). With workers (`share_dir` set)
+    `registry` merges every worker's (workermetrics.py); otherwise it is `local` itself."""
+
+    def __init__(self, chat: Chat, *, worker: int = 0, share_dir: str | None = None) -> None:
+        self.local = CollectorRegistry(auto_describe=True)
+        self.local.register(ChatCollector(chat))
+        ProcessCollector(registry=self.local)
         self.batch_size = Histogram(
             "fastchat_store_batch_size",
             "Operations per committed transaction",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=self.registry,
+            registry=self.local,
         )
         self.commit_seconds = Histogram(
             "fastchat_store_commit_seconds",
             "Time to write and commit one batch",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
-            registry=self.registry,
+            registry=self.local,
         )
+        self.workers: WorkersCollector | None = None
+        self.registry = self.local
+        if share_dir:
+            self.workers = WorkersCollector(self.local, worker, share_dir)
+            self.registry = CollectorRegistry()
+            self.registry.register(self.workers)
+        self._sharing: asyncio.Task[None] | None = None
 
     def on_batch(self, size: int, seconds: float) -> None:
         """Called by the writer thread after each commit."""
         self.batch_size.observe(size)
         self.commit_seconds.observe(seconds)
+
+    def start(self) -> None:
+        """With workers: share this worker's metrics every SNAPSHOT_SECONDS (on the loop:
+        the collectors read the hub's state)."""
+        if self.workers is not None and self._sharing is None:
+            self._sharing = asyncio.get_running_loop().create_task(self._share(self.workers))
+
+    def stop(self) -> None:
+        if self._sharing is not None:
+            self._sharing.cancel()
+            self._sharing = None
+
+    @staticmethod
+    async def _share(workers: WorkersCollector) -> None:
+        while True:
+            workers.write()
+            await asyncio.sleep(SNAPSHOT_SECONDS)

@@ -34,6 +34,7 @@ from fastchat.broker import broker_for
 from fastchat.config import Settings
 from fastchat.fastport import keepalive, protocol_factory, start_fast_port
 from fastchat.front import start_front
+from fastchat.lifecycle import Readiness
 from fastchat.metrics import Metrics
 from fastchat.service import Chat
 from fastchat.store import SqliteStore, Store, StoreError
@@ -56,7 +57,9 @@ def store_for(settings: Settings) -> Store:
     )
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> int:
+    """The server; `worker` (1..N) and `metrics_dir` (the supervisor's, shared by the
+    workers for their metrics) only with `--workers`."""
     loop = asyncio.get_running_loop()
     # From the first moment: a signal during startup stops the server once it is up, cleanly.
     stop = asyncio.Event()
@@ -68,11 +71,13 @@ async def serve(settings: Settings) -> int:
     # Clustered, committed rows carry their room's previous id (delivery.py `_committed_here`).
     store.track_previous = broker.clustered
     chat = Chat(hub, store, settings.limits, broker)
-    metrics = Metrics(chat)
+    metrics = Metrics(chat, worker=worker, share_dir=metrics_dir)
+    readiness = Readiness()  # GET /api/v1/ready
     store.on_batch = metrics.on_batch
     try:
         await store.open(chat.on_committed)
         await chat.on_store_open()
+        readiness.store_open = True
     except StoreError as exc:
         # One line for people, not a log record beside it (stderr is the log too).
         print(f"fastchat: {exc}", file=sys.stderr)
@@ -92,6 +97,7 @@ async def serve(settings: Settings) -> int:
         await chat.broker.close()
         await store.close()
         return 1
+    readiness.ws_port_bound = True
     pinger = loop.create_task(keepalive(chat, settings.ping_interval, settings.ping_timeout))
     heartbeat = (
         loop.create_task(chat.heartbeat(settings.heartbeat_seconds)) if broker.clustered else None
@@ -104,7 +110,7 @@ async def serve(settings: Settings) -> int:
     http_socket = os.path.join(http_dir, "granian.sock")
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
     http = GranianServer(
-        HeadAsGet(create_app(chat, settings, metrics.registry)),
+        HeadAsGet(create_app(chat, settings, metrics.registry, readiness)),
         uds=Path(http_socket),
         interface=Interfaces.ASGI,
         websockets=True,
@@ -140,6 +146,8 @@ async def serve(settings: Settings) -> int:
         await _shutdown(settings, servers, pinger, http, http_task, store, chat, hub)
         shutil.rmtree(http_dir, ignore_errors=True)
         return 1
+    readiness.http_port_bound = True
+    metrics.start()
 
     shown = settings.host if settings.host not in ("0.0.0.0", "::", "") else "localhost"
     print(
@@ -159,6 +167,8 @@ async def serve(settings: Settings) -> int:
 
     if heartbeat is not None:
         heartbeat.cancel()
+    readiness.draining = True  # from here /api/v1/ready answers 503 until the exit
+    metrics.stop()
     await _shutdown(settings, servers, pinger, http, http_task, store, chat, hub)
     shutil.rmtree(http_dir, ignore_errors=True)
     _ignore_stop_signals(loop)
@@ -204,8 +214,11 @@ async def _shutdown(
     hub: Hub,
 ) -> None:
     log.info("shutting down: draining writes, then closing connections with 1001")
-    for server in servers:
-        server.close()  # stop accepting new connections on both ports
+    # WS_PORT stops accepting; PORT goes on serving HTTP through the drain (readiness says
+    # 503, REST writes are committed) but refuses new WebSockets (fastport: 503).
+    chat.draining = True
+    fast, *front = servers
+    fast.close()
     pinger.cancel()
     deadline = asyncio.get_running_loop().time() + settings.shutdown_timeout
     # Everything queued is committed and delivered before any socket closes.
@@ -218,6 +231,8 @@ async def _shutdown(
     close_deadline = min(deadline, asyncio.get_running_loop().time() + 2.0)
     while hub.connections() and asyncio.get_running_loop().time() < close_deadline:
         await asyncio.sleep(0.01)
+    for server in front:
+        server.close()
     http.stop()  # type: ignore[no-untyped-call]
     try:
         await asyncio.wait_for(
@@ -264,23 +279,35 @@ def port_taken(host: str, port: int) -> str | None:
     return None
 
 
-def _worker(settings: Settings) -> None:
+def _worker(settings: Settings, worker: int, metrics_dir: str) -> None:
     logs.configure(settings.log_level, settings.log_format)
-    sys.exit(uvloop.run(serve(settings)))
+    sys.exit(uvloop.run(serve(settings, worker, metrics_dir)))
 
 
 def _run_workers(settings: Settings) -> int:
     """N processes, each the whole one-loop server, sharing both ports (SO_REUSEPORT) and
     the database; the broker relays between them. This process only supervises: it prepares
-    the schema once, forwards SIGTERM/SIGINT, and exits with the worst exit status."""
+    the schema once, forwards SIGTERM/SIGINT, and exits with the worst exit status. The
+    workers share their metrics through a temporary directory it makes and removes, so any
+    worker's `/metrics` answers for all (workermetrics.py)."""
     try:
         store_for(settings).prepare()
     except StoreError as exc:
         print(f"fastchat: {exc}", file=sys.stderr)
         return 1
+    metrics_dir = tempfile.mkdtemp(prefix="fastchat-metrics-")
+    try:
+        return _supervise(settings, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(settings: Settings, metrics_dir: str) -> int:
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_worker, args=(settings,), name=f"fastchat-worker-{i + 1}")
+        context.Process(
+            target=_worker, args=(settings, i + 1, metrics_dir), name=f"fastchat-worker-{i + 1}"
+        )
         for i in range(settings.workers)
     ]
     for child in children:

@@ -82,6 +82,13 @@ class NotFoundError(Exception):
     """A post (or other addressed thing) that does not exist."""
 
 
+def _unreadable(exc: BaseException) -> str:
+    """A failed database operation, for the client: our own errors say it already."""
+    if isinstance(exc, StoreError):
+        return str(exc)
+    return f"the database could not be read ({exc.__class__.__name__}: {exc})"
+
+
 class Chat:
     """Rooms, posts and their traffic; one per process, wired in `server.py`."""
 
@@ -110,6 +117,7 @@ class Chat:
         self.connections_open: Counter[str] = Counter()
         self.joins = 0
         hub.on_slow = self.on_slow
+        self.draining = False  # a SIGTERM started the drain: no new WebSockets
         self._tasks: set[asyncio.Task[None]] = set()
         # Presence changes waiting for the end of the tick, and when big rooms last heard.
         self._presence_pending: dict[str, _PendingPresence] = {}
@@ -120,6 +128,8 @@ class Chat:
         self._health_until = 0.0
         self._health_failures = 0
         self._health_check: asyncio.Future[str | None] | None = None
+        # A read that fails raises the store's own error or its driver's (APSW, psycopg).
+        self._read_errors: tuple[type[BaseException], ...] = (StoreError, *store.OPEN_ERRORS)
 
     async def on_store_open(self) -> None:
         await self.delivery.on_store_open()
@@ -129,6 +139,11 @@ class Chat:
     def connect_transport(self, transport: Any, port: str = "fast", peer: str = "") -> Member:
         """A picows connection, from WS_PORT ("fast") or from PORT's `/ws` ("http")."""
         return self._opened(self.hub.attach_transport(transport), port, peer)
+
+    def connect_sink(self, sink: Any, port: str = "sink", peer: str = "") -> Member:
+        """A member whose frames go to a hub sink, not a socket (tests observe the service
+        through one; an in-process client could too)."""
+        return self._opened(self.hub.attach_sink(sink), port, peer)
 
     def _opened(self, member: Member, port: str, peer: str) -> Member:
         self._next_conn += 1
@@ -439,12 +454,26 @@ class Chat:
         if key in resuming:
             return  # a resume of this room is already running; it will answer
         resuming.add(key)
-        task = asyncio.get_running_loop().create_task(
-            self.delivery.replay(member, table, scope, last_id, finish, self.replay_backlog)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: resuming.discard(key))
+        what = f"room {scope!r}" if table == "messages" else f"post {scope}"
+
+        async def resume() -> None:
+            try:
+                await self.delivery.replay(
+                    member, table, scope, last_id, finish, self.replay_backlog
+                )
+            except self._read_errors as exc:
+                # Not joined: `finish` (the join itself) runs only once the replay has caught
+                # up, so a failed read leaves the connection's rooms as they were before this
+                # join. What was replayed before the failure was real and in order; the
+                # client sends the join again, with the last id it saw.
+                raise StoreError(
+                    f"cannot resume {what} after id {last_id}: {_unreadable(exc)}; "
+                    "not joined: send the join again"
+                ) from exc
+            finally:
+                resuming.discard(key)
+
+        self._spawn(member, resume())
 
     def _spawn(self, member: Member, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` (an event that must read the database) as a task; a ProtocolError it
@@ -456,9 +485,11 @@ class Chat:
             except ProtocolError as exc:
                 if not member.closed:
                     self.reply_error(member, exc.code, exc.message)
-            except StoreError as exc:
+            except self._read_errors as exc:
+                if not isinstance(exc, StoreError):
+                    log.warning("a database read failed: %r", exc)
                 if not member.closed:
-                    self.reply_error(member, ErrorCode.STORE_UNAVAILABLE, str(exc))
+                    self.reply_error(member, ErrorCode.STORE_UNAVAILABLE, _unreadable(exc))
             except Exception:  # never "Task exception was never retrieved"
                 log.exception("handling an event failed")
                 if not member.closed:
@@ -620,6 +651,7 @@ class Chat:
             "deliveries": hub.deliveries,
             "socket_writes": hub.writes,
             "slow_consumers_dropped": hub.slow_drops,
+            "write_failures": hub.write_failures,
             "hub_flush": {
                 "flushes": hub.flushes,
                 "flush_ns_sum": hub.flush_ns_sum,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT, free_port, start_server
 from tests.integration.wsclient import Client
@@ -207,3 +208,71 @@ async def test_presence_counts_across_nodes_and_a_dead_node_s_users_leave(
     finally:
         a.stop()
         b.kill()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with httpx.Client() as http:  # a new connection each time: the kernel spreads them
+        r = http.get(f"{url}/metrics")
+    assert r.status_code == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+async def test_metrics_with_workers_are_totals_whichever_worker_answers(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Issue 13: each scrape lands on any worker; it used to answer with its own counters,
+    so they jumped between scrapes. Now every scrape has the totals, a per-worker breakdown
+    and per-worker process metrics."""
+    server = start_server(
+        tmp_path / "m.db", env={"BROKER_URL": redis_url, "WORKERS": "2", "RATE_LIMIT": "0"}
+    )
+    try:
+        clients = [await Client.connect(server.ws_fast) for _ in range(6)]
+        for i, c in enumerate(clients):
+            await c.join("metrics", f"m{i}")
+        for i, c in enumerate(clients):
+            await c.say("metrics", f"m{i}", "hello")
+        for c in clients:
+            await collect(c, 6)
+        fast, messages = (
+            ("fastchat_connections_opened_total", (("port", "fast"),)),
+            (
+                "fastchat_received_total",
+                (("kind", "message"),),
+            ),
+        )
+        # The other worker's snapshot is at most a second old: wait for it once.
+        deadline = time.monotonic() + TIMEOUT
+        while (got := scrape(server.http)).get(fast) != 6 or got.get(messages) != 6:
+            assert time.monotonic() < deadline, {
+                k: v for k, v in got.items() if k in (fast, messages)
+            }
+        workers_seen = set()
+        for _ in range(20):  # both workers answer some of these
+            got = scrape(server.http)
+            assert got[fast] == 6 and got[messages] == 6
+            assert got[("fastchat_connections", (("port", "fast"),))] == 6
+            breakdown = {
+                dict(labels)["worker"]: value
+                for (name, labels), value in got.items()
+                if name == "fastchat_worker_connections_opened_total" and ("port", "fast") in labels
+            }
+            assert set(breakdown) == {"1", "2"} and sum(breakdown.values()) == 6
+            rss = {
+                dict(labels)["worker"]
+                for (name, labels), value in got.items()
+                if name == "process_resident_memory_bytes" and value > 0
+            }
+            assert rss == {"1", "2"}
+            workers_seen |= {
+                dict(labels)["node"] for (name, labels) in got if name == "fastchat_info"
+            }
+        assert len(workers_seen) == 2
+        for c in clients:
+            await c.close()
+    finally:
+        assert server.stop() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT, ServerProcess, start_server
-from tests.integration.wsclient import Client
+from tests.integration.wsclient import Client, raw_handshake
 
 
 def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -170,3 +171,57 @@ def test_backup_of_the_live_database(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [f"m{i}" for i in range(25)]
     assert copy.execute("PRAGMA user_version").fetchone()[0] >= 1
     copy.close()
+
+
+def test_ready_beside_health(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "r.db")
+    try:
+        ready = httpx.get(f"{server.http}/api/v1/ready")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+        # Liveness keeps the original's body.
+        health = httpx.get(f"{server.http}/api/v1/health")
+        assert health.status_code == 200
+        assert set(health.json()) == {"status", "database", "timestamp"}
+    finally:
+        server.stop()
+
+
+def test_ready_is_503_while_draining(tmp_path: Path) -> None:
+    """A SIGTERM starts the drain: readiness answers 503 from its start, while the server
+    still serves HTTP. A client that never answers the close frame keeps the drain busy
+    (the server gives it a grace second) so it can be seen."""
+    server = start_server(tmp_path / "d.db")
+    sock = raw_handshake(server.ws_port)
+    try:
+        assert httpx.get(f"{server.http}/api/v1/ready").status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert time.monotonic() < deadline, "ready never went 503 during the drain"
+            try:
+                ready = httpx.get(f"{server.http}/api/v1/ready", timeout=TIMEOUT)
+            except httpx.TransportError:
+                raise AssertionError(
+                    f"HTTP stopped before ready said 503; log:\n{server.log()}"
+                ) from None
+            if ready.status_code == 503:
+                break
+        assert ready.json()["status"] == "draining"
+        assert ready.json()["reason"].startswith("draining")
+        assert server.stop() == 0
+    finally:
+        sock.close()
+        server.kill()
+
+
+def test_process_metrics(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "p.db")
+    try:
+        values = scrape(server)
+        assert values[("process_resident_memory_bytes", ())] > 10 * 2**20
+        assert values[("process_open_fds", ())] >= 4  # the ports, the database, the log
+        assert values[("process_cpu_seconds_total", ())] > 0
+        started = values[("process_start_time_seconds", ())]
+        assert time.time() - TIMEOUT * 3 - 5 < started <= time.time()
+    finally:
+        server.stop()

@@ -19,6 +19,8 @@ RANK = {
     "store": 2,
     "_hub": 2,
     "logs": 2,
+    "lifecycle": 2,
+    "workermetrics": 2,
     "backup": 2,
     "broker": 2,
     "presence": 1,

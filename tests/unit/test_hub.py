@@ -28,6 +28,10 @@ class ManualLoop:
 
     def __init__(self) -> None:
         self.scheduled: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self.errors: list[dict[str, Any]] = []  # what asyncio would log
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        self.errors.append(context)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> object:
         self.scheduled.append((callback, args))
@@ -343,6 +347,114 @@ def test_a_burst_over_max_pending_drops_everyone_in_it(loop: ManualLoop) -> None
 def test_limits_are_readable(loop: ManualLoop) -> None:
     hub = Hub(loop, high_water=4096, max_pending=7)
     assert (hub.high_water, hub.max_pending) == (4096, 7)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+class BrokenSink(Sink):
+    """A member whose write raises `error` (a sink's deliver is the write of a member)."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        super().__init__(name)
+        self.error = error
+
+    def deliver(self, payloads: list[bytes]) -> None:
+        raise self.error
+
+
+def test_a_write_that_raises_closes_that_member_and_the_others_get_their_frames(
+    hub: Hub, loop: ManualLoop
+) -> None:
+    """Issue 13: one member's write raising must not stop the flush of those after it,
+    in this flush or the next; the error is reported, and the member that lost frames is
+    closed so that it resumes from its last id."""
+    (_, sa), (_, sb) = attach(hub, 2, "r")
+    broken = BrokenSink("broken", OSError("connection reset"))
+    hub.join(hub.attach_sink(broken), "r")
+    (_, sc), (_, sd) = attach(hub, 2, "r")
+    # The broken member sits in the middle of the flush order.
+    assert hub.publish("r", b"1") == 5
+    loop.tick()
+    assert sa.received == sb.received == sc.received == sd.received == [b"1"]
+    assert broken.closed is not None and broken.closed[0] == 1011
+    assert "resume" in broken.closed[1]
+    assert hub.write_failures == 1
+    assert [type(e["exception"]) for e in loop.errors] == [OSError]
+    assert "member" in loop.errors[0]["message"]
+    # The next flush: everyone still open gets the next frame; the closed one is skipped.
+    assert hub.publish("r", b"2") == 4
+    loop.tick()
+    assert sa.received == sb.received == sc.received == sd.received == [b"1", b"2"]
+    assert hub.write_failures == 1 and len(loop.errors) == 1
+
+
+def test_an_on_slow_callback_that_raises_strands_nobody(loop: ManualLoop) -> None:
+    hub = Hub(loop, max_pending=2)
+
+    def on_slow(member: Member) -> None:
+        raise RuntimeError("on_slow failed")
+
+    hub.on_slow = on_slow
+    (slow, s_slow), (_, s1), (_, s2) = attach(hub, 3, "r")
+    hub.send(slow, b"a")
+    hub.send(slow, b"b")  # slow is first in the flush order, and full
+    assert hub.publish("r", b"x") == 2
+    loop.tick()
+    assert s1.received == s2.received == [b"x"]
+    assert s_slow.calls == [("close", (POLICY_VIOLATION, s_slow.closed[1]))]
+    assert "slow" in s_slow.closed[1]
+    assert hub.slow_drops == 1 and hub.write_failures == 1
+    assert [type(e["exception"]) for e in loop.errors] == [RuntimeError]
+    # Before the fix the members after it stayed marked dirty and were never flushed again.
+    assert hub.publish("r", b"y") == 2
+    loop.tick()
+    assert s1.received == s2.received == [b"x", b"y"]
+
+
+def test_several_failures_in_one_flush_are_each_reported(hub: Hub, loop: ManualLoop) -> None:
+    sinks = []
+    for i in range(6):
+        sink = BrokenSink(f"b{i}", ValueError(i)) if i % 2 else Sink(f"ok{i}")
+        hub.join(hub.attach_sink(sink), "r")
+        sinks.append(sink)
+    hub.publish("r", b"1")
+    loop.tick()
+    assert [e["exception"].args for e in loop.errors] == [(1,), (3,), (5,)]
+    assert [s.received for s in sinks[0::2]] == [[b"1"]] * 3
+    assert hub.write_failures == 3
+
+
+def test_an_interrupt_in_a_write_leaves_the_rest_due_for_the_next_flush(
+    hub: Hub, loop: ManualLoop
+) -> None:
+    """What `except Exception` does not catch (KeyboardInterrupt) propagates, but the
+    members not reached yet stay due: the next flush writes them."""
+    ((_, sa),) = attach(hub, 1, "r")
+    hub.join(hub.attach_sink(BrokenSink("interrupted", KeyboardInterrupt())), "r")
+    (_, sc), (_, sd) = attach(hub, 2, "r")
+    hub.publish("r", b"1")
+    with pytest.raises(KeyboardInterrupt):
+        loop.tick()
+    assert sa.received == [b"1"] and sc.received == sd.received == []
+    assert loop.tick() == 1  # the flush that was scheduled again
+    assert sc.received == sd.received == [b"1"]
+    assert sa.received == [b"1"]
+
+
+async def test_a_failed_write_is_logged_by_the_real_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = Hub(asyncio.get_running_loop())
+    ((_, ok),) = attach(hub, 1, "r")
+    hub.join(hub.attach_sink(BrokenSink("broken", OSError("gone"))), "r")
+    ok.delivered = asyncio.get_running_loop().create_future()
+    hub.publish("r", b"1")
+    await asyncio.wait_for(ok.delivered, TIMEOUT)
+    assert ok.received == [b"1"]
+    logged = [r for r in caplog.records if r.name == "asyncio"]
+    assert logged and "writing to a member failed" in logged[0].getMessage()
+    assert logged[0].exc_info is not None and isinstance(logged[0].exc_info[1], OSError)
 
 
 # --------------------------------------------------------------------------- real loop

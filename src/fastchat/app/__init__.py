@@ -22,6 +22,7 @@ from fastchat.app.errors import EXCEPTION_HANDLERS
 from fastchat.app.guards import cors_for
 from fastchat.app.pages import PagesController
 from fastchat.config import Settings
+from fastchat.lifecycle import Readiness
 from fastchat.service import Chat
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -37,10 +38,14 @@ def asset_dir(name: str) -> Path:
 
 
 def create_app(
-    chat: Chat, settings: Settings, registry: CollectorRegistry | None = None
+    chat: Chat,
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    readiness: Readiness | None = None,
 ) -> Litestar:
     registry = registry or CollectorRegistry()
     newest_pages = NewestPages(chat.delivery.versions, 0 if chat.clustered else 4096)
+    readiness = readiness or Readiness()
     return Litestar(
         route_handlers=[
             PagesController,
@@ -54,6 +59,7 @@ def create_app(
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
             "newest_pages": Provide(lambda: newest_pages, use_cache=True, sync_to_thread=False),
+            "readiness": Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
         },
         template_config=TemplateConfig(
             directory=asset_dir("templates"), engine=JinjaTemplateEngine

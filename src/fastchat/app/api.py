@@ -15,6 +15,7 @@ from fastchat.app.guards import same_site_writes
 from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
 from fastchat.events import ClientId, Comment, Message, Post
+from fastchat.lifecycle import Readiness
 from fastchat.protocol import ErrorCode, check_client_id, check_name, check_text, post_id_of
 from fastchat.service import Chat, NotFoundError
 from fastchat.store import StoreError
@@ -166,6 +167,14 @@ class SystemController(Controller):
             body = {"status": "unhealthy", "database": problem, "timestamp": now}
             return Response(body, status_code=503)
         return Response({"status": "ok", "database": "ok", "timestamp": now})
+
+    @get("/ready")
+    async def ready(self, readiness: Readiness) -> Response[dict[str, Any]]:
+        """Readiness (route traffic here?), beside /health (liveness: is it working?)."""
+        reason = readiness.reason()
+        if reason is None:
+            return Response({"status": "ready"})
+        return Response({"status": readiness.state, "reason": reason}, status_code=503)
 
     @get("/stats")
     async def stats(self, chat: Chat) -> dict[str, Any]:

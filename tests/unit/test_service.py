@@ -1,0 +1,145 @@
+"""fastchat.service: what a connection is told when the database fails under an event.
+
+The service runs on the real loop with the real hub and a real SQLite store in `tmp_path`;
+the store's reads fail on demand through a subclass of our own store (a read error cannot be
+provoked in a real file on demand: APSW reads a WAL database from the page cache). Members
+are hub sinks recording what they are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import apsw
+import msgspec
+import pytest
+
+from fastchat._hub import Hub, Member
+from fastchat.protocol import Limits
+from fastchat.service import Chat
+from fastchat.store import Row, SqliteStore, StoreError
+
+TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
+
+
+class FlakyReads(SqliteStore):
+    """A real SQLite store whose reads raise `failure` while it is set."""
+
+    failure: BaseException | None = None
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        if self.failure is not None:
+            raise self.failure
+        return await super()._fetch(sql, params)
+
+
+class Sink:
+    """A member's outbound side: the events it is sent, decoded, arriving on a queue."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.closed: tuple[int, str] | None = None
+
+    def deliver(self, payloads: list[bytes]) -> None:
+        for p in payloads:
+            self.events.put_nowait(msgspec.json.decode(p))
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    async def next(self) -> dict[str, Any]:
+        return await asyncio.wait_for(self.events.get(), TIMEOUT)
+
+
+@pytest.fixture
+async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
+    loop = asyncio.get_running_loop()
+    store = FlakyReads(tmp_path / "chat.db")
+    chat = Chat(Hub(loop), store, Limits(rate=0))
+    await store.open(chat.on_committed)
+    await chat.on_store_open()
+    yield chat
+    await store.close()
+
+
+def send(chat: Chat, member: Member, event: dict[str, Any]) -> None:
+    chat.receive(member, msgspec.json.encode(event))
+
+
+READ_FAILURES = [
+    pytest.param(apsw.IOError("disk I/O error"), id="driver-error"),
+    pytest.param(StoreError("the database is gone"), id="store-error"),
+]
+
+
+@pytest.mark.parametrize("failure", READ_FAILURES)
+async def test_a_resume_whose_read_fails_is_answered_and_leaves_the_room_unjoined(
+    chat: Chat, failure: BaseException
+) -> None:
+    """Issue 13: the replay task ran outside the guarded spawn, so a failed read left the
+    client waiting forever for ROOM_JOINED. It is answered `store_unavailable`, readably,
+    and the connection is not in the room; the same join later resumes as usual."""
+    store = chat.store
+    assert isinstance(store, FlakyReads)
+    stored = [await chat.post_message("general", "bob", f"m{i}") for i in range(3)]
+    sink = Sink()
+    member = chat.connect_sink(sink)
+    store.failure = failure
+    send(chat, member, {"type": "JOIN_ROOM", "room": "general", "user": "al", "last_id": 0})
+    error = await sink.next()
+    assert error["type"] == "ERROR" and error["code"] == "store_unavailable"
+    assert "general" in error["message"] and "not joined" in error["message"]
+    assert "r:general" not in member.rooms and chat.hub.count("r:general") == 0
+    assert chat.presence.members("r:general") == 0
+    assert not member.state.resuming  # a second try is not taken for one still running
+    # The database is back: the same join replays everything after the id, then joins.
+    store.failure = None
+    send(chat, member, {"type": "JOIN_ROOM", "room": "general", "user": "al", "last_id": 0})
+    replayed = [await sink.next() for _ in range(3)]
+    assert [e["id"] for e in replayed] == [m.id for m in stored]
+    joined = await sink.next()
+    assert joined["type"] == "ROOM_JOINED" and joined["replayed"] == 3
+    assert "r:general" in member.rooms
+
+
+async def test_a_post_resume_whose_read_fails_is_answered(chat: Chat) -> None:
+    store = chat.store
+    assert isinstance(store, FlakyReads)
+    post = await chat.create_post("t", "c", "a")
+    await chat.post_comment(post.id, "bob", "first")
+    sink = Sink()
+    member = chat.connect_sink(sink)
+
+    class FailsAfterTheCheck(apsw.IOError):
+        pass
+
+    # The post's existence is read first; the replay's read is the one that fails.
+    original = store.post_exists
+
+    async def exists_then_fail(post_id: int) -> bool:
+        found = await original(post_id)
+        store.failure = FailsAfterTheCheck("disk I/O error")
+        return found
+
+    store.post_exists = exists_then_fail  # type: ignore[method-assign]
+    send(chat, member, {"type": "JOIN_POST", "post_id": str(post.id), "last_id": 0})
+    error = await sink.next()
+    assert error["code"] == "store_unavailable"
+    assert f"post {post.id}" in error["message"] and "not joined" in error["message"]
+    assert f"p:{post.id}" not in member.rooms
+
+
+async def test_a_history_whose_read_fails_is_answered_store_unavailable(chat: Chat) -> None:
+    store = chat.store
+    assert isinstance(store, FlakyReads)
+    sink = Sink()
+    member = chat.connect_sink(sink)
+    store.failure = apsw.IOError("disk I/O error")
+    send(chat, member, {"type": "HISTORY", "room": "general", "request_id": "h1"})
+    error = await sink.next()
+    assert error["code"] == "store_unavailable"
+    assert error["message"] == "the database could not be read (IOError: disk I/O error)"
