@@ -283,6 +283,52 @@ class PicowsLog(logging.LoggerAdapter[logging.Logger]):
         )
 
 
+class ConnectionLog:
+    """picows' logger for one connection: the port's PicowsLog, and the one answer that only
+    a connection's own log call can give in time.
+
+    picows parses one frame ahead of the one it hands over. Two close frames in one read
+    (Autobahn case 7.1.2) make its parser refuse the second, with close 1002, before the
+    listener has seen the first; RFC 6455 wants the first answered (1000) and the rest
+    ignored. picows logs the refusal just before it sends it, and a close frame already
+    sent makes its own a no-op: so here, at that log call, the first close is answered.
+    Costs one small object per connection (picows builds a child Logger, ~0.6 kB, only for
+    a real Logger)."""
+
+    __slots__ = ("_log", "protocol")
+
+    SECOND_CLOSE: Final = "Received CLOSE for the second time"
+
+    def __init__(self, shared: PicowsLog) -> None:
+        self._log = shared
+        self.protocol: Any = None
+
+    def isEnabledFor(self, level: int) -> bool:
+        return self._log.isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg == PicowsLog.VIOLATION and args and self.SECOND_CLOSE in str(args[0]):
+            transport = getattr(self.protocol, "transport", None)
+            if transport is not None and not transport.is_close_frame_sent:
+                transport.send_close(WSCloseCode.OK)
+        self._log.log(level, msg, *args, **kwargs)
+
+    def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.DEBUG, msg, *args, **kwargs)
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.INFO, msg, *args, **kwargs)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.WARNING, msg, *args, **kwargs)
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.ERROR, msg, *args, **kwargs)
+
+    def exception(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._log.exception(msg, *args, **kwargs)
+
+
 def _refuse(status: int, reason: str) -> WSUpgradeResponseWithListener:
     response = WSUpgradeResponse.create_error_response(
         status, reason.encode(), {"Content-Type": "text/plain; charset=utf-8"}
@@ -324,12 +370,13 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
         return FastListener(chat, port)
 
     def make() -> Any:
-        return WSProtocol(
+        connection_log = ConnectionLog(logger)
+        protocol = WSProtocol(
             None,  # host and port: a server's are its listener's
             None,  # path: the listener factory routes
             False,  # server side
             listener,
-            logger,
+            connection_log,
             True,  # disconnect on an exception in a callback
             10,  # handshake timeout, seconds
             # Keepalive is `keepalive()` below, one sweep for all connections: picows' own
@@ -344,6 +391,8 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
             None,  # extra response headers
             READ_BUFFER_INIT,
         )
+        connection_log.protocol = protocol
+        return protocol
 
     return make
 
