@@ -8,6 +8,8 @@ page would send; none may store anything. Programs without an Origin (curl) keep
 from __future__ import annotations
 
 import json
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +189,32 @@ def test_test_endpoints_can_be_turned_off(tmp_path: Path) -> None:
             assert http.get("/api/v1/messages/general").json()["messages"] == []
     finally:
         srv.stop()
+
+
+def test_a_refused_write_keeps_the_connection_usable(site: ServerProcess) -> None:
+    """The refusal reads the body first: answered with its body unread, the connection would
+    have to close, and a client reusing it meanwhile would see it drop without an answer
+    (the body of a small POST often comes in a TCP segment of its own)."""
+    body = BODY.encode()
+    with socket.create_connection(("127.0.0.1", site.port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        for content_type in (b"text/plain", b"application/json"):
+            sock.sendall(
+                b"POST /api/v1/posts HTTP/1.1\r\nHost: x\r\nOrigin: "
+                + EVIL.encode()
+                + b"\r\nContent-Type: "
+                + content_type
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+            )
+            time.sleep(0.05)  # the body in a segment of its own
+            sock.sendall(body)
+            assert reader.readline().startswith(b"HTTP/1.1 403")
+            length = 0
+            while (line := reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+        sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.readline().startswith(b"HTTP/1.1 200")

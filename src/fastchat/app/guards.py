@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Request
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -36,6 +37,11 @@ async def same_site_writes(
     wrk: as an app-wide sync guard it cost GET /health half its rate)."""
     origins: frozenset[str] = connection.app.state["origins"]
     headers = connection.headers
+    if isinstance(connection, Request) and connection.method == "POST":
+        # Read before any refusal: a server that answers with the body unread must close
+        # the connection, and a client that reuses it meanwhile sees it drop without an
+        # answer (seen with httpx when the body came in a segment of its own).
+        await connection.body()
     origin = headers.get("origin")
     if origin is not None:
         if not origin_allowed(origin, headers.get("host"), origins):
