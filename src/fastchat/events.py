@@ -216,9 +216,23 @@ class HistoryPage(ServerEvent, tag="HISTORY", omit_defaults=True):
     request_id: str | None = None
 
 
-class ErrorEvent(ServerEvent, tag="ERROR"):
+class ErrorEvent(ServerEvent, tag="ERROR", omit_defaults=True):
     code: str
     message: str
+    # The refused CHAT_MESSAGE's or POST_COMMENT's own client_id, so the sender knows which
+    # of its pending sends it was.
+    client_id: str | None = None
+
+
+class SentId(Struct):
+    """The `type` and `client_id` of a frame the server refused: read again, loosely, only on
+    that (rare) path, because a frame that failed validation never became an event."""
+
+    type: object = None
+    client_id: object = None
+
+
+sent_id_decoder: Final = msgspec.json.Decoder(SentId)
 
 
 AnyServerEvent = (

@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import msgspec
+
 from fastchat import events
 from fastchat._hub import Hub, Member
 from fastchat.broker import Broker, LocalBroker
@@ -25,6 +27,7 @@ from fastchat.delivery import (
 )
 from fastchat.events import (
     Comment,
+    ErrorEvent,
     GetHistory,
     HistoryPage,
     JoinPost,
@@ -76,6 +79,34 @@ HEALTH_SECONDS: Final = 0.25
 HEARTBEAT_SECONDS: Final = 2.0
 # A member's TYPING is relayed at most once per this many seconds (never stored).
 TYPING_INTERVAL: Final = 1.0
+
+
+_SEND_TYPES: Final = frozenset(
+    (SendMessage.__struct_config__.tag, SendComment.__struct_config__.tag)
+)
+
+
+def _sent_client_id(event: object, data: bytes | str) -> str | None:
+    """The client_id of a refused CHAT_MESSAGE or POST_COMMENT, echoed in its ERROR so the
+    sender knows which pending send failed; None for any other refused frame. A frame that
+    failed validation (`event` None) is read again for it: only on this rare path."""
+    if isinstance(event, SendMessage | SendComment):
+        return event.client_id
+    if event is not None:
+        return None
+    try:
+        sent = events.sent_id_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    client_id = sent.client_id
+    if (
+        sent.type in _SEND_TYPES
+        and type(client_id) is str
+        and 0 < len(client_id) <= events.CLIENT_ID_MAX
+        and client_id.isprintable()
+    ):
+        return client_id
+    return None
 
 
 class NotFoundError(Exception):
@@ -199,6 +230,7 @@ class Chat:
                     f"(bursts of {self.limits.burst:g}); this one was dropped",
                 )
             return
+        event = None
         try:
             event = parse(data, self.limits)
             kind = type(event)
@@ -219,11 +251,18 @@ class Chat:
             elif kind is LeavePost:
                 self._leave_post(member, event)  # type: ignore[arg-type]
         except ProtocolError as exc:
-            self.reply_error(member, exc.code, exc.message)
+            self.reply_error(member, exc.code, exc.message, _sent_client_id(event, data))
 
-    def reply_error(self, member: Member, code: str, message: str) -> None:
+    def reply_error(
+        self, member: Member, code: str, message: str, client_id: str | None = None
+    ) -> None:
         self.errors[code] += 1
-        self.hub.send(member, error_payload(code, message))
+        if client_id is None:
+            self.hub.send(member, error_payload(code, message))
+        else:
+            self.hub.send(
+                member, encode(ErrorEvent(code=code, message=message, client_id=client_id))
+            )
 
     # ------------------------------------------------------------------ events
 

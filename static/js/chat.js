@@ -4,6 +4,8 @@
 // inserted at their place; what the user wrote waits at the bottom as "pending" until its
 // echo (same client_id) arrives. After a dropped connection the page rejoins with the last
 // id it saw, the server replays what was missed, and the outbox resends what is unconfirmed.
+// A send the server refuses for good stays at the bottom, marked, until the user edits or
+// discards it; it is never resent.
 
 import {
   Link,
@@ -12,9 +14,12 @@ import {
   el,
   newClientId,
   prefs,
+  refusalEl,
+  restoreText,
   showState,
   timeEl,
   validName,
+  watchLength,
 } from "./live.js";
 
 const HISTORY_PAGE = 50;
@@ -43,6 +48,7 @@ const jump = $("jump");
 const composerForm = $("composer-form");
 const composer = $("composer");
 const sendButton = $("send");
+const lengthEl = $("composer-length");
 const membersList = $("members");
 const membersTotal = $("members-total");
 const membersEmpty = $("members-empty");
@@ -64,9 +70,13 @@ let noticeTimer = null;
 const byId = new Map(); // id -> element, confirmed messages of the current room
 const members = new Map(); // name -> connections we know of
 const typers = new Map(); // name -> timeout
+const refused = new Map(); // client_id -> outbox item the server refused for good, any room
 
 const link = new Link({ onOpen, onEvent, onState });
 const outbox = new Outbox(link, () => link.isOpen && joined);
+const overLimit = watchLength(composer, lengthEl, (over) => {
+  sendButton.disabled = !room || over;
+});
 
 // ------------------------------------------------------------------------------- rendering
 
@@ -114,8 +124,9 @@ function regroup(node) {
   node.classList.toggle("cont", cont);
 }
 
+/** The first message not confirmed by the server (pending or refused): they stay last. */
 function firstPending() {
-  return list.querySelector(".message.pending");
+  return list.querySelector(".message:not([data-id])");
 }
 
 /** Insert a confirmed message at its place by id; false if it is already shown. */
@@ -160,6 +171,37 @@ function showPending(item) {
   list.append(item.node);
   regroup(item.node);
   placeholder.hidden = true;
+}
+
+/** Mark a refused send's bubble: why, and Edit / Discard. */
+function showRefused(item, ev) {
+  refused.set(item.event.client_id, item);
+  item.refusal = ev;
+  const node = item.node;
+  node.classList.replace("pending", "refused");
+  node.querySelector(".message__status").textContent = "Not sent";
+  node.querySelector(".message__bubble").append(
+    refusalEl(
+      ev,
+      "sent",
+      () => {
+        restoreText(composer, item.event.message);
+        discard(item);
+      },
+      () => {
+        discard(item);
+        composer.focus();
+      },
+    ),
+  );
+}
+
+function discard(item) {
+  refused.delete(item.event.client_id);
+  const next = item.node.nextElementSibling;
+  item.node.remove();
+  regroup(next);
+  placeholder.hidden = list.childElementCount > 0;
 }
 
 function renderMembers() {
@@ -254,12 +296,17 @@ async function enter(newRoom, name) {
   placeholder.textContent = "Loading messages…";
   placeholder.hidden = false;
   composer.disabled = false;
-  sendButton.disabled = false;
-  composer.placeholder = `Message #${room}`;
+  overLimit();
+  setPlaceholder();
   renderMembers();
   renderTyping();
   renderHistoryEdge();
   // What was written in this room earlier and never confirmed is still on its way.
+  for (const item of refused.values()) {
+    if (item.event.room !== room) continue;
+    showPending(item);
+    showRefused(item, item.refusal);
+  }
   for (const item of outbox.items.values()) if (item.event.room === room) showPending(item);
   await loadHistory();
 }
@@ -339,8 +386,15 @@ function onOpen() {
   else loadHistory();
 }
 
+function setPlaceholder() {
+  if (!room) return;
+  composer.placeholder =
+    link.state === "offline" ? "Offline: messages send when you reconnect" : `Message #${room}`;
+}
+
 function onState(state) {
   showState(connState, state);
+  setPlaceholder();
   if (state !== "connected") {
     setJoined(false);
     for (const timer of typers.values()) clearTimeout(timer);
@@ -407,6 +461,11 @@ function onEvent(ev) {
       return;
     }
     case "ERROR": {
+      const refusal = outbox.refuse(ev);
+      if (refusal && refusal.final) {
+        showRefused(refusal.item, ev);
+        return;
+      }
       // A send that raced a room switch or a reconnection: join again, the outbox resends.
       if (ev.code === "not_joined") {
         if (room && !joined) sendJoin();
@@ -424,12 +483,13 @@ function onEvent(ev) {
 
 function send() {
   const text = composer.value;
-  if (!room || !text.trim()) return;
+  if (!room || !text.trim() || overLimit()) return;
   const event = { type: "CHAT_MESSAGE", room, user: me, message: text, client_id: newClientId() };
   const item = outbox.add(event, {});
   showPending(item);
   lastTypingSent = 0; // the others stop showing "typing" when this arrives; the next key restarts it
   composer.value = "";
+  overLimit();
   autosize();
   scrollToBottom();
 }
@@ -491,6 +551,7 @@ scroller.addEventListener("scroll", () => {
 });
 
 loadOlderButton.addEventListener("click", loadOlder);
+$("offline-retry").addEventListener("click", () => link.retryNow());
 jump.addEventListener("click", () => {
   scrollToBottom();
   composer.focus();

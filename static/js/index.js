@@ -1,6 +1,6 @@
 // The / page: localize times, and publish a post over REST, then show it at the top.
 
-import { apiError, avatar, el, enhance, prefs, timeEl, validName } from "./live.js";
+import { apiError, avatar, el, enhance, prefs, timeEl, validName, watchLength } from "./live.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("new-post");
@@ -11,6 +11,17 @@ const submitButton = $("post-submit");
 const status = $("post-status");
 const posts = $("posts");
 const empty = $("posts-empty");
+// A field over its limit holds Publish back; its count says by how much (nothing is cut).
+const overFields = new Set();
+function watch(field, counter) {
+  return watchLength(field, counter, (over) => {
+    if (over) overFields.add(field);
+    else overFields.delete(field);
+    submitButton.disabled = overFields.size > 0;
+  });
+}
+const titleOver = watch(titleInput, $("post-title-length"));
+const contentOver = watch(contentInput, $("post-content-length"));
 
 function postCard(p, fresh = true) {
   const link = el("a", { class: "post__link", href: `/post/${p.id}`, text: p.title });
@@ -47,9 +58,10 @@ form.addEventListener("submit", async (e) => {
   const title = titleInput.value.trim();
   const author = validName(authorInput.value);
   const content = contentInput.value;
-  if (!title || title.length > 200) return fail("Give the post a title (1-200 characters).", titleInput);
+  if (!title || titleOver()) return fail("Give the post a title (1-200 characters).", titleInput);
   if (!author) return fail("Enter your name (1-64 characters).", authorInput);
   if (!content.trim()) return fail("Write something in the post.", contentInput);
+  if (contentOver()) return fail("The text is over the limit: shorten it first.", contentInput);
   submitButton.disabled = true;
   status.textContent = "Publishing…";
   try {
@@ -68,6 +80,8 @@ form.addEventListener("submit", async (e) => {
     empty.hidden = true;
     titleInput.value = "";
     contentInput.value = "";
+    titleOver();
+    contentOver();
     status.textContent = "Published.";
   } catch {
     fail("Could not reach the server. Your text is still here: try again.");

@@ -9,6 +9,20 @@ const RETRY_CAP_MS = 5000; // full jitter: random(0, min(cap, base * 2^attempt))
 const OFFLINE_AFTER = 3; // failed attempts in a row before "reconnecting" becomes "offline"
 const RESEND_AFTER_MS = 8000; // an unanswered send is repeated (idempotent by client_id)
 
+// Which refusals of a send are final. A send refused for what it is (too_large,
+// invalid_field, post_not_found: the post is gone) would be refused again, byte for byte:
+// it leaves the outbox and waits for the user to edit or discard it, and is never resent.
+// A refusal for the server's state of the moment is retried, which a client_id makes safe
+// (the server stores a repeated send once): store_unavailable (disk full or read-only: it
+// may come back), rate_limited (dropped unread, not judged), not_joined (the page rejoins
+// first). A code this page does not know is final: never resend blindly what the server
+// refused for a reason we cannot judge.
+const RETRYABLE = new Set(["store_unavailable", "rate_limited", "not_joined"]);
+
+// The character count shows from this share of the limit: out of the way until it matters.
+const COUNT_FROM = 0.8;
+const numbers = new Intl.NumberFormat();
+
 const STATE_LABELS = {
   connecting: "Connecting…",
   connected: "Connected",
@@ -134,9 +148,15 @@ export class Link {
   }
 }
 
-/** Shows a Link's state in a `#conn-state` pill: `data-state` for styles and tests. */
+/**
+ * Shows a Link's state in a `#conn-state` pill (`data-state` for styles and tests), on the
+ * body (`data-conn`: the composer looks offline) and in the `#offline-banner`, if any.
+ */
 export function showState(el, state) {
   el.dataset.state = state;
+  document.body.dataset.conn = state;
+  const banner = document.getElementById("offline-banner");
+  if (banner) banner.hidden = state !== "offline";
   el.querySelector(".conn__label").textContent = STATE_LABELS[state] || state;
   el.title =
     state === "connected"
@@ -177,6 +197,19 @@ export class Outbox {
     const item = this.items.get(clientId);
     if (item !== undefined) this.items.delete(clientId);
     return item;
+  }
+
+  /**
+   * An ERROR that names one of our sends by its client_id: `{item, final}`, else undefined.
+   * A final refusal takes the item out of the outbox, so nothing sends it again; a
+   * transient one leaves it to be resent (RETRYABLE above).
+   */
+  refuse(ev) {
+    const item = ev.client_id == null ? undefined : this.items.get(ev.client_id);
+    if (item === undefined) return undefined;
+    const final = !RETRYABLE.has(ev.code);
+    if (final) this.items.delete(ev.client_id);
+    return { item, final };
   }
 
   /** Send everything still waiting, in the order it was written. */
@@ -231,6 +264,69 @@ export function paintAvatar(node, name) {
 
 export function avatar(name, extraClass = "") {
   return paintAvatar(el("span", { class: `avatar ${extraClass}`.trim() }), name);
+}
+
+/**
+ * What a refused send shows on its item: why (`role="alert"`: it is announced), and two
+ * ways out. `onEdit` puts the text back into the composer, `onDiscard` drops it.
+ */
+export function refusalEl(ev, verb, onEdit, onDiscard) {
+  // The server's message names the field in backquotes: "`message` is 4100 characters..."
+  const why = String(ev.message || ev.code).replaceAll("`", "");
+  const action = (text, onClick) => {
+    const node = el("button", { type: "button", class: "button button--ghost button--sm", text });
+    node.addEventListener("click", onClick);
+    return node;
+  };
+  return el("div", { class: "refusal", dataset: { code: ev.code } }, [
+    el("p", { class: "refusal__reason", role: "alert", text: `Not ${verb}: ${why}.` }),
+    el("div", { class: "refusal__actions" }, [action("Edit", onEdit), action("Discard", onDiscard)]),
+  ]);
+}
+
+/** Put a refused text back into a field for editing, after what is already there. */
+export function restoreText(field, text) {
+  field.value = field.value.trim() ? `${field.value}\n${text}` : text;
+  field.dispatchEvent(new Event("input")); // resize, recount
+  field.focus();
+  field.setSelectionRange(field.value.length, field.value.length);
+}
+
+// ------------------------------------------------------------------------------- length
+
+/** Characters as the server counts them: code points, so an emoji counts once, not twice. */
+export function charCount(text) {
+  let n = 0;
+  for (const _ of text) n += 1;
+  return n;
+}
+
+/**
+ * A live count for a field whose `data-max-chars` is the server's limit, shown in `counter`
+ * from COUNT_FROM of it; over the limit the count turns into an error and the field is
+ * marked invalid. Nothing is cut (a `maxlength` would silently truncate pasted text and
+ * send the rest). `onChange(over)` runs on every change; the returned function recounts
+ * and tells whether the text is over the limit (callers check it again before sending).
+ */
+export function watchLength(field, counter, onChange = () => {}) {
+  const max = Number(field.dataset.maxChars);
+  const check = () => {
+    // UTF-16 length >= code points: most of the time no counting is needed at all.
+    const n = field.value.length < max * COUNT_FROM ? 0 : charCount(field.value);
+    const over = n > max;
+    counter.hidden = n < max * COUNT_FROM;
+    counter.textContent = over
+      ? `${numbers.format(n)} / ${numbers.format(max)}: ${numbers.format(n - max)} over the limit`
+      : `${numbers.format(n)} / ${numbers.format(max)}`;
+    counter.classList.toggle("over", over);
+    if (over) field.setAttribute("aria-invalid", "true");
+    else field.removeAttribute("aria-invalid");
+    onChange(over);
+    return over;
+  };
+  field.addEventListener("input", check);
+  check();
+  return check;
 }
 
 // ------------------------------------------------------------------------------- time

@@ -1,6 +1,7 @@
 // The /post/{id} page: the server renders the post and its comments; this script joins the
 // post's live feed with the highest comment id rendered (JOIN_POST last_id), so comments
 // written meanwhile are replayed and new ones arrive live, each shown once and in order.
+// A comment the server refuses for good stays marked until edited or discarded, never resent.
 
 import {
   Link,
@@ -10,9 +11,12 @@ import {
   enhance,
   newClientId,
   prefs,
+  refusalEl,
+  restoreText,
   showState,
   timeEl,
   validName,
+  watchLength,
 } from "./live.js";
 
 const PAGE = 50;
@@ -30,6 +34,7 @@ const form = $("comment-form");
 const userInput = $("comment-user");
 const textInput = $("comment-text");
 const status = $("comment-status");
+const submitButton = $("comment-submit");
 
 const postId = Number(article.dataset.postId);
 const byId = new Map();
@@ -47,6 +52,9 @@ for (const node of list.querySelectorAll(".comment[data-id]")) {
 
 const link = new Link({ onOpen, onEvent, onState });
 const outbox = new Outbox(link, () => link.isOpen && live);
+const overLimit = watchLength(textInput, $("comment-length"), (over) => {
+  submitButton.disabled = over;
+});
 
 function commentEl({ id, user, comment, timestamp }, pending) {
   const node = el("li", { class: `comment${pending ? " pending" : ""}` }, [
@@ -75,7 +83,7 @@ function addComment(c, fresh = false) {
   const node = commentEl(c, false);
   if (fresh) node.classList.add("fresh");
   byId.set(c.id, node);
-  let before = list.querySelector(".comment.pending");
+  let before = list.querySelector(".comment:not([data-id])"); // pending or refused: last
   let cursor = before ? before.previousElementSibling : list.lastElementChild;
   while (cursor !== null && Number(cursor.dataset.id) > c.id) {
     before = cursor;
@@ -96,6 +104,26 @@ function refreshPending() {
   for (const item of outbox.items.values()) {
     item.node.querySelector(".comment__status").textContent = pendingText();
   }
+}
+
+/** Mark a refused comment: why, and Edit / Discard. */
+function showRefused(item, ev) {
+  item.node.classList.replace("pending", "refused");
+  item.node.querySelector(".comment__status").textContent = "Not posted";
+  item.node.querySelector(".comment__body").append(
+    refusalEl(
+      ev,
+      "posted",
+      () => {
+        restoreText(textInput, item.event.comment);
+        item.node.remove();
+      },
+      () => {
+        item.node.remove();
+        textInput.focus();
+      },
+    ),
+  );
 }
 
 // ------------------------------------------------------------------------------- link
@@ -133,6 +161,11 @@ function onEvent(ev) {
       return;
     }
     case "ERROR": {
+      const refusal = outbox.refuse(ev);
+      if (refusal && refusal.final) {
+        showRefused(refusal.item, ev);
+        return;
+      }
       status.textContent = ev.message || ev.code;
       status.classList.add("error");
       return;
@@ -160,6 +193,12 @@ function submit() {
     textInput.focus();
     return;
   }
+  if (overLimit()) {
+    status.textContent = "Your comment is over the limit: shorten it first.";
+    status.classList.add("error");
+    textInput.focus();
+    return;
+  }
   prefs.name = user;
   userInput.value = user;
   const event = {
@@ -177,6 +216,7 @@ function submit() {
   refreshPending();
   status.textContent = "";
   textInput.value = "";
+  overLimit();
   textInput.focus();
 }
 
@@ -212,6 +252,7 @@ textInput.addEventListener("keydown", (e) => {
 });
 
 loadOlderButton.addEventListener("click", loadOlder);
+$("offline-retry").addEventListener("click", () => link.retryNow());
 
 enhance();
 userInput.value = prefs.name;

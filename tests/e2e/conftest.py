@@ -7,6 +7,7 @@ or any JavaScript dialog (an `alert` means injected script ran).
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from collections.abc import Iterator
@@ -97,7 +98,9 @@ class Browsers:
         prefs = {k: v for k, v in (("fastchat.name", name), ("fastchat.room", room)) if v}
         if prefs:
             context.add_init_script(
-                script="(p => { for (const [k, v] of Object.entries(p)) "
+                # about:blank has no storage: a page opened there gets it on its goto.
+                script="(p => { if (location.protocol.startsWith('http')) "
+                "for (const [k, v] of Object.entries(p)) "
                 f"localStorage.setItem(k, v); }})({json.dumps(prefs)})"
             )
         page = context.new_page()
@@ -165,6 +168,45 @@ def shown_messages(page: Any) -> list[tuple[int, str]]:
         "e.querySelector('.message__text').textContent])",
     )
     return [(int(i), str(t)) for i, t in rows]
+
+
+# Keeps every WebSocket the page opens in `window.sockets`, so a test can drop one.
+KEEP_SOCKETS = """window.sockets = [];
+window.WebSocket = class extends WebSocket {
+  constructor(...args) { super(...args); window.sockets.push(this); }
+};"""
+
+
+def drop_socket(page: Any) -> None:
+    """Close the page's current WebSocket (opened after KEEP_SOCKETS): it reconnects."""
+    page.evaluate("() => window.sockets.at(-1).close()")
+
+
+# ------------------------------------------------------------------------------- axe-core
+
+AXE_RUN = """() => axe.run(document, {
+  runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
+  resultTypes: ['violations'],
+}).then(r => r.violations.flatMap(v => v.nodes.map(n =>
+  `${v.id} (${v.impact}) at ${n.target.join(' ')}: ${n.failureSummary.replace(/\\s+/g, ' ')}`)))"""
+
+
+def expect_accessible(page: Any) -> None:
+    """No axe-core finding (WCAG 2.1 A and AA rules) on the page as it is now, in the light
+    and in the dark color scheme; the page's own scheme is restored after."""
+    try:
+        source = importlib.resources.files("axe_playwright_python").joinpath("axe.min.js")
+    except ModuleNotFoundError:
+        pytest.fail("axe-playwright-python is not installed (pip install -e '.[test]')")
+    if not page.evaluate("() => typeof axe === 'object'"):
+        page.add_script_tag(content=source.read_text())
+    dark = page.evaluate("() => matchMedia('(prefers-color-scheme: dark)').matches")
+    found = []
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        found += [f"{scheme}: {finding}" for finding in page.evaluate(AXE_RUN)]
+    page.emulate_media(color_scheme="dark" if dark else "light")
+    assert not found, f"axe-core on {page.url}:\n" + "\n".join(found)
 
 
 def no_horizontal_scroll(page: Any) -> tuple[int, int]:

@@ -1,5 +1,6 @@
-"""Usable with a keyboard and a screen reader: names for every control, live regions, and a
-chat that can be joined and used without a mouse."""
+"""Usable with a keyboard and a screen reader: names for every control, live regions, a
+chat that can be joined and used without a mouse, and no axe-core finding (contrast
+included) in the light or the dark color scheme."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Browsers, expect, expect_joined
+from tests.e2e.conftest import (
+    Browsers,
+    api,
+    chat_texts,
+    expect,
+    expect_accessible,
+    expect_joined,
+    send_chat,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -58,3 +67,26 @@ def test_chat_works_with_the_keyboard_alone(server: Any, browsers: Browsers) -> 
     page.keyboard.type("typed without a mouse")
     page.keyboard.press("Enter")
     expect(page.locator("#messages .message").last).to_contain_text("typed without a mouse")
+
+
+def test_axe_finds_nothing_in_light_or_dark(server: Any, browsers: Browsers) -> None:
+    """Each page in the states people see most: the post live ("Connected"), the chat with
+    someone else's message and one's own (its timestamp on the accent), the current page's
+    nav link. The unhappy states have axe checks in test_unhappy_paths.py."""
+    room = "axe-" + uuid.uuid4().hex[:6]
+    page = browsers.open(server.http + "/")
+    expect(page.locator("#posts .post")).not_to_have_count(0)
+    expect_accessible(page)
+
+    page.goto(server.http + "/post/1")
+    expect(page.locator("#comments-section")).to_have_attribute("data-live", "true")
+    expect_accessible(page)
+
+    r = api.post(f"{server.http}/api/v1/messages/{room}", json={"user": "bo", "message": "hi"})
+    assert r.status_code == 201, r.text
+    page = browsers.open(server.http + "/chat", name="ada", room=room)
+    expect_joined(page, room)
+    send_chat(page, "hello bo")
+    expect(chat_texts(page)).to_have_text(["hi", "hello bo"])
+    expect(page.locator("#messages .message.own time")).to_have_count(1)
+    expect_accessible(page)

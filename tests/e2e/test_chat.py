@@ -14,6 +14,7 @@ from tests.e2e.conftest import (
     api,
     chat_texts,
     expect,
+    expect_accessible,
     expect_joined,
     join_chat,
     send_chat,
@@ -129,16 +130,33 @@ def test_restart_loses_nothing_and_offline_text_is_sent_once(
         send_chat(page, "before the restart")
         expect(chat_texts(page)).to_have_text(["before the restart"])
 
+        post = browsers.open(f"{first.http}/post/1")
+        expect(post.locator("#comments-section")).to_have_attribute("data-live", "true")
+        banner = page.locator("#offline-banner")
+        expect(banner).to_be_hidden()
+
         first.stop()  # SIGTERM: graceful; the page sees its socket close
         conn = page.locator("#conn-state")
         expect(conn).not_to_have_attribute("data-state", "connected")
         expect(page.locator("#chat-app")).to_have_attribute("data-joined", "false")
+
+        # Offline is obvious, on both pages: a banner, and the fields look it.
+        expect(conn).to_have_attribute("data-state", "offline")
+        expect(banner).to_be_visible()
+        expect(banner).to_contain_text("You are offline.")
+        expect(page.locator("#composer")).to_have_attribute(
+            "placeholder", "Offline: messages send when you reconnect"
+        )
+        expect(post.locator("#offline-banner")).to_be_visible(timeout=TIMEOUT * 2000)
 
         # Written while there is no server: shown as pending, queued.
         send_chat(page, "typed while offline")
         pending = page.locator("#messages .message.pending")
         expect(pending).to_have_count(1)
         expect(pending.locator(".message__text")).to_have_text("typed while offline")
+        expect(pending.locator(".message__status")).to_have_text("Queued: sends when back online")
+        for offline in (page, post):
+            expect_accessible(offline)
 
         second = start_server(db, port=first.port, ws_port=first.ws_port)
         missed = [f"missed {i}" for i in range(5)]
@@ -146,6 +164,7 @@ def test_restart_loses_nothing_and_offline_text_is_sent_once(
             post_message(second.http, room, "bob", text)
 
         expect(conn).to_have_attribute("data-state", "connected", timeout=TIMEOUT * 2000)
+        expect(banner).to_be_hidden()
         expect(pending).to_have_count(0)
         stored = history(second.http, room)
         texts = [t for _, t in stored]

@@ -27,7 +27,7 @@ def test_the_doc_has_its_examples() -> None:
 def test_each_example_decodes(name: str) -> None:
     raw = EXAMPLES[name].encode()
     kind = json.loads(raw)["type"]
-    if name in ("message-event", "error", "history-page"):
+    if name in ("message-event", "error", "error-send", "history-page"):
         msgspec.json.decode(raw, type=events.AnyServerEvent)
     else:
         assert kind in events.CLIENT_EVENT_TYPES
@@ -61,3 +61,6 @@ async def test_the_examples_against_the_server(server: ServerProcess) -> None:
         assert (await c.expect("POST_COMMENT"))["comment"] == "Great post!"
         await c.send({"type": "SHOUT"})
         assert (await c.expect("ERROR")) == json.loads(EXAMPLES["error"])
+        refused = json.loads(EXAMPLES["error-send"])
+        await c.send({**json.loads(EXAMPLES["send"]), "message": "x" * 4100})
+        assert (await c.expect("ERROR")) == refused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import uuid
@@ -97,6 +98,49 @@ async def test_frame_and_message_size_limits(limited: ServerProcess, port: str) 
         assert (await c.expect("ERROR"))["code"] == "too_large"
         await c.say(room, "u", "x" * 100)
         assert len((await c.expect("CHAT_MESSAGE"))["message"]) == 100
+
+
+@pytest.mark.parametrize("port", ["fast", "http"])
+async def test_a_refused_send_is_named_by_its_client_id(limited: ServerProcess, port: str) -> None:
+    """An ERROR answering a CHAT_MESSAGE or POST_COMMENT carries its client_id, so a client
+    knows which pending send was refused; other ERRORs keep their shape."""
+    url = limited.ws_fast if port == "fast" else limited.ws_http
+    room = room_name()
+    send = {"type": "CHAT_MESSAGE", "room": room, "user": "u"}
+    async with await Client.connect(url) as c:
+        await c.join(room, "u")
+        refused: list[tuple[dict[str, object] | str, str]] = [
+            ({**send, "message": "x" * 101, "client_id": "long"}, "too_large"),
+            ({**send, "message": "   ", "client_id": "blank"}, "invalid_field"),
+            ({**send, "message": 5, "client_id": "number"}, "invalid_field"),
+            ({**send, "room": "elsewhere", "message": "hi", "client_id": "away"}, "not_joined"),
+            (
+                {
+                    "type": "POST_COMMENT",
+                    "post_id": "1",
+                    "user": "u",
+                    "comment": "y" * 101,
+                    "client_id": "comment",
+                },
+                "too_large",
+            ),
+            # Over MAX_FRAME_BYTES (4096): refused before it is decoded as an event.
+            (json.dumps({**send, "message": "z" * 5000, "client_id": "frame"}), "too_large"),
+        ]
+        for frame, code in refused:
+            await c.send(frame)
+            error = await c.expect("ERROR")
+            sent = json.loads(frame) if isinstance(frame, str) else frame
+            assert (error["code"], error.get("client_id")) == (code, sent["client_id"])
+        # No client_id to give back: none, a bad one, or not a send.
+        for frame in (
+            {**send, "message": "x" * 101},
+            {**send, "message": "hi", "client_id": "c" * 65},
+            {"type": "JOIN_ROOM", "room": "", "client_id": "join"},
+            "{not json",
+        ):
+            await c.send(frame if isinstance(frame, str) else json.dumps(frame))
+            assert set(await c.expect("ERROR")) == {"type", "code", "message"}
 
 
 @pytest.mark.parametrize("url", ["ws_fast", "ws_http"])

@@ -274,6 +274,8 @@ def test_error_event_shape() -> None:
         "code": "invalid_json",
         "message": "bad",
     }
+    refused = ErrorEvent(code="too_large", message="long", client_id="c-1")
+    assert msgspec.json.decode(encode(refused))["client_id"] == "c-1"
 
 
 def test_non_ascii_text_survives_encoding() -> None:

@@ -18,8 +18,13 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 
 def _ws_context(settings: Settings) -> dict[str, Any]:
     # The browser reaches the fast picows port by default (same host, WS_PORT); behind a
-    # reverse proxy PUBLIC_WS_URL names the URL the browser should use instead.
-    return {"ws_port": settings.ws_port, "public_ws_url": settings.public_ws_url}
+    # reverse proxy PUBLIC_WS_URL names the URL the browser should use instead. The text
+    # fields count toward the server's own limit.
+    return {
+        "ws_port": settings.ws_port,
+        "public_ws_url": settings.public_ws_url,
+        "max_message_chars": settings.max_message_chars,
+    }
 
 
 def not_found_page(message: str) -> Template:
