@@ -69,6 +69,9 @@ let lastTypingSent = 0;
 let noticeTimer = null;
 const byId = new Map(); // id -> element, confirmed messages of the current room
 const members = new Map(); // name -> connections we know of
+// In a big room the server sends counts, not names (PRESENCE without `changes`, or a
+// ROOM_JOINED listing fewer names than members): then the count shown is the server's.
+let crowd = null;
 const typers = new Map(); // name -> timeout
 const refused = new Map(); // client_id -> outbox item the server refused for good, any room
 
@@ -217,10 +220,11 @@ function renderMembers() {
       ]),
     ),
   );
-  membersTotal.textContent = String(names.length);
+  const total = crowd ?? names.length;
+  membersTotal.textContent = String(total);
   membersEmpty.hidden = names.length > 0;
-  memberCount.hidden = names.length === 0;
-  memberCount.textContent = `${names.length} online`;
+  memberCount.hidden = total === 0;
+  memberCount.textContent = `${total.toLocaleString()} online`;
 }
 
 function renderTyping() {
@@ -285,6 +289,7 @@ async function enter(newRoom, name) {
   hasMore = false;
   byId.clear();
   members.clear();
+  crowd = null;
   for (const timer of typers.values()) clearTimeout(timer);
   typers.clear();
   list.replaceChildren();
@@ -427,6 +432,7 @@ function onEvent(ev) {
       members.clear();
       for (const name of ev.users || []) members.set(name, 1);
       if (!members.has(me)) members.set(me, 1);
+      crowd = ev.members > members.size ? ev.members : null;
       renderMembers();
       app.dataset.replayed = String(ev.replayed || 0); // what the server resent (tests read it)
       setJoined(true);
@@ -438,6 +444,26 @@ function onEvent(ev) {
       if (ev.room !== room) return;
       // `sessions`: this user's connections in the room, as the server counts them.
       members.set(ev.user, ev.sessions ?? (members.get(ev.user) || 0) + 1);
+      if (crowd !== null) crowd = ev.members;
+      renderMembers();
+      return;
+    }
+    case "PRESENCE": {
+      // Several joins and leaves at once (`changes`: each user's sessions now, 0 for gone),
+      // or, in a big room, the count alone.
+      if (ev.room !== room) return;
+      if (!ev.changes) {
+        crowd = ev.members;
+      } else {
+        for (const { user, sessions } of ev.changes) {
+          if (sessions > 0) members.set(user, sessions);
+          else {
+            members.delete(user);
+            stopTyping(user);
+          }
+        }
+        if (crowd !== null) crowd = ev.members;
+      }
       renderMembers();
       return;
     }
@@ -446,6 +472,7 @@ function onEvent(ev) {
       const left = ev.sessions ?? (members.get(ev.user) || 1) - 1;
       if (left > 0) members.set(ev.user, left);
       else members.delete(ev.user);
+      if (crowd !== null) crowd = ev.members;
       renderMembers();
       stopTyping(ev.user);
       return;

@@ -3,10 +3,13 @@ that loses nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from tests.conftest import TIMEOUT, start_server
 from tests.e2e.conftest import (
@@ -228,3 +231,23 @@ def test_dropped_connection_resumes_from_the_last_id(server: Any, browsers: Brow
     assert [t for _, t in stored] == ["seen live", *missed, "written during the outage"]
     expect(chat_texts(page)).to_have_text([t for _, t in stored])
     assert shown_messages(page) == stored
+
+
+def test_a_big_room_shows_the_server_s_count(tmp_path: Path, browsers: Browsers) -> None:
+    """Over PRESENCE_LIST_MAX members the server sends counts only (PRESENCE without
+    changes): the page shows that count, not the names it happens to know."""
+    server = start_server(tmp_path / "big.db", env={"PRESENCE_LIST_MAX": "2"})
+    try:
+        page = browsers.open(f"{server.http}/chat")
+        join_chat(page, "alice", "arena")
+        expect_joined(page, "arena")
+        with contextlib.ExitStack() as stack:
+            for i in range(3):
+                ws = stack.enter_context(connect(server.ws_fast, open_timeout=TIMEOUT))
+                ws.send(json.dumps({"type": "JOIN_ROOM", "room": "arena", "user": f"fan{i}"}))
+                while json.loads(ws.recv(timeout=TIMEOUT))["type"] != "ROOM_JOINED":
+                    pass
+            expect(page.locator("#member-count")).to_have_text("4 online")
+        expect(page.locator("#member-count")).to_have_text("1 online")
+    finally:
+        server.stop()
