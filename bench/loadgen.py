@@ -278,11 +278,17 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
     inbox: asyncio.Queue[Any] = asyncio.Queue()
 
     def on_pipe() -> None:
+        # The loop made the pipe non-blocking, and a command larger than the pipe's buffer
+        # (`unpipelined`'s "expect" names every sender) arrives in parts: recv() then raised
+        # BlockingIOError mid-message. Blocking while a message is read waits for its rest.
+        os.set_blocking(cmd.fileno(), True)
         try:
             while cmd.poll():
                 inbox.put_nowait(cmd.recv())
         except BaseException:  # the coordinator is gone, or worse: never spin on it
             os._exit(4)
+        finally:
+            os.set_blocking(cmd.fileno(), False)
 
     loop.add_reader(cmd.fileno(), on_pipe)
 
@@ -798,14 +804,18 @@ class Coordinator:
     def gather(self, expect: str, timeout: float) -> list[Any]:
         out = []
         deadline = time.monotonic() + timeout
-        for pipe in self.pipes:
+        for pipe, (proc, _) in zip(self.pipes, self.procs, strict=True):
             left = deadline - time.monotonic()
             if left <= 0 or not pipe.poll(left):
                 raise TimeoutError(f"workers did not answer {expect!r} within {timeout:.0f} s")
             try:
                 msg = pipe.recv()
             except EOFError:
-                raise RuntimeError(f"a worker died before answering {expect!r}") from None
+                proc.join(1)
+                raise RuntimeError(
+                    f"a worker died before answering {expect!r} (exit code {proc.exitcode}: "
+                    "3 is its watchdog, 4 a broken command pipe, negative a signal)"
+                ) from None
             if msg[0] == "failed":
                 raise RuntimeError(f"a worker failed: {msg[1]}")
             if msg[0] != expect:
