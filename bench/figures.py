@@ -286,11 +286,18 @@ def storm_rows(fc: dict[str, Any], base: dict[str, Any] | None) -> list[Row]:
             f"{r.get(f'server_cpu_{p}_s') or 0:.2f}" for p in ("join", "quiet", "leave")
         )
 
-    joined = both("joined_s", "s")
+    def joined(r: dict[str, Any] | None) -> str:
+        if not r:
+            return "-"
+        if r.get("joined_s") is not None:
+            return fmt(r["joined_s"], "s")
+        return f"not all: {r.get('joined', 0):,} within {r.get('wall_s', 0):.0f} s"
+
     rows: list[Row] = [
         (
             f"seconds until all {fc['clients']:,} joined",
-            *joined,
+            joined(fc),
+            joined(base),
             f"{ratio(fc.get('joined_s'), base.get('joined_s') if base else None)} the time",
         ),
         ("server CPU-s: join / quiet / leave", cpu(fc), cpu(base), ""),

@@ -288,6 +288,25 @@ def label(kind: str, var: Variant) -> str:
     return f"{kind}/{var.name}" if var.name else kind
 
 
+def write_record(
+    record: dict[str, Any],
+    results: dict[str, dict[str, dict[str, Any]]],
+    variants: list[Variant],
+    out_path: Path,
+    started: float,
+) -> str:
+    """Write every run so far and the tables to `out_path`; return the tables."""
+    text = table(results)
+    if any(v.name for v in variants):
+        text += "\n\n" + every_run(record["runs"])
+    record["elapsed_s"] = round(time.time() - started, 1)
+    record["table"] = text
+    record["medians"] = results
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(record, indent=1))
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__.split("\n\n")[0]
@@ -332,6 +351,9 @@ def main() -> int:
         help="before each run, wait (up to 90 s) for a second with both cores under 10 %% busy",
     )
     opts = parser.parse_args()
+    # SIGTERM (`timeout`, a supervisor) unwinds like ^C: the running server and load
+    # generator are stopped, and the runs so far are already written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     variants = [Variant(v) for v in opts.variant] or [Variant()]
 
     cores = os.cpu_count() or 1
@@ -367,6 +389,7 @@ def main() -> int:
         "runs": {},
     }
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    text = ""
     with tempfile.TemporaryDirectory(prefix="fastchat-bench-") as tmp:
         workdir = Path(tmp)
         for scenario in scenarios:
@@ -422,15 +445,9 @@ def main() -> int:
                     )
             record["runs"][scenario] = runs
             results[scenario] = {k: median_run(v, scenario) for k, v in runs.items() if v}
+            # After every scenario, so that a run stopped (a time bound, ^C) keeps what it did.
+            text = write_record(record, results, variants, out_path, started)
     elapsed = time.time() - started
-    text = table(results)
-    if any(v.name for v in variants):
-        text += "\n\n" + every_run(record["runs"])
-    record["elapsed_s"] = round(elapsed, 1)
-    record["table"] = text
-    record["medians"] = results
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(record, indent=1))
     print()
     print(
         f"fastchat vs baseline ({record['date']}, {elapsed:.0f} s, server on core 0, "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -124,7 +125,7 @@ class StormClient(asyncio.Protocol):
             self.storm.dropped += 1
 
     def leave(self) -> None:
-        if not self.closed:
+        if self.transport is not None and not self.closed:  # None: never connected
             self.transport.write(CLOSE)
             self.transport.close()
 
@@ -239,11 +240,16 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
             break  # everyone has joined, failed or been dropped
         await asyncio.sleep(0.005)
     phases.mark("joined", st.last_joined_ns if st.all_joined.is_set() else None)
-    await connecting
-    joined_s = (st.last_joined_ns - t0) / 1e9 if st.joined else None
-    log(f"{st.joined}/{args.clients} joined in {joined_s} s, {len(failed)} failed")
+    if not connecting.done():  # out of time: the clients still waiting for a slot give up
+        connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await connecting
+    last_s = (st.last_joined_ns - t0) / 1e9 if st.joined else None
+    joined_s = last_s if st.all_joined.is_set() else None  # None: not all within --timeout
+    log(f"{st.joined}/{args.clients} joined, the last after {last_s} s, {len(failed)} failed")
 
     # Quiet: the presence traffic the joins caused is over (no byte for --quiet s).
+    deadline = loop.time() + args.timeout
     last, still = -1, loop.time()
     while loop.time() < deadline:
         if st.bytes != last:
@@ -290,6 +296,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         "failure_samples": failed[:5],
         "dropped_by_server": dropped,
         "joined_s": round(joined_s, 3) if joined_s is not None else None,
+        "last_joined_s": round(last_s, 3) if last_s is not None else None,
         "quiet_s": phases.between("joined", "quiet")["wall_s"],
         "left_s": phases.between("leave", "left")["wall_s"],
         "connections_left": left,
@@ -343,7 +350,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--after", type=float, default=1.0, help="a last RSS sample this long after all left"
     )
     parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between pongs")
-    parser.add_argument("--timeout", type=float, default=180.0, help="bound on each phase")
+    parser.add_argument("--timeout", type=float, default=60.0, help="bound on each phase, s")
     parser.add_argument("--label", default="", help="free text copied into the JSON")
     args = parser.parse_args(argv)
     raise_fd_limit(args.clients + 64)
