@@ -19,8 +19,8 @@ Why the clients are not picows ones: each join sends USER_JOINED to every member
 the room, so n joins deliver about n²/2 frames (50 million for 10,000). A client that parsed
 them, at a fraction of a microsecond each, would measure itself; these read raw bytes, look for
 their own ROOM_JOINED (the first frame a client gets in the room), then only count the bytes.
-Not answering the server's pings, they send an unsolicited pong every `--heartbeat` s (RFC
-6455 allows it; fastchat takes any frame as a sign of life). Loopback only; bounded in time.
+They answer the pings they see, and send an unsolicited pong every `--heartbeat` s (RFC 6455
+allows it; fastchat takes any frame as a sign of life). Loopback only; bounded in time.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ class StormClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.storm.bytes += len(data)
+        if b"\x89" in data and self.upgraded.done():
+            self.pong(data)
         if self.joined:
             return
         buf = self.buf + data
@@ -116,6 +118,18 @@ class StormClient(asyncio.Protocol):
             self.storm.on_joined()
         else:  # keep enough for a marker split across two reads
             self.buf = buf[-len(JOINED_PREFIX) :]
+
+    def pong(self, data: bytes) -> None:
+        """Answer the pings in `data`. Every payload here is ASCII JSON, so 0x89 can only
+        be a ping's first byte (or, rarely, a byte of a long frame's length: then the
+        pong is unsolicited, which RFC 6455 allows). The baseline (websockets) closes a
+        connection whose pong does not echo its ping within 20 s."""
+        i = data.find(b"\x89")
+        while 0 <= i < len(data) - 1:
+            n = data[i + 1]
+            if n <= 125 and i + 2 + n <= len(data):
+                self.transport.write(bytes((0x8A, 0x80 | n, 0, 0, 0, 0)) + data[i + 2 : i + 2 + n])
+            i = data.find(b"\x89", i + 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
