@@ -174,9 +174,10 @@ def verdict(
     elif kind == "storm":
         fast = h["joined_s"] is not None and h["joined_s"] <= target
         lean = h["rss_after_mb"] <= h["rss_connected_mb"]
+        some = "" if h["joined_s"] is not None else f" (with the {fc.get('joined', 0):,} joined)"
         return (
             f"joined in <= 2 s: {'MET' if fast else 'MISSED'}; "
-            f"RSS after <= connected: {'MET' if lean else 'MISSED'}"
+            f"RSS after <= connected{some}: {'MET' if lean else 'MISSED'}"
         )
     else:
         ok = h["kb_per_conn"] is not None and h["kb_per_conn"] < target
@@ -270,6 +271,11 @@ def figure_rows(
     return rows
 
 
+def times(a: Any, b: Any) -> str:
+    r = ratio(a, b)
+    return f"{r} the time" if r != "-" else r
+
+
 def storm_rows(fc: dict[str, Any], base: dict[str, Any] | None) -> list[Row]:
     def both(key: str, unit: str, scale: float = 1.0) -> tuple[str, str]:
         f = fc.get(key)
@@ -298,7 +304,7 @@ def storm_rows(fc: dict[str, Any], base: dict[str, Any] | None) -> list[Row]:
             f"seconds until all {fc['clients']:,} joined",
             joined(fc),
             joined(base),
-            f"{ratio(fc.get('joined_s'), base.get('joined_s') if base else None)} the time",
+            times(fc.get("joined_s"), base.get("joined_s") if base else None),
         ),
         ("server CPU-s: join / quiet / leave", cpu(fc), cpu(base), ""),
     ]
