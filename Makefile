@@ -31,12 +31,15 @@ test-fast: $(STAMP)
 
 # fastchat beside the baseline, same scenarios, same invocation, pinned cores; prints ratios.
 # --wait-quiet: before each run, wait (up to 90 s) for both cores to be idle; this machine
-# is shared, and a run started under someone else's load measures them too.
+# is shared, and a run started under someone else's load measures them too. The REST
+# scenarios need wrk (Debian's package; installed here when missing and we are root).
 bench: $(STAMP) bench-build
+	bash scripts/system-deps.sh bench
 	$(BIN)/python -m bench.run --wait-quiet
 	$(BIN)/python -m bench.scaling
 
 bench-quick: $(STAMP) bench-build
+	bash scripts/system-deps.sh bench
 	$(BIN)/python -m bench.run --quick
 
 # The load generator's timed receiver in C (bench/_recv.pyx), so it keeps up with the server.

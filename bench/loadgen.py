@@ -14,7 +14,15 @@ Scenarios (each prints one JSON object on stdout; progress goes to stderr):
   processed inside the server's `send()`, so the first ~15 messages took 8-15 ms instead of
   5. The warm-up's messages are checked for loss and order like the rest, but neither timed
   nor counted in the rate, and CPU time is sampled from the end of the warm-up.
+* `unpipelined`: N clients in M rooms of 1-2 (the first M clients one per room, the rest
+  second members), each with one message in flight: one frame per write, the next sent when
+  its own echo is back. No warm-up and no settle: each client starts sending as soon as its
+  ROOM_JOINED arrives, and the window (server CPU included) opens before the joins. A
+  member owes its room-mate's messages from the first one it saw: the mate's sequence
+  numbers must then follow one by one up to its last.
 * `idle`: N connections that only connect; reports the server's RSS delta per connection.
+
+The join storm and REST under wrk have modules of their own (`bench.storm`, `bench.rest`).
 
 Every scenario counts every delivery and every loss: each member must receive every message
 its room committed during the run, exactly once, in id order (expected vs received per
@@ -76,9 +84,14 @@ def proc_cpu(pid: int) -> tuple[float, float]:
 
 
 def proc_rss_kb(pid: int) -> int:
+    return proc_status_kb(pid, "VmRSS")
+
+
+def proc_status_kb(pid: int, field: str) -> int:
+    """A kB figure of /proc/PID/status: VmRSS, VmHWM (peak RSS), ..."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -112,6 +125,30 @@ def busy_share(
             share[name] = round((b1 - b0) / (t1 - t0), 3)
             share[name + "_irq"] = round((i1 - i0) / (t1 - t0), 3)
     return share
+
+
+def server_cpu(cpu0: tuple[float, float], cpu1: tuple[float, float], wall: float) -> dict[str, Any]:
+    """The server's CPU over a window (two `proc_cpu` samples `wall` seconds apart)."""
+    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    return {
+        "server_cpu_s": round(user + system, 3),
+        "server_user_s": round(user, 3),
+        "server_sys_s": round(system, 3),
+        "server_core_share": round((user + system) / wall, 3) if wall else None,
+        "server_kernel_share": round(system / (user + system), 3) if user + system else None,
+    }
+
+
+def report(scenario: str, args: argparse.Namespace, started: float, result: Any) -> dict[str, Any]:
+    """The JSON object a load tool prints (`bench.run` reads it)."""
+    params = {k: v for k, v in vars(args).items() if k != "scenario"}
+    return {
+        "scenario": scenario,
+        "label": args.label,
+        "started": started,
+        "params": params,
+        "result": result,
+    }
 
 
 def server_stats(url: str) -> dict[str, Any] | None:
@@ -241,11 +278,17 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
     inbox: asyncio.Queue[Any] = asyncio.Queue()
 
     def on_pipe() -> None:
+        # The loop made the pipe non-blocking, and a command larger than the pipe's buffer
+        # (`unpipelined`'s "expect" names every sender) arrives in parts: recv() then raised
+        # BlockingIOError mid-message. Blocking while a message is read waits for its rest.
+        os.set_blocking(cmd.fileno(), True)
         try:
             while cmd.poll():
                 inbox.put_nowait(cmd.recv())
         except BaseException:  # the coordinator is gone, or worse: never spin on it
             os._exit(4)
+        finally:
+            os.set_blocking(cmd.fileno(), False)
 
     loop.add_reader(cmd.fileno(), on_pipe)
 
@@ -356,10 +399,43 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                             self.bad_echo += 1
                         self.acked += 1
                         self.lat.append(now - int(sent_ns))
+                    else:
+                        self.peer(msg)
                 else:
                     self.other(p)
             if frame.last_in_buffer:
                 self.top_up()
+
+        def peer(self, msg: Any) -> None:
+            """Another sender's message (counted in `n`; `Pinger` also checks its order)."""
+
+        def due(self, peers: list[tuple[str, int]]) -> int:
+            """What this member owes (`unpipelined`): its own messages, and each room-mate's
+            from the first one it saw (the mate may have sent before this one joined)."""
+            return self.sent
+
+    class Pinger(Sender):
+        """`unpipelined`: one message in flight (one frame per write), from its join on."""
+
+        def __init__(self, room: str, user: str) -> None:
+            super().__init__(room, user, 1)
+            self.peer_first: dict[str, int] = {}
+            self.peer_next: dict[str, int] = {}
+
+        def peer(self, msg: Any) -> None:
+            seq = int(msg.message.partition(" ")[0])
+            want = self.peer_next.get(msg.user)
+            if want is None:
+                self.peer_first[msg.user] = seq
+            elif seq != want:  # a gap or a repeat in the mate's sequence
+                self.disorder += 1
+            self.peer_next[msg.user] = seq + 1
+
+        def due(self, peers: list[tuple[str, int]]) -> int:
+            # A mate never heard from owes everything it sent: counted as lost.
+            return self.sent + sum(
+                n - self.peer_first.get(u, 0) for u, n in peers if u != self.user
+            )
 
     class PyTimed(Client):
         """A member that records the latency of every message it receives, in Python
@@ -440,6 +516,25 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
     else:
         Timed = PyTimed
 
+    def cpu() -> tuple[float, float]:
+        t = os.times()
+        return t.user, t.system
+
+    async def until(t_end: int) -> None:
+        await asyncio.sleep(max(0.0, (t_end - monotonic_ns()) / 1e9))
+        await asyncio.sleep(0.01)  # let any top-up in progress finish (none can pass t_end)
+
+    def report_sent(senders: list[Sender]) -> None:
+        """Stop the senders and tell what each room and each sender sent."""
+        for c in senders:
+            c.running = False
+        sent: dict[str, int] = {}
+        timed: dict[str, int] = {}
+        for c in senders:
+            sent[c.room] = sent.get(c.room, 0) + c.sent
+            timed[c.room] = timed.get(c.room, 0) + c.sent - c.warmup
+        conn.send(("sent", sent, timed, [(c.room, c.user, c.sent) for c in senders]))
+
     # ---------------------------------------------------------------- connect and join
     url = spec["url"]
     clients: list[Client] = []
@@ -474,9 +569,12 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             failed.append(f"{type(exc).__name__}: {exc}")
             return
         clients.append(c)
+        if eager and isinstance(c, Sender):  # no warm-up: from the join on
+            c.running = True
+            c.top_up()
 
     connected: list[tuple[int, Client]] = []
-    kinds = {"send": Sender, "paced": Sender, "timed": Timed}
+    kinds = {"send": Sender, "paced": Sender, "timed": Timed, "ping": Pinger}
     made: list[tuple[int, Client]] = []
     for role, room, user, g in spec["clients"]:
         if role == "send":
@@ -488,8 +586,12 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
     await asyncio.gather(*(connect_one(c, connected, g) for g, c in made))
     connected.sort(key=lambda gc: gc[0])
     conn.send(("connected", len(connected)))
-    op, t0, spacing = await inbox.get()
+    op, t0, spacing, eager_end = await inbox.get()
     assert op == "join", op
+    # `unpipelined`: each sender starts at its own join and stops at eager_end; no "go".
+    eager = eager_end > 0
+    state["t_end"] = eager_end
+    cpu0 = cpu()
     if spec["join"]:
         # Member i joins at t0 + i * spacing, so the server's room order (the order it writes
         # the members in) follows the global index across worker processes.
@@ -500,6 +602,9 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
     order = {id(c): g for g, c in connected}
     clients.sort(key=lambda c: order[id(c)])
     conn.send(("ready", len(clients), failed[:5], len(failed)))
+    if eager:
+        await until(eager_end)
+        report_sent([c for c in clients if isinstance(c, Sender)])
 
     async def quiet(gap: float, limit: float) -> None:
         """Wait until no frame has arrived for `gap` seconds (setup traffic drained)."""
@@ -514,10 +619,6 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             elif loop.time() - still_since >= gap:
                 return
             await asyncio.sleep(0.05)
-
-    def cpu() -> tuple[float, float]:
-        t = os.times()
-        return t.user, t.system
 
     # ---------------------------------------------------------------- commands
     while True:
@@ -554,23 +655,23 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             if paced:
                 await _paced(paced[0], spec, t_start, t_go, t_end, pad)
             else:
-                await asyncio.sleep(max(0.0, (t_end - monotonic_ns()) / 1e9))
-                await asyncio.sleep(0.01)  # let any top-up in progress finish (none can pass t_end)
-                for c in senders:
-                    c.running = False
-            sent: dict[str, int] = {}
-            timed: dict[str, int] = {}
-            for c in senders:
-                sent[c.room] = sent.get(c.room, 0) + c.sent
-                timed[c.room] = timed.get(c.room, 0) + c.sent - c.warmup
+                await until(t_end)
+            report_sent(senders)
             cpu0 = at_go[0]  # t_go is past: the run lasts until t_end
-            conn.send(("sent", sent, timed))
         elif op == "expect":
-            (expected, timed, drain) = args
+            (expected, timed, drain, peers) = args
+            # Per client: its room's messages, or (`unpipelined`, `peers`: room -> [(user,
+            # sent)]) what it owes from its join on.
+            due = [
+                c.due(peers.get(c.room, []))
+                if peers and isinstance(c, Sender)
+                else expected.get(c.room, 0)
+                for c in clients
+            ]
             deadline = monotonic_ns() + int(drain * 1e9)
             while True:
                 now = monotonic_ns()
-                if all(c.n >= expected.get(c.room, 0) for c in clients) or now >= deadline:
+                if all(c.n >= d for c, d in zip(clients, due, strict=True)) or now >= deadline:
                     break
                 await asyncio.sleep(0.002)
             t_done = now
@@ -592,17 +693,17 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             ]
             firsts = array("q", map(min, zip(*whole, strict=True))) if whole else array("q")
             lasts = array("q", map(max, zip(*whole, strict=True))) if whole else array("q")
-            per_client_lost = [max(0, expected.get(c.room, 0) - c.n) for c in clients]
+            per_client_lost = [max(0, d - c.n) for c, d in zip(clients, due, strict=True)]
             conn.send(
                 (
                     "result",
                     {
                         "t_done": t_done,
                         "received": sum(c.n for c in clients),
-                        "expected": sum(expected.get(c.room, 0) for c in clients),
+                        "expected": sum(due),
                         "lost": sum(per_client_lost),
                         "clients_short": sum(1 for x in per_client_lost if x),
-                        "extra": sum(max(0, c.n - expected.get(c.room, 0)) for c in clients),
+                        "extra": sum(max(0, c.n - d) for c, d in zip(clients, due, strict=True)),
                         "disorder": sum(c.disorder for c in clients),
                         "bad_echo": sum(getattr(c, "bad_echo", 0) for c in clients),
                         "errors": sum(c.errors for c in clients),
@@ -703,14 +804,18 @@ class Coordinator:
     def gather(self, expect: str, timeout: float) -> list[Any]:
         out = []
         deadline = time.monotonic() + timeout
-        for pipe in self.pipes:
+        for pipe, (proc, _) in zip(self.pipes, self.procs, strict=True):
             left = deadline - time.monotonic()
             if left <= 0 or not pipe.poll(left):
                 raise TimeoutError(f"workers did not answer {expect!r} within {timeout:.0f} s")
             try:
                 msg = pipe.recv()
             except EOFError:
-                raise RuntimeError(f"a worker died before answering {expect!r}") from None
+                proc.join(1)
+                raise RuntimeError(
+                    f"a worker died before answering {expect!r} (exit code {proc.exitcode}: "
+                    "3 is its watchdog, 4 a broken command pipe, negative a signal)"
+                ) from None
             if msg[0] == "failed":
                 raise RuntimeError(f"a worker failed: {msg[1]}")
             if msg[0] != expect:
@@ -737,8 +842,10 @@ class Coordinator:
         self.start()
         self.gather("connected", self.args.setup_timeout)
         spacing = int(getattr(self.args, "join_spacing_ms", 0.0) * 1e6)
-        self.tell("join", time.monotonic_ns() + 100_000_000, spacing)
-        ready = self.gather("ready", self.args.setup_timeout)
+        self.tell("join", time.monotonic_ns() + 100_000_000, spacing, 0)
+        return self.joined(self.gather("ready", self.args.setup_timeout))
+
+    def joined(self, ready: list[Any]) -> dict[str, Any]:
         connected = sum(r[0] for r in ready)
         failures = sum(r[2] for r in ready)
         samples = [s for r in ready for s in r[1]]
@@ -762,14 +869,49 @@ class Coordinator:
         cpu0 = proc_cpu(self.pid) if self.pid else None
         busy0 = cores_busy()
         sent_parts = self.gather("sent", args.duration + warmup / 1e9 + 30)
+        return self.collect(sent_parts, t_go, cpu0, busy0, stats0, peers=False)
+
+    def eager(self) -> dict[str, Any]:
+        """Setup and run in one (`unpipelined`): each client sends from its own ROOM_JOINED
+        until t0 + duration, with no settle and no warm-up; the window, the server's CPU time
+        included, opens at t0, when the joins start."""
+        args = self.args
+        self.start()
+        self.gather("connected", args.setup_timeout)
+        stats0 = server_stats(args.stats_url)
+        t0 = time.monotonic_ns() + 100_000_000
+        self.tell("join", t0, 0, t0 + int(args.duration * 1e9))
+        time.sleep(max(0.0, (t0 - time.monotonic_ns()) / 1e9))
+        cpu0 = proc_cpu(self.pid) if self.pid else None
+        busy0 = cores_busy()
+        out = self.joined(self.gather("ready", args.setup_timeout))
+        sent_parts = self.gather("sent", args.duration + 30)
+        out.update(self.collect(sent_parts, t0, cpu0, busy0, stats0, peers=True))
+        return out
+
+    def collect(
+        self,
+        sent_parts: list[Any],
+        t_go: int,
+        cpu0: tuple[float, float] | None,
+        busy0: dict[str, tuple[int, int, int]],
+        stats0: dict[str, Any] | None,
+        peers: bool,
+    ) -> dict[str, Any]:
+        """Tell the workers what was sent, wait for their counts, and sum up the window.
+        `peers`: each member owes its room-mates' messages from its own join on only."""
+        args = self.args
         expected: dict[str, int] = {}
         timed: dict[str, int] = {}
-        for part, part_timed in sent_parts:
+        by_room: dict[str, list[tuple[str, int]]] = {}
+        for part, part_timed, part_senders in sent_parts:
             for room, n in part.items():
                 expected[room] = expected.get(room, 0) + n
             for room, n in part_timed.items():
                 timed[room] = timed.get(room, 0) + n
-        self.tell("expect", expected, timed, args.drain)
+            for room, user, n in part_senders:
+                by_room.setdefault(room, []).append((user, n))
+        self.tell("expect", expected, timed, args.drain, by_room if peers else None)
         results = [r[0] for r in self.gather("result", args.drain + 30)]
         cpu1 = proc_cpu(self.pid) if self.pid else None
         busy1 = cores_busy()
@@ -802,14 +944,7 @@ class Coordinator:
             and out["errors"] == 0
         )
         if cpu0 and cpu1:
-            user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-            out["server_cpu_s"] = round(user + system, 3)
-            out["server_user_s"] = round(user, 3)
-            out["server_sys_s"] = round(system, 3)
-            out["server_core_share"] = round((user + system) / wall, 3) if wall else None
-            out["server_kernel_share"] = (
-                round(system / (user + system), 3) if user + system else None
-            )
+            out.update(server_cpu(cpu0, cpu1, wall))
         out["cores_busy"] = busy_share(busy0, busy1)
         if args.stats_url:
             out["server_counters"] = stats_delta(stats0, stats1)
@@ -924,6 +1059,23 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
         co.stop()
     out["msgs_per_s"] = round(out["received"] / out["wall_s"])
     per_cpu(out, out["received"], "msgs")
+    return out
+
+
+def run_unpipelined(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.rooms <= args.clients <= 2 * args.rooms:
+        raise SystemExit("unpipelined: rooms of 1-2 need rooms <= clients <= 2 * rooms")
+    # The first `rooms` clients one per room, the rest second members of the first rooms.
+    clients = [("ping", f"ping{i % args.rooms}", f"p{i}") for i in range(args.clients)]
+    co = Coordinator(args, split(numbered(clients), args.workers), join=True)
+    try:
+        out = co.eager()
+    finally:
+        co.stop()
+    # Messages stored and echoed (each room-mate's copy is a delivery, not a message).
+    out["msgs_per_s"] = round(out["messages_sent"] / out["wall_s"])
+    out["deliveries_per_s"] = round(out["received"] / out["wall_s"])
+    per_cpu(out, out["messages_sent"], "msgs")
     return out
 
 
@@ -1043,6 +1195,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rooms", type=int, default=500)
     p.add_argument("--window", type=int, default=8, help="messages in flight per client")
 
+    p = sub.add_parser(
+        "unpipelined", help="N clients in M rooms of 1-2, one message in flight, no warm-up"
+    )
+    common(p, 1, 10.0)
+    p.add_argument("--clients", type=int, default=750)
+    p.add_argument("--rooms", type=int, default=500, help="at most 2 clients per room")
+
     p = sub.add_parser("paced", help="N members, one message per interval, latency")
     common(p, 1, 10.0)
     p.add_argument("--clients", type=int, default=1000, help="members, the sender included")
@@ -1082,18 +1241,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = parser.parse_args(argv)
     started = time.time()
-    runner = {"fanout": run_fanout, "ingest": run_ingest, "paced": run_paced, "idle": run_idle}[
-        args.scenario
-    ]
-    result = runner(args)
-    params = {k: v for k, v in vars(args).items() if k not in ("scenario",)}
-    return {
-        "scenario": args.scenario,
-        "label": args.label,
-        "started": started,
-        "params": params,
-        "result": result,
-    }
+    runner = {
+        "fanout": run_fanout,
+        "ingest": run_ingest,
+        "unpipelined": run_unpipelined,
+        "paced": run_paced,
+        "idle": run_idle,
+    }[args.scenario]
+    return report(args.scenario, args, started, runner(args))
 
 
 if __name__ == "__main__":

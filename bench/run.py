@@ -1,10 +1,18 @@
 """`make bench`: fastchat and the baseline, same scenarios, one invocation, ratios printed.
 
 Each server runs alone, pinned to core 0 (`taskset -c 0`), with a fresh database, for one
-scenario at a time; the load generator (`bench.loadgen`) is pinned to core 1. For every
-scenario the table shows the raw rate and the work per second of server CPU time
-(/proc/PID/stat), the ratio fastchat / baseline, the zero-loss check, the issue-7 target and
-what limited the figure (server CPU, load-generator CPU, or neither).
+scenario at a time; the load generator (`bench.loadgen`, `bench.storm` or `bench.rest`) is
+pinned to core 1. For every scenario the table shows the raw rate and the work per second of
+server CPU time (/proc/PID/stat), the ratio fastchat / baseline, the zero-loss check, the
+target (issues 7 and 14) and what limited the figure (server CPU, load-generator CPU, or
+neither).
+
+Scenarios: `fanout`, `ingest`, `paced`, `idle` (issue 7) and, from issue 14, `unpipelined`
+(one message in flight per client, rooms of 1-2, no warm-up), `storm` (10,000 clients join
+one room), `rest-health` and `rest-history` (wrk; fastchat only, the baseline has no HTTP
+endpoint). `X-port` is scenario X on fastchat's `PORT` URL (`ws://HOST:PORT/ws`, the
+original's) instead of `WS_PORT`; the baseline has one port, so its figures for `X-port` are
+its `X` run's when X ran in the same invocation.
 
     python -m bench.run            # full run, a few minutes; writes bench/results.json
     python -m bench.run --quick    # under a minute, small sizes; writes build/bench-quick.json
@@ -40,37 +48,67 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from bench.figures import every_run, family, headline, median_run, table
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
-# Issue 7's bar: the expert Go build (best of its range) per server CPU-second, and the absolute
-# targets for latency and memory.
-TARGETS = {
-    "fanout": ("deliveries/CPU-s >= 870k (expert Go 705-870k)", 870_000),
-    "ingest": ("msgs/CPU-s >= 75k (expert Go 62-75k)", 75_000),
-    "paced": ("p99 < 7 ms at <= 55 % of a core", (7.0, 0.55)),
-    "idle": ("< 6 kB per idle connection", 6.0),
+# run.py's scenario -> (module, its sub-command, fastchat's URL: "fast" is WS_PORT, "http"
+# is PORT). The baseline has one port for both.
+SCENARIOS: dict[str, tuple[str, str, str]] = {
+    "fanout": ("bench.loadgen", "fanout", "fast"),
+    "ingest": ("bench.loadgen", "ingest", "fast"),
+    "paced": ("bench.loadgen", "paced", "fast"),
+    "idle": ("bench.loadgen", "idle", "fast"),
+    "unpipelined": ("bench.loadgen", "unpipelined", "fast"),
+    "fanout-port": ("bench.loadgen", "fanout", "http"),
+    "ingest-port": ("bench.loadgen", "ingest", "http"),
+    "paced-port": ("bench.loadgen", "paced", "http"),
+    "unpipelined-port": ("bench.loadgen", "unpipelined", "http"),
+    "storm": ("bench.storm", "", "fast"),
+    "rest-health": ("bench.rest", "", "http"),
+    "rest-history": ("bench.rest", "", "http"),
 }
+DEFAULT_SCENARIOS = ",".join(SCENARIOS)
+# Run once by default (the others three times, the median shown).
+ONCE = {"idle", "storm", "rest-health", "rest-history"}
+# Nothing to measure on the baseline: it serves no HTTP.
+FASTCHAT_ONLY = {"rest-health", "rest-history"}
+HISTORY_PATH = "/api/v1/messages/general?limit=50"
 
 
 def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
-    """Load-generator arguments per scenario."""
+    """Load-generator arguments per scenario (`X-port` takes X's)."""
     if quick:
-        return {
+        plan = {
             "fanout": ["--clients", "300", "--senders", "4", "--window", "8", "--duration", "2"],
             "ingest": ["--rooms", "100", "--window", "8", "--duration", "2"],
             "paced": ["--clients", "300", "--interval-ms", "10", "--duration", "2"],
             "idle": ["--clients", str(idle or 1000), "--workers", "1"],
+            "unpipelined": ["--clients", "150", "--rooms", "100", "--duration", "2"],
+            "storm": ["--clients", "2000", "--concurrency", "200"],
         }
-    return {
-        "fanout": ["--clients", "1000", "--senders", "4", "--window", "8", "--duration", "5"],
-        "ingest": ["--rooms", "500", "--window", "8", "--duration", "5"],
-        "paced": ["--clients", "1000", "--interval-ms", "10", "--duration", "10"],
-        # The file-descriptor hard limit here is 20,000 per process (issue 7).
-        "idle": ["--clients", str(idle or 19_000), "--workers", "2"],
-    }
+        wrk = ["--duration", "2"]
+    else:
+        plan = {
+            "fanout": ["--clients", "1000", "--senders", "4", "--window", "8", "--duration", "5"],
+            "ingest": ["--rooms", "500", "--window", "8", "--duration", "5"],
+            "paced": ["--clients", "1000", "--interval-ms", "10", "--duration", "10"],
+            # The file-descriptor hard limit here is 20,000 per process (issue 7).
+            "idle": ["--clients", str(idle or 19_000), "--workers", "2"],
+            "unpipelined": ["--clients", "750", "--rooms", "500", "--duration", "10"],
+            "storm": ["--clients", "10000", "--concurrency", "200"],
+        }
+        wrk = ["--duration", "8"]
+    plan["rest-health"] = ["--path", "/api/v1/health", *wrk]
+    plan["rest-history"] = ["--path", HISTORY_PATH, "--seed", "200", "--seed-room", "general"]
+    plan["rest-history"] += wrk
+    for name in SCENARIOS:
+        if name.endswith("-port"):
+            plan[name] = plan[family(name)]
+    return plan
 
 
 # --------------------------------------------------------------------------------- servers
@@ -119,11 +157,21 @@ def pin(core: int | None) -> list[str]:
     return ["taskset", "-c", str(core)]
 
 
+class Running(NamedTuple):
+    """A started server: its WebSocket fast port (fastchat's WS_PORT), its PID, fastchat's stats
+    URL ("" for the baseline) and its HTTP port (fastchat's PORT; the baseline's only port)."""
+
+    port: int
+    pid: int
+    stats_url: str
+    http_port: int
+
+
 @contextlib.contextmanager
 def server(
     kind: str, workdir: Path, core: int | None, tree: Path | None = None
-) -> Iterator[tuple[int, int, str]]:
-    """Start `kind` on fresh ports and a fresh database; yield (ws port, pid, stats URL).
+) -> Iterator[Running]:
+    """Start `kind` on fresh ports and a fresh database and yield it.
     `tree`: run that source tree's code instead of this one's (its src/ first on PYTHONPATH)."""
     db = workdir / f"{kind}-{time.monotonic_ns()}.db"
     env = dict(os.environ)
@@ -150,7 +198,7 @@ def server(
         cmd = [*pin(core), PY, "-m", "fastchat", "serve"]
         stats_url = f"http://127.0.0.1:{port}/api/v1/stats"
     else:
-        ws_port = free_port()
+        port = ws_port = free_port()
         stats_url = ""
         cmd = [
             *pin(core),
@@ -178,7 +226,7 @@ def server(
                     raise RuntimeError(f"{kind} did not start:\n{tail}")
             # Keep draining stdout so the server can never block on a full pipe.
             threading.Thread(target=proc.stdout.read, daemon=True).start()
-            yield ws_port, proc.pid, stats_url
+            yield Running(ws_port, proc.pid, stats_url, port)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -191,24 +239,24 @@ def server(
 def loadgen(
     scenario: str,
     args: list[str],
-    port: int,
-    pid: int,
-    stats_url: str,
+    srv: Running,
     core: int | None,
     timeout: float,
     where: Path = ROOT,
 ) -> dict[str, Any]:
+    module, sub, url = SCENARIOS[scenario]
+    stats = srv.stats_url if family(scenario) not in ("idle", "rest") else ""
     cmd = [
         *pin(core),
         PY,
         "-m",
-        "bench.loadgen",
-        scenario,
+        module,
+        *([sub] if sub else []),
         "--port",
-        str(port),
+        str(srv.http_port if url == "http" else srv.port),
         "--server-pid",
-        str(pid),
-        *(["--stats-url", stats_url] if stats_url and scenario != "idle" else []),
+        str(srv.pid),
+        *(["--stats-url", stats] if stats else []),
         *args,
     ]
     done = subprocess.run(cmd, cwd=where, capture_output=True, timeout=timeout, check=False)
@@ -217,161 +265,6 @@ def loadgen(
             f"loadgen {scenario} failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}"
         )
     return json.loads(done.stdout)
-
-
-# --------------------------------------------------------------------------------- figures
-
-
-def headline(scenario: str, r: dict[str, Any]) -> dict[str, Any]:
-    """The figures the table shows for one run."""
-    if scenario == "fanout":
-        return {"rate": r["deliveries_per_s"], "per_cpu": r.get("deliveries_per_server_cpu_s")}
-    if scenario == "ingest":
-        return {"rate": r["msgs_per_s"], "per_cpu": r.get("msgs_per_server_cpu_s")}
-    if scenario == "paced":
-        return {
-            "rate": r["deliveries_per_s"],
-            "per_cpu": r.get("deliveries_per_server_cpu_s"),
-            "p50": r["latency_ms"]["p50"],
-            "p99": r["latency_ms"]["p99"],
-            "max": r["latency_ms"]["max"],
-            "cpu": r.get("server_core_share"),
-        }
-    return {"kb_per_conn": r.get("rss_per_connection_kb"), "connected": r["connected"]}
-
-
-def limit_of(scenario: str, r: dict[str, Any]) -> str:
-    """What limited the figure, from the CPU shares of both sides."""
-    server = r.get("server_core_share") or 0.0
-    gen = r.get("loadgen_core_share") or 0.0
-    busy = r.get("cores_busy", {})
-    irq0 = busy.get("cpu0_irq") or 0.0
-    # Busy time on each core beyond what our processes were charged: other tenants (this
-    # machine is shared). Per-core and per-process accounting differ by a few percent.
-    others0 = max(0.0, (busy.get("cpu0") or 0.0) - server)
-    others1 = max(0.0, (busy.get("cpu1") or 0.0) - gen)
-    note = f"; irq/softirq on core 0: {irq0:.0%} of the core" if irq0 >= 0.05 else ""
-    if others0 > 0.1 or others1 > 0.1:
-        note += f"; OTHER LOAD on the cores: core 0 +{others0:.0%}, core 1 +{others1:.0%}"
-    kernel = r.get("server_kernel_share")
-    k = f" ({kernel:.0%} of it kernel)" if kernel is not None else ""
-    if scenario == "idle":
-        return "memory (RSS)"
-    if scenario == "paced":
-        return f"open loop: server at {server:.0%} of a core{k}, load generator {gen:.0%}{note}"
-    if gen >= 0.9 and gen >= server:
-        return f"load-generator CPU ({gen:.0%}); server at {server:.0%}{k}{note}"
-    if server >= 0.85:
-        return f"server CPU ({server:.0%}{k}); load generator {gen:.0%}{note}"
-    return f"neither saturated: server {server:.0%}{k}, load generator {gen:.0%}{note}"
-
-
-def median_run(runs: list[dict[str, Any]], scenario: str) -> dict[str, Any]:
-    """The run whose headline is the median (so all its figures belong together)."""
-    if len(runs) == 1:
-        return runs[0]
-    key = "kb_per_conn" if scenario == "idle" else ("p99" if scenario == "paced" else "per_cpu")
-    ranked = sorted(runs, key=lambda r: headline(scenario, r["result"]).get(key) or 0)
-    return ranked[len(ranked) // 2]
-
-
-def fmt(x: Any, unit: str = "") -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and unit == "ms":
-        return f"{x:.2f} ms"
-    if isinstance(x, float) and unit == "%":
-        return f"{x:.0%}"
-    if isinstance(x, float) and unit == "kB":
-        return f"{x:.1f} kB"
-    if isinstance(x, int | float) and abs(x) >= 1000:
-        return f"{x / 1000:,.1f}k"
-    return str(x)
-
-
-def ratio(a: Any, b: Any) -> str:
-    if not a or not b:
-        return "-"
-    return f"{a / b:.2f}x"
-
-
-def verdict(scenario: str, fc: dict[str, Any]) -> str:
-    h = headline(scenario, fc)
-    target = TARGETS[scenario][1]
-    if scenario in ("fanout", "ingest"):
-        ok = (h["per_cpu"] or 0) >= target
-    elif scenario == "paced":
-        ok = h["p99"] < target[0] and (h["cpu"] or 1) <= target[1]
-    else:
-        ok = h["kb_per_conn"] is not None and h["kb_per_conn"] < target
-    return "MET" if ok else "MISSED"
-
-
-def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    rows = [
-        "| scenario | figure | fastchat | baseline | fastchat / baseline | zero loss (fc / base) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for scenario, by_server in results.items():
-        fc = by_server.get("fastchat", {}).get("result")
-        base = by_server.get("baseline", {}).get("result")
-        if fc is None or base is None:
-            continue
-        hf, hb = headline(scenario, fc), headline(scenario, base)
-        loss = f"{'yes' if fc['zero_loss'] else 'NO'} / {'yes' if base['zero_loss'] else 'NO'}"
-        if scenario in ("fanout", "ingest"):
-            what = "deliveries/s" if scenario == "fanout" else "msgs/s"
-            rows.append(
-                f"| {scenario} | {what} | {fmt(hf['rate'])} | {fmt(hb['rate'])} | "
-                f"{ratio(hf['rate'], hb['rate'])} | {loss} |"
-            )
-            rows.append(
-                f"| {scenario} | {what} per server CPU-s | {fmt(hf['per_cpu'])} | "
-                f"{fmt(hb['per_cpu'])} | {ratio(hf['per_cpu'], hb['per_cpu'])} | |"
-            )
-        elif scenario == "paced":
-            rows.append(
-                f"| paced | latency p50 | {fmt(hf['p50'], 'ms')} | {fmt(hb['p50'], 'ms')} | "
-                f"{ratio(hb['p50'], hf['p50'])} lower | {loss} |"
-            )
-            rows.append(
-                f"| paced | latency p99 | {fmt(hf['p99'], 'ms')} | {fmt(hb['p99'], 'ms')} | "
-                f"{ratio(hb['p99'], hf['p99'])} lower | |"
-            )
-            rows.append(
-                f"| paced | latency max | {fmt(hf['max'], 'ms')} | {fmt(hb['max'], 'ms')} | | |"
-            )
-            rows.append(
-                f"| paced | server CPU (share of a core) | {fmt(hf['cpu'], '%')} | "
-                f"{fmt(hb['cpu'], '%')} | {ratio(hb['cpu'], hf['cpu'])} less | |"
-            )
-            rows.append(
-                f"| paced | deliveries per server CPU-s | {fmt(hf['per_cpu'])} | "
-                f"{fmt(hb['per_cpu'])} | {ratio(hf['per_cpu'], hb['per_cpu'])} | |"
-            )
-        else:
-            rows.append(
-                f"| idle | server RSS per connection ({hf['connected']} / "
-                f"{hb['connected']} conns) | {fmt(hf['kb_per_conn'], 'kB')} | "
-                f"{fmt(hb['kb_per_conn'], 'kB')} | "
-                f"{ratio(hb['kb_per_conn'], hf['kb_per_conn'])} less | {loss} |"
-            )
-    rows.append("")
-    rows.append(
-        "| scenario | issue-7 target for fastchat | verdict "
-        "| what limited fastchat | what limited the baseline |"
-    )
-    rows.append("|---|---|---|---|---|")
-    for scenario, by_server in results.items():
-        fc = by_server.get("fastchat", {}).get("result")
-        base = by_server.get("baseline", {}).get("result")
-        if fc is None:
-            continue
-        rows.append(
-            f"| {scenario} | {TARGETS[scenario][0]} | {verdict(scenario, fc)} | "
-            f"{limit_of(scenario, fc)} | {limit_of(scenario, base) if base else '-'} |"
-        )
-    return "\n".join(rows)
 
 
 def wait_quiet(limit: float = 90.0, busy: float = 0.1) -> float:
@@ -395,77 +288,42 @@ def label(kind: str, var: Variant) -> str:
     return f"{kind}/{var.name}" if var.name else kind
 
 
-def every_run(all_runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
-    """One row per run (for A/B variants): the headline, both sides' CPU, per-core busy
-    shares (other tenants show as busy beyond our processes) and, for fastchat, the hub's own
-    flush timing over the window (`server_counters`)."""
-    rows = [
-        "| scenario | side | run | headline | server CPU | server us/delivery | loadgen CPU "
-        "| loadgen us/delivery (user) | cores busy (0 / 1) | hub wait mean / p99 / max (ms) "
-        "| flush mean (ms) | first / last copy p50, last p99 (ms) | zero loss |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for scenario, by_side in all_runs.items():
-        for side, runs in by_side.items():
-            for i, r in enumerate(runs, 1):
-                res = r["result"]
-                h = headline(scenario, res)
-                if scenario == "paced":
-                    head = f"p50 {h['p50']:.2f} / p99 {h['p99']:.2f} / max {h['max']:.2f} ms"
-                else:
-                    head = ", ".join(f"{k} {fmt(v)}" for k, v in h.items())
-                cpu = res.get("server_cpu_s")
-                got = res.get("received") or 0
-                per = f"{cpu / got * 1e6:.2f}" if cpu and got else "-"
-                busy = res.get("cores_busy", {})
-                others = max(
-                    (busy.get("cpu0") or 0.0) - (res.get("server_core_share") or 0.0),
-                    (busy.get("cpu1") or 0.0) - (res.get("loadgen_core_share") or 0.0),
-                )
-                hub = res.get("server_counters", {}).get("hub_flush") or {}
-                wait = (
-                    f"{hub['wait_mean_ms']:.2f} / {hub['wait_p99_ms']:.2f} / "
-                    f"{hub['wait_max_ms']:.2f}"
-                    if hub.get("flushes")
-                    else "-"
-                )
-                flush = f"{hub['flush_mean_ms']:.3f}" if hub.get("flushes") else "-"
-                first = res.get("per_message_first_ms") or {}
-                last = res.get("per_message_last_ms") or {}
-                lasts = (
-                    f"{first['p50']:.2f} / {last['p50']:.2f}, {last['p99']:.2f}" if last else "-"
-                )
-                gen_s, gen_user = res.get("loadgen_cpu_s"), res.get("loadgen_user_s")
-                gen = (
-                    f"{gen_s / got * 1e6:.2f} ({(gen_user or 0) / got * 1e6:.2f})"
-                    if gen_s and got
-                    else "-"
-                )
-                rows.append(
-                    f"| {scenario} | {side} | {i} | {head} | "
-                    f"{fmt(res.get('server_core_share'), '%')} "
-                    f"({fmt(res.get('server_kernel_share'), '%')} kernel) | {per} | "
-                    f"{fmt(res.get('loadgen_core_share'), '%')} | {gen} | "
-                    f"{fmt(busy.get('cpu0'), '%')} / {fmt(busy.get('cpu1'), '%')}"
-                    f"{' OTHER LOAD' if others > 0.1 else ''} | {wait} | "
-                    f"{flush} | {lasts} | {'yes' if res['zero_loss'] else 'NO'} |"
-                )
-    return "\n".join(rows)
+def write_record(
+    record: dict[str, Any],
+    results: dict[str, dict[str, dict[str, Any]]],
+    variants: list[Variant],
+    out_path: Path,
+    started: float,
+) -> str:
+    """Write every run so far and the tables to `out_path`; return the tables."""
+    text = table(results)
+    if any(v.name for v in variants):
+        text += "\n\n" + every_run(record["runs"])
+    record["elapsed_s"] = round(time.time() - started, 1)
+    record["table"] = text
+    record["medians"] = results
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(record, indent=1))
+    return text
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
-    parser.add_argument("--scenarios", default="fanout,ingest,paced,idle")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument(
+        "--scenarios",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated, in this order by default: {DEFAULT_SCENARIOS}",
+    )
     parser.add_argument("--servers", default="fastchat,baseline")
     parser.add_argument(
         "--repeat",
         type=int,
         default=None,
         help="runs per scenario and server, the median is shown "
-        "(default 3 for fanout/ingest/paced, 1 for idle; 1 with --quick)",
+        f"(default 1 for {', '.join(sorted(ONCE))}, 3 for the others; 1 with --quick)",
     )
     parser.add_argument(
         "--json",
@@ -493,6 +351,9 @@ def main() -> int:
         help="before each run, wait (up to 90 s) for a second with both cores under 10 %% busy",
     )
     opts = parser.parse_args()
+    # SIGTERM (`timeout`, a supervisor) unwinds like ^C: the running server and load
+    # generator are stopped, and the runs so far are already written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     variants = [Variant(v) for v in opts.variant] or [Variant()]
 
     cores = os.cpu_count() or 1
@@ -506,6 +367,9 @@ def main() -> int:
         )
     plan = sizes(opts.quick, opts.idle_connections)
     scenarios = [s for s in opts.scenarios.split(",") if s]
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenarios {unknown}; known: {DEFAULT_SCENARIOS}")
     servers = [s for s in opts.servers.split(",") if s]
     out_path = opts.json or (
         ROOT / ("build/bench-quick.json" if opts.quick else "bench/results.json")
@@ -525,12 +389,27 @@ def main() -> int:
         "runs": {},
     }
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    text = ""
     with tempfile.TemporaryDirectory(prefix="fastchat-bench-") as tmp:
         workdir = Path(tmp)
         for scenario in scenarios:
-            repeat = opts.repeat or (1 if opts.quick or scenario == "idle" else 3)
-            sides = [(k, v) for k in servers for v in variants]
+            repeat = opts.repeat or (1 if opts.quick or scenario in ONCE else 3)
+            sides = [
+                (k, v)
+                for k in servers
+                for v in variants
+                if not (k == "baseline" and scenario in FASTCHAT_ONLY)
+            ]
+            # The baseline has one port: its X-port is its X, when X ran in this invocation.
+            same = record["runs"].get(family(scenario), {}) if scenario.endswith("-port") else {}
+            reused = {
+                label(k, v): same[label(k, v)]
+                for k, v in sides
+                if k == "baseline" and label(k, v) in same
+            }
+            sides = [(k, v) for k, v in sides if label(k, v) not in reused]
             runs: dict[str, list[dict[str, Any]]] = {label(k, v): [] for k, v in sides}
+            runs.update(reused)
             for i in range(repeat):
                 # Alternate, so drift in the machine's load hits every server and variant.
                 for kind, var in sides:
@@ -550,17 +429,10 @@ def main() -> int:
                             print(
                                 f"[bench]   waited {waited:.0f} s for quiet cores", file=sys.stderr
                             )
-                    with server(kind, workdir, server_core, tree) as (port, pid, stats):
+                    with server(kind, workdir, server_core, tree) as srv:
                         time.sleep(0.3)
                         r = loadgen(
-                            scenario,
-                            plan[scenario] + var.args,
-                            port,
-                            pid,
-                            stats,
-                            gen_core,
-                            600,
-                            var.loadgen,
+                            scenario, plan[scenario] + var.args, srv, gen_core, 600, var.loadgen
                         )
                     runs[name].append(r)
                     res = r["result"]
@@ -573,15 +445,9 @@ def main() -> int:
                     )
             record["runs"][scenario] = runs
             results[scenario] = {k: median_run(v, scenario) for k, v in runs.items() if v}
+            # After every scenario, so that a run stopped (a time bound, ^C) keeps what it did.
+            text = write_record(record, results, variants, out_path, started)
     elapsed = time.time() - started
-    text = table(results)
-    if any(v.name for v in variants):
-        text += "\n\n" + every_run(record["runs"])
-    record["elapsed_s"] = round(elapsed, 1)
-    record["table"] = text
-    record["medians"] = results
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(record, indent=1))
     print()
     print(
         f"fastchat vs baseline ({record['date']}, {elapsed:.0f} s, server on core 0, "

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# The Debian packages the tests need: chromium (browser tests), redis-server and postgresql
-# (the cluster and store tests start their own servers on free ports). Installed when missing
-# and we are root (CI, these machines); otherwise the missing ones are named and we stop.
+# The Debian packages a target needs, installed when missing and we are root (CI, these
+# machines); otherwise the missing ones are named and we stop.
+#   scripts/system-deps.sh          make test: chromium (browser tests), redis-server and
+#                                   postgresql (the cluster and store tests start their own
+#                                   servers on free ports)
+#   scripts/system-deps.sh bench    make bench: wrk (REST under load, bench/rest.py)
 set -euo pipefail
+target=${1:-test}
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ "$target" = bench ]; then
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+else
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  echo "make test needs these Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+  echo "make $target needs these Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,411 @@
+"""The tables `bench.run` prints: each scenario's figures, fastchat beside the baseline, each
+against its target (issues 7 and 14), and what limited it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Issue 7's bar: the expert Go build (best of its range) per server CPU-second, and the absolute
+# targets for latency and memory; issue 14's for the shapes real clients take.
+PORT_RATIO = ("issue 14: per server CPU-s on PORT >= 0.8x on WS_PORT", 0.8)
+TARGETS: dict[str, tuple[str, Any]] = {
+    "fanout": ("issue 7: deliveries/CPU-s >= 870k (expert Go 705-870k)", 870_000),
+    "ingest": ("issue 7: msgs/CPU-s >= 75k (expert Go 62-75k)", 75_000),
+    "paced": ("issue 7: p99 < 7 ms at <= 55 % of a core", (7.0, 0.55)),
+    "idle": ("issue 7: < 6 kB per idle connection", 6.0),
+    "unpipelined": ("issue 14: msgs/CPU-s >= 80k (expert Go 77k)", 80_000),
+    "fanout-port": PORT_RATIO,
+    "ingest-port": PORT_RATIO,
+    "unpipelined-port": PORT_RATIO,
+    "paced-port": ("issue 14: p99 <= 10 ms at 100k deliveries/s on PORT", 10.0),
+    "storm": ("issue 14: all joined in <= 2 s; RSS after all left <= RSS connected", 2.0),
+    "rest-health": ("issue 14: requests/CPU-s >= 30k", 30_000),
+    "rest-history": ("issue 14: requests/CPU-s >= 10k (Go original 4.8k)", 10_000),
+}
+NO_BASELINE = "n/a: no HTTP endpoint"
+
+
+def family(scenario: str) -> str:
+    """What a scenario measures, whatever the URL: `fanout-port` -> `fanout`."""
+    return "rest" if scenario.startswith("rest-") else scenario.removesuffix("-port")
+
+
+def headline(scenario: str, r: dict[str, Any]) -> dict[str, Any]:
+    """The figures the table shows for one run."""
+    kind = family(scenario)
+    if kind == "fanout":
+        return {"rate": r["deliveries_per_s"], "per_cpu": r.get("deliveries_per_server_cpu_s")}
+    if kind == "ingest":
+        return {"rate": r["msgs_per_s"], "per_cpu": r.get("msgs_per_server_cpu_s")}
+    if kind == "unpipelined":
+        echo = r.get("sender_echo_latency_ms") or {}
+        return {
+            "rate": r["msgs_per_s"],
+            "per_cpu": r.get("msgs_per_server_cpu_s"),
+            "echo_p50": echo.get("p50"),
+            "echo_p99": echo.get("p99"),
+        }
+    if kind == "paced":
+        return {
+            "rate": r["deliveries_per_s"],
+            "per_cpu": r.get("deliveries_per_server_cpu_s"),
+            "p50": r["latency_ms"]["p50"],
+            "p99": r["latency_ms"]["p99"],
+            "max": r["latency_ms"]["max"],
+            "cpu": r.get("server_core_share"),
+        }
+    if kind == "storm":
+        mb = {k: (r.get(f"server_rss_{k}_kb") or 0) / 1024 for k in ("connected", "after")}
+        return {
+            "joined_s": r.get("joined_s"),
+            "cpu_s": r.get("server_cpu_s"),
+            "rss_connected_mb": round(mb["connected"], 1),
+            "rss_after_mb": round(mb["after"], 1),
+            "left_s": r.get("left_s"),
+        }
+    if kind == "rest":
+        return {
+            "rate": r.get("requests_per_s"),
+            "per_cpu": r.get("requests_per_server_cpu_s"),
+            "p99": (r.get("latency_ms") or {}).get("p99"),
+        }
+    return {"kb_per_conn": r.get("rss_per_connection_kb"), "connected": r["connected"]}
+
+
+def limit_of(scenario: str, r: dict[str, Any]) -> str:
+    """What limited the figure, from the CPU shares of both sides."""
+    server = r.get("server_core_share") or 0.0
+    gen = r.get("loadgen_core_share") or 0.0
+    busy = r.get("cores_busy", {})
+    irq0 = busy.get("cpu0_irq") or 0.0
+    # Busy time on each core beyond what our processes were charged: other tenants (this
+    # machine is shared). Per-core and per-process accounting differ by a few percent.
+    others0 = max(0.0, (busy.get("cpu0") or 0.0) - server)
+    others1 = max(0.0, (busy.get("cpu1") or 0.0) - gen)
+    note = f"; irq/softirq on core 0: {irq0:.0%} of the core" if irq0 >= 0.05 else ""
+    if others0 > 0.1 or others1 > 0.1:
+        note += f"; OTHER LOAD on the cores: core 0 +{others0:.0%}, core 1 +{others1:.0%}"
+    kernel = r.get("server_kernel_share")
+    k = f" ({kernel:.0%} of it kernel)" if kernel is not None else ""
+    kind = family(scenario)
+    if kind == "storm":  # where a client's time went: waiting to connect, upgrade, join
+        spans = r.get("client_s") or {}
+        if spans.get("upgrade"):
+            note += (
+                f"; per client p50 / max: connect to upgrade {spans['upgrade']['p50']:.3f} / "
+                f"{spans['upgrade']['max']:.3f} s, upgrade to ROOM_JOINED "
+                f"{spans['join']['p50']:.3f} / {spans['join']['max']:.3f} s"
+            )
+    if kind == "idle":
+        return "memory (RSS)"
+    if kind == "paced":
+        return f"open loop: server at {server:.0%} of a core{k}, load generator {gen:.0%}{note}"
+    if gen >= 0.9 and gen >= server:
+        return f"load-generator CPU ({gen:.0%}); server at {server:.0%}{k}{note}"
+    if server >= 0.85:
+        return f"server CPU ({server:.0%}{k}); load generator {gen:.0%}{note}"
+    return f"neither saturated: server {server:.0%}{k}, load generator {gen:.0%}{note}"
+
+
+def median_run(runs: list[dict[str, Any]], scenario: str) -> dict[str, Any]:
+    """The run whose headline is the median (so all its figures belong together)."""
+    if len(runs) == 1:
+        return runs[0]
+    key = {"idle": "kb_per_conn", "paced": "p99", "storm": "joined_s"}.get(
+        family(scenario), "per_cpu"
+    )
+    ranked = sorted(runs, key=lambda r: headline(scenario, r["result"]).get(key) or 0)
+    return ranked[len(ranked) // 2]
+
+
+def fmt(x: Any, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and unit == "ms":
+        return f"{x:.2f} ms"
+    if isinstance(x, float) and unit == "%":
+        return f"{x:.0%}"
+    if isinstance(x, float) and unit == "kB":
+        return f"{x:.1f} kB"
+    if isinstance(x, int | float) and unit == "s":
+        return f"{x:.2f} s"
+    if isinstance(x, int | float) and unit == "MB":
+        return f"{x:,.1f} MB"
+    if isinstance(x, int | float) and abs(x) >= 1000:
+        return f"{x / 1000:,.1f}k"
+    return str(x)
+
+
+def ratio(a: Any, b: Any) -> str:
+    if not a or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def fast_port_twin(
+    scenario: str, results: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """For `X-port`, fastchat's run of X (the same load on WS_PORT) in this invocation."""
+    if not scenario.endswith("-port"):
+        return None
+    twin = results.get(family(scenario), {}).get("fastchat")
+    return twin["result"] if twin else None
+
+
+def verdict(
+    scenario: str, fc: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
+) -> str:
+    h = headline(scenario, fc)
+    kind = family(scenario)
+    target = TARGETS[scenario][1]
+    if scenario in ("fanout-port", "ingest-port", "unpipelined-port"):
+        twin = fast_port_twin(scenario, results)
+        if twin is None:
+            return f"n/a: run {family(scenario)} in the same invocation"
+        fast = headline(scenario, twin)["per_cpu"]
+        share = (h["per_cpu"] or 0) / fast if fast else 0.0
+        return f"{'MET' if share >= target else 'MISSED'} ({share:.2f}x)"
+    if scenario == "paced-port":
+        ok = h["p99"] <= target
+    elif kind in ("fanout", "ingest", "unpipelined", "rest"):
+        ok = (h["per_cpu"] or 0) >= target
+    elif kind == "paced":
+        ok = h["p99"] < target[0] and (h["cpu"] or 1) <= target[1]
+    elif kind == "storm":
+        fast = h["joined_s"] is not None and h["joined_s"] <= target
+        lean = h["rss_after_mb"] <= h["rss_connected_mb"]
+        some = "" if h["joined_s"] is not None else f" (with the {fc.get('joined', 0):,} joined)"
+        return (
+            f"joined in <= 2 s: {'MET' if fast else 'MISSED'}; "
+            f"RSS after <= connected{some}: {'MET' if lean else 'MISSED'}"
+        )
+    else:
+        ok = h["kb_per_conn"] is not None and h["kb_per_conn"] < target
+    return "MET" if ok else "MISSED"
+
+
+Row = tuple[str, str, str, str]  # figure, fastchat, baseline, fastchat vs baseline
+
+
+def figure_rows(
+    scenario: str,
+    fc: dict[str, Any],
+    base: dict[str, Any] | None,
+    results: dict[str, dict[str, dict[str, Any]]],
+) -> list[Row]:
+    """The rows of one scenario; `base` None: the baseline has nothing to measure there."""
+    hf = headline(scenario, fc)
+    hb = headline(scenario, base) if base else {}
+    kind = family(scenario)
+    b = (lambda key, unit="": fmt(hb.get(key), unit)) if base else (lambda *_: NO_BASELINE)
+    rows: list[Row] = []
+    if kind in ("fanout", "ingest", "unpipelined", "rest"):
+        what = {"fanout": "deliveries/s", "rest": "requests/s"}.get(kind, "msgs/s")
+        rows.append((what, fmt(hf["rate"]), b("rate"), ratio(hf["rate"], hb.get("rate"))))
+        rows.append(
+            (
+                f"{what} per server CPU-s",
+                fmt(hf["per_cpu"]),
+                b("per_cpu"),
+                ratio(hf["per_cpu"], hb.get("per_cpu")),
+            )
+        )
+    if kind == "unpipelined":
+        rows.append(
+            (
+                "echo round trip p50 / p99",
+                f"{fmt(hf['echo_p50'], 'ms')} / {fmt(hf['echo_p99'], 'ms')}",
+                f"{b('echo_p50', 'ms')} / {b('echo_p99', 'ms')}",
+                f"{ratio(hb.get('echo_p99'), hf['echo_p99'])} lower (p99)",
+            )
+        )
+    elif kind == "rest":
+        rows.append(("latency p99 (wrk)", fmt(hf["p99"], "ms"), b("p99", "ms"), ""))
+    elif kind == "paced":
+        for key, name in (("p50", "latency p50"), ("p99", "latency p99")):
+            rows.append(
+                (name, fmt(hf[key], "ms"), b(key, "ms"), f"{ratio(hb.get(key), hf[key])} lower")
+            )
+        rows.append(("latency max", fmt(hf["max"], "ms"), b("max", "ms"), ""))
+        rows.append(
+            (
+                "server CPU (share of a core)",
+                fmt(hf["cpu"], "%"),
+                b("cpu", "%"),
+                f"{ratio(hb.get('cpu'), hf['cpu'])} less",
+            )
+        )
+        rows.append(
+            (
+                "deliveries per server CPU-s",
+                fmt(hf["per_cpu"]),
+                b("per_cpu"),
+                ratio(hf["per_cpu"], hb.get("per_cpu")),
+            )
+        )
+    elif kind == "storm":
+        rows += storm_rows(fc, base)
+    elif kind == "idle":
+        rows.append(
+            (
+                f"server RSS per connection ({hf['connected']} / {hb.get('connected')} conns)",
+                fmt(hf["kb_per_conn"], "kB"),
+                b("kb_per_conn", "kB"),
+                f"{ratio(hb.get('kb_per_conn'), hf['kb_per_conn'])} less",
+            )
+        )
+    twin = fast_port_twin(scenario, results)
+    if twin is not None:
+        ht = headline(scenario, twin)
+        per = "p99" if kind == "paced" else "per_cpu"
+        name = "latency p99" if kind == "paced" else "per server CPU-s"
+        rows.append(
+            (
+                f"{name}: this on PORT / the same on WS_PORT",
+                f"{fmt(hf[per], 'ms' if kind == 'paced' else '')} / "
+                f"{fmt(ht[per], 'ms' if kind == 'paced' else '')} = {ratio(hf[per], ht[per])}",
+                "one port",
+                "",
+            )
+        )
+    return rows
+
+
+def times(a: Any, b: Any) -> str:
+    r = ratio(a, b)
+    return f"{r} the time" if r != "-" else r
+
+
+def storm_rows(fc: dict[str, Any], base: dict[str, Any] | None) -> list[Row]:
+    def both(key: str, unit: str, scale: float = 1.0) -> tuple[str, str]:
+        f = fc.get(key)
+        g = base.get(key) if base else None
+        return (
+            fmt(f / scale if f is not None else None, unit),
+            fmt(g / scale if g is not None else None, unit),
+        )
+
+    def cpu(r: dict[str, Any] | None) -> str:
+        if not r:
+            return "-"
+        return " / ".join(
+            f"{r.get(f'server_cpu_{p}_s') or 0:.2f}" for p in ("join", "quiet", "leave")
+        )
+
+    def joined(r: dict[str, Any] | None) -> str:
+        if not r:
+            return "-"
+        if r.get("joined_s") is not None:
+            return fmt(r["joined_s"], "s")
+        return f"not all: {r.get('joined', 0):,} within {r.get('wall_s', 0):.0f} s"
+
+    rows: list[Row] = [
+        (
+            f"seconds until all {fc['clients']:,} joined",
+            joined(fc),
+            joined(base),
+            times(fc.get("joined_s"), base.get("joined_s") if base else None),
+        ),
+        ("server CPU-s: join / quiet / leave", cpu(fc), cpu(base), ""),
+    ]
+    for key, name in (
+        ("before", "server RSS before"),
+        ("connected", "server RSS, all connected (quiet)"),
+        ("peak", "server RSS peak (VmHWM)"),
+        ("after", "server RSS after all left (0 connections)"),
+    ):
+        rows.append((name, *both(f"server_rss_{key}_kb", "MB", 1024), ""))
+    rows.append(("seconds until no connection left", *both("left_s", "s"), ""))
+    rows.append(("bytes received by the clients", *both("bytes_received", "MB", 1 << 20), ""))
+    return rows
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    rows = [
+        "| scenario | figure | fastchat | baseline | fastchat / baseline | zero loss (fc / base) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scenario, by_server in results.items():
+        fc = by_server.get("fastchat", {}).get("result")
+        base = by_server.get("baseline", {}).get("result")
+        if fc is None or (base is None and family(scenario) != "rest"):
+            continue
+        on_base = ("yes" if base["zero_loss"] else "NO") if base else "n/a"
+        loss = f"{'yes' if fc['zero_loss'] else 'NO'} / {on_base}"
+        for i, (name, f, g, r) in enumerate(figure_rows(scenario, fc, base, results)):
+            rows.append(f"| {scenario} | {name} | {f} | {g} | {r} | {loss if i == 0 else ''} |")
+    rows.append("")
+    rows.append(
+        "| scenario | target for fastchat | verdict "
+        "| what limited fastchat | what limited the baseline |"
+    )
+    rows.append("|---|---|---|---|---|")
+    for scenario, by_server in results.items():
+        fc = by_server.get("fastchat", {}).get("result")
+        base = by_server.get("baseline", {}).get("result")
+        if fc is None:
+            continue
+        missing = NO_BASELINE if family(scenario) == "rest" else "-"
+        rows.append(
+            f"| {scenario} | {TARGETS[scenario][0]} | {verdict(scenario, fc, results)} | "
+            f"{limit_of(scenario, fc)} | {limit_of(scenario, base) if base else missing} |"
+        )
+    return "\n".join(rows)
+
+
+def every_run(all_runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """One row per run (for A/B variants): the headline, both sides' CPU, per-core busy
+    shares (other tenants show as busy beyond our processes) and, for fastchat, the hub's own
+    flush timing over the window (`server_counters`)."""
+    rows = [
+        "| scenario | side | run | headline | server CPU | server us/delivery | loadgen CPU "
+        "| loadgen us/delivery (user) | cores busy (0 / 1) | hub wait mean / p99 / max (ms) "
+        "| flush mean (ms) | first / last copy p50, last p99 (ms) | zero loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, by_side in all_runs.items():
+        for side, runs in by_side.items():
+            for i, r in enumerate(runs, 1):
+                res = r["result"]
+                h = headline(scenario, res)
+                if family(scenario) == "paced":
+                    head = f"p50 {h['p50']:.2f} / p99 {h['p99']:.2f} / max {h['max']:.2f} ms"
+                else:
+                    head = ", ".join(f"{k} {fmt(v)}" for k, v in h.items())
+                cpu = res.get("server_cpu_s")
+                got = res.get("received") or 0
+                per = f"{cpu / got * 1e6:.2f}" if cpu and got else "-"
+                busy = res.get("cores_busy", {})
+                others = max(
+                    (busy.get("cpu0") or 0.0) - (res.get("server_core_share") or 0.0),
+                    (busy.get("cpu1") or 0.0) - (res.get("loadgen_core_share") or 0.0),
+                )
+                hub = res.get("server_counters", {}).get("hub_flush") or {}
+                wait = (
+                    f"{hub['wait_mean_ms']:.2f} / {hub['wait_p99_ms']:.2f} / "
+                    f"{hub['wait_max_ms']:.2f}"
+                    if hub.get("flushes")
+                    else "-"
+                )
+                flush = f"{hub['flush_mean_ms']:.3f}" if hub.get("flushes") else "-"
+                first = res.get("per_message_first_ms") or {}
+                last = res.get("per_message_last_ms") or {}
+                lasts = (
+                    f"{first['p50']:.2f} / {last['p50']:.2f}, {last['p99']:.2f}" if last else "-"
+                )
+                gen_s, gen_user = res.get("loadgen_cpu_s"), res.get("loadgen_user_s")
+                gen = (
+                    f"{gen_s / got * 1e6:.2f} ({(gen_user or 0) / got * 1e6:.2f})"
+                    if gen_s and got
+                    else "-"
+                )
+                rows.append(
+                    f"| {scenario} | {side} | {i} | {head} | "
+                    f"{fmt(res.get('server_core_share'), '%')} "
+                    f"({fmt(res.get('server_kernel_share'), '%')} kernel) | {per} | "
+                    f"{fmt(res.get('loadgen_core_share'), '%')} | {gen} | "
+                    f"{fmt(busy.get('cpu0'), '%')} / {fmt(busy.get('cpu1'), '%')}"
+                    f"{' OTHER LOAD' if others > 0.1 else ''} | {wait} | "
+                    f"{flush} | {lasts} | {'yes' if res['zero_loss'] else 'NO'} |"
+                )
+    return "\n".join(rows)
