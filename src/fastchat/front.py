@@ -154,7 +154,7 @@ class Front(asyncio.BufferedProtocol):
 class Relay(asyncio.Protocol):
     """The Granian side of one relayed connection; the Front feeds it the client's bytes."""
 
-    __slots__ = ("_client", "_closed", "_pending", "_upstream")
+    __slots__ = ("_client", "_closed", "_connecting", "_pending", "_upstream")
 
     def __init__(self, client: Any, path: str, first: bytes) -> None:
         self._client = client
@@ -162,7 +162,8 @@ class Relay(asyncio.Protocol):
         self._upstream: Any = None
         self._closed = False
         client.pause_reading()
-        asyncio.get_running_loop().create_task(self._connect(path))
+        # Held: the loop keeps only a weak reference to a task.
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(path))
 
     async def _connect(self, path: str) -> None:
         try:
