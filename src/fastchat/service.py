@@ -373,7 +373,10 @@ class Chat:
                 last = self._presence_sent.get(key)
                 if last is not None:
                     delay = max(0.0, last + PRESENCE_INTERVAL - time.monotonic())
-            self._loop.call_later(delay, self._flush_presence, key)
+            if delay:
+                self._loop.call_later(delay, self._flush_presence, key)
+            else:  # this tick, after the events being handled now: no timer's extra turn
+                self._loop.call_soon(self._flush_presence, key)
         pending.users[user] = pending.users.get(user, 0) + delta
         pending.exclude = exclude if len(pending.users) == 1 else None
         pending.local = pending.local or local

@@ -6,6 +6,7 @@ on an ephemeral port, in a temp dir, with persistence off.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -182,6 +183,11 @@ async def test_presence_counts_across_nodes_and_a_dead_node_s_users_leave(
     try:
         alice = await Client.connect(a.ws_fast)
         assert (await alice.join("pres", "alice"))["members"] == 1
+        # Node B hears of alice through Redis, a moment after she joined on A.
+        deadline = time.monotonic() + TIMEOUT
+        while httpx.get(f"{b.http}/api/v1/stats").json()["cluster"]["connections"] < 1:
+            assert time.monotonic() < deadline, "node B never heard of alice"
+            await asyncio.sleep(0.01)
         bob = await Client.connect(b.ws_http)
         joined = await bob.join("pres", "bob")
         assert joined["members"] == 2 and set(joined["users"]) == {"alice", "bob"}
