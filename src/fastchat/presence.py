@@ -112,9 +112,15 @@ class Presence:
 
     def users(self, key: str) -> list[str]:
         """Distinct names in the room, this node's first (in join order), at most 100."""
-        names = dict.fromkeys(self.local.get(key, ()))
+        # Never a copy of the whole room: a join into a room of n members would cost O(n),
+        # and a join storm O(n²) (issue 14).
+        names = dict.fromkeys(itertools.islice(self.local.get(key, ()), USERS_LISTED))
         for rooms in self.remote.values():
             view = rooms.get(key)
-            if view is not None:
-                names.update(dict.fromkeys(view[1]))
-        return list(itertools.islice(names, USERS_LISTED))
+            if view is None:
+                continue
+            for name in view[1]:
+                if len(names) >= USERS_LISTED:
+                    return list(names)
+                names[name] = None
+        return list(names)

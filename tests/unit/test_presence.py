@@ -45,3 +45,17 @@ def test_a_node_emptying_a_room_removes_it() -> None:
     p.apply("n2", "r:a", (1, {"li": 1}), now=1.0)
     p.apply("n2", "r:a", (0, {}), now=2.0)
     assert p.members("r:a") == 0 and p.users("r:a") == []
+
+
+def test_the_user_list_stops_at_100_names_this_nodes_first() -> None:
+    p = Presence()
+    for i in range(150):
+        p.join("r:big", f"u{i}")
+    p.apply("n2", "r:big", (3, {"u0": 1, "far1": 1, "far2": 1}), now=1.0)
+    assert p.users("r:big") == [f"u{i}" for i in range(100)]
+    assert p.members("r:big") == 153
+    q = Presence()
+    q.join("r:a", "sam")
+    q.apply("n2", "r:a", (120, {f"f{i}": 1 for i in range(120)}), now=1.0)
+    names = q.users("r:a")
+    assert len(names) == 100 and names[:3] == ["sam", "f0", "f1"]
