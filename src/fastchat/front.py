@@ -8,20 +8,28 @@ read here, and
 - a WebSocket upgrade of `/ws` is handed, with the bytes read so far, to the same picows
   protocol as WS_PORT's (`fastport.protocol_factory`): the same frame rules, limits, close
   codes and hub path, one write per member per tick;
-- anything else (pages, REST, static files, metrics) is relayed byte for byte to Granian,
-  which serves the Litestar app on a Unix socket of its own. The relay runs until either side
-  closes, so keep-alive and pipelining work as they do on Granian directly.
+- the few requests that are answered from memory (answers.py: `GET`/`HEAD` of the health
+  check and of the newest history pages, what monitors, page loads and `wrk` ask for) are
+  answered here, from the same bytes Litestar's handlers answer with: through Granian and
+  Litestar they cost about 200 µs each on this machine kind, here a few;
+- anything else (pages, REST writes, static files, metrics, errors) is relayed byte for byte
+  to Granian, which serves the Litestar app on a Unix socket of its own. From the first
+  request that is not answered here, the connection is a relay until either side closes, so
+  keep-alive and pipelining work as they do on Granian directly.
 
-The first request of a connection decides. A `/ws` upgrade that follows an HTTP request on
-the same kept-alive connection (browsers and WebSocket clients open a new one) reaches the
-Litestar route that served the URL before.
+Only the first request of a connection may become a WebSocket. A `/ws` upgrade that follows
+an HTTP request on the same kept-alive connection (browsers and WebSocket clients open a new
+one) is relayed to Granian, which has no WebSocket route and refuses it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from email.utils import formatdate
+from functools import partial
 from typing import Any, Final
 
 log = logging.getLogger("fastchat.front")
@@ -58,30 +66,81 @@ def is_ws_upgrade(head: bytes, paths: tuple[bytes, ...] = (b"/ws",)) -> bool:
     return False
 
 
+# An answer of the front's own (answers.py): its status line; the date header, per second.
+_STATUS: Final = {200: b"200 OK", 503: b"503 Service Unavailable"}
+_RESPONSE: Final = (
+    b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\ndate: %s\r\n%s\r\n"
+)
+_date: list[Any] = [0, b""]
+
+
+def _http_date() -> bytes:
+    now = int(time.time())
+    if _date[0] != now:
+        _date[0], _date[1] = now, formatdate(now, usegmt=True).encode()
+    return _date[1]  # type: ignore[no-any-return]
+
+
+def response(status: int, body: bytes, *, head_only: bool = False, close: bool = False) -> bytes:
+    """An HTTP/1.1 response of the front's own, with the headers Granian would send."""
+    top = _RESPONSE % (
+        _STATUS[status],
+        len(body),
+        _http_date(),
+        b"connection: close\r\n" if close else b"",
+    )
+    return top if head_only else top + body
+
+
+# (target, lower-cased header lines) -> what answers it (answers.py `Answers.route`) or None.
+RouteFn = Callable[[bytes, bytes], Any]
+# Routes by request head: the same client sends the same head again and again (wrk, monitors,
+# pollers), and parsing it again cost more than answering it. Bounded: cleared when full.
+ROUTES_KEPT: Final = 1024
+
+
 class Front(asyncio.BufferedProtocol):
-    """One PORT connection until its first request head is read; then a relay to Granian,
-    or nothing (picows' protocol has taken the transport)."""
+    """One PORT connection. The first request head may hand it to picows (a WebSocket
+    upgrade of `paths`). Then each request `answer` knows (answers.py: health, the newest
+    history pages) is answered here, in order, pipelined or not; the first one it does not
+    know turns the connection into a relay to Granian from that request on, for good (a
+    browser's first request is a page: its connections are relays from the start)."""
 
     __slots__ = (
         "_buffer",
+        "_first",
         "_paths",
         "_picows",
         "_read",
         "_relay",
+        "_route",
+        "_routes",
         "_timer",
         "_transport",
         "_upstream",
+        "_waiting",
     )
 
-    def __init__(self, picows: Callable[[], Any], upstream: str, paths: tuple[bytes, ...]) -> None:
+    def __init__(
+        self,
+        picows: Callable[[], Any],
+        upstream: str,
+        paths: tuple[bytes, ...],
+        route: RouteFn | None = None,
+        routes: dict[bytes, Any] | None = None,
+    ) -> None:
         self._picows = picows
         self._paths = paths  # the upgrade paths picows takes
         self._upstream = upstream  # Granian's Unix socket
+        self._route = route
+        self._routes = routes if routes is not None else {}  # shared by the connections
         self._buffer = bytearray(2048)
         self._read = 0
+        self._first = True
         self._transport: Any = None
         self._relay: Relay | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._waiting: asyncio.Future[Any] | None = None  # an answer being built
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport  # uvloop's, not an asyncio.Transport subclass
@@ -97,24 +156,122 @@ class Front(asyncio.BufferedProtocol):
             self._relay.from_client(bytes(self._buffer[:nbytes]))
             return
         self._read += nbytes
-        end = self._buffer.find(b"\r\n\r\n", 0, self._read)
+        if self._waiting is None:
+            self._serve()
+
+    def _serve(self) -> None:
+        """Answer the complete request heads in the buffer, in order, until one must wait
+        or be relayed; keep what is left (a partial head, or the one waited for) at the
+        buffer's start."""
         transport = self._transport
-        assert transport is not None
-        if end < 0:
-            if self._read >= HEAD_MAX:
-                transport.write(_TOO_LARGE)
-                transport.close()
+        buffer = self._buffer
+        start = 0
+        out: list[bytes] = []
+        close = False
+        while True:
+            end = buffer.find(b"\r\n\r\n", start, self._read)
+            if end < 0:
+                break
+            head = bytes(buffer[start:end])
+            if self._first:
+                self._first = False
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                if is_ws_upgrade(head, self._paths):
+                    self._to_picows(transport, bytes(buffer[start : self._read]))
+                    return
+            known = self._routes.get(head)
+            if known is None:
+                known = self._route_for(head)
+            route, head_only, close = known
+            answer = route() if route is not None else None
+            if answer is None:
+                self._write(out)
+                self._start_relay(bytes(buffer[start : self._read]))
+                return
+            if type(answer) is not tuple:  # built later; the head stays in the buffer
+                size = end + 4 - start  # at the buffer's start once it is compacted below
+                self._waiting = waiting = asyncio.ensure_future(answer)
+                waiting.add_done_callback(partial(self._answered, size, head_only, close))
+                transport.pause_reading()
+                break
+            out.append(response(*answer, head_only=head_only, close=close))
+            start = end + 4
+            if close:
+                break
+        self._write(out)
+        if close and self._waiting is None:
+            transport.close()
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        data = bytes(self._buffer[: self._read])
-        if is_ws_upgrade(data[:end], self._paths):
-            self._to_picows(transport, data)
-        else:
-            self._relay = Relay(transport, self._upstream, data)
-            self._buffer = bytearray(RELAY_CHUNK)
-            self._read = 0
+        left = self._read - start
+        if start:
+            buffer[:left] = buffer[start : self._read]  # same size: no resize while exported
+            self._read = left
+        if self._read >= HEAD_MAX and self._waiting is None:
+            transport.write(_TOO_LARGE)
+            transport.close()
+
+    def _route_for(self, head: bytes) -> tuple[Any, bool, bool]:
+        """(route or None, HEAD?, close after?) for one request head; kept for the next
+        request with the same head."""
+        known: tuple[Any, bool, bool] = (None, False, False)
+        line_end = head.find(b"\r\n")
+        if line_end < 0:
+            line_end = len(head)
+        method, _, rest = head[:line_end].partition(b" ")
+        target, _, version = rest.rpartition(b" ")
+        headers = head[line_end:].lower()
+        if (
+            self._route is None
+            or version != b"HTTP/1.1"
+            or (method != b"GET" and method != b"HEAD")
+            # A body, a continue or an upgrade: Granian's to handle.
+            or b"\r\ncontent-length:" in headers
+            or b"\r\ntransfer-encoding:" in headers
+            or b"\r\nupgrade:" in headers
+            or b"\r\nexpect:" in headers
+        ):
+            return known
+        known = (
+            self._route(target, headers),
+            method == b"HEAD",
+            b"\r\nconnection: close" in headers,
+        )
+        if len(self._routes) >= ROUTES_KEPT:
+            self._routes.clear()
+        self._routes[head] = known
+        return known
+
+    def _answered(self, size: int, head_only: bool, close: bool, done: asyncio.Future[Any]) -> None:
+        self._waiting = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        answer = None if done.cancelled() or done.exception() else done.result()
+        if answer is None:  # not ours after all: Granian answers it, and what follows
+            self._start_relay(bytes(self._buffer[: self._read]))
+            return
+        transport.write(response(*answer, head_only=head_only, close=close))
+        if close:
+            transport.close()
+            return
+        left = self._read - size
+        self._buffer[:left] = self._buffer[size : self._read]
+        self._read = left
+        transport.resume_reading()
+        self._serve()
+
+    def _write(self, out: list[bytes]) -> None:
+        if len(out) == 1:
+            self._transport.write(out[0])
+        elif out:
+            self._transport.writelines(out)
+
+    def _start_relay(self, data: bytes) -> None:
+        self._relay = Relay(self._transport, self._upstream, data)
+        self._buffer = bytearray(RELAY_CHUNK)
+        self._read = 0
 
     def _to_picows(self, transport: Any, data: bytes) -> None:
         """picows' protocol takes the connection as if it had accepted it, then reads what
@@ -138,14 +295,20 @@ class Front(asyncio.BufferedProtocol):
     def pause_writing(self) -> None:
         if self._relay is not None:
             self._relay.pause_upstream()
+        elif self._transport is not None:  # a client that does not read its answers
+            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         if self._relay is not None:
             self._relay.resume_upstream()
+        elif self._transport is not None and self._waiting is None:
+            self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._waiting is not None:
+            self._waiting.cancel()
         if self._relay is not None:
             self._relay.client_lost()
         self._transport = None
@@ -235,10 +398,12 @@ async def start_front(
     upstream: str,
     *,
     paths: tuple[bytes, ...] = (b"/ws",),
+    route: RouteFn | None = None,
     reuse_port: bool = False,
 ) -> asyncio.Server:
+    routes: dict[bytes, Any] = {}
     return await asyncio.get_running_loop().create_server(
-        lambda: Front(picows, upstream, paths),
+        lambda: Front(picows, upstream, paths, route, routes),
         host,
         port,
         backlog=4096,

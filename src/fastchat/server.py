@@ -28,6 +28,7 @@ from granian.server.embed import Server as GranianServer
 
 from fastchat import __version__, logs
 from fastchat._hub import Hub
+from fastchat.answers import Answers, Health, NewestPages
 from fastchat.app import create_app
 from fastchat.app.head import HeadAsGet
 from fastchat.broker import broker_for
@@ -109,8 +110,11 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
     http_dir = tempfile.mkdtemp(prefix="fastchat-http-")
     http_socket = os.path.join(http_dir, "granian.sock")
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
+    # The answers PORT's front gives itself and Litestar's handlers give from the same bytes.
+    pages = NewestPages(chat.delivery.versions, 0 if chat.clustered else 4096)
+    health = Health(chat)
     http = GranianServer(
-        HeadAsGet(create_app(chat, settings, metrics.registry, readiness)),
+        HeadAsGet(create_app(chat, settings, metrics.registry, readiness, pages, health)),
         uds=Path(http_socket),
         interface=Interfaces.ASGI,
         websockets=True,
@@ -134,6 +138,7 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
                     http_socket,
                     # The testing-only echo (CONFORMANCE_ECHO) is judged on picows' path too.
                     paths=(b"/ws", b"/echo") if settings.conformance_echo else (b"/ws",),
+                    route=Answers(chat, pages, health, settings.history_limit_max).route,
                     reuse_port=settings.workers > 1,
                 )
             )

@@ -648,6 +648,16 @@ class Chat:
         self.store.submit((OP_POST, title, content, author, None, future))
         return await future
 
+    def health_if_fresh(self) -> tuple[bool, str | None]:
+        """(True, what `health` would answer) while the last observation is current, else
+        (False, None): then `health` asks the store."""
+        if (
+            time.monotonic() < self._health_until
+            and self.store.failed_batches == self._health_failures
+        ):
+            return True, self._health
+        return False, None
+
     async def health(self) -> str | None:
         """None when the store can be read and written, else why not. As last observed: the
         store is asked at most every HEALTH_SECONDS, by one check that concurrent requests

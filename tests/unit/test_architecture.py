@@ -1,4 +1,4 @@
-"""Imports point one way (STYLE.md): events -> protocol -> hub / store -> service ->
+"""Imports point one way (STYLE.md): events -> protocol -> hub / store -> service -> answers ->
 app / fastport -> server -> cli. Checked on the source, so a wrong import fails here."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ RANK = {
     "pgstore": 3,
     "delivery": 3,
     "service": 4,
+    "answers": 4.5,  # REST answers from memory, for app and front
     "metrics": 5,
     "app": 5,
     "fastport": 5,

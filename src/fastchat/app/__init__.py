@@ -17,7 +17,8 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from prometheus_client import CollectorRegistry
 
-from fastchat.app.api import NewestPages, api_router, metrics_endpoint, test_router
+from fastchat.answers import Health, NewestPages
+from fastchat.app.api import api_router, metrics_endpoint, test_router
 from fastchat.app.errors import EXCEPTION_HANDLERS
 from fastchat.app.guards import cors_for
 from fastchat.app.pages import PagesController
@@ -42,9 +43,16 @@ def create_app(
     settings: Settings,
     registry: CollectorRegistry | None = None,
     readiness: Readiness | None = None,
+    newest_pages: NewestPages | None = None,
+    health: Health | None = None,
 ) -> Litestar:
+    """`newest_pages` and `health`: shared with PORT's front (server.py), which answers the
+    same requests from the same bytes."""
     registry = registry or CollectorRegistry()
-    newest_pages = NewestPages(chat.delivery.versions, 0 if chat.clustered else 4096)
+    newest_pages = newest_pages or NewestPages(
+        chat.delivery.versions, 0 if chat.clustered else 4096
+    )
+    health = health or Health(chat)
     readiness = readiness or Readiness()
     return Litestar(
         route_handlers=[
@@ -60,6 +68,7 @@ def create_app(
             "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
             "newest_pages": Provide(lambda: newest_pages, use_cache=True, sync_to_thread=False),
             "readiness": Provide(lambda: readiness, use_cache=True, sync_to_thread=False),
+            "health": Provide(lambda: health, use_cache=True, sync_to_thread=False),
         },
         template_config=TemplateConfig(
             directory=asset_dir("templates"), engine=JinjaTemplateEngine

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import msgspec
@@ -10,6 +9,7 @@ from litestar import Controller, MediaType, Response, Router, get, post
 from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from fastchat.answers import Health, NewestPages, history_body
 from fastchat.app.errors import ApiError
 from fastchat.app.guards import same_site_writes
 from fastchat.config import Settings
@@ -19,7 +19,6 @@ from fastchat.lifecycle import Readiness
 from fastchat.protocol import ErrorCode, check_client_id, check_name, check_text, post_id_of
 from fastchat.service import Chat, NotFoundError
 from fastchat.store import StoreError
-from fastchat.timeparse import format_ms
 
 Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
 Cursor = Annotated[int | None, Parameter(ge=0, le=2**63 - 1, description="An item id.")]
@@ -31,41 +30,6 @@ TimeParam = Annotated[
 ]
 
 
-class NewestPages:
-    """Each room's (and post's) newest page, as the JSON bytes REST answers with, kept until
-    the room's stored rows change. The page wrk and every page load ask for is the newest
-    one, and reading, building and encoding it per request cost more than the rest of the
-    request. A copy is made at the room's version read before the query and served only
-    while the version is unchanged (`Delivery.versions`, bumped before a commit is
-    acknowledged), so it never lacks a committed message. Clustered, another node's commit
-    is known here only when its hint arrives, later than the database has it: there no
-    copies are kept (`max_entries=0`)."""
-
-    def __init__(self, versions: dict[str, int], max_entries: int = 4096) -> None:
-        self._versions = versions
-        self._pages: dict[tuple[str, int], tuple[int, bytes]] = {}
-        self._max = max_entries
-
-    def get(self, key: str, limit: int) -> bytes | None:
-        hit = self._pages.get((key, limit))
-        if hit is not None and hit[0] == self._versions.get(key, 0):
-            return hit[1]
-        return None
-
-    def version(self, key: str) -> int:
-        return self._versions.get(key, 0)
-
-    def put(self, key: str, limit: int, version: int, body: bytes) -> None:
-        if not self._max:
-            return
-        if len(self._pages) >= self._max:
-            del self._pages[next(iter(self._pages))]  # the oldest entry
-        self._pages[(key, limit)] = (version, body)
-
-
-_encode = msgspec.json.encode
-
-
 async def _page(
     chat: Chat,
     cache: NewestPages,
@@ -74,28 +38,10 @@ async def _page(
     key: str,
     **query: Any,
 ) -> Response[bytes]:
-    limit = _limit(limit, settings)
-    cursorless = all(query[k] is None for k in ("before", "after", "since", "until"))
-    version = 0
-    if cursorless:
-        body = cache.get(key, limit)
-        if body is not None:
-            return Response(body, media_type=MediaType.JSON)
-        version = cache.version(key)
     try:
-        page = await chat.history(limit=limit, **query)
+        body = await history_body(chat, cache, key, _limit(limit, settings), **query)
     except NotFoundError as exc:
         raise ApiError(404, ErrorCode.POST_NOT_FOUND, str(exc)) from None
-    items = page.messages if page.messages is not None else page.comments
-    assert items is not None
-    fields: dict[str, Any] = (
-        {"room": page.room} if page.room is not None else {"post_id": page.post_id}
-    )
-    fields["messages" if page.messages is not None else "comments"] = items
-    fields.update(count=len(items), has_more=page.has_more, next=page.next)
-    body = _encode(fields)
-    if cursorless:
-        cache.put(key, limit, version, body)
     return Response(body, media_type=MediaType.JSON)
 
 
@@ -160,13 +106,9 @@ class SystemController(Controller):
     path = "/"
 
     @get("/health")
-    async def health(self, chat: Chat) -> Response[dict[str, Any]]:
-        problem = await chat.health()
-        now = format_ms(time.time_ns() // 1_000_000)
-        if problem is not None:
-            body = {"status": "unhealthy", "database": problem, "timestamp": now}
-            return Response(body, status_code=503)
-        return Response({"status": "ok", "database": "ok", "timestamp": now})
+    async def health(self, health: Health) -> Response[bytes]:
+        status, body = await health.answer()
+        return Response(body, status_code=status, media_type=MediaType.JSON)
 
     @get("/ready")
     async def ready(self, readiness: Readiness) -> Response[dict[str, Any]]:
