@@ -40,20 +40,23 @@ class TimeFormatError(ValueError):
 
 
 _last_formatted: list[Any] = [None, ""]
+_last_second: list[Any] = [None, ""]
 
 
 def format_ms(ms: int) -> str:
     """Unix milliseconds -> RFC 3339 UTC with milliseconds.
 
     A committed batch shares one timestamp, so the last answer is kept: formatting costs
-    ~1.5 us, the cache hit ~50 ns.
+    ~1.5 us, the cache hit ~50 ns; within the same second, the date part is kept too.
     """
     last = _last_formatted
     if last[0] == ms:
         return last[1]  # type: ignore[no-any-return]
     seconds, millis = divmod(ms, 1000)
-    dt = datetime.fromtimestamp(seconds, UTC)
-    text = f"{dt:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+    second = _last_second
+    if second[0] != seconds:  # the date and time, once a second (strftime is the cost)
+        second[0], second[1] = seconds, f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}."
+    text = f"{second[1]}{millis:03d}Z"
     last[0], last[1] = ms, text
     return text
 
