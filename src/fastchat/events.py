@@ -67,6 +67,7 @@ class Typing(ClientEvent, tag="TYPING", frozen=True):
 # A time: RFC 3339 / ISO 8601 text, 'YYYY-MM-DD HH:MM:SS', or a Unix number (timeparse.py).
 TimeRef = str | int | float
 HistoryLimit = Annotated[int, Meta(ge=1, le=1000)]
+MembersLimit = Annotated[int, Meta(ge=1, le=1000)]
 
 
 class GetHistory(ClientEvent, tag="HISTORY", frozen=True):
@@ -92,8 +93,26 @@ class LeavePost(ClientEvent, tag="LEAVE_POST", frozen=True):
     post_id: PostRef
 
 
+class GetMembers(ClientEvent, tag="MEMBERS", frozen=True):
+    """A page of the names in a room you are in, in name order: `after` is the `next` of the
+    page before (none: from the first name)."""
+
+    room: Name
+    after: Name | None = None
+    limit: MembersLimit = 100
+    request_id: ClientId | None = None
+
+
 AnyClientEvent = (
-    JoinRoom | LeaveRoom | SendMessage | SendComment | Typing | GetHistory | JoinPost | LeavePost
+    JoinRoom
+    | LeaveRoom
+    | SendMessage
+    | SendComment
+    | Typing
+    | GetHistory
+    | JoinPost
+    | LeavePost
+    | GetMembers
 )
 CLIENT_EVENT_TYPES: Final = tuple(
     sorted(cls.__struct_config__.tag for cls in AnyClientEvent.__args__)
@@ -216,6 +235,14 @@ class HistoryPage(ServerEvent, tag="HISTORY", omit_defaults=True):
     request_id: str | None = None
 
 
+class MembersPage(ServerEvent, tag="MEMBERS", omit_defaults=True):
+    room: str
+    members: int  # connections in the room, all nodes
+    users: list[str]  # distinct names, in name order
+    next: str | None = None  # the `after` of the next page; none: this was the last
+    request_id: str | None = None
+
+
 class ErrorEvent(ServerEvent, tag="ERROR", omit_defaults=True):
     code: str
     message: str
@@ -247,6 +274,7 @@ AnyServerEvent = (
     | PostJoined
     | PostLeft
     | HistoryPage
+    | MembersPage
     | ErrorEvent
 )
 # For clients written in Python (tests, load generators): decodes anything the server sends.

@@ -9,6 +9,7 @@ forgotten after `ttl` seconds, and its users leave (docs/SCALING.md).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import Counter
 from typing import Final
@@ -109,6 +110,22 @@ class Presence:
             if view is not None:
                 total += view[0]
         return total
+
+    def page(self, key: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """Up to `limit` distinct names of the room after `after`, in name order, and the
+        `after` of the next page (None: no more). One pass over the room's names, keeping
+        the `limit` smallest: O(n log limit) for a room of n names, on request only."""
+        names: set[str] = set(self.local.get(key, ()))
+        for rooms in self.remote.values():
+            view = rooms.get(key)
+            if view is not None:
+                names.update(view[1])
+        if after is not None:
+            names = {name for name in names if name > after}
+        page = heapq.nsmallest(limit + 1, names)
+        if len(page) > limit:
+            return page[:limit], page[limit - 1]
+        return page, None
 
     def users(self, key: str) -> list[str]:
         """Distinct names in the room, this node's first (in join order), at most 100."""

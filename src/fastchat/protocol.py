@@ -261,11 +261,13 @@ _NAME_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.GetHistory: ("room",),
     events.JoinPost: ("user",),
     events.LeavePost: (),
+    events.GetMembers: ("room", "after"),
 }
 _ID_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.SendMessage: ("client_id",),
     events.SendComment: ("client_id",),
     events.GetHistory: ("request_id",),
+    events.GetMembers: ("request_id",),
 }
 _ID_FIELDS.update({kind: () for kind in _NAME_FIELDS if kind not in _ID_FIELDS})
 

@@ -29,11 +29,13 @@ from fastchat.events import (
     Comment,
     ErrorEvent,
     GetHistory,
+    GetMembers,
     HistoryPage,
     JoinPost,
     JoinRoom,
     LeavePost,
     LeaveRoom,
+    MembersPage,
     Message,
     Post,
     PostJoined,
@@ -250,6 +252,8 @@ class Chat:
                 self._join_post(member, event)  # type: ignore[arg-type]
             elif kind is LeavePost:
                 self._leave_post(member, event)  # type: ignore[arg-type]
+            elif kind is GetMembers:
+                self._members(member, event)  # type: ignore[arg-type]
         except ProtocolError as exc:
             self.reply_error(member, exc.code, exc.message, _sent_client_id(event, data))
 
@@ -322,6 +326,23 @@ class Chat:
             replayed=replayed,
         )
         self.hub.send(member, encode(reply))
+
+    def _members(self, member: Member, ev: GetMembers) -> None:
+        """A page of a room's names, for its members only: in a room over PRESENCE_LIST_MAX
+        members, presence events carry counts alone, and this is how a client lists who is
+        there (docs/PROTOCOL.md)."""
+        key = "r:" + ev.room
+        if key not in member.rooms:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"not in room {ev.room!r}")
+        users, after = self.presence.page(key, ev.after, ev.limit)
+        page = MembersPage(
+            room=ev.room,
+            members=self.presence.members(key),
+            users=users,
+            next=after,
+            request_id=ev.request_id,
+        )
+        self.hub.send(member, encode(page))
 
     def _typing(self, member: Member, ev: Typing) -> None:
         key = "r:" + ev.room

@@ -362,6 +362,46 @@ async def test_a_join_storm_and_a_mass_disconnect_cost_few_presence_frames(
         server.stop()
 
 
+@pytest.mark.parametrize("port", PORTS)
+async def test_a_member_pages_through_who_is_in_a_big_room(
+    server: ServerProcess, port: str
+) -> None:
+    """A big room's presence carries counts only; MEMBERS lists its names, a page at a time,
+    in name order, each name once (a user with two tabs too), for its members only."""
+    room = "members-" + uuid.uuid4().hex[:6]
+    names = sorted({f"user{i:03d}" for i in range(130)})
+    crowd = await asyncio.gather(*(Client.connect(url_of(server, port)) for _ in range(131)))
+    try:
+        await asyncio.gather(*(c.join(room, n) for c, n in zip(crowd, names, strict=False)))
+        await crowd[-1].join(room, names[0])  # a second tab: one name
+        asker = crowd[0]
+        seen: list[str] = []
+        after = None
+        pages = 0
+        while True:
+            ask: dict[str, object] = {"type": "MEMBERS", "room": room, "limit": 50}
+            if after is not None:
+                ask["after"] = after
+            await asker.send({**ask, "request_id": f"p{pages}"})
+            page = await asker.expect("MEMBERS", skip=("USER_JOINED", "PRESENCE"))
+            assert page["room"] == room and page["members"] == 131
+            assert page["request_id"] == f"p{pages}"
+            seen += page["users"]
+            pages += 1
+            after = page.get("next")
+            if after is None:
+                break
+        assert seen == names and pages == 3
+        async with await Client.connect(url_of(server, port)) as outsider:
+            await outsider.send({"type": "MEMBERS", "room": room})
+            refused = await outsider.expect("ERROR")
+            assert refused["code"] == "not_joined"
+            await outsider.send({"type": "MEMBERS", "room": room, "limit": 0})
+            assert (await outsider.expect("ERROR"))["code"] == "invalid_field"
+    finally:
+        await asyncio.gather(*(c.close() for c in crowd))
+
+
 async def test_changes_of_one_instant_that_cancel_out_are_not_told(tmp_path: Path) -> None:
     """Presence changes wait for the end of the loop tick: a client that joins as "a" and
     renames itself "b" in the same instant is told to the room once, as "b"."""

@@ -59,3 +59,15 @@ def test_the_user_list_stops_at_100_names_this_nodes_first() -> None:
     q.apply("n2", "r:a", (120, {f"f{i}": 1 for i in range(120)}), now=1.0)
     names = q.users("r:a")
     assert len(names) == 100 and names[:3] == ["sam", "f0", "f1"]
+
+
+def test_pages_of_names_in_name_order_across_nodes() -> None:
+    p = Presence()
+    for name in ("dan", "ann", "cy", "ann"):  # ann twice: two tabs, one name
+        p.join("r:a", name)
+    p.apply("n2", "r:a", (2, {"bo": 1, "cy": 1}), now=1.0)
+    assert p.page("r:a", None, 2) == (["ann", "bo"], "bo")
+    assert p.page("r:a", "bo", 2) == (["cy", "dan"], None)
+    assert p.page("r:a", "dan", 2) == ([], None)
+    assert p.page("r:a", None, 10) == (["ann", "bo", "cy", "dan"], None)
+    assert p.page("r:none", None, 10) == ([], None)

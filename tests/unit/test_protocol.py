@@ -556,3 +556,13 @@ def test_origin_allowed(
     origin: str | None, host: str | None, allowed: frozenset[str], ok: bool
 ) -> None:
     assert origin_allowed(origin, host, allowed) is ok
+
+
+def test_every_client_event_has_its_field_rules() -> None:
+    """A client event type without them made `parse` raise KeyError: the connection was
+    closed with 1011 instead of being answered."""
+    from fastchat import events
+    from fastchat.protocol import _ID_FIELDS, _NAME_FIELDS
+
+    for kind in events.AnyClientEvent.__args__:
+        assert kind in _NAME_FIELDS and kind in _ID_FIELDS, kind
