@@ -1,49 +1,230 @@
 """Settings: one frozen Struct, filled from flags and environment variables by the CLI.
 
-Every field is documented in the README's configuration table and in `fastchat serve --help`.
+Each setting is declared once, here: its type, default, range, environment variable and help
+line; `fastchat serve`'s options are generated from these declarations (cli.py), and the
+README's configuration table lists the same.
 The original's names (HOST, PORT, DB_PATH) and WS_PORT are kept as they are.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from fastchat.protocol import Limits
 
 
+def setting(env: str, help: str, ge: float | None = None, le: float | None = None) -> Meta:
+    """A setting's environment variable, its help line and its range: the one place each is
+    said. The CLI's options are made from these (cli.py); the README's table says the same."""
+    return Meta(ge=ge, le=le, extra={"env": env, "help": help})
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    host: str = "0.0.0.0"
-    port: int = 8080
-    ws_port: int = 8081
-    db_path: str = "./chat.db"
-    database_url: str = ""
-    synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
-    busy_timeout_ms: int = 5000
-    db_max_bytes: int = 0
-    public_ws_url: str = ""
-    max_frame_bytes: int = 64 * 1024
-    max_message_chars: int = 4000
-    history_limit_max: int = 1000
-    outbound_high_water: int = 1024 * 1024
-    rate_limit: float = 50.0
-    rate_burst: float = 100.0
-    max_rooms_per_connection: int = 100
-    presence_list_max: int = 100
-    max_connections: int = 10_000
-    allowed_origins: str = ""
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "text"] = "auto"
-    seed_posts: bool = True
-    test_endpoints: bool = True
-    shutdown_timeout: float = 10.0
-    conformance_echo: bool = False
-    workers: int = 1
-    broker_url: str = ""
-    heartbeat_seconds: float = 2.0
+    host: Annotated[str, setting("HOST", "Address both ports listen on.")] = "0.0.0.0"
+    port: Annotated[int, setting("PORT", "HTTP port: pages, REST, and /ws.", 0, 65535)] = 8080
+    ws_port: Annotated[int, setting("WS_PORT", "Fast WebSocket port (path /ws).", 0, 65535)] = 8081
+    db_path: Annotated[str, setting("DB_PATH", "SQLite database file (created if missing).")] = (
+        "./chat.db"
+    )
+    database_url: Annotated[
+        str,
+        setting(
+            "DATABASE_URL",
+            "postgresql://user@host:port/db: PostgreSQL instead of the SQLite file at DB_PATH.",
+        ),
+    ] = ""
+    synchronous: Annotated[
+        Literal["OFF", "NORMAL", "FULL", "EXTRA"],
+        setting(
+            "SQLITE_SYNCHRONOUS",
+            "SQLite durability: NORMAL survives a process crash, FULL a power loss.",
+        ),
+    ] = "NORMAL"
+    busy_timeout_ms: Annotated[
+        int,
+        setting(
+            "SQLITE_BUSY_TIMEOUT_MS",
+            "How long a write waits for a database locked by another process.",
+            0,
+            600_000,
+        ),
+    ] = 5000
+    db_max_bytes: Annotated[
+        int,
+        setting(
+            "DB_MAX_BYTES",
+            "Cap on the database size (0: none); past it, writes are refused, reads go on.",
+            0,
+            1 << 50,
+        ),
+    ] = 0
+    public_ws_url: Annotated[
+        str,
+        setting(
+            "PUBLIC_WS_URL",
+            "WebSocket URL the browser uses (behind a proxy); default: same host, WS_PORT.",
+        ),
+    ] = ""
+    max_frame_bytes: Annotated[
+        int, setting("MAX_FRAME_BYTES", "Largest WebSocket message accepted.", 256, 16 << 20)
+    ] = 64 * 1024
+    max_message_chars: Annotated[
+        int,
+        setting("MAX_MESSAGE_CHARS", "Longest chat message or comment, in characters.", 1, 1 << 20),
+    ] = 4000
+    history_limit_max: Annotated[
+        int,
+        setting(
+            "HISTORY_LIMIT_MAX",
+            "Most messages or comments one history page may hold (REST `limit`, HISTORY).",
+            1,
+            100_000,
+        ),
+    ] = 1000
+    outbound_high_water: Annotated[
+        int,
+        setting(
+            "OUTBOUND_HIGH_WATER",
+            "Bytes queued for one client before it is dropped as slow.",
+            4096,
+            1 << 30,
+        ),
+    ] = 1024 * 1024
+    rate_limit: Annotated[
+        float,
+        setting(
+            "RATE_LIMIT",
+            "Events per second per connection (token bucket); 0 turns it off.",
+            0,
+            1e9,
+        ),
+    ] = 50.0
+    rate_burst: Annotated[float, setting("RATE_BURST", "Burst allowed above the rate.", 1, 1e9)] = (
+        100.0
+    )
+    max_rooms_per_connection: Annotated[
+        int,
+        setting("MAX_ROOMS_PER_CONNECTION", "Rooms and posts one connection may join.", 1, 100_000),
+    ] = 100
+    presence_list_max: Annotated[
+        int,
+        setting(
+            "PRESENCE_LIST_MAX",
+            "Rooms with more members get presence as counts only (PRESENCE events), at most "
+            "twice a second; smaller ones get each join and leave.",
+            1,
+            10_000_000,
+        ),
+    ] = 100
+    max_connections: Annotated[
+        int,
+        setting(
+            "MAX_CONNECTIONS",
+            "WebSocket connections (both ports); more are refused at the handshake.",
+            1,
+            10_000_000,
+        ),
+    ] = 10_000
+    allowed_origins: Annotated[
+        str,
+        setting(
+            "ALLOWED_ORIGINS",
+            "Comma-separated browser origins allowed to open WebSockets and write through "
+            "REST (and given CORS headers); empty: the page's own host; '*': any.",
+        ),
+    ] = ""
+    ping_interval: Annotated[
+        float,
+        setting(
+            "PING_INTERVAL", "Seconds of silence before the fast port pings a client.", 0.5, 3600
+        ),
+    ] = 20.0
+    ping_timeout: Annotated[
+        float,
+        setting(
+            "PING_TIMEOUT", "Seconds to wait for the pong before dropping the client.", 0.5, 3600
+        ),
+    ] = 20.0
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], setting("LOG_LEVEL", "Least severe logged.")
+    ] = "info"
+    log_format: Annotated[
+        Literal["auto", "json", "text"],
+        setting("LOG_FORMAT", "auto: text in a terminal, JSON lines otherwise."),
+    ] = "auto"
+    seed_posts: Annotated[bool, setting("SEED_POSTS", "Create sample posts in a new database.")] = (
+        True
+    )
+    test_endpoints: Annotated[
+        bool,
+        setting(
+            "TEST_ENDPOINTS",
+            "The original's GET /api/v1/test/* endpoints, which store on GET; turn them off "
+            "in production.",
+        ),
+    ] = True
+    shutdown_timeout: Annotated[
+        float,
+        setting(
+            "SHUTDOWN_TIMEOUT",
+            "Seconds SIGTERM waits for queued writes to commit before closing connections.",
+            0.1,
+            3600,
+        ),
+    ] = 10.0
+    conformance_echo: Annotated[
+        bool,
+        setting(
+            "CONFORMANCE_ECHO",
+            "Testing only: an echo endpoint at WS_PORT/echo for the Autobahn suite.",
+        ),
+    ] = False
+    workers: Annotated[
+        int,
+        setting(
+            "WORKERS",
+            "Processes sharing both ports (SO_REUSEPORT) and the database; more than 1 needs "
+            "BROKER_URL.",
+            1,
+            64,
+        ),
+    ] = 1
+    broker_url: Annotated[
+        str,
+        setting(
+            "BROKER_URL",
+            "Relay between workers and nodes, e.g. redis://127.0.0.1:6379/0 (docs/SCALING.md).",
+        ),
+    ] = ""
+    heartbeat_seconds: Annotated[
+        float,
+        setting(
+            "HEARTBEAT_SECONDS",
+            "Clustered: how often a node announces its presence; silent for 3 of these = gone.",
+            0.05,
+            60,
+        ),
+    ] = 2.0
+
+    def problem(self) -> tuple[str, str] | None:
+        """(setting, why) for the first combination that cannot work, else None. Each value
+        alone is checked by its type and range."""
+        if self.workers > 1 and not self.broker_url:
+            return (
+                "workers",
+                "more than one worker needs BROKER_URL (e.g. redis://127.0.0.1:6379/0) so "
+                "that a message sent to one worker reaches the members on the others",
+            )
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://")):
+            return "database_url", f"{self.database_url!r} is not a postgresql:// URL"
+        if self.broker_url and not self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            return "broker_url", f"{self.broker_url!r} is not a redis:// URL"
+        if self.port and self.port == self.ws_port:
+            return "ws_port", "PORT and WS_PORT must differ"
+        return None
 
     @property
     def limits(self) -> Limits:

@@ -52,20 +52,21 @@ def error_payload(code: str, message: str) -> bytes:
     return events.encode(ErrorEvent(code=code, message=message))
 
 
-class Limits(msgspec.Struct, frozen=True):
-    """The parts of the settings the protocol enforces."""
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of the settings the protocol enforces; made by `Settings.limits`, which
+    holds their defaults (config.py)."""
 
-    max_frame_bytes: int = 64 * 1024
-    max_message_chars: int = 4000
+    max_frame_bytes: int
+    max_message_chars: int
     # Token bucket per connection: `rate` events per second, bursts up to `burst`.
     # rate 0 turns the limit off (load tests).
-    rate: float = 50.0
-    burst: float = 100.0
+    rate: float
+    burst: float
+    max_rooms: int
+    # Rooms with more members get presence as counts only, at most every PRESENCE_INTERVAL.
+    presence_list_max: int
     # This many refusals in a row and the connection is closed (1008).
     max_strikes: int = 50
-    max_rooms: int = 100
-    # Rooms with more members get presence as counts only, at most every PRESENCE_INTERVAL.
-    presence_list_max: int = 100
 
 
 class Session:

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 import fastchat
 from fastchat.cli import main
 from fastchat.config import Settings
-from fastchat.protocol import Limits
+from tests.unit.limits import limits_with
 
 # The variables shipped first (the original's HOST, PORT, DB_PATH among them): never renamed.
 SHIPPED_ENV_VARS = {
@@ -73,12 +73,12 @@ def test_settings_defaults_match_the_documented_ones() -> None:
     s = Settings()
     assert (s.host, s.port, s.ws_port, s.db_path) == ("0.0.0.0", 8080, 8081, "./chat.db")
     assert s.synchronous == "NORMAL" and s.log_level == "info" and s.seed_posts is True
-    assert s.limits == Limits(max_frame_bytes=64 * 1024, max_message_chars=4000)
+    assert s.limits == limits_with(max_frame_bytes=64 * 1024, max_message_chars=4000)
 
 
 def test_settings_limits_follow_the_settings() -> None:
     s = Settings(max_frame_bytes=1000, max_message_chars=10)
-    assert s.limits == Limits(max_frame_bytes=1000, max_message_chars=10)
+    assert s.limits == limits_with(max_frame_bytes=1000, max_message_chars=10)
 
 
 def test_settings_carry_the_rate_limit_into_the_protocol_limits() -> None:
@@ -303,3 +303,19 @@ def test_the_servers_exit_status_is_the_commands(run: Recorder) -> None:
     run.status = 3
     result = invoke("serve")
     assert result.exit_code == 3
+
+
+def test_the_readme_table_lists_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for option in SERVE_OPTIONS:
+        if option.envvar and option.envvar != "RELOAD":
+            assert f"`{option.envvar}`" in readme, f"{option.envvar} is not in README.md"
+
+
+def test_every_setting_has_a_flag_and_a_variable(run: Recorder) -> None:
+    assert set(Settings.__struct_fields__) <= {o.name for o in SERVE_OPTIONS}
+    result = invoke("serve", "--history-limit-max", "5", SHUTDOWN_TIMEOUT="2.5")
+    assert result.exit_code == 0, result.output
+    assert run.settings == [Settings(history_limit_max=5, shutdown_timeout=2.5)]

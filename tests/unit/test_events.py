@@ -31,7 +31,8 @@ from fastchat.events import (
     client_decoder,
     encode,
 )
-from fastchat.protocol import Limits, ProtocolError, parse
+from fastchat.protocol import ProtocolError, parse
+from tests.unit.limits import limits_with
 
 # The tags shipped in the first protocol version; they are never renamed (docs/PROTOCOL.md),
 # newer event types may only be added beside them.
@@ -173,7 +174,7 @@ def test_blank_overlong_control_or_invisible_names_are_rejected(name: str) -> No
     for field in ("room", "user"):
         obj = {"type": "JOIN_ROOM", "room": "r", field: name}
         with pytest.raises(ProtocolError) as info:
-            parse(msgspec.json.encode(obj), Limits())
+            parse(msgspec.json.encode(obj), limits_with())
         assert info.value.code == "invalid_field" and field in info.value.message
 
 
@@ -181,7 +182,7 @@ def test_blank_overlong_control_or_invisible_names_are_rejected(name: str) -> No
 def test_a_trailing_newline_is_a_control_character_too(field: str) -> None:
     obj = {"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "m", field: "general\n"}
     with pytest.raises(ProtocolError) as info:
-        parse(msgspec.json.encode(obj), Limits())
+        parse(msgspec.json.encode(obj), limits_with())
     assert info.value.code == "invalid_field" and field in info.value.message
 
 

@@ -33,9 +33,10 @@ from fastchat.protocol import (
     time_of,
     valid_name,
 )
+from tests.unit.limits import limits_with
 
-LIMITS = Limits()
-SMALL = Limits(max_frame_bytes=300, max_message_chars=10)
+LIMITS = limits_with()
+SMALL = limits_with(max_frame_bytes=300, max_message_chars=10)
 
 
 def frame(obj: Any) -> bytes:
@@ -243,12 +244,12 @@ def test_text_over_the_char_limit_is_too_large(tag: str, field: str) -> None:
 def test_nul_characters_in_text_are_refused() -> None:
     frame_text = '{"type": "CHAT_MESSAGE", "room": "r", "user": "u", "message": "a\\u0000b"}'
     with pytest.raises(ProtocolError) as info:
-        parse(frame_text, Limits())
+        parse(frame_text, limits_with())
     assert info.value.code == ErrorCode.INVALID_FIELD and "NUL" in info.value.message
 
 
 def test_str_frame_is_measured_in_utf8_bytes() -> None:
-    limits = Limits(max_frame_bytes=1000, max_message_chars=4000)
+    limits = limits_with(max_frame_bytes=1000, max_message_chars=4000)
     text = '{"type": "LEAVE_ROOM", "room": "r", "pad": "' + "é" * 600 + '"}'
     assert len(text) < 1000 < len(text.encode())
     with pytest.raises(ProtocolError) as bytes_err:
@@ -498,7 +499,7 @@ def test_an_unreadable_time_is_invalid_time_naming_the_formats() -> None:
 
 
 def test_a_burst_is_admitted_then_refused_with_strikes() -> None:
-    limits = Limits(rate=10.0, burst=5.0)
+    limits = limits_with(rate=10.0, burst=5.0)
     session = Session(limits, now=100.0)
     assert [session.admit(limits, 100.0) for _ in range(5)] == [True] * 5
     assert session.admit(limits, 100.0) is False
@@ -507,7 +508,7 @@ def test_a_burst_is_admitted_then_refused_with_strikes() -> None:
 
 
 def test_tokens_come_back_at_the_rate_and_reset_strikes() -> None:
-    limits = Limits(rate=10.0, burst=5.0)
+    limits = limits_with(rate=10.0, burst=5.0)
     session = Session(limits, now=0.0)
     for _ in range(5):
         session.admit(limits, 0.0)
@@ -518,14 +519,14 @@ def test_tokens_come_back_at_the_rate_and_reset_strikes() -> None:
 
 
 def test_an_idle_connection_gets_at_most_one_burst() -> None:
-    limits = Limits(rate=10.0, burst=5.0)
+    limits = limits_with(rate=10.0, burst=5.0)
     session = Session(limits, now=0.0)
     admitted = [session.admit(limits, 3600.0) for _ in range(10)]
     assert admitted.count(True) == 5
 
 
 def test_rate_zero_turns_the_limit_off() -> None:
-    limits = Limits(rate=0.0, burst=1.0)
+    limits = limits_with(rate=0.0, burst=1.0)
     session = Session(limits, now=0.0)
     assert all(session.admit(limits, 0.0) for _ in range(10_000))
     assert session.strikes == 0

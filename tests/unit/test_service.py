@@ -19,9 +19,9 @@ import msgspec
 import pytest
 
 from fastchat._hub import Hub, Member
-from fastchat.protocol import Limits
 from fastchat.service import Chat
 from fastchat.store import Row, SqliteStore, StoreError
+from tests.unit.limits import limits_with
 
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
 
@@ -59,7 +59,7 @@ class Sink:
 async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
     loop = asyncio.get_running_loop()
     store = FlakyReads(tmp_path / "chat.db")
-    chat = Chat(Hub(loop), store, Limits(rate=0))
+    chat = Chat(Hub(loop), store, limits_with(rate=0))
     await store.open(chat.on_committed)
     await chat.on_store_open()
     yield chat
