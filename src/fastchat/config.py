@@ -235,6 +235,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             burst=max(self.rate_burst, 1.0),
             max_rooms=self.max_rooms_per_connection,
             presence_list_max=self.presence_list_max,
+            history_limit_max=self.history_limit_max,
         )
 
     @property

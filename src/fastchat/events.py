@@ -66,7 +66,7 @@ class Typing(ClientEvent, tag="TYPING", frozen=True):
 
 # A time: RFC 3339 / ISO 8601 text, 'YYYY-MM-DD HH:MM:SS', or a Unix number (timeparse.py).
 TimeRef = str | int | float
-HistoryLimit = Annotated[int, Meta(ge=1, le=1000)]
+HistoryLimit = Annotated[int, Meta(ge=1)]  # at most HISTORY_LIMIT_MAX (protocol.check_limit)
 MembersLimit = Annotated[int, Meta(ge=1, le=1000)]
 
 

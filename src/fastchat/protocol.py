@@ -12,7 +12,7 @@ from typing import Final
 import msgspec
 
 from fastchat import events
-from fastchat.events import AnyClientEvent, ErrorEvent, SendComment, SendMessage
+from fastchat.events import AnyClientEvent, ErrorEvent, GetHistory, SendComment, SendMessage
 from fastchat.timeparse import TimeFormatError, parse_to_ms
 
 
@@ -65,6 +65,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_rooms: int
     # Rooms with more members get presence as counts only, at most every PRESENCE_INTERVAL.
     presence_list_max: int
+    # The most items one history page may hold (REST `limit`, the HISTORY event's).
+    history_limit_max: int
     # This many refusals in a row and the connection is closed (1008).
     max_strikes: int = 50
 
@@ -163,7 +165,19 @@ def parse(data: bytes | str, limits: Limits) -> AnyClientEvent:
         check_text("message", event.message, limits)
     elif isinstance(event, SendComment):
         check_text("comment", event.comment, limits)
+    elif isinstance(event, GetHistory):
+        check_limit(event.limit, limits)
     return event
+
+
+def check_limit(limit: int, limits: Limits) -> int:
+    """A history page's size, for the socket and REST alike."""
+    if not 1 <= limit <= limits.history_limit_max:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            f"limit must be between 1 and {limits.history_limit_max}, got {limit}",
+        )
+    return limit
 
 
 def check_name(field: str, value: str) -> str:

@@ -567,3 +567,14 @@ def test_every_client_event_has_its_field_rules() -> None:
 
     for kind in events.AnyClientEvent.__args__:
         assert kind in _NAME_FIELDS and kind in _ID_FIELDS, kind
+
+
+def test_a_history_page_is_bounded_by_the_setting_on_the_socket_too() -> None:
+    ask = b'{"type": "HISTORY", "room": "general", "limit": 2000}'
+    with pytest.raises(ProtocolError) as refused:
+        parse(ask, limits_with())
+    assert refused.value.code == ErrorCode.INVALID_FIELD
+    assert refused.value.message == "limit must be between 1 and 1000, got 2000"
+    assert parse(ask, limits_with(history_limit_max=5000)).limit == 2000  # type: ignore[union-attr]
+    with pytest.raises(ProtocolError):
+        parse(b'{"type": "HISTORY", "room": "general", "limit": 0}', limits_with())

@@ -16,7 +16,14 @@ from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
 from fastchat.events import ClientId, Comment, Message, Post
 from fastchat.lifecycle import Readiness
-from fastchat.protocol import ErrorCode, check_client_id, check_name, check_text, post_id_of
+from fastchat.protocol import (
+    ErrorCode,
+    check_client_id,
+    check_limit,
+    check_name,
+    check_text,
+    post_id_of,
+)
 from fastchat.service import Chat, NotFoundError
 from fastchat.store import StoreError
 
@@ -46,15 +53,7 @@ async def _page(
 
 
 def _limit(limit: int | None, settings: Settings) -> int:
-    if limit is None:
-        return 50
-    if not 1 <= limit <= settings.history_limit_max:
-        raise ApiError(
-            400,
-            ErrorCode.INVALID_FIELD,
-            f"limit must be between 1 and {settings.history_limit_max}, got {limit}",
-        )
-    return limit
+    return 50 if limit is None else check_limit(limit, settings.limits)
 
 
 async def _store_message(

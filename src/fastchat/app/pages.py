@@ -10,6 +10,7 @@ from litestar.response import Template
 
 from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
+from fastchat.protocol import ProtocolError, post_id_of
 from fastchat.service import Chat
 
 # Pages with live data: the Back button must not show a stale copy from the cache.
@@ -52,9 +53,10 @@ class PagesController(Controller):
     async def post_page(
         self, chat: Chat, settings: Settings, post_id: str, request: Request[Any, Any, State]
     ) -> Template:
-        row = None
-        if post_id.isascii() and post_id.isdigit() and len(post_id) <= 18:
-            row = await chat.store.post(int(post_id))
+        try:
+            row = await chat.store.post(post_id_of(post_id))
+        except ProtocolError:
+            row = None
         if row is None:
             return not_found_page(f"There is no post with id {post_id[:40]!s}.")
         rows, more = await chat.store.comments(row[0], 200)
