@@ -21,13 +21,12 @@ from typing import Any, Final, TypeVar
 from fastchat import events
 from fastchat._hub import Hub, Member
 from fastchat.broker import Broker
+from fastchat.errors import CLOSE_CODE, ErrorCode
 from fastchat.events import Comment, CommentEvent, Message, MessageEvent, Post
-from fastchat.protocol import ErrorCode
 from fastchat.store import (
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
-    PostNotFound,
     Result,
     Row,
     Store,
@@ -221,12 +220,7 @@ class Delivery:
 
     def _fail(self, token: Any, error: StoreError) -> None:
         if type(token) is Member:
-            code = (
-                ErrorCode.POST_NOT_FOUND
-                if isinstance(error, PostNotFound)
-                else ErrorCode.STORE_UNAVAILABLE
-            )
-            self._on_error(token, code, str(error))
+            self._on_error(token, error.code, error.message)
         elif not token.done():
             token.set_exception(error)
 
@@ -256,7 +250,11 @@ class Delivery:
                 if member.closed:
                     return
                 if time.monotonic() - stalled_since > REPLAY_STALL_SECONDS:
-                    self.hub.close(member, 1008, "slow consumer: not reading its replay")
+                    self.hub.close(
+                        member,
+                        CLOSE_CODE[ErrorCode.SLOW_CONSUMER],
+                        "slow consumer: not reading its replay",
+                    )
                     return
                 await asyncio.sleep(0.002)
             if member.closed:

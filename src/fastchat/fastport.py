@@ -29,7 +29,8 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from fastchat._hub import Member
 from fastchat.config import Settings
-from fastchat.protocol import ErrorCode, origin_allowed
+from fastchat.errors import ErrorCode
+from fastchat.protocol import origin_allowed
 from fastchat.service import Chat
 
 log = logging.getLogger("fastchat.fastport")

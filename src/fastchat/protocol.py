@@ -12,37 +12,13 @@ from typing import Final
 import msgspec
 
 from fastchat import events
+from fastchat.errors import ErrorCode, FastchatError
 from fastchat.events import AnyClientEvent, ErrorEvent, GetHistory, SendComment, SendMessage
 from fastchat.timeparse import TimeFormatError, parse_to_ms
 
 
-class ErrorCode:
-    """Stable error codes sent in `ERROR` events and REST error bodies (docs/PROTOCOL.md)."""
-
-    INVALID_JSON: Final = "invalid_json"
-    UNKNOWN_TYPE: Final = "unknown_type"
-    INVALID_FIELD: Final = "invalid_field"
-    TOO_LARGE: Final = "too_large"
-    UNSUPPORTED_DATA: Final = "unsupported_data"
-    INVALID_TIME: Final = "invalid_time"
-    RATE_LIMITED: Final = "rate_limited"
-    TOO_MANY_ROOMS: Final = "too_many_rooms"
-    NOT_JOINED: Final = "not_joined"
-    POST_NOT_FOUND: Final = "post_not_found"
-    NOT_FOUND: Final = "not_found"
-    ORIGIN_REFUSED: Final = "origin_refused"
-    UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"
-    STORE_UNAVAILABLE: Final = "store_unavailable"
-    INTERNAL: Final = "internal_error"
-
-
-class ProtocolError(Exception):
+class ProtocolError(FastchatError):
     """A client mistake answered with an `ERROR` event; the connection stays open."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
     def payload(self) -> bytes:
         return error_payload(self.code, self.message)

@@ -33,6 +33,7 @@ from fastchat.app import create_app
 from fastchat.app.head import HeadAsGet
 from fastchat.broker import broker_for
 from fastchat.config import Settings
+from fastchat.errors import GOING_AWAY
 from fastchat.fastport import keepalive, protocol_factory, start_fast_port
 from fastchat.front import start_front
 from fastchat.lifecycle import Readiness
@@ -231,7 +232,7 @@ async def _shutdown(
         await asyncio.sleep(0.005)
     hub.flush()
     for member in hub.connections():
-        hub.close(member, 1001, "server shutting down")
+        hub.close(member, GOING_AWAY, "server shutting down")
     # Each connection leaves the hub when its close completes; give them a moment.
     close_deadline = min(deadline, asyncio.get_running_loop().time() + 2.0)
     while hub.connections() and asyncio.get_running_loop().time() < close_deadline:

@@ -25,6 +25,7 @@ from fastchat.delivery import (
     comment_of,
     message_of,
 )
+from fastchat.errors import CLOSE_CODE, ErrorCode, FastchatError
 from fastchat.events import (
     Comment,
     ErrorEvent,
@@ -53,7 +54,6 @@ from fastchat.events import (
 )
 from fastchat.presence import Presence, RoomView, Snapshot
 from fastchat.protocol import (
-    ErrorCode,
     Limits,
     ProtocolError,
     Session,
@@ -111,8 +111,11 @@ def _sent_client_id(event: object, data: bytes | str) -> str | None:
     return None
 
 
-class NotFoundError(Exception):
-    """A post (or other addressed thing) that does not exist."""
+class NotFoundError(FastchatError):
+    """A post that does not exist: `post_not_found`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.POST_NOT_FOUND, message)
 
 
 def _unreadable(exc: BaseException) -> str:
@@ -222,7 +225,9 @@ class Chat:
                     "connection closed for flooding",
                     extra={"conn": session.conn_id, "port": session.port, "peer": session.peer},
                 )
-                self.hub.close(member, 1008, "rate limit exceeded repeatedly")
+                self.hub.close(
+                    member, CLOSE_CODE[ErrorCode.RATE_LIMITED], "rate limit exceeded repeatedly"
+                )
             elif session.strikes == 1 or session.strikes % 10 == 0:
                 # One ERROR per burst of refusals, not one per refused frame.
                 self.reply_error(
@@ -254,7 +259,7 @@ class Chat:
                 self._leave_post(member, event)  # type: ignore[arg-type]
             elif kind is GetMembers:
                 self._members(member, event)  # type: ignore[arg-type]
-        except ProtocolError as exc:
+        except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _sent_client_id(event, data))
 
     def reply_error(
@@ -539,13 +544,13 @@ class Chat:
         self._spawn(member, resume())
 
     def _spawn(self, member: Member, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` (an event that must read the database) as a task; a ProtocolError it
-        raises is answered to `member` as an ERROR event, as in `receive`."""
+        """Run `work` (an event that must read the database) as a task; a refusal it raises
+        is answered to `member` as an ERROR event, as in `receive`."""
 
         async def guarded() -> None:
             try:
                 await work
-            except ProtocolError as exc:
+            except FastchatError as exc:
                 if not member.closed:
                     self.reply_error(member, exc.code, exc.message)
             except self._read_errors as exc:
@@ -610,18 +615,15 @@ class Chat:
         self._spawn(member, self._history_page(member, ev, post_id))
 
     async def _history_page(self, member: Member, ev: GetHistory, post_id: int | None) -> None:
-        try:
-            page = await self.history(
-                room=ev.room,
-                post_id=post_id,
-                limit=ev.limit,
-                before=ev.before,
-                after=ev.after,
-                since=ev.since,
-                until=ev.until,
-            )
-        except NotFoundError as exc:
-            raise ProtocolError(ErrorCode.POST_NOT_FOUND, str(exc)) from None
+        page = await self.history(  # NotFoundError is answered by _spawn
+            room=ev.room,
+            post_id=post_id,
+            limit=ev.limit,
+            before=ev.before,
+            after=ev.after,
+            since=ev.since,
+            until=ev.until,
+        )
         if ev.request_id is not None:
             page.request_id = ev.request_id
         if not member.closed:

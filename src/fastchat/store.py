@@ -38,6 +38,8 @@ from typing import Any, Final, NamedTuple
 
 import apsw
 
+from fastchat.errors import ErrorCode, FastchatError
+
 log = logging.getLogger("fastchat.store")
 
 # Write operations: plain tuples, cheap to build on the hot path.
@@ -145,15 +147,19 @@ SAMPLE_POSTS: Final = (
 )
 
 
-class StoreError(Exception):
-    """A write that was not stored (the sender is told; nothing is acknowledged)."""
+class StoreError(FastchatError):
+    """A write that was not stored, or a read that failed (the sender is told; nothing is
+    acknowledged): `store_unavailable`."""
+
+    def __init__(self, message: str, code: str = ErrorCode.STORE_UNAVAILABLE) -> None:
+        super().__init__(code, message)
 
 
 class PostNotFound(StoreError):
     """A comment on a post that does not exist (checked inside the write transaction)."""
 
     def __init__(self, post_id: int) -> None:
-        super().__init__(f"post {post_id} does not exist")
+        super().__init__(f"post {post_id} does not exist", ErrorCode.POST_NOT_FOUND)
         self.post_id = post_id
 
 

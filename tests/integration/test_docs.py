@@ -38,11 +38,15 @@ def test_every_client_event_and_error_code_is_documented() -> None:
     text = DOC.read_text()
     for kind in events.CLIENT_EVENT_TYPES:
         assert f"`{kind}`" in text, kind
-    from fastchat.protocol import ErrorCode
+    from fastchat.errors import CLOSE_CODE, HTTP_STATUS, ErrorCode
 
-    for name, code in vars(ErrorCode).items():
-        if not name.startswith("_") and code not in ("internal_error", "not_found"):
-            assert f"`{code}`" in text, code
+    codes = {code for name, code in vars(ErrorCode).items() if not name.startswith("_")}
+    assert codes == set(HTTP_STATUS) | set(CLOSE_CODE)  # every code has its status or close
+    for code in codes:
+        assert f"`{code}`" in text, code
+    for code, status in HTTP_STATUS.items():  # and the doc says the same status
+        if status not in (400, 503):
+            assert re.search(rf"`{code}` \|[^\n]*\b{status}\b", text), (code, status)
 
 
 async def test_the_examples_against_the_server(server: ServerProcess) -> None:

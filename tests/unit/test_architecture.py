@@ -12,6 +12,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "fastchat"
 
 # A module may import fastchat modules of a strictly lower rank only.
 RANK = {
+    "errors": 0,
     "events": 0,
     "timeparse": 0,
     "protocol": 1,

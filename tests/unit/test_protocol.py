@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fastchat import events
+from fastchat.errors import ErrorCode
 from fastchat.events import (
     CLIENT_EVENT_TYPES,
     NAME_MAX,
@@ -22,7 +23,6 @@ from fastchat.events import (
     SendMessage,
 )
 from fastchat.protocol import (
-    ErrorCode,
     Limits,
     ProtocolError,
     Session,

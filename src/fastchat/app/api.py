@@ -10,22 +10,14 @@ from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fastchat.answers import Health, NewestPages, history_body
-from fastchat.app.errors import ApiError
 from fastchat.app.guards import same_site_writes
 from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
+from fastchat.errors import ErrorCode, FastchatError
 from fastchat.events import ClientId, Comment, Message, Post
 from fastchat.lifecycle import Readiness
-from fastchat.protocol import (
-    ErrorCode,
-    check_client_id,
-    check_limit,
-    check_name,
-    check_text,
-    post_id_of,
-)
-from fastchat.service import Chat, NotFoundError
-from fastchat.store import StoreError
+from fastchat.protocol import check_client_id, check_limit, check_name, check_text, post_id_of
+from fastchat.service import Chat
 
 Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
 Cursor = Annotated[int | None, Parameter(ge=0, le=2**63 - 1, description="An item id.")]
@@ -45,10 +37,8 @@ async def _page(
     key: str,
     **query: Any,
 ) -> Response[bytes]:
-    try:
-        body = await history_body(chat, cache, key, _limit(limit, settings), **query)
-    except NotFoundError as exc:
-        raise ApiError(404, ErrorCode.POST_NOT_FOUND, str(exc)) from None
+    # No such post (NotFoundError) and the store's failures are answered by errors.py.
+    body = await history_body(chat, cache, key, _limit(limit, settings), **query)
     return Response(body, media_type=MediaType.JSON)
 
 
@@ -63,10 +53,7 @@ async def _store_message(
     check_name("user", user)
     check_text("message", text, settings.limits)
     check_client_id(client_id)
-    try:
-        return await chat.post_message(room, user, text, client_id)
-    except StoreError as exc:
-        raise ApiError(503, ErrorCode.STORE_UNAVAILABLE, str(exc)) from None
+    return await chat.post_message(room, user, text, client_id)
 
 
 async def _store_comment(
@@ -75,12 +62,7 @@ async def _store_comment(
     check_name("user", user)
     check_text("comment", text, settings.limits)
     check_client_id(client_id)
-    try:
-        return await chat.post_comment(post_id, user, text, client_id)
-    except NotFoundError as exc:
-        raise ApiError(404, ErrorCode.POST_NOT_FOUND, str(exc)) from None
-    except StoreError as exc:
-        raise ApiError(503, ErrorCode.STORE_UNAVAILABLE, str(exc)) from None
+    return await chat.post_comment(post_id, user, text, client_id)
 
 
 class NewMessage(msgspec.Struct):
@@ -169,14 +151,11 @@ class PostsController(Controller):
     async def create_post(self, chat: Chat, data: NewPost) -> Post:
         title = data.title.strip()
         if not title or len(title) > 200:
-            raise ApiError(400, ErrorCode.INVALID_FIELD, "title must be 1-200 characters")
+            raise FastchatError(ErrorCode.INVALID_FIELD, "title must be 1-200 characters")
         if not data.content.strip() or len(data.content) > 20000:
-            raise ApiError(400, ErrorCode.INVALID_FIELD, "content must be 1-20000 characters")
+            raise FastchatError(ErrorCode.INVALID_FIELD, "content must be 1-20000 characters")
         author = check_name("author", data.author)
-        try:
-            return await chat.create_post(title, data.content, author)
-        except StoreError as exc:
-            raise ApiError(503, ErrorCode.STORE_UNAVAILABLE, str(exc)) from None
+        return await chat.create_post(title, data.content, author)
 
     @get("/{post_id:str}")
     async def get_post(
@@ -185,7 +164,7 @@ class PostsController(Controller):
         pid = post_id_of(post_id)
         row = await chat.store.post(pid)
         if row is None:
-            raise ApiError(404, ErrorCode.POST_NOT_FOUND, f"post {pid} does not exist")
+            raise FastchatError(ErrorCode.POST_NOT_FOUND, f"post {pid} does not exist")
         rows, more = await chat.store.comments(pid, _limit(limit, settings))
         return {"post": post_of(row), "comments": [comment_of(r) for r in rows], "has_more": more}
 

@@ -1,8 +1,9 @@
 """Every error the HTTP edge answers, in one shape: `{"code": ..., "message": ...}`.
 
-Handlers raise what they mean (`ApiError`, the protocol's `ProtocolError` from the checks the
-socket shares, the store's `StoreError`, Litestar's own exceptions); this module maps each to
-a status and a stable code (docs/PROTOCOL.md lists them). Pages get HTML for a 404.
+Handlers raise what they mean: a `FastchatError` (fastchat/errors.py: the protocol's checks
+the socket shares, the stores' failures, a missing post), answered with its code's status
+from the one table there, or Litestar's own exceptions, mapped here to the same codes
+(docs/PROTOCOL.md lists them). Pages get HTML for a 404.
 """
 
 from __future__ import annotations
@@ -15,41 +16,17 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Template
 
 from fastchat.app.pages import not_found_page
-from fastchat.protocol import ErrorCode, ProtocolError
-from fastchat.store import StoreError
+from fastchat.errors import ErrorCode, FastchatError
 
 log = logging.getLogger("fastchat.http")
-
-
-class ApiError(Exception):
-    """Answered as `{"code": ..., "message": ...}` with `status`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def _body(code: str, message: str, status: int) -> Response[Any]:
     return Response({"code": code, "message": message}, status_code=status)
 
 
-def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+def _refusal(request: Request[Any, Any, Any], exc: FastchatError) -> Response[Any]:
     return _body(exc.code, exc.message, exc.status)
-
-
-# The statuses of the protocol's codes that a REST check can raise; the rest are 400.
-_PROTOCOL_STATUS = {ErrorCode.TOO_LARGE: 413, ErrorCode.POST_NOT_FOUND: 404}
-
-
-def _protocol_error(request: Request[Any, Any, Any], exc: ProtocolError) -> Response[Any]:
-    return _body(exc.code, exc.message, _PROTOCOL_STATUS.get(exc.code, 400))
-
-
-def _store_error(request: Request[Any, Any, Any], exc: StoreError) -> Response[Any]:
-    """A read the database could not answer (a write's refusal is mapped where it is made)."""
-    return _body(ErrorCode.STORE_UNAVAILABLE, str(exc), 503)
 
 
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -63,10 +40,11 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
     return _body(ErrorCode.INVALID_FIELD, message, 400)
 
 
+# Litestar's own refusals, by status, in fastchat's codes.
 _HTTP_CODES = {
     400: ErrorCode.INVALID_FIELD,
     404: ErrorCode.NOT_FOUND,
-    405: "method_not_allowed",
+    405: ErrorCode.METHOD_NOT_ALLOWED,
     413: ErrorCode.TOO_LARGE,
     500: ErrorCode.INTERNAL,
 }
@@ -96,9 +74,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 
 EXCEPTION_HANDLERS: Any = {
-    ApiError: _api_error,
-    ProtocolError: _protocol_error,
-    StoreError: _store_error,
+    FastchatError: _refusal,
     ValidationException: _validation_error,
     HTTPException: _http_error,
     RecursionError: _too_deep,

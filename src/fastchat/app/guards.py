@@ -23,9 +23,9 @@ from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from fastchat.app.errors import ApiError
 from fastchat.config import Settings
-from fastchat.protocol import ErrorCode, origin_allowed
+from fastchat.errors import ErrorCode, FastchatError
+from fastchat.protocol import origin_allowed
 
 
 async def same_site_writes(
@@ -45,19 +45,17 @@ async def same_site_writes(
     origin = headers.get("origin")
     if origin is not None:
         if not origin_allowed(origin, headers.get("host"), origins):
-            raise ApiError(
-                403,
+            raise FastchatError(
                 ErrorCode.ORIGIN_REFUSED,
                 f"writes from origin {origin[:100]!r} are not allowed",
             )
     elif headers.get("sec-fetch-site") == "cross-site" and "*" not in origins:
-        raise ApiError(403, ErrorCode.ORIGIN_REFUSED, "writes from another site are not allowed")
+        raise FastchatError(ErrorCode.ORIGIN_REFUSED, "writes from another site are not allowed")
     if connection.scope["method"] != "POST":  # type: ignore[typeddict-item]
         return
     media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
-        raise ApiError(
-            415,
+        raise FastchatError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"send the body as application/json, not {media_type or 'no content type'!r}",
         )
