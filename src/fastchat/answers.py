@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from fastchat.events import CommentPage, HealthReport, RoomPage
 from fastchat.protocol import ProtocolError, check_name, post_id_of
 from fastchat.service import Chat
 from fastchat.timeparse import format_ms
@@ -68,14 +69,16 @@ async def history_body(chat: Chat, pages: NewestPages, key: str, limit: int, **q
             return body
         version = pages.version(key)
     page = await chat.history(limit=limit, **query)
-    items = page.messages if page.messages is not None else page.comments
-    assert items is not None
-    fields: dict[str, Any] = (
-        {"room": page.room} if page.room is not None else {"post_id": page.post_id}
-    )
-    fields["messages" if page.messages is not None else "comments"] = items
-    fields.update(count=len(items), has_more=page.has_more, next=page.next)
-    body = _encode(fields)
+    if page.messages is not None:
+        assert page.room is not None
+        body = _encode(
+            RoomPage(page.room, page.messages, len(page.messages), page.has_more, page.next)
+        )
+    else:
+        assert page.comments is not None and page.post_id is not None
+        body = _encode(
+            CommentPage(page.post_id, page.comments, len(page.comments), page.has_more, page.next)
+        )
     if cursorless:
         pages.put(key, limit, version, body)
     return body
@@ -107,9 +110,9 @@ class Health:
             return last[2], last[3]
         stamp = format_ms(now)
         if problem is None:
-            status, body = 200, {"status": "ok", "database": "ok", "timestamp": stamp}
+            status, body = 200, HealthReport("ok", "ok", stamp)
         else:
-            status, body = 503, {"status": "unhealthy", "database": problem, "timestamp": stamp}
+            status, body = 503, HealthReport("unhealthy", problem, stamp)
         encoded = _encode(body)
         self._last = (now, problem, status, encoded)
         return status, encoded

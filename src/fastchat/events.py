@@ -155,6 +155,41 @@ class Post(Struct):
     comment_count: int = 0
 
 
+class RoomPage(Struct):
+    """`GET /api/v1/messages/{room}`: a page of a room's messages, oldest first."""
+
+    room: str
+    messages: list[Message]
+    count: int
+    has_more: bool
+    next: dict[str, int] | None  # the older page's cursor, `{"before": id}`; null: none
+
+
+class CommentPage(Struct):
+    """`GET /api/v1/posts/{id}/comments`: a page of a post's comments, oldest first."""
+
+    post_id: int
+    comments: list[Comment]
+    count: int
+    has_more: bool
+    next: dict[str, int] | None
+
+
+class HealthReport(Struct):
+    """`GET /api/v1/health`: 200 with "ok", 503 with "unhealthy" and the database's error."""
+
+    status: str
+    database: str
+    timestamp: str
+
+
+class ErrorBody(Struct):
+    """Every REST refusal's body: a stable code (docs/PROTOCOL.md) and a message."""
+
+    code: str
+    message: str
+
+
 class ServerEvent(Struct, tag_field="type", omit_defaults=True):
     """Base of every event the server sends; `type` is the tag."""
 

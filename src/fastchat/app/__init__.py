@@ -12,11 +12,14 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from prometheus_client import CollectorRegistry
 
+from fastchat import __version__
 from fastchat.answers import Health, NewestPages
 from fastchat.app.api import api_router, metrics_endpoint, test_router
 from fastchat.app.errors import EXCEPTION_HANDLERS
@@ -76,6 +79,14 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         state=State({"origins": settings.origins}),  # for guards.same_site_writes
         cors_config=cors_for(settings),
-        openapi_config=None,
+        # /schema: the API's description (Swagger UI), /schema/openapi.json: the document.
+        openapi_config=OpenAPIConfig(
+            title="fastchat",
+            version=__version__,
+            description="Pages, REST and the WebSocket protocol: docs/PROTOCOL.md.",
+            path="/schema",
+            use_handler_docstrings=True,
+            render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
+        ),
         debug=False,
     )

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, MediaType, Response, Router, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -14,7 +15,16 @@ from fastchat.app.guards import same_site_writes
 from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
 from fastchat.errors import ErrorCode, FastchatError
-from fastchat.events import ClientId, Comment, Message, Post
+from fastchat.events import (
+    ClientId,
+    Comment,
+    CommentPage,
+    ErrorBody,
+    HealthReport,
+    Message,
+    Post,
+    RoomPage,
+)
 from fastchat.lifecycle import Readiness
 from fastchat.protocol import check_client_id, check_limit, check_name, check_text, post_id_of
 from fastchat.service import Chat
@@ -27,6 +37,27 @@ TimeParam = Annotated[
         description="A time: RFC 3339 / ISO 8601, 'YYYY-MM-DD HH:MM:SS', or Unix s/ms/us/ns."
     ),
 ]
+
+
+def refusals(*statuses: int, ok: tuple[int, type] | None = None) -> dict[int, ResponseSpec]:
+    """The OpenAPI responses of a route: its refusals' body (`ErrorBody`, the code's status
+    from errors.py) and, for a route that answers encoded bytes, the Struct they encode."""
+    spec = {s: ResponseSpec(ErrorBody, description=_REFUSED[s]) for s in (400, *statuses)}
+    if ok is not None:
+        spec[ok[0]] = ResponseSpec(ok[1], description="OK")
+    return spec
+
+
+_REFUSED = {
+    400: "Refused: a parameter or the body is invalid (`invalid_field`, `invalid_json`, "
+    "`invalid_time`)",
+    403: "Refused: a browser write from another site (`origin_refused`)",
+    404: "No such post (`post_not_found`)",
+    413: "The text is over MAX_MESSAGE_CHARS, or the body too large (`too_large`)",
+    415: "The body is not sent as application/json (`unsupported_media_type`)",
+    503: "The database could not be written or read (`store_unavailable`)",
+}
+_WRITE = (403, 413, 415, 503)
 
 
 async def _page(
@@ -86,8 +117,16 @@ class NewPost(msgspec.Struct):
 class SystemController(Controller):
     path = "/"
 
-    @get("/health")
+    @get(
+        "/health",
+        responses={
+            200: ResponseSpec(HealthReport, description="The database answers"),
+            503: ResponseSpec(HealthReport, description="The database does not answer"),
+        },
+    )
     async def health(self, health: Health) -> Response[bytes]:
+        """Liveness: whether the database answers (as last observed, at most a few checks a
+        second)."""
         status, body = await health.answer()
         return Response(body, status_code=status, media_type=MediaType.JSON)
 
@@ -107,7 +146,7 @@ class SystemController(Controller):
 class MessagesController(Controller):
     path = "/messages"
 
-    @get("/{room:str}")
+    @get("/{room:str}", responses=refusals(503, ok=(200, RoomPage)))
     async def history(
         self,
         chat: Chat,
@@ -134,7 +173,7 @@ class MessagesController(Controller):
             until=until,
         )
 
-    @post("/{room:str}", status_code=201, guards=[same_site_writes])
+    @post("/{room:str}", status_code=201, guards=[same_site_writes], responses=refusals(*_WRITE))
     async def create(self, chat: Chat, settings: Settings, room: str, data: NewMessage) -> Message:
         return await _store_message(chat, room, data.user, data.message, data.client_id, settings)
 
@@ -147,7 +186,7 @@ class PostsController(Controller):
         posts = [post_of(r) for r in await chat.store.posts()]
         return {"posts": posts, "count": len(posts)}
 
-    @post("/", status_code=201, guards=[same_site_writes])
+    @post("/", status_code=201, guards=[same_site_writes], responses=refusals(*_WRITE))
     async def create_post(self, chat: Chat, data: NewPost) -> Post:
         title = data.title.strip()
         if not title or len(title) > 200:
@@ -157,7 +196,7 @@ class PostsController(Controller):
         author = check_name("author", data.author)
         return await chat.create_post(title, data.content, author)
 
-    @get("/{post_id:str}")
+    @get("/{post_id:str}", responses=refusals(404, 503))
     async def get_post(
         self, chat: Chat, settings: Settings, post_id: str, limit: Limit = None
     ) -> dict[str, Any]:
@@ -168,7 +207,7 @@ class PostsController(Controller):
         rows, more = await chat.store.comments(pid, _limit(limit, settings))
         return {"post": post_of(row), "comments": [comment_of(r) for r in rows], "has_more": more}
 
-    @get("/{post_id:str}/comments")
+    @get("/{post_id:str}/comments", responses=refusals(404, 503, ok=(200, CommentPage)))
     async def list_comments(
         self,
         chat: Chat,
@@ -195,7 +234,12 @@ class PostsController(Controller):
             until=until,
         )
 
-    @post("/{post_id:str}/comments", status_code=201, guards=[same_site_writes])
+    @post(
+        "/{post_id:str}/comments",
+        status_code=201,
+        guards=[same_site_writes],
+        responses=refusals(404, *_WRITE),
+    )
     async def create_comment(
         self, chat: Chat, settings: Settings, post_id: str, data: NewComment
     ) -> Comment:
