@@ -49,6 +49,7 @@ from fastchat.events import (
     UserJoined,
     UserLeft,
 )
+from fastchat.logs import LineBudget
 from fastchat.presence import Presence, RoomView, Snapshot
 from fastchat.protocol import (
     ErrorCode,
@@ -79,6 +80,9 @@ HEALTH_SECONDS: Final = 0.25
 HEARTBEAT_SECONDS: Final = 2.0
 # A member's TYPING is relayed at most once per this many seconds (never stored).
 TYPING_INTERVAL: Final = 1.0
+# "connection opened" / "connection closed": one line each, up to this many a second; past
+# it (a storm of reconnects), counted and told in one line a second (logs.LineBudget).
+CONNECTION_LINES_PER_SECOND: Final = 100
 
 
 _SEND_TYPES: Final = frozenset(
@@ -147,6 +151,7 @@ class Chat:
         # them by kind of transport, and PORT's `/ws` is a picows transport too.
         self.connections_open: Counter[str] = Counter()
         self.joins = 0
+        self.connection_lines = LineBudget(CONNECTION_LINES_PER_SECOND)
         hub.on_slow = self.on_slow
         self.draining = False  # a SIGTERM started the drain: no new WebSockets
         self._tasks: set[asyncio.Task[None]] = set()
@@ -180,8 +185,12 @@ class Chat:
         self._next_conn += 1
         self.connections_opened[port] += 1
         self.connections_open[port] += 1
-        member.state = Session(self.limits, time.monotonic(), self._next_conn, port, peer)
-        log.info("connection opened", extra={"conn": self._next_conn, "port": port, "peer": peer})
+        now = time.monotonic()
+        member.state = Session(self.limits, now, self._next_conn, port, peer)
+        if log.isEnabledFor(logging.INFO) and self._connection_line(now, "opened"):
+            log.info(
+                "connection opened", extra={"conn": self._next_conn, "port": port, "peer": peer}
+            )
         return member
 
     def disconnect(self, member: Member) -> None:
@@ -192,15 +201,37 @@ class Chat:
         for key in rooms:
             if key[0] == "r":
                 self._presence_left(key, names.get(key, ""))
+        now = time.monotonic()
+        if log.isEnabledFor(logging.INFO) and self._connection_line(now, "closed"):
+            log.info(
+                "connection closed",
+                extra={
+                    "conn": session.conn_id,
+                    "port": session.port,
+                    "peer": session.peer,
+                    "seconds": round(now - session.opened, 3),
+                    "rooms": len(rooms),
+                },
+            )
+
+    def _connection_line(self, now: float, kind: str) -> bool:
+        """Whether this connection's line is logged; if not, it is counted, and the count
+        told one period after the first line held back (see CONNECTION_LINES_PER_SECOND)."""
+        budget = self.connection_lines
+        if budget.take(now, kind):
+            return True
+        if sum(budget.untold.values()) == 1:
+            self._loop.call_later(budget.period, self._tell_untold_connections)
+        return False
+
+    def _tell_untold_connections(self) -> None:
+        untold = self.connection_lines.pop_untold()
+        if not untold:
+            return
         log.info(
-            "connection closed",
-            extra={
-                "conn": session.conn_id,
-                "port": session.port,
-                "peer": session.peer,
-                "seconds": round(time.monotonic() - session.opened, 3),
-                "rooms": len(rooms),
-            },
+            "connections opened and closed over %d a second: counted, not logged one by one",
+            self.connection_lines.lines,
+            extra={"opened": untold["opened"], "closed": untold["closed"]},
         )
 
     def on_slow(self, member: Member) -> None:
