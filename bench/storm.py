@@ -15,6 +15,15 @@ Prints one JSON object (as `bench.loadgen` does): seconds until all joined (the 
 ROOM_JOINED), the server's CPU seconds per phase (join, quiet, leave), its VmRSS before, while
 all are connected (after the quiet spell), at its peak (VmHWM), and once all have left.
 
+Where a slow upgrade comes from: each client's connect-to-101 is split into `tcp` (connect
+started -> TCP established, the kernel's handshake: a dropped SYN shows here as 1 s, 3 s,
+7 s) and `http` (request written -> 101 read: the server's accept, read, handshake and
+write, and this process's own loop); `loadgen_lag_s` is how late a 10 ms timer of this
+process fired (its loop busy: every reply it reads waits that long); `kernel` holds the
+join phase's TCP counters (SYN retransmits, listen queue overflows and drops, timeouts)
+and per-core backlog drops (/proc/net/softnet_stat: loopback packets dropped when a
+core's input queue passes net.core.netdev_max_backlog).
+
 Why the clients are not picows ones: each join sends USER_JOINED to every member already in
 the room, so n joins deliver about n²/2 frames (50 million for 10,000). A client that parsed
 them, at a fraction of a microsecond each, would measure itself; these read raw bytes, look for
@@ -87,9 +96,10 @@ class StormClient(asyncio.Protocol):
         self.upgraded = asyncio.get_running_loop().create_future()
         self.joined = False
         self.closed = False
-        self.times = [0, 0, 0]  # ns: connect started, upgraded, ROOM_JOINED
+        self.times = [0, 0, 0, 0]  # ns: connect started, upgraded, ROOM_JOINED, TCP up
 
     def connection_made(self, transport: Any) -> None:
+        self.times[3] = time.monotonic_ns()
         self.transport = transport
         transport.write(self.request)
 
@@ -164,6 +174,66 @@ def raise_fd_limit(need: int) -> int:
             "run with fewer --clients"
         )
     return hard
+
+
+TCP_COUNTERS = (
+    "TCPSynRetrans",
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPTimeouts",
+    "TCPReqQFullDrop",
+    "TCPReqQFullDoCookies",
+)
+
+
+def kernel_counters() -> dict[str, int]:
+    """This network namespace's TCP counters that a stalled connect would raise, the TCP
+    retransmits, and each core's backlog drops (softnet_stat's second column)."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2], strict=False):
+            if head.startswith("TcpExt:"):
+                names, nums = head.split()[1:], vals.split()[1:]
+                got = dict(zip(names, nums, strict=False))
+                out |= {k: int(got[k]) for k in TCP_COUNTERS if k in got}
+        with open("/proc/net/snmp") as f:
+            lines = f.read().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2], strict=False):
+            if head.startswith("Tcp:"):
+                got = dict(zip(head.split()[1:], vals.split()[1:], strict=False))
+                out["RetransSegs"] = int(got.get("RetransSegs", 0))
+        with open("/proc/net/softnet_stat") as f:
+            for cpu, line in enumerate(f):
+                out[f"softnet_dropped_cpu{cpu}"] = int(line.split()[1], 16)
+    return out
+
+
+def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+class LoopLag:
+    """How late a `period` timer of this process's loop fires: the time each reply it
+    reads waits before it is looked at."""
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.lags: list[float] = []
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time() + period
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        self.lags.append(now - self._due)
+        self._due = now + self.period
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def stop(self) -> dict[str, float]:
+        self._handle.cancel()
+        return quantiles(self.lags)
 
 
 def open_fds(pid: int) -> int:
@@ -245,6 +315,8 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
     rss0 = proc_status_kb(pid, "VmRSS") if pid else None
     fds0 = open_fds(pid) if pid else 0
     phases = Phases(pid)
+    kernel0 = kernel_counters()
+    lag = LoopLag()
     phases.mark("start")
     t0 = time.monotonic_ns()
     connecting = asyncio.gather(*(connect(c) for c in clients))
@@ -254,6 +326,8 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
             break  # everyone has joined, failed or been dropped
         await asyncio.sleep(0.005)
     phases.mark("joined", st.last_joined_ns if st.all_joined.is_set() else None)
+    kernel_join = counters_delta(kernel0, kernel_counters())
+    lag_join = lag.stop()
     if not connecting.done():  # out of time: the clients still waiting for a slot give up
         connecting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -299,6 +373,8 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
     spans = {
         "started_at": [(t[0] - t0) / 1e9 for t in done],
         "upgrade": [(t[1] - t[0]) / 1e9 for t in done],
+        "tcp": [(t[3] - t[0]) / 1e9 for t in done],
+        "http": [(t[1] - t[3]) / 1e9 for t in done],
         "join": [(t[2] - t[1]) / 1e9 for t in done],
         "joined_at": [(t[2] - t0) / 1e9 for t in done],
     }
@@ -331,9 +407,13 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         "loadgen_cpu_s": join["loadgen_cpu_s"],
         "loadgen_core_share": join["loadgen_core_share"],
         "cores_busy": join["cores_busy"],
-        # Per client, seconds: connect started (from t0), connect to upgrade, upgrade to
+        # Per client, seconds: connect started (from t0), connect to upgrade (= tcp + http:
+        # connect to TCP established, then request written to 101 read), upgrade to
         # ROOM_JOINED, ROOM_JOINED (from t0): p50 / p90 / p99 / max.
         "client_s": {k: quantiles(v) for k, v in spans.items()},
+        # Join phase: how late this process's 10 ms timer fired, and the kernel's counters.
+        "loadgen_lag_s": lag_join,
+        "kernel": kernel_join,
         "phases": {
             "join": join,
             "quiet": phases.between("joined", "quiet"),

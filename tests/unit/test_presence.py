@@ -71,3 +71,53 @@ def test_pages_of_names_in_name_order_across_nodes() -> None:
     assert p.page("r:a", "dan", 2) == ([], None)
     assert p.page("r:a", None, 10) == (["ann", "bo", "cy", "dan"], None)
     assert p.page("r:none", None, 10) == ([], None)
+
+
+def test_the_cached_user_list_is_always_the_list_built_afresh() -> None:
+    """users() is kept between calls (every ROOM_JOINED carries it) and dropped when it may
+    have changed: after any sequence of local joins and leaves, other nodes' changes,
+    snapshots and expiry, it equals the list built from scratch."""
+    import random
+
+    rng = random.Random(14)
+    p = Presence()
+    keys = ["r:a", "r:b"]
+    names = [f"u{i}" for i in range(130)]  # more than the 100 listed
+    joined: list[tuple[str, str]] = []
+    now = 0.0
+    for step in range(6000):
+        key = rng.choice(keys)
+        op = rng.random()
+        if op < 0.55 or not joined:
+            # Mostly fresh names early, so that rooms pass 100 names, then reuse.
+            user = names[min(step // 20, 129)] if rng.random() < 0.5 else rng.choice(names)
+            p.join(key, user)
+            joined.append((key, user))
+        elif op < 0.9:
+            key, user = joined.pop(rng.randrange(len(joined)))
+            p.leave(key, user)
+        elif op < 0.96:
+            view = {rng.choice(names): rng.randint(1, 2) for _ in range(rng.randint(0, 3))}
+            p.apply(rng.choice(["n2", "n3"]), key, (sum(view.values()), view), now)
+        elif op < 0.99:
+            p.apply_snapshot("n3", {key: (1, {rng.choice(names): 1})}, now)
+        else:
+            now += 10.0
+            p.expire(now, ttl=5.0)
+        for k in keys:
+            assert p.users(k) == p._users(k), (step, k)
+    assert max(len(p.users(k)) for k in keys) == 100  # the cap was reached and held
+
+
+def test_a_big_room_keeps_its_user_list_through_joins_past_the_first_100() -> None:
+    p = Presence()
+    for i in range(100):
+        p.join("r:big", f"u{i}")
+    first = p.users("r:big")
+    for i in range(100, 1000):
+        p.join("r:big", f"u{i}")
+        assert p.users("r:big") is first  # not rebuilt: the 100 listed did not change
+    p.leave("r:big", "u500")  # not listed
+    assert p.users("r:big") is first
+    p.leave("r:big", "u5")  # listed: the list moves up
+    assert p.users("r:big") == [f"u{i}" for i in range(101) if i != 5]

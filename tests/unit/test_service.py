@@ -9,6 +9,7 @@ are hub sinks recording what they are sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -143,3 +144,51 @@ async def test_a_history_whose_read_fails_is_answered_store_unavailable(chat: Ch
     error = await sink.next()
     assert error["code"] == "store_unavailable"
     assert error["message"] == "the database could not be read (IOError: disk I/O error)"
+
+
+async def test_a_storm_of_connections_logs_a_bounded_number_of_lines_and_counts_the_rest(
+    chat: Chat, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One line per connection opened and closed, up to the budget; the rest counted and
+    told in one line (10,000 lines in a storm cost ~9 % of the loop: issue 14). Nothing is
+    lost: lines told plus counted is every connection."""
+    chat.connection_lines.lines = 10
+    caplog.set_level(logging.INFO, logger="fastchat.service")
+    members = [chat.connect_sink(Sink()) for _ in range(40)]
+    for m in members:
+        chat.disconnect(m)
+    untold = dict(chat.connection_lines.untold)
+    chat._tell_untold_connections()  # what the timer it scheduled will do
+    chat._tell_untold_connections()  # and then nothing more: all was told
+    records = [r for r in caplog.records if r.name == "fastchat.service"]
+    opened = sum(r.getMessage() == "connection opened" for r in records)
+    closed = sum(r.getMessage() == "connection closed" for r in records)
+    summaries = [r for r in records if "not logged one by one" in r.getMessage()]
+    assert opened + closed <= 20  # two periods at most: these 80 events took less than one
+    assert len(summaries) == 1 and untold == {"opened": 40 - opened, "closed": 40 - closed}
+    assert opened + sum(getattr(r, "opened", 0) for r in summaries) == 40
+    assert closed + sum(getattr(r, "closed", 0) for r in summaries) == 40
+
+
+async def test_a_mass_disconnect_gives_the_freed_heap_back(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After TRIM_AFTER_CLOSED connections have closed, malloc_trim runs once (10,000
+    clients leaving left ~30 MB free but mapped: issue 14), on a worker thread."""
+    from fastchat import service
+
+    monkeypatch.setattr(service, "TRIM_AFTER_CLOSED", 5)
+    monkeypatch.setattr(service, "TRIM_DELAY", 0.0)
+    trimmed = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+
+    def trim(pad: int) -> int:
+        loop.call_soon_threadsafe(trimmed.set_result, pad)
+        return 1
+
+    chat._trim = trim
+    members = [chat.connect_sink(Sink()) for _ in range(7)]
+    for m in members:
+        chat.disconnect(m)
+    assert await asyncio.wait_for(trimmed, TIMEOUT) == 0
+    assert chat.trims == 1  # once for the 7, not per connection
