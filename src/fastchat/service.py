@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 
@@ -65,11 +65,6 @@ from fastchat.protocol import (
     time_of,
 )
 from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, PostNotFound, Store, StoreError
-
-if TYPE_CHECKING:
-    pass
-
-T = TypeVar("T")
 
 log = logging.getLogger("fastchat.service")
 
