@@ -40,6 +40,11 @@ HEAD_MAX: Final = 16 * 1024
 RELAY_CHUNK: Final = 16 * 1024
 # A client that has not sent a whole request head by then is dropped (slowloris).
 HEAD_TIMEOUT: Final = 10.0
+# A connection the front answers itself, silent this long, is closed, as Granian closes its
+# own (its HTTP/1 header read timeout, 30 s): idle keep-alive connections must not pile up.
+# Checked by one sweep for all of them every IDLE_SWEEP seconds, not a timer per request.
+IDLE_TIMEOUT: Final = 30.0
+IDLE_SWEEP: Final = 5.0
 
 _TOO_LARGE: Final = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
@@ -109,6 +114,8 @@ class Front(asyncio.BufferedProtocol):
     __slots__ = (
         "_buffer",
         "_first",
+        "_heard",
+        "_idle",
         "_paths",
         "_picows",
         "_read",
@@ -128,12 +135,15 @@ class Front(asyncio.BufferedProtocol):
         paths: tuple[bytes, ...],
         route: RouteFn | None = None,
         routes: dict[bytes, Any] | None = None,
+        idle: Idle | None = None,
     ) -> None:
         self._picows = picows
         self._paths = paths  # the upgrade paths picows takes
         self._upstream = upstream  # Granian's Unix socket
         self._route = route
         self._routes = routes if routes is not None else {}  # shared by the connections
+        self._idle = idle  # the sweep that closes silent connections
+        self._heard = 0  # the sweep's tick when this connection last sent something
         self._buffer = bytearray(2048)
         self._read = 0
         self._first = True
@@ -145,6 +155,9 @@ class Front(asyncio.BufferedProtocol):
     def connection_made(self, transport: Any) -> None:
         self._transport = transport  # uvloop's, not an asyncio.Transport subclass
         self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, transport.abort)
+        if self._idle is not None:
+            self._idle.served.add(self)
+            self._heard = self._idle.tick
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._read == len(self._buffer):
@@ -156,8 +169,19 @@ class Front(asyncio.BufferedProtocol):
             self._relay.from_client(bytes(self._buffer[:nbytes]))
             return
         self._read += nbytes
+        if self._idle is not None:
+            self._heard = self._idle.tick
         if self._waiting is None:
             self._serve()
+
+    def idle_for(self, tick: int) -> int:
+        """Sweeps since this connection last sent something (none while an answer is being
+        built for it)."""
+        return 0 if self._waiting is not None else tick - self._heard
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def _serve(self) -> None:
         """Answer the complete request heads in the buffer, in order, until one must wait
@@ -269,6 +293,7 @@ class Front(asyncio.BufferedProtocol):
             self._transport.writelines(out)
 
     def _start_relay(self, data: bytes) -> None:
+        self._leave_idle()  # Granian times its own connections out
         self._relay = Relay(self._transport, self._upstream, data)
         self._buffer = bytearray(RELAY_CHUNK)
         self._read = 0
@@ -276,6 +301,7 @@ class Front(asyncio.BufferedProtocol):
     def _to_picows(self, transport: Any, data: bytes) -> None:
         """picows' protocol takes the connection as if it had accepted it, then reads what
         was already read here, through the same buffer calls the loop would make."""
+        self._leave_idle()  # picows' keepalive sweep watches WebSockets
         protocol = self._picows()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -304,7 +330,13 @@ class Front(asyncio.BufferedProtocol):
         elif self._transport is not None and self._waiting is None:
             self._transport.resume_reading()
 
+    def _leave_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.served.discard(self)
+            self._idle = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._leave_idle()
         if self._timer is not None:
             self._timer.cancel()
         if self._waiting is not None:
@@ -391,6 +423,30 @@ class Relay(asyncio.Protocol):
         self._client.close()
 
 
+class Idle:
+    """The connections the front answers itself, and one sweep every `every` seconds that
+    closes those silent for `timeout` (rounded up to whole sweeps). The sweep stops once the
+    server is closed and the last of them is gone."""
+
+    def __init__(self, timeout: float = IDLE_TIMEOUT, every: float = IDLE_SWEEP) -> None:
+        self.served: set[Front] = set()
+        self.tick = 0  # sweeps so far: a coarse clock a request reads for nothing
+        self._every = every
+        self._sweeps = max(1, -int(-timeout // every))
+        self.server: asyncio.Server | None = None
+
+    def start(self, server: asyncio.Server) -> None:
+        self.server = server
+        asyncio.get_running_loop().call_later(self._every, self._sweep)
+
+    def _sweep(self) -> None:
+        self.tick += 1
+        for front in [f for f in self.served if f.idle_for(self.tick) >= self._sweeps]:
+            front.close()
+        if self.served or (self.server is not None and self.server.is_serving()):
+            asyncio.get_running_loop().call_later(self._every, self._sweep)
+
+
 async def start_front(
     host: str,
     port: int,
@@ -400,13 +456,17 @@ async def start_front(
     paths: tuple[bytes, ...] = (b"/ws",),
     route: RouteFn | None = None,
     reuse_port: bool = False,
+    idle: Idle | None = None,
 ) -> asyncio.Server:
     routes: dict[bytes, Any] = {}
-    return await asyncio.get_running_loop().create_server(
-        lambda: Front(picows, upstream, paths, route, routes),
+    idle = idle or Idle()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: Front(picows, upstream, paths, route, routes, idle),
         host,
         port,
         backlog=4096,
         reuse_address=True,
         reuse_port=reuse_port,
     )
+    idle.start(server)
+    return server
