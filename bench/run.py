@@ -14,7 +14,7 @@ endpoint). `X-port` is scenario X on fastchat's `PORT` URL (`ws://HOST:PORT/ws`,
 original's) instead of `WS_PORT`; the baseline has one port, so its figures for `X-port` are
 its `X` run's when X ran in the same invocation.
 
-    python -m bench.run            # full run, a few minutes; writes bench/results.json
+    python -m bench.run            # full run, a few minutes; writes build/bench/results.json
     python -m bench.run --quick    # under a minute, small sizes; writes build/bench-quick.json
 
 A/B within one invocation (`--variant`, repeatable): each variant names a source tree for the
@@ -329,8 +329,9 @@ def main() -> int:
         "--json",
         type=Path,
         default=None,
-        help="where to write every run (default bench/results.json, "
-        "build/bench-quick.json with --quick)",
+        help="where to write every run (default build/bench/results.json, "
+        "build/bench-quick.json with --quick; `make bench-record` writes the tracked "
+        "bench/results.json)",
     )
     parser.add_argument(
         "--idle-connections", type=int, default=None, help="default 19,000 (1,000 with --quick)"
@@ -372,7 +373,7 @@ def main() -> int:
         raise SystemExit(f"unknown scenarios {unknown}; known: {DEFAULT_SCENARIOS}")
     servers = [s for s in opts.servers.split(",") if s]
     out_path = opts.json or (
-        ROOT / ("build/bench-quick.json" if opts.quick else "bench/results.json")
+        ROOT / ("build/bench-quick.json" if opts.quick else "build/bench/results.json")
     )
     started = time.time()
     record: dict[str, Any] = {

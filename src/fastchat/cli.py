@@ -1,7 +1,8 @@
 """The `fastchat` command (also `python -m fastchat`).
 
 Every setting is a flag and an environment variable (click's `envvar`), validated before the
-server starts: a bad value is a clear message and exit status 2.
+server starts: a bad value is a clear message and exit status 2, and so is a setting whose
+optional extra is not installed (a configuration the command cannot run, like a bad value).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import click
 import msgspec
 
-from fastchat import __version__
+from fastchat import DISTRIBUTION, __version__
 from fastchat.config import Settings
 
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -84,6 +85,14 @@ def serve(**options: Any) -> None:
     if problem is not None:
         name, message = problem
         raise click.BadParameter(message, param_hint="--" + name.replace("_", "-"))
+    missing = settings.missing_extra()
+    if missing is not None:
+        variable, extra = missing
+        click.echo(
+            f"fastchat: {variable} needs the {extra} extra: pip install '{DISTRIBUTION}[{extra}]'",
+            err=True,
+        )
+        sys.exit(2)
 
     from fastchat.server import run  # imported late: `--help` stays fast
 

@@ -8,12 +8,21 @@ The original's names (HOST, PORT, DB_PATH) and WS_PORT are kept as they are.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from importlib.util import find_spec
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec import Meta
 
 from fastchat.protocol import Limits
+
+# The settings that need an optional extra (pyproject.toml): the extra, and the modules it
+# installs. The imports themselves are late (broker.py, server.py's store_for); this lets
+# `fastchat serve` name the extra before it starts instead of failing halfway up.
+EXTRAS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "broker_url": ("redis", ("redis",)),
+    "database_url": ("postgres", ("psycopg", "psycopg_pool")),
+}
 
 
 def setting(env: str, help: str, ge: float | None = None, le: float | None = None) -> Meta:
@@ -226,6 +235,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return "ws_port", "PORT and WS_PORT must differ"
         return None
 
+    def missing_extra(self) -> tuple[str, str] | None:
+        """(VARIABLE, extra) for the first setting in use whose optional extra is not
+        installed, else None."""
+        for name, (extra, modules) in EXTRAS.items():
+            if getattr(self, name) and not all(find_spec(m) for m in modules):
+                return env_var(name), extra
+        return None
+
     @property
     def limits(self) -> Limits:
         return Limits(
@@ -244,3 +261,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return frozenset(
             o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()
         )
+
+
+def env_var(name: str) -> str:
+    """The environment variable of the setting `name`, as declared above."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    meta = next(f.type for f in info.fields if f.name == name)
+    assert isinstance(meta, msgspec.inspect.Metadata) and meta.extra, name
+    return str(meta.extra["env"])

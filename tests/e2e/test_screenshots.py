@@ -1,5 +1,6 @@
 """Screenshots of the three pages, desktop (1280x800) and phone (360x740), written to
-docs/screenshots/ on every run, from a server filled with a small, realistic conversation."""
+build/screenshots/ on every run, from a server filled with a small, realistic conversation;
+`make screenshots` copies them to docs/screenshots/, the README's tracked copies."""
 
 from __future__ import annotations
 

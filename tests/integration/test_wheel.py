@@ -3,9 +3,11 @@ virtual environment outside the source tree, running the Dockerfile's own CMD.
 
 There is no Docker engine on these machines, so this test stands in for `docker build` and
 `docker run`: it copies the build context through `.dockerignore`, builds the wheel with the
-build stage's `pip wheel` command, installs it the way the runtime stage does, and starts the
-image's CMD with the image's ENV (ports and database moved into the test's temp dir). The
-cheap tests at the bottom parse the Dockerfile and `.dockerignore` so they cannot drift from it.
+build stage's `pip wheel` command, installs it the way the runtime stage does (`pip install
+<wheel>`, no extras), and starts the image's CMD with the image's ENV (ports and database moved
+into the test's temp dir). The wheel's and the sdist's metadata and LICENSE are read here too.
+The cheap tests at the bottom parse the Dockerfile and `.dockerignore` so they cannot drift
+from it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import Parser
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +43,17 @@ DOCKERIGNORE = REPO / ".dockerignore"
 
 # The build stage's wheel command, word for word (checked against the Dockerfile below).
 PIP_WHEEL = ["pip", "wheel", "--no-deps", "-w", "/dist", "."]
-RUNTIME_ENV = {"DB_PATH": "/data/chat.db", "HOST": "0.0.0.0", "PORT": "8080", "WS_PORT": "8081"}
+RUNTIME_ENV = {
+    "DB_PATH": "/data/chat.db",
+    "HOST": "0.0.0.0",
+    "PORT": "8080",
+    "WS_PORT": "8081",
+    # A production database gets no sample posts unless asked for.
+    "SEED_POSTS": "false",
+}
+# The distribution (`fastchat` on PyPI is someone else's); its file names use `_`.
+DISTRIBUTION = "fastchat-server"
+FILE_PREFIX = "fastchat_server-"
 
 
 # ---------------------------------------------------------------------------- Dockerfile
@@ -241,7 +257,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     # the pinned build requirements just as `docker build` does.
     argv = [sys.executable, "-m", *PIP_WHEEL[:3], "-w", str(wheelhouse), "."]
     run([*argv, "-q", "--disable-pip-version-check"], cwd=context)
-    (wheel,) = wheelhouse.glob("fastchat-*.whl")
+    (wheel,) = wheelhouse.glob(f"{FILE_PREFIX}*.whl")
 
     venv = root / "venv"
     # `sys.executable` may itself be a venv's; `venv` bases the new one on the real interpreter.
@@ -321,6 +337,8 @@ def test_installed_package_is_the_wheel(installed: Installed) -> None:
     ):
         assert (package / name).is_file(), f"{name} missing from the installed package"
     assert not list(package.glob("_hub.pyx")), "the wheel need not carry the Cython source"
+    # Shipped without debug information (setup.py): DWARF sections are named .debug_*.
+    assert b".debug_info" not in hubs[0].read_bytes(), "the hub .so carries debug information"
     version = run(
         [str(installed.venv / "bin" / "fastchat"), "--version"],
         cwd=installed.workdir,
@@ -365,6 +383,20 @@ def test_image_entry_point_serves_pages_rest_websocket_and_stops(
         assert (echoed["room"], echoed["user"], echoed["message"]) == ("w", "u", "hello")
         assert type(echoed["id"]) is int and echoed["id"] > stored["id"]
 
+    # The original's URL on PORT: the same room, the same store.
+    with connect(image_server.ws_http, open_timeout=TIMEOUT) as ws:
+        ws.send(json.dumps({"type": "JOIN_ROOM", "room": "w", "user": "v"}))
+        assert _until(ws, "ROOM_JOINED")["room"] == "w"
+        ws.send(json.dumps({"type": "CHAT_MESSAGE", "room": "w", "user": "v", "message": "hey"}))
+        again = _until(ws, "CHAT_MESSAGE")
+        assert (again["user"], again["message"]) == ("v", "hey")
+        assert again["id"] > echoed["id"]
+
+    # SEED_POSTS=false in the image: a new database has no sample posts.
+    r = httpx.get(f"{image_server.http}/api/v1/posts", timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert r.json()["posts"] == [], r.text
+
     # The Dockerfile's HEALTHCHECK, run by the installed interpreter: 0 when healthy,
     # non-zero when nothing answers on PORT.
     cmd = healthcheck_cmd(stages()[1])
@@ -391,13 +423,137 @@ def test_image_entry_point_serves_pages_rest_websocket_and_stops(
     assert image_server.stop(signal.SIGTERM) == 0, image_server.log()
 
 
+# ---------------------------------------------------------------------------- no extras
+
+
+def test_the_wheel_alone_installs_no_extra(installed: Installed) -> None:
+    """`pip install <wheel>` brings what serving needs and not the optional drivers."""
+    names = json.loads(
+        run(
+            [str(installed.python), "-m", "pip", "list", "--format=json"],
+            cwd=installed.workdir,
+            env=installed.env(),
+        )
+    )
+    have = {d["name"].lower().replace("_", "-") for d in names}
+    assert DISTRIBUTION in have
+    for absent in ("redis", "psycopg", "psycopg-binary", "psycopg-pool"):
+        assert absent not in have, f"{absent} came with the wheel alone"
+    for present in ("picows", "granian", "litestar", "apsw", "msgspec", "uvloop"):
+        assert present in have, f"{present} is missing: the server cannot start"
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "extra"),
+    [
+        ("BROKER_URL", "redis://127.0.0.1:6379/0", "redis"),
+        ("DATABASE_URL", "postgresql://fastchat@127.0.0.1:5432/fastchat", "postgres"),
+    ],
+)
+def test_a_setting_that_needs_a_missing_extra_names_it(
+    installed: Installed, variable: str, url: str, extra: str
+) -> None:
+    env = {
+        **installed.env(),
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "WS_PORT": str(free_port()),
+        "DB_PATH": str(installed.workdir / f"extra-{extra}.db"),
+        variable: url,
+    }
+    proc = subprocess.run(
+        [str(installed.venv / "bin" / "fastchat"), "serve"],
+        cwd=installed.workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 3,
+    )
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        f"fastchat: {variable} needs the {extra} extra: pip install '{DISTRIBUTION}[{extra}]'\n"
+    )
+    assert not (installed.workdir / f"extra-{extra}.db").exists(), "it started before stopping"
+
+
+# ---------------------------------------------------------------------------- metadata
+
+
+def wheel_metadata(wheel: Path) -> tuple[Message, list[str]]:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        return Parser().parsestr(zf.read(meta).decode()), names
+
+
+def test_wheel_metadata(installed: Installed) -> None:
+    meta, names = wheel_metadata(installed.wheel)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert meta["Name"] == DISTRIBUTION == project["name"]
+    assert meta["Version"] == project["version"]
+    assert meta["Requires-Python"] == ">=3.11"
+    assert meta["License-Expression"] == "MIT"
+    assert meta.get_all("License-File") == ["LICENSE"]
+    assert meta["Summary"] and meta["Description-Content-Type"] == "text/markdown"
+
+    classifiers = set(meta.get_all("Classifier") or [])
+    for minor in (11, 12, 13):
+        assert f"Programming Language :: Python :: 3.{minor}" in classifiers
+    assert "Operating System :: POSIX :: Linux" in classifiers
+    assert "Framework :: AsyncIO" in classifiers
+
+    assert set(meta.get_all("Provides-Extra") or []) >= {"redis", "postgres", "all"}
+    requires = meta.get_all("Requires-Dist") or []
+    core = [r for r in requires if "extra ==" not in r]
+    for driver in ("redis", "psycopg"):
+        assert not [r for r in core if r.startswith(driver)], f"{driver} is a core dependency"
+    flat = [r.replace(" ", "") for r in requires]
+    assert any(r.startswith("redis") and r.endswith('extra=="redis"') for r in flat), requires
+    assert any(r.startswith("psycopg[") and r.endswith('extra=="postgres"') for r in flat)
+    assert any(
+        r.startswith(f"{DISTRIBUTION}[postgres,redis]") and r.endswith('extra=="all"') for r in flat
+    ), requires
+
+    license_text = (REPO / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "the fastchat authors" in license_text
+    (licensed,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    with zipfile.ZipFile(installed.wheel) as zf:
+        assert zf.read(licensed).decode() == license_text
+
+
+def test_sdist_carries_the_license_and_rebuilds_the_hub(
+    installed: Installed, tmp_path: Path
+) -> None:
+    run(
+        [sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), "."],
+        cwd=installed.context,
+    )
+    (sdist,) = tmp_path.glob(f"{FILE_PREFIX}*.tar.gz")
+    with tarfile.open(sdist) as tf:
+        names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+        top = tf.getnames()[0].split("/")[0]
+        pkg_info = tf.extractfile(f"{top}/PKG-INFO")
+        assert pkg_info is not None
+        meta = Parser().parsestr(pkg_info.read().decode())
+    assert meta["Name"] == DISTRIBUTION and meta["License-Expression"] == "MIT"
+    assert "LICENSE" in names
+    for needed in ("setup.py", "pyproject.toml", "src/fastchat/_hub.pyx", "src/fastchat/_hub.pxd"):
+        assert needed in names, f"{needed} missing from the sdist"
+    assert "src/fastchat/_hub.c" not in names
+
+
 # ---------------------------------------------------------------------------- cheap checks
 
 
 def test_dockerfile_stages_match_what_this_module_runs() -> None:
     build, runtime = stages()
-    assert build.image == "python:3.11-slim" and build.name
-    assert runtime.image == "python:3.11-slim"
+    # Pinned: an exact Python release on a named Debian release (or a digest), the same in
+    # both stages, so the wheel's interpreter is the runtime's.
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", build.image), (
+        build.image
+    )
+    assert build.name and runtime.image == build.image
 
     build_runs = " ; ".join(build.args("RUN"))
     assert "build-essential" in build_runs
@@ -412,7 +568,10 @@ def test_dockerfile_stages_match_what_this_module_runs() -> None:
     )
     runtime_runs = " ; ".join(runtime.args("RUN"))
     assert "build-essential" not in runtime_runs and "gcc" not in runtime_runs
-    assert re.search(r"pip install \S*/\*\.whl", runtime_runs), runtime_runs
+    assert 'pip install "$(ls /tmp/dist/*.whl)' in runtime_runs, runtime_runs
+    # The wheel alone by default, as `installed` installs it; extras only when asked for.
+    assert runtime.args("ARG") == ['EXTRAS=""'], runtime.args("ARG")
+    assert "${EXTRAS:+[$EXTRAS]}" in runtime_runs
     assert "useradd" in runtime_runs
 
     users = runtime.args("USER")
@@ -448,6 +607,7 @@ def test_dockerignore_keeps_what_the_wheel_needs_and_drops_the_rest() -> None:
         "setup.py",
         "MANIFEST.in",
         "README.md",
+        "LICENSE",
         "src/fastchat/__init__.py",
         "src/fastchat/_hub.pyx",
         "src/fastchat/_hub.pxd",

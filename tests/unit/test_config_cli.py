@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
 import fastchat
+from fastchat import config
 from fastchat.cli import main
 from fastchat.config import Settings
 from tests.unit.limits import limits_with
@@ -33,6 +36,7 @@ SHIPPED_ENV_VARS = {
     "LOG_LEVEL",
     "SEED_POSTS",
 }
+ROOT = Path(__file__).resolve().parents[2]
 SERVE_OPTIONS = [p for p in main.commands["serve"].params if isinstance(p, click.Option)]
 ENV_VARS = {o.envvar for o in SERVE_OPTIONS if o.envvar}
 # None unsets the variable for the run, so the caller's environment cannot leak in.
@@ -111,7 +115,7 @@ def test_version(flag: str) -> None:
 def test_version_matches_the_installed_package() -> None:
     from importlib.metadata import version
 
-    assert fastchat.__version__ == version("fastchat")
+    assert fastchat.__version__ == version("fastchat-server")
 
 
 def test_python_dash_m_fastchat_works() -> None:
@@ -213,6 +217,49 @@ def test_bad_values_exit_2_with_a_clear_message(
     assert "Error:" in result.output
     assert "Traceback" not in result.output
     assert run.settings == []  # refused before anything started
+
+
+# --------------------------------------------------------------------------- extras
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "url", "extra"),
+    [
+        ("broker_url", "BROKER_URL", "redis://127.0.0.1:6379/0", "redis"),
+        ("database_url", "DATABASE_URL", "postgresql://u@127.0.0.1/db", "postgres"),
+    ],
+)
+def test_a_setting_whose_extra_is_missing_names_it_and_exits_2(
+    run: Recorder, monkeypatch: pytest.MonkeyPatch, name: str, env: str, url: str, extra: str
+) -> None:
+    """Without the extra's modules (a name no installed module has stands in for them here;
+    tests/integration/test_wheel.py runs a real install without extras)."""
+    monkeypatch.setitem(config.EXTRAS, name, (extra, ("fastchat_no_such_module",)))
+    result = CliRunner().invoke(main, ["serve"], env={**CLEAN_ENV, env: url}, prog_name="fastchat")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"fastchat: {env} needs the {extra} extra: pip install 'fastchat-server[{extra}]'\n"
+    )
+    assert run.settings == []  # refused before anything started
+
+
+def test_the_extras_are_the_ones_pyproject_declares() -> None:
+    """Each setting's extra exists, names the modules' distributions, and is in `all`."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = pyproject["optional-dependencies"]
+    (everything,) = extras["all"]
+    assert everything.startswith("fastchat-server[")
+    in_all = set(everything.partition("[")[2].rstrip("]").split(","))
+    for name, (extra, modules) in config.EXTRAS.items():
+        assert name in Settings.__struct_fields__
+        assert extra in extras and extra in in_all, extra
+        requirements = " ".join(extras[extra])
+        assert all(m.split("_")[0] in requirements for m in modules), (extra, modules)
+        # The suite's venv has every extra: the check passes there.
+        assert Settings(**{name: "x"}).missing_extra() is None
+    assert config.env_var("broker_url") == "BROKER_URL"
+    assert Settings().missing_extra() is None
 
 
 # --------------------------------------------------------------------------- good values
