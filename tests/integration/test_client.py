@@ -12,10 +12,11 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fastchat.client import Client, FastchatError, connect
-from fastchat.events import MessageEvent
+from fastchat.events import CommentEvent, MessageEvent
 from tests.conftest import TIMEOUT, ServerProcess, start_server
 
 
@@ -218,3 +219,35 @@ async def test_fastchat_tail_prints_each_message_and_exits_0_on_ctrl_c(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_comments_on_a_post_live_and_idempotent(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
+        created = await http.post("/api/v1/posts/", json={"title": "t", "content": "c"})
+        assert created.status_code == 201, created.text
+        post_id = created.json()["id"]
+    # The token is accepted and sent (the server ignores it until identity lands).
+    async with (
+        connect(server.ws_fast, user="viewer", token="t0k") as viewer,
+        connect(server.ws_http, user="author") as author,
+    ):
+        joined = await viewer.join_post(post_id)
+        assert joined.post_id == post_id
+        stored = await author.comment(str(post_id), "first!", client_id="c-1")
+        assert (stored.post_id, stored.comment) == (post_id, "first!")
+        again = await author.comment(post_id, "first!", client_id="c-1")
+        assert again.id == stored.id
+
+        async def next_comment() -> CommentEvent:
+            async for event in viewer:
+                if isinstance(event, CommentEvent):
+                    return event
+            raise AssertionError("the client closed")
+
+        seen = await asyncio.wait_for(next_comment(), TIMEOUT)
+        assert seen.id == stored.id
+        left = await viewer.leave_post(post_id)
+        assert left.post_id == post_id
+        with pytest.raises(FastchatError) as missing:
+            await asyncio.wait_for(author.comment(10**9, "nobody reads this"), TIMEOUT)
+        assert missing.value.code == "post_not_found"
