@@ -120,7 +120,13 @@ class _Listener(WSListener):
 
 
 class Client:
-    """A fastchat connection that survives reconnects. Build it with `connect(...)`."""
+    """A fastchat connection that survives reconnects. Build it with `connect(...)`.
+
+    Every server event is queued for `async for` until read (the queue is not bounded: a
+    program that never iterates, such as `fastchat send`, should stay short-lived). The first
+    connect raises if it fails; after that the client reconnects by itself until `close()`.
+    An `ERROR` naming no `client_id` (a refused join, leave or read) fails the oldest awaited
+    answer, as the server answers those in the order they were sent."""
 
     def __init__(
         self,
