@@ -116,3 +116,97 @@ def backup(db_path: str, dest: str) -> None:
 
     pages = run_backup(db_path, dest)
     click.echo(f"backed up {db_path} to {dest} ({pages} pages)")
+
+
+# -- clients: `send` and `tail`, on fastchat.client ----------------------------------------------
+
+_URL_OPTION = click.option(
+    "--url",
+    envvar="FASTCHAT_URL",
+    default="ws://localhost:8080/ws",
+    show_default=True,
+    show_envvar=True,
+    help="The server's WebSocket URL (either port).",
+)
+_USER_OPTION = click.option(
+    "--user", default="anonymous", show_default=True, help="The name to send or join as."
+)
+
+
+def _run_client(work: Any, url: str) -> Any:
+    """Run a client command; a refusal or an unreachable server is a message and exit 1."""
+    import asyncio
+
+    from fastchat.client import FastchatError
+
+    try:
+        return asyncio.run(work)
+    except FastchatError as exc:
+        click.echo(f"fastchat: {exc.code}: {exc.message}", err=True)
+    except (OSError, TimeoutError) as exc:
+        click.echo(f"fastchat: cannot reach {url}: {exc or type(exc).__name__}", err=True)
+    sys.exit(1)
+
+
+@main.command(context_settings=_CTX)
+@click.argument("room")
+@click.argument("message")
+@_USER_OPTION
+@_URL_OPTION
+def send(room: str, message: str, user: str, url: str) -> None:
+    """Send MESSAGE to ROOM; print the stored message's id and timestamp. A refusal exits 1
+    with the server's error code and message."""
+    from fastchat.client import connect
+
+    async def go() -> tuple[int, str]:
+        async with connect(url, user=user) as chat:
+            await chat.join(room)
+            stored = await chat.send(room, message)
+            return stored.id, stored.timestamp
+
+    msg_id, timestamp = _run_client(go(), url)
+    click.echo(f"{msg_id} {timestamp}")
+
+
+@main.command(context_settings=_CTX)
+@click.argument("room")
+@_USER_OPTION
+@_URL_OPTION
+@click.option(
+    "--last-id",
+    type=click.IntRange(0),
+    default=None,
+    help="First print the stored messages after this id.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each event as its JSON line.")
+def tail(room: str, user: str, url: str, last_id: int | None, as_json: bool) -> None:
+    """Print ROOM's messages as they come (`HH:MM:SS user: text`), reconnecting and resuming
+    from the last one seen; Ctrl-C ends it."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from fastchat.client import connect
+    from fastchat.events import MessageEvent, encode
+
+    async def go() -> None:
+        async with connect(url, user=user) as chat:
+            await chat.join(room, last_id=last_id)
+            async for event in chat:
+                if not isinstance(event, MessageEvent) or event.room != room:
+                    continue
+                if as_json:
+                    line = encode(event).decode()
+                else:
+                    line = f"{event.timestamp[11:19]} {event.user}: {event.message}"
+                click.echo(line)
+
+    async def main_task() -> None:
+        task = asyncio.ensure_future(go())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    _run_client(main_task(), url)

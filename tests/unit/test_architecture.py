@@ -16,6 +16,7 @@ RANK = {
     "events": 0,
     "timeparse": 0,
     "protocol": 1,
+    "client": 1,  # fastchat.client: events and errors only, never a server module
     "config": 2,
     "store": 2,
     "_hub": 2,
