@@ -7,7 +7,6 @@ messages to the application, so both are done here before the protocol sees a me
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
+from fastchat import framing
 from fastchat._hub import Member
 from fastchat.config import Settings
 from fastchat.errors import ErrorCode
@@ -46,30 +46,17 @@ READ_BUFFER_INIT = 1024
 
 
 class FastListener(WSListener):
-    """One fast-port connection: checks frames, reassembles messages, hands text to the
-    service. picows leaves UTF-8 validation, reassembly of fragments and reserved-bit
-    checks to the application (RFC 6455 5.2, 5.4, 8.1); they are all here."""
+    """One WebSocket connection, either URL: picows' frames through the message rules
+    picows leaves to the application (UTF-8, reassembly, reserved bits, close codes: RFC
+    6455 5.2, 5.4, 7.4, 8.1, all in framing.py), text to the service."""
 
-    __slots__ = (
-        "_chat",
-        "_fragments",
-        "_fragments_size",
-        "_limit",
-        "_partial_kind",
-        "_port",
-        "_utf8",
-        "member",
-    )
+    __slots__ = ("_chat", "_messages", "_port", "member")
 
     def __init__(self, chat: Chat, port: str = "fast") -> None:
         super().__init__()
         self._chat = chat
         self._port = port  # which URL it came in on: "fast" (WS_PORT) or "http" (PORT)
-        self._limit = chat.limits.max_frame_bytes
-        self._fragments: list[bytes] | None = None  # a fragmented message in progress
-        self._fragments_size = 0
-        self._partial_kind = WSMsgType.TEXT
-        self._utf8: codecs.IncrementalDecoder | None = None
+        self._messages = framing.Messages(chat.limits.max_frame_bytes)
         self.member: Member | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -104,83 +91,41 @@ class FastListener(WSListener):
         kind = frame.msg_type
         if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
             return  # we are closing it: only its close frame matters now
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:
-            # No extension is negotiated, so a reserved bit is a protocol error (RFC 6455 5.2).
-            self._close(transport, WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
-            return
-        if kind == WSMsgType.TEXT and frame.fin and self._fragments is None:
-            # The hot path: a whole text message in one frame.
+        rsv = bool(frame.rsv1 or frame.rsv2 or frame.rsv3)
+        if kind == WSMsgType.TEXT and frame.fin and not rsv and not self._messages.in_progress:
+            # The hot path: a whole text message in one frame, decoded by picows in C with
+            # no copy; framing.Messages' rule for it, which it would answer the same.
             try:
                 text = frame.get_payload_as_utf8_text()
             except UnicodeDecodeError:
                 self._close(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text frame")
                 return
             self._on_text(transport, text)
-        elif kind == WSMsgType.CLOSE:
+            return
+        action, value = self._messages.frame(
+            kind.value, bool(frame.fin), rsv, frame.get_payload_as_bytes()
+        )
+        if action == framing.MESSAGE_TEXT:
+            self._on_text(transport, value)
+        elif action == framing.MESSAGE_BINARY:
+            self._on_binary(transport, value)
+        elif action == framing.PONG:
+            self._pong(transport, member, value)
+        elif action == framing.CLOSE:
+            code, reason = value
             if not transport.is_close_frame_sent:
-                code, reason = _close_reply(frame)
-                transport.send_close(code, reason)
+                transport.send_close(WSCloseCode(code), reason)
             transport.disconnect()
-        elif kind == WSMsgType.PING:
-            self._pong(transport, member, frame)
-        elif kind == WSMsgType.PONG:
-            return  # it only had to be seen
-        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
-            if self._fragments is not None:
-                self._close(
-                    transport, WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one"
-                )
-            elif frame.fin:  # a whole binary message
-                self._on_binary(transport, frame.get_payload_as_bytes())
-            else:
-                self._partial_kind = kind
-                self._utf8 = _utf8_decoder() if kind == WSMsgType.TEXT else None
-                self._fragments = []
-                self._fragments_size = 0
-                self._add_fragment(transport, frame)
-        elif kind == WSMsgType.CONTINUATION:
-            if self._fragments is None:
-                self._close(transport, WSCloseCode.PROTOCOL_ERROR, "continuation without a start")
-                return
-            self._add_fragment(transport, frame)
-        else:  # picows refuses unknown opcodes itself; nothing else can arrive
-            self._close(transport, WSCloseCode.PROTOCOL_ERROR, "unexpected opcode")
 
-    def _pong(self, transport: WSTransport, member: Member, frame: WSFrame) -> None:
+    def _pong(self, transport: WSTransport, member: Member, payload: bytes) -> None:
         """Answer a ping, within the outbound budget: a client that floods pings and never
         reads the pongs is dropped as a slow consumer (picows' own auto-pong wrote them
         all into the transport's buffer, without limit: 75 MB in 1.2 s in issue 19)."""
-        payload = frame.get_payload_as_bytes()
         hub = self._chat.hub
         if member.backlog + len(payload) > hub.high_water:  # the hub's queue + the transport's
             hub.drop_slow(member)
             return
         transport.send_pong(payload)
-
-    def _add_fragment(self, transport: WSTransport, frame: WSFrame) -> None:
-        fragments = self._fragments
-        assert fragments is not None
-        chunk = frame.get_payload_as_bytes()
-        fragments.append(chunk)
-        self._fragments_size += len(chunk)
-        if self._fragments_size > self._limit:
-            self._fragments = None
-            self._close(transport, WSCloseCode.MESSAGE_TOO_BIG, "fragmented message too large")
-            return
-        if self._utf8 is not None:
-            try:  # fail fast: invalid UTF-8 is refused at the fragment that carries it
-                self._utf8.decode(chunk, final=bool(frame.fin))
-            except UnicodeDecodeError:
-                self._fragments = None
-                self._close(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message")
-                return
-        if frame.fin:
-            data = b"".join(fragments)
-            self._fragments = None
-            if self._partial_kind == WSMsgType.TEXT:
-                self._on_text(transport, data.decode("utf-8"))
-            else:
-                self._on_binary(transport, data)
 
     def _close(self, transport: WSTransport, code: WSCloseCode, reason: str) -> None:
         transport.send_close(code, reason.encode())
@@ -197,36 +142,6 @@ class EchoListener(FastListener):
 
     def _on_binary(self, transport: WSTransport, data: bytes) -> None:
         transport.send(WSMsgType.BINARY, data)
-
-
-def _utf8_decoder() -> codecs.IncrementalDecoder:
-    return codecs.getincrementaldecoder("utf-8")("strict")
-
-
-def _valid_close_code(code: int) -> bool:
-    # RFC 6455 7.4: codes a peer may send; 1004-1006 and 1015 are reserved, 1016-2999 are
-    # for future protocol use, 3000-4999 belong to libraries and applications.
-    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
-
-
-def _close_reply(frame: WSFrame) -> tuple[WSCloseCode, bytes]:
-    """The close frame to answer a client's close with."""
-    size = frame.payload_size
-    if size == 0:
-        return WSCloseCode.OK, b""
-    if size == 1:
-        return WSCloseCode.PROTOCOL_ERROR, b"close payload of one byte"
-    code: int = frame.get_close_code().value
-    if not _valid_close_code(code):
-        return WSCloseCode.PROTOCOL_ERROR, b"invalid close code"
-    try:
-        (frame.get_close_message() or b"").decode("utf-8")
-    except UnicodeDecodeError:
-        return WSCloseCode.INVALID_TEXT, b"invalid UTF-8 in the close reason"
-    return WSCloseCode(code) if code in _KNOWN_CODES else WSCloseCode.OK, b""
-
-
-_KNOWN_CODES = frozenset(c.value for c in WSCloseCode)
 
 
 class PicowsLog(logging.LoggerAdapter[logging.Logger]):

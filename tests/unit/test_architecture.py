@@ -26,6 +26,7 @@ RANK = {
     "backup": 2,
     "broker": 2,
     "presence": 1,
+    "framing": 1,  # sans-I/O WebSocket message rules
     "pgstore": 3,
     "delivery": 3,
     "service": 4,
