@@ -128,6 +128,12 @@ def parse(data: bytes | str, limits: Limits) -> AnyClientEvent:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"invalid JSON: {exc}") from None
     except RecursionError:
         raise ProtocolError(ErrorCode.INVALID_JSON, "invalid JSON: nested too deeply") from None
+    return check(event, limits)
+
+
+def check(event: AnyClientEvent, limits: Limits) -> AnyClientEvent:
+    """The rules past the decoder's types, for an event decoded from a frame or built from a
+    REST request (app/api.py): names, ids, text, page sizes. Raises ProtocolError."""
     kind = type(event)
     for field in _NAME_FIELDS[kind]:
         value = getattr(event, field)
@@ -163,16 +169,6 @@ def check_name(field: str, value: str) -> str:
     if not (valid_name(value) and (field != "room" or "/" not in value)):
         rule = ROOM_RULE if field == "room" else NAME_RULE
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"`{field}` must be {rule}")
-    return value
-
-
-def check_client_id(value: str | None) -> str | None:
-    """An idempotency id (its length is the decoder's; REST decodes with the same type)."""
-    if value is not None and not (value.isprintable() and 0 < len(value) <= events.CLIENT_ID_MAX):
-        raise ProtocolError(
-            ErrorCode.INVALID_FIELD,
-            f"`client_id` must be 1-{events.CLIENT_ID_MAX} printable characters",
-        )
     return value
 
 

@@ -24,9 +24,11 @@ from fastchat.events import (
     Message,
     Post,
     RoomPage,
+    SendComment,
+    SendMessage,
 )
 from fastchat.lifecycle import Readiness
-from fastchat.protocol import check_client_id, check_limit, check_name, check_text, post_id_of
+from fastchat.protocol import check, check_limit, check_name, post_id_of
 from fastchat.service import Chat
 
 Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
@@ -77,23 +79,17 @@ def _limit(limit: int | None, settings: Settings) -> int:
     return 50 if limit is None else check_limit(limit, settings.limits)
 
 
-async def _store_message(
-    chat: Chat, room: str, user: str, text: str, client_id: str | None, settings: Settings
-) -> Message:
-    check_name("room", room)
-    check_name("user", user)
-    check_text("message", text, settings.limits)
-    check_client_id(client_id)
-    return await chat.post_message(room, user, text, client_id)
+async def _store_message(chat: Chat, event: SendMessage, settings: Settings) -> Message:
+    """A message sent over REST: the socket's event, checked by the socket's rules."""
+    check(event, settings.limits)
+    return await chat.post_message(event.room, event.user, event.message, event.client_id)
 
 
-async def _store_comment(
-    chat: Chat, post_id: int, user: str, text: str, client_id: str | None, settings: Settings
-) -> Comment:
-    check_name("user", user)
-    check_text("comment", text, settings.limits)
-    check_client_id(client_id)
-    return await chat.post_comment(post_id, user, text, client_id)
+async def _store_comment(chat: Chat, event: SendComment, settings: Settings) -> Comment:
+    check(event, settings.limits)
+    return await chat.post_comment(
+        post_id_of(event.post_id), event.user, event.comment, event.client_id
+    )
 
 
 class NewMessage(msgspec.Struct):
@@ -175,7 +171,8 @@ class MessagesController(Controller):
 
     @post("/{room:str}", status_code=201, guards=[same_site_writes], responses=refusals(*_WRITE))
     async def create(self, chat: Chat, settings: Settings, room: str, data: NewMessage) -> Message:
-        return await _store_message(chat, room, data.user, data.message, data.client_id, settings)
+        event = SendMessage(room, data.user, data.message, data.client_id)
+        return await _store_message(chat, event, settings)
 
 
 class PostsController(Controller):
@@ -243,9 +240,8 @@ class PostsController(Controller):
     async def create_comment(
         self, chat: Chat, settings: Settings, post_id: str, data: NewComment
     ) -> Comment:
-        return await _store_comment(
-            chat, post_id_of(post_id), data.user, data.comment, data.client_id, settings
-        )
+        event = SendComment(post_id_of(post_id), data.user, data.comment, data.client_id)
+        return await _store_comment(chat, event, settings)
 
 
 class TestController(Controller):
@@ -262,7 +258,7 @@ class TestController(Controller):
         message: str = "Hello from the test endpoint",
         user: str = "testuser",
     ) -> dict[str, Any]:
-        stored = await _store_message(chat, room, user, message, None, settings)
+        stored = await _store_message(chat, SendMessage(room, user, message), settings)
         return {"status": "sent", "message": stored}
 
     @get("/comment", guards=[same_site_writes])
@@ -274,7 +270,8 @@ class TestController(Controller):
         comment: str = "Test comment",
         user: str = "testuser",
     ) -> dict[str, Any]:
-        stored = await _store_comment(chat, post_id_of(post_id), user, comment, None, settings)
+        event = SendComment(post_id_of(post_id), user, comment)
+        stored = await _store_comment(chat, event, settings)
         return {"status": "sent", "comment": stored}
 
 
