@@ -183,6 +183,28 @@ class HealthReport(Struct):
     timestamp: str
 
 
+class ReadyReport(Struct, omit_defaults=True):
+    """`GET /api/v1/ready`: 200 "ready", or 503 with the state and why not."""
+
+    status: str
+    reason: str | None = None
+
+
+class PostList(Struct):
+    """`GET /api/v1/posts`: every post, newest first."""
+
+    posts: list[Post]
+    count: int
+
+
+class PostWithComments(Struct):
+    """`GET /api/v1/posts/{id}`: a post and its first comments."""
+
+    post: Post
+    comments: list[Comment]
+    has_more: bool
+
+
 class ErrorBody(Struct):
     """Every REST refusal's body: a stable code (docs/PROTOCOL.md) and a message."""
 

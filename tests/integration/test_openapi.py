@@ -59,6 +59,10 @@ def test_bodies_and_refusals_are_typed_from_the_code(server: ServerProcess) -> N
     assert set(schemas["ErrorBody"]["required"]) == {"code", "message"}
     health = doc["paths"]["/api/v1/health"]["get"]
     assert ref(health, "200").endswith("/HealthReport") and "503" in health["responses"]
+    assert ref(doc["paths"]["/api/v1/ready"]["get"], "503").endswith("/ReadyReport")
+    assert ref(doc["paths"]["/api/v1/posts"]["get"], "200").endswith("/PostList")
+    one_post = doc["paths"]["/api/v1/posts/{post_id}"]["get"]
+    assert ref(one_post, "200").endswith("/PostWithComments")
 
 
 def test_the_schema_page_is_served(server: ServerProcess) -> None:

@@ -23,6 +23,9 @@ from fastchat.events import (
     HealthReport,
     Message,
     Post,
+    PostList,
+    PostWithComments,
+    ReadyReport,
     RoomPage,
     SendComment,
     SendMessage,
@@ -126,13 +129,16 @@ class SystemController(Controller):
         status, body = await health.answer()
         return Response(body, status_code=status, media_type=MediaType.JSON)
 
-    @get("/ready")
-    async def ready(self, readiness: Readiness) -> Response[dict[str, Any]]:
+    @get(
+        "/ready",
+        responses={503: ResponseSpec(ReadyReport, description="Not ready: starting or draining")},
+    )
+    async def ready(self, readiness: Readiness) -> Response[ReadyReport]:
         """Readiness (route traffic here?), beside /health (liveness: is it working?)."""
         reason = readiness.reason()
         if reason is None:
-            return Response({"status": "ready"})
-        return Response({"status": readiness.state, "reason": reason}, status_code=503)
+            return Response(ReadyReport("ready"))
+        return Response(ReadyReport(readiness.state, reason), status_code=503)
 
     @get("/stats")
     async def stats(self, chat: Chat) -> dict[str, Any]:
@@ -179,9 +185,9 @@ class PostsController(Controller):
     path = "/posts"
 
     @get("/")
-    async def list_posts(self, chat: Chat) -> dict[str, Any]:
+    async def list_posts(self, chat: Chat) -> PostList:
         posts = [post_of(r) for r in await chat.store.posts()]
-        return {"posts": posts, "count": len(posts)}
+        return PostList(posts, len(posts))
 
     @post("/", status_code=201, guards=[same_site_writes], responses=refusals(*_WRITE))
     async def create_post(self, chat: Chat, data: NewPost) -> Post:
@@ -196,13 +202,13 @@ class PostsController(Controller):
     @get("/{post_id:str}", responses=refusals(404, 503))
     async def get_post(
         self, chat: Chat, settings: Settings, post_id: str, limit: Limit = None
-    ) -> dict[str, Any]:
+    ) -> PostWithComments:
         pid = post_id_of(post_id)
         row = await chat.store.post(pid)
         if row is None:
             raise FastchatError(ErrorCode.POST_NOT_FOUND, f"post {pid} does not exist")
         rows, more = await chat.store.comments(pid, _limit(limit, settings))
-        return {"post": post_of(row), "comments": [comment_of(r) for r in rows], "has_more": more}
+        return PostWithComments(post_of(row), [comment_of(r) for r in rows], more)
 
     @get("/{post_id:str}/comments", responses=refusals(404, 503, ok=(200, CommentPage)))
     async def list_comments(
