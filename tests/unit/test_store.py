@@ -496,6 +496,77 @@ async def test_sqlite_the_writer_checkpoints_itself_when_the_checkpointer_falls_
     assert outside(store, "SELECT count(*) FROM messages") == 300
 
 
+def commit_threads(store: Store) -> list[int]:
+    """The thread of every commit from now on, in commit order (`on_batch` runs in it)."""
+    threads: list[int] = []
+    store.on_batch = lambda size, seconds: threads.append(threading.get_ident())
+    return threads
+
+
+async def test_sqlite_commits_on_the_loop_once_per_iteration(db_path: Path) -> None:
+    # synchronous=NORMAL: a commit does not fsync, so it runs on the loop, one transaction
+    # for everything submitted in one iteration; no thread hand-off.
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    try:
+        threads = commit_threads(store)
+        first = [writes.message(f"r{i % 3}", "u", f"a{i}") for i in range(50)]
+        await done(first)
+        second = [writes.message("r", "u", f"b{i}") for i in range(5)]
+        await done(second)
+        assert threads == [threading.get_ident()] * 2
+        assert [len(b) for b in writes.batches] == [50, 5]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_with_synchronous_full_the_writer_thread_commits(db_path: Path) -> None:
+    # Each commit waits for an fsync: the loop must not.
+    store = SqliteStore(db_path, seed=False, synchronous="FULL")
+    writes = await Writes(store).open()
+    try:
+        threads = commit_threads(store)
+        results = await done([writes.message("r", "u", f"m{i}") for i in range(20)])
+        assert [r[1][0] for r in results] == list(range(1, 21))
+        assert threads and threading.get_ident() not in threads
+    finally:
+        await store.close()
+    assert outside(store, "SELECT count(*) FROM messages") == 20
+
+
+async def test_sqlite_a_write_lock_held_elsewhere_is_waited_for_off_the_loop_in_order(
+    db_path: Path,
+) -> None:
+    # Another connection (another worker, a script) holds the write lock: the loop does not
+    # wait for it; the writer thread does, and what comes meanwhile waits its turn.
+    store = SqliteStore(db_path, seed=False, busy_timeout_ms=int(TIMEOUT * 1000))
+    writes = await Writes(store).open()
+    other = sqlite(db_path)
+    try:
+        threads = commit_threads(store)
+        other.execute("BEGIN IMMEDIATE")
+        early = [writes.message("r", "u", f"early {i}") for i in range(3)]
+        while not store._in_thread:  # the loop found the lock taken and handed them over
+            await asyncio.sleep(0)
+        late = [writes.message("r", "u", f"late {i}") for i in range(2)]
+        for _ in range(5):  # a few iterations: nothing may overtake the held batch
+            await asyncio.sleep(0)
+        assert not any(f.done() for f in early + late)
+        other.execute("COMMIT")
+        results = await done(early + late)
+        assert [r[1][3] for r in results] == [f"early {i}" for i in range(3)] + [
+            f"late {i}" for i in range(2)
+        ]
+        ids = [r[1][0] for r in results]
+        assert ids == sorted(ids)
+        assert [len(b) for b in writes.batches] == [3, 2]
+        assert threads[0] != threading.get_ident()  # the writer thread waited for the lock
+        assert threads[1] == threading.get_ident()  # then the loop commits again
+    finally:
+        other.close()
+        await store.close()
+
+
 async def test_reopening_the_database_finds_the_data_and_ids_keep_rising(
     new_store: Factory,
 ) -> None:
