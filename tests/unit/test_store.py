@@ -259,6 +259,41 @@ async def test_ids_rise_in_submit_order_and_results_keep_that_order(writes: Writ
     assert [r[1][0] for r in flat] == ids  # handed back in commit order
 
 
+async def test_a_mixed_batch_is_stored_in_submit_order_each_row_as_handed_back(
+    writes: Writes,
+) -> None:
+    # One transaction: plain messages (inserted in runs), messages with client ids (each
+    # checked), a retry, comments and a post between them.
+    post_id = (await done(writes.post("t", "c", "a")))[1][0]
+    futs = [
+        writes.message("a", "u", "plain 1"),
+        writes.message("b", "u", "plain 2"),
+        writes.message("a", "u", "with id", client_id="c1"),
+        writes.message("c", "u", "plain 3"),
+        writes.comment(post_id, "u", "a comment"),
+        writes.message("a", "u", "with id", client_id="c1"),  # the retry
+        writes.post("t2", "c2", "a2"),
+        writes.message("b", "u", "plain 4"),
+        writes.message("b", "u", "plain 5"),
+    ]
+    results = await done(futs)
+    assert len(writes.batches[-1]) == len(futs)  # one batch
+    messages = [r for r in results if r[0] == OP_MESSAGE]
+    assert [r[3] for r in messages] == [False, False, False, False, True, False, False]
+    assert [r[1][3] for r in messages] == [
+        "plain 1", "plain 2", "with id", "plain 3", "with id", "plain 4", "plain 5"
+    ]  # fmt: skip
+    new_ids = [r[1][0] for r in messages if r[3] is False]
+    assert new_ids == sorted(set(new_ids))  # rising in submit order
+    assert messages[4][1] == messages[2][1]  # the retry gets the original row
+    for room in ("a", "b", "c"):
+        stored, _ = await writes.store.recent_messages(room, 10)
+        assert stored == [r[1] for r in messages if r[1][1] == room and r[3] is False]
+    comment = results[4][1]
+    assert (await writes.store.comments(post_id, 10))[0] == [comment]
+    assert results[6][0] == OP_POST and results[6][1][1] == "t2"
+
+
 async def test_texts_are_stored_verbatim(writes: Writes) -> None:
     # (No NUL: PostgreSQL cannot store one, so the protocol refuses it before the store.)
     text = "  'quotes' \"double\" ; DROP TABLE messages; -- \n🚀 日本語 \t\x7f \u202e  "
