@@ -511,6 +511,25 @@ async def test_sqlite_checkpoints_run_on_their_own_thread_and_keep_the_wal_bound
     assert outside(store, "SELECT count(*) FROM messages") == 3000
 
 
+async def test_sqlite_the_checkpointer_is_woken_per_wal_growth_not_per_commit(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under steady writes the WAL seldom restarts: past the threshold, every commit woke
+    # the checkpointer again. Now it is woken each time the WAL has grown by the threshold.
+    monkeypatch.setattr("fastchat.store.WAL_CHECKPOINT_PAGES", 50)
+    store = SqliteStore(db_path, seed=False)
+    woken = []
+
+    def wal(pages: int) -> None:
+        store._checkpoint_due.clear()
+        store._on_wal(None, "main", pages)  # type: ignore[arg-type]
+        woken.append(store._checkpoint_due.is_set())
+
+    for pages in (10, 49, 50, 60, 99, 100, 151, 152, 5, 49, 50):  # 5: the WAL restarted
+        wal(pages)
+    assert woken == [False, False, True, False, False, True, True, False, False, False, True]
+
+
 async def test_sqlite_the_writer_checkpoints_itself_when_the_checkpointer_falls_behind(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
