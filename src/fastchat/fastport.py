@@ -43,6 +43,10 @@ VIOLATION_LOG_SECONDS: Final = 10.0
 # picows connection costs about 8.7 kB of server RSS; the 16 kB default costs more.
 READ_BUFFER_INIT = 1024
 
+# Module constants, not attribute lookups on the enum class, in the per-frame path.
+_TEXT: Final = WSMsgType.TEXT
+_CLOSE: Final = WSMsgType.CLOSE
+
 
 class FastListener(WSListener):
     """One fast-port connection: checks frames, reassembles messages, hands text to the
@@ -101,13 +105,13 @@ class FastListener(WSListener):
             return
         member.state.seen = True  # keepalive: any frame, a pong included, proves it is alive
         kind = frame.msg_type
-        if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
+        if transport.is_close_frame_sent and kind != _CLOSE:
             return  # we are closing it: only its close frame matters now
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             # No extension is negotiated, so a reserved bit is a protocol error (RFC 6455 5.2).
             self._close(transport, WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
             return
-        if kind == WSMsgType.TEXT and frame.fin and self._fragments is None:
+        if kind == _TEXT and frame.fin and self._fragments is None:
             # The hot path: a whole text message in one frame.
             try:
                 text = frame.get_payload_as_utf8_text()
