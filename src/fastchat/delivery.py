@@ -117,17 +117,21 @@ class Delivery:
                 self._fail(token, row)
                 continue
             if kind == OP_MESSAGE:
-                payload = encode(message_event_of(row))
+                # message_event_of, inline: this runs for every chat message.
+                payload = encode(
+                    MessageEvent(row[0], row[1], row[2], row[3], format_ms(row[4]), row[5])
+                )
                 if duplicate:
                     self._ack_only(token, payload, row, message_of)
                     continue
-                versions["r:" + row[1]] = versions.get("r:" + row[1], 0) + 1
+                key = "r:" + row[1]
+                versions[key] = versions.get(key, 0) + 1
                 if clustered:
-                    self._committed_here("r:" + row[1], row, payload, touched)
+                    self._committed_here(key, row, payload, touched)
                 else:
                     if row[0] > self._published_message_id:
                         self._published_message_id = row[0]
-                    hub.publish("r:" + row[1], payload)
+                    hub.publish(key, payload)
                 if type(token) is not Member:
                     token.set_result(message_of(row))
             elif kind == OP_COMMENT:

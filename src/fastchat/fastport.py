@@ -44,6 +44,10 @@ VIOLATION_LOG_SECONDS: Final = 10.0
 # picows connection costs about 8.7 kB of server RSS; the 16 kB default costs more.
 READ_BUFFER_INIT = 1024
 
+# Module constants, not attribute lookups on the enum class, in the per-frame path.
+_TEXT: Final = WSMsgType.TEXT
+_CLOSE: Final = WSMsgType.CLOSE
+
 
 class FastListener(WSListener):
     """One WebSocket connection, either URL: picows' frames through the message rules
@@ -89,10 +93,10 @@ class FastListener(WSListener):
             return
         member.state.seen = True  # keepalive: any frame, a pong included, proves it is alive
         kind = frame.msg_type
-        if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
+        if transport.is_close_frame_sent and kind != _CLOSE:
             return  # we are closing it: only its close frame matters now
         rsv = bool(frame.rsv1 or frame.rsv2 or frame.rsv3)
-        if kind == WSMsgType.TEXT and frame.fin and not rsv and not self._messages.in_progress:
+        if kind == _TEXT and frame.fin and not rsv and not self._messages.in_progress:
             # The hot path: a whole text message in one frame, decoded by picows in C with
             # no copy; framing.Messages' rule for it, which it would answer the same.
             try:

@@ -108,6 +108,7 @@ class Session:
 
 
 _decode = events.client_decoder.decode
+_NAME_MAX: Final = events.NAME_MAX
 
 
 def parse(data: bytes | str, limits: Limits) -> AnyClientEvent:
@@ -135,6 +136,33 @@ def check(event: AnyClientEvent, limits: Limits) -> AnyClientEvent:
     """The rules past the decoder's types, for an event decoded from a frame or built from a
     REST request (app/api.py): names, ids, text, page sizes. Raises ProtocolError."""
     kind = type(event)
+    if kind is SendMessage and _plain_message(event, limits):  # type: ignore[arg-type]
+        return event
+    return _validate(event, kind, limits)
+
+
+def _plain_message(msg: SendMessage, limits: Limits) -> bool:
+    """True if a chat message passes every check of `_validate`, inline: every chat message
+    comes this way, and the generic loops over fields cost ~1 us of each (issue 14). False
+    sends it through `_validate`, which raises the error to give."""
+    room, user, client_id, text = msg.room, msg.user, msg.client_id, msg.message
+    return (
+        0 < len(room) <= _NAME_MAX
+        and room.isprintable()
+        and not room.isspace()
+        and "/" not in room
+        and 0 < len(user) <= _NAME_MAX
+        and user.isprintable()
+        and not user.isspace()
+        and (client_id is None or client_id.isprintable())
+        and 0 < len(text) <= limits.max_message_chars
+        and "\x00" not in text
+        and not text.isspace()
+    )
+
+
+def _validate(event: AnyClientEvent, kind: type, limits: Limits) -> AnyClientEvent:
+    """The checks the decoder cannot make: names, client ids, texts."""
     for field in _NAME_FIELDS[kind]:
         value = getattr(event, field)
         if value is not None:

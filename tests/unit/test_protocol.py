@@ -26,6 +26,8 @@ from fastchat.protocol import (
     Limits,
     ProtocolError,
     Session,
+    _plain_message,
+    _validate,
     error_payload,
     origin_allowed,
     parse,
@@ -475,6 +477,30 @@ def test_valid_name_and_the_decoder_always_agree(name: str) -> None:
     else:
         accepted = decoded.user == name
     assert valid_name(name) == accepted
+
+
+# Characters that each of the checks is about, and ordinary ones.
+_TRICKY = st.text(
+    alphabet=st.sampled_from(["a", "Z", " ", "/", "\x00", "\t", "\n", "\u200b", "\u3000", "é"]),
+    max_size=NAME_MAX + 2,
+)
+
+
+@FUZZ
+@given(room=_TRICKY, user=_TRICKY, text=_TRICKY, client_id=st.none() | _TRICKY)
+def test_a_chat_message_passes_the_inline_checks_only_if_it_passes_the_generic_ones(
+    room: str, user: str, text: str, client_id: str | None
+) -> None:
+    # parse() takes a chat message through `_plain_message`, and through `_validate` only
+    # when that says no: it must never let through what `_validate` refuses.
+    msg = SendMessage(room=room, user=user, message=text, client_id=client_id)
+    try:
+        _validate(msg, SendMessage, SMALL)
+    except ProtocolError:
+        accepted = False
+    else:
+        accepted = True
+    assert _plain_message(msg, SMALL) == accepted
 
 
 # --------------------------------------------------------------------------- times

@@ -259,6 +259,41 @@ async def test_ids_rise_in_submit_order_and_results_keep_that_order(writes: Writ
     assert [r[1][0] for r in flat] == ids  # handed back in commit order
 
 
+async def test_a_mixed_batch_is_stored_in_submit_order_each_row_as_handed_back(
+    writes: Writes,
+) -> None:
+    # One transaction: plain messages (inserted in runs), messages with client ids (each
+    # checked), a retry, comments and a post between them.
+    post_id = (await done(writes.post("t", "c", "a")))[1][0]
+    futs = [
+        writes.message("a", "u", "plain 1"),
+        writes.message("b", "u", "plain 2"),
+        writes.message("a", "u", "with id", client_id="c1"),
+        writes.message("c", "u", "plain 3"),
+        writes.comment(post_id, "u", "a comment"),
+        writes.message("a", "u", "with id", client_id="c1"),  # the retry
+        writes.post("t2", "c2", "a2"),
+        writes.message("b", "u", "plain 4"),
+        writes.message("b", "u", "plain 5"),
+    ]
+    results = await done(futs)
+    assert len(writes.batches[-1]) == len(futs)  # one batch
+    messages = [r for r in results if r[0] == OP_MESSAGE]
+    assert [r[3] for r in messages] == [False, False, False, False, True, False, False]
+    assert [r[1][3] for r in messages] == [
+        "plain 1", "plain 2", "with id", "plain 3", "with id", "plain 4", "plain 5"
+    ]  # fmt: skip
+    new_ids = [r[1][0] for r in messages if r[3] is False]
+    assert new_ids == sorted(set(new_ids))  # rising in submit order
+    assert messages[4][1] == messages[2][1]  # the retry gets the original row
+    for room in ("a", "b", "c"):
+        stored, _ = await writes.store.recent_messages(room, 10)
+        assert stored == [r[1] for r in messages if r[1][1] == room and r[3] is False]
+    comment = results[4][1]
+    assert (await writes.store.comments(post_id, 10))[0] == [comment]
+    assert results[6][0] == OP_POST and results[6][1][1] == "t2"
+
+
 async def test_texts_are_stored_verbatim(writes: Writes) -> None:
     # (No NUL: PostgreSQL cannot store one, so the protocol refuses it before the store.)
     text = "  'quotes' \"double\" ; DROP TABLE messages; -- \n🚀 日本語 \t\x7f \u202e  "
@@ -476,6 +511,25 @@ async def test_sqlite_checkpoints_run_on_their_own_thread_and_keep_the_wal_bound
     assert outside(store, "SELECT count(*) FROM messages") == 3000
 
 
+async def test_sqlite_the_checkpointer_is_woken_per_wal_growth_not_per_commit(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under steady writes the WAL seldom restarts: past the threshold, every commit woke
+    # the checkpointer again. Now it is woken each time the WAL has grown by the threshold.
+    monkeypatch.setattr("fastchat.store.WAL_CHECKPOINT_PAGES", 50)
+    store = SqliteStore(db_path, seed=False)
+    woken = []
+
+    def wal(pages: int) -> None:
+        store._checkpoint_due.clear()
+        store._on_wal(None, "main", pages)  # type: ignore[arg-type]
+        woken.append(store._checkpoint_due.is_set())
+
+    for pages in (10, 49, 50, 60, 99, 100, 151, 152, 5, 49, 50):  # 5: the WAL restarted
+        wal(pages)
+    assert woken == [False, False, True, False, False, True, True, False, False, False, True]
+
+
 async def test_sqlite_the_writer_checkpoints_itself_when_the_checkpointer_falls_behind(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -494,6 +548,77 @@ async def test_sqlite_the_writer_checkpoints_itself_when_the_checkpointer_falls_
     finally:
         await store.close()
     assert outside(store, "SELECT count(*) FROM messages") == 300
+
+
+def commit_threads(store: Store) -> list[int]:
+    """The thread of every commit from now on, in commit order (`on_batch` runs in it)."""
+    threads: list[int] = []
+    store.on_batch = lambda size, seconds: threads.append(threading.get_ident())
+    return threads
+
+
+async def test_sqlite_commits_on_the_loop_once_per_iteration(db_path: Path) -> None:
+    # synchronous=NORMAL: a commit does not fsync, so it runs on the loop, one transaction
+    # for everything submitted in one iteration; no thread hand-off.
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    try:
+        threads = commit_threads(store)
+        first = [writes.message(f"r{i % 3}", "u", f"a{i}") for i in range(50)]
+        await done(first)
+        second = [writes.message("r", "u", f"b{i}") for i in range(5)]
+        await done(second)
+        assert threads == [threading.get_ident()] * 2
+        assert [len(b) for b in writes.batches] == [50, 5]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_with_synchronous_full_the_writer_thread_commits(db_path: Path) -> None:
+    # Each commit waits for an fsync: the loop must not.
+    store = SqliteStore(db_path, seed=False, synchronous="FULL")
+    writes = await Writes(store).open()
+    try:
+        threads = commit_threads(store)
+        results = await done([writes.message("r", "u", f"m{i}") for i in range(20)])
+        assert [r[1][0] for r in results] == list(range(1, 21))
+        assert threads and threading.get_ident() not in threads
+    finally:
+        await store.close()
+    assert outside(store, "SELECT count(*) FROM messages") == 20
+
+
+async def test_sqlite_a_write_lock_held_elsewhere_is_waited_for_off_the_loop_in_order(
+    db_path: Path,
+) -> None:
+    # Another connection (another worker, a script) holds the write lock: the loop does not
+    # wait for it; the writer thread does, and what comes meanwhile waits its turn.
+    store = SqliteStore(db_path, seed=False, busy_timeout_ms=int(TIMEOUT * 1000))
+    writes = await Writes(store).open()
+    other = sqlite(db_path)
+    try:
+        threads = commit_threads(store)
+        other.execute("BEGIN IMMEDIATE")
+        early = [writes.message("r", "u", f"early {i}") for i in range(3)]
+        while not store._in_thread:  # the loop found the lock taken and handed them over
+            await asyncio.sleep(0)
+        late = [writes.message("r", "u", f"late {i}") for i in range(2)]
+        for _ in range(5):  # a few iterations: nothing may overtake the held batch
+            await asyncio.sleep(0)
+        assert not any(f.done() for f in early + late)
+        other.execute("COMMIT")
+        results = await done(early + late)
+        assert [r[1][3] for r in results] == [f"early {i}" for i in range(3)] + [
+            f"late {i}" for i in range(2)
+        ]
+        ids = [r[1][0] for r in results]
+        assert ids == sorted(ids)
+        assert [len(b) for b in writes.batches] == [3, 2]
+        assert threads[0] != threading.get_ident()  # the writer thread waited for the lock
+        assert threads[1] == threading.get_ident()  # then the loop commits again
+    finally:
+        other.close()
+        await store.close()
 
 
 async def test_reopening_the_database_finds_the_data_and_ids_keep_rising(
