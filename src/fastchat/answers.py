@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from fastchat.events import CommentPage, HealthReport, RoomPage
+from fastchat.health import StoreHealth
 from fastchat.protocol import ProtocolError, check_name, post_id_of
 from fastchat.service import Chat
 from fastchat.timeparse import format_ms
@@ -58,8 +59,8 @@ class NewestPages:
 
 async def history_body(chat: Chat, pages: NewestPages, key: str, limit: int, **query: Any) -> bytes:
     """A history page's JSON: `key` is "r:<room>" or "p:<post id>", `query` the arguments of
-    `Chat.history` (room or post_id, and the cursors). The newest page (no cursor) comes from
-    `pages` while it is current, else is built and kept there. Raises what `Chat.history`
+    `History.page` (room or post_id, and the cursors). The newest page (no cursor) comes from
+    `pages` while it is current, else is built and kept there. Raises what `History.page`
     raises."""
     cursorless = all(query.get(k) is None for k in ("before", "after", "since", "until"))
     version = 0
@@ -68,7 +69,7 @@ async def history_body(chat: Chat, pages: NewestPages, key: str, limit: int, **q
         if body is not None:
             return body
         version = pages.version(key)
-    page = await chat.history(limit=limit, **query)
+    page = await chat.history.page(limit=limit, **query)
     if page.messages is not None:
         assert page.room is not None
         body = _encode(
@@ -85,23 +86,23 @@ async def history_body(chat: Chat, pages: NewestPages, key: str, limit: int, **q
 
 
 class Health:
-    """`GET /api/v1/health`'s status and body. The database's state is `Chat.health`'s (as
+    """`GET /api/v1/health`'s status and body. The database's state is `StoreHealth`'s (as
     last observed, at most a few checks a second); the body carries the time to the
     millisecond, so it is built at most once per millisecond and state."""
 
-    __slots__ = ("_chat", "_last")
+    __slots__ = ("_last", "_store")
 
-    def __init__(self, chat: Chat) -> None:
-        self._chat = chat
+    def __init__(self, store: StoreHealth) -> None:
+        self._store = store
         self._last: tuple[int, str | None, int, bytes] = (-1, None, 0, b"")
 
     def now_or_later(self) -> tuple[int, bytes] | Awaitable[tuple[int, bytes]]:
         """The answer, or while the database is being checked, the answer to come."""
-        fresh, problem = self._chat.health_if_fresh()
+        fresh, problem = self._store.if_fresh()
         return self._answer(problem) if fresh else self.answer()
 
     async def answer(self) -> tuple[int, bytes]:
-        return self._answer(await self._chat.health())
+        return self._answer(await self._store.problem())
 
     def _answer(self, problem: str | None) -> tuple[int, bytes]:
         now = time.time_ns() // 1_000_000

@@ -132,7 +132,10 @@ class Delivery:
                     if row[0] > self._published_message_id:
                         self._published_message_id = row[0]
                     hub.publish(key, payload)
-                if type(token) is not Member:
+                if type(token) is Member:
+                    if key not in token.rooms:  # left since: the broadcast missed it
+                        hub.send(token, payload)
+                else:
                     token.set_result(message_of(row))
             elif kind == OP_COMMENT:
                 payload = encode(comment_event_of(row))

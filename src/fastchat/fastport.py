@@ -30,7 +30,7 @@ from fastchat import framing
 from fastchat._hub import Member
 from fastchat.config import Settings
 from fastchat.errors import ErrorCode
-from fastchat.protocol import origin_allowed
+from fastchat.protocol import DROP, PING, origin_allowed
 from fastchat.service import Chat
 
 log = logging.getLogger("fastchat.fastport")
@@ -65,13 +65,13 @@ class FastListener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         peer = transport.underlying_transport.get_extra_info("peername")
-        self.member = self._chat.connect_transport(
+        self.member = self._chat.connections.transport(
             transport, self._port, f"{peer[0]}:{peer[1]}" if peer else ""
         )
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.member is not None:
-            self._chat.disconnect(self.member)
+            self._chat.connections.close(self.member)
             self.member = None
 
     # The two things a complete message can be; the echo listener overrides them.
@@ -354,15 +354,10 @@ async def keepalive(chat: Chat, interval: float, timeout: float) -> None:
             if transport is None or member.closing:
                 continue
             session = member.state
-            if session.seen:
-                session.seen = False
-                session.quiet_since = now
-                session.ping_at = 0.0
-            elif session.ping_at:
-                if now - session.ping_at >= timeout:
-                    chat.errors["ping_timeout"] += 1
-                    log.info("connection dropped: no pong", extra={"conn": session.conn_id})
-                    transport.disconnect(False)
-            elif now - session.quiet_since >= interval:
+            action = session.keepalive(now, interval, timeout)
+            if action == DROP:
+                chat.errors["ping_timeout"] += 1
+                log.info("connection dropped: no pong", extra={"conn": session.conn_id})
+                transport.disconnect(False)
+            elif action == PING:
                 transport.send_ping()
-                session.ping_at = now

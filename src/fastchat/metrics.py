@@ -42,16 +42,16 @@ class ChatCollector(Collector):
             "fastchat_connections", "Open WebSocket connections", labels=["port"]
         )
         for port in ("fast", "http"):
-            connections.add_metric([port], chat.connections_open[port])
+            connections.add_metric([port], chat.connections.open[port])
         yield connections
         opened = CounterMetricFamily(
             "fastchat_connections_opened", "WebSocket connections accepted", labels=["port"]
         )
         for port in ("fast", "http"):
-            opened.add_metric([port], chat.connections_opened[port])
+            opened.add_metric([port], chat.connections.opened[port])
         yield opened
 
-        cluster = chat.cluster_stats()
+        cluster = chat.rooms.cluster_stats()
         yield GaugeMetricFamily(
             "fastchat_cluster_nodes", "Nodes alive (this one included)", value=cluster["nodes"]
         )
@@ -66,7 +66,9 @@ class ChatCollector(Collector):
         yield GaugeMetricFamily(
             "fastchat_members", "Room memberships, all rooms", value=hub.membership_count
         )
-        yield CounterMetricFamily("fastchat_joins", "Rooms and posts joined", value=chat.joins)
+        yield CounterMetricFamily(
+            "fastchat_joins", "Rooms and posts joined", value=chat.rooms.joins
+        )
         received = CounterMetricFamily(
             "fastchat_received", "Messages and comments received", labels=["kind"]
         )

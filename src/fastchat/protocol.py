@@ -47,6 +47,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_strikes: int = 50
 
 
+# Session.keepalive's answers.
+KEEP: Final = 0
+PING: Final = 1
+DROP: Final = 2
+
+
 class Session:
     """One connection's protocol state: names per room, rate limit, typing throttle.
 
@@ -89,6 +95,56 @@ class Session:
         self.tokens = limits.burst
         self.updated = now
         self.strikes = 0
+
+    def joined(self, key: str, user: str) -> None:
+        """Joined room or post `key` as `user` (again, maybe under another name)."""
+        self.names[key] = user
+
+    def left(self, key: str) -> str:
+        """Left room or post `key`: the name it had there ("" if none)."""
+        if self.typing_at:
+            self.typing_at.pop(key, None)
+        return self.names.pop(key, "")
+
+    def may_type(self, key: str, now: float, interval: float) -> bool:
+        """Whether a TYPING in `key` is relayed: at most one per `interval` seconds."""
+        typing_at = self.typing_at
+        if typing_at is None:
+            typing_at = self.typing_at = {}
+        if now - typing_at.get(key, 0.0) < interval:
+            return False
+        typing_at[key] = now
+        return True
+
+    def resume_started(self, key: str) -> bool:
+        """A replay of `key` begins; False if one is already running (it will answer)."""
+        resuming = self.resuming
+        if resuming is None:
+            resuming = self.resuming = set()
+        if key in resuming:
+            return False
+        resuming.add(key)
+        return True
+
+    def resume_ended(self, key: str) -> None:
+        if self.resuming is not None:
+            self.resuming.discard(key)
+
+    def keepalive(self, now: float, interval: float, timeout: float) -> int:
+        """One keepalive sweep over this connection (fastport.keepalive): KEEP, PING (silent
+        for `interval` seconds) or DROP (no pong `timeout` seconds after the ping). Any
+        frame since the last sweep (`seen`, set by the reader) starts the silence anew."""
+        if self.seen:
+            self.seen = False
+            self.quiet_since = now
+            self.ping_at = 0.0
+        elif self.ping_at:
+            if now - self.ping_at >= timeout:
+                return DROP
+        elif now - self.quiet_since >= interval:
+            self.ping_at = now
+            return PING
+        return KEEP
 
     def admit(self, limits: Limits, now: float) -> bool:
         """Take a token for one event; False if the bucket is empty (the event is refused)."""

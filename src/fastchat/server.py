@@ -102,7 +102,9 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
     readiness.ws_port_bound = True
     pinger = loop.create_task(keepalive(chat, settings.ping_interval, settings.ping_timeout))
     heartbeat = (
-        loop.create_task(chat.heartbeat(settings.heartbeat_seconds)) if broker.clustered else None
+        loop.create_task(chat.rooms.heartbeat(settings.heartbeat_seconds))
+        if broker.clustered
+        else None
     )
     ws_port = fast.sockets[0].getsockname()[1]
 
@@ -113,7 +115,7 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
     # Created inside the running loop (DESIGN.md pitfall); it installs no signal handlers.
     # The answers PORT's front gives itself and Litestar's handlers give from the same bytes.
     pages = NewestPages(chat.delivery.versions, 0 if chat.clustered else 4096)
-    health = Health(chat)
+    health = Health(chat.store_health)
     http = GranianServer(
         HeadAsGet(create_app(chat, settings, metrics.registry, readiness, pages, health)),
         uds=Path(http_socket),

@@ -29,6 +29,10 @@ RANK = {
     "framing": 1,  # sans-I/O WebSocket message rules
     "pgstore": 3,
     "delivery": 3,
+    "rooms": 3.5,  # the service's parts: memberships and presence,
+    "history": 3.5,  # pages and replays,
+    "connections": 3.5,  # opening and closing,
+    "health": 3.5,  # the store's health as last observed
     "service": 4,
     "answers": 4.5,  # REST answers from memory, for app and front
     "metrics": 5,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastchat.errors import CLOSE_CODE, HTTP_STATUS, ErrorCode, FastchatError
+from fastchat.history import NotFoundError
 from fastchat.protocol import ProtocolError
-from fastchat.service import NotFoundError
 from fastchat.store import PostNotFound, StoreError
 
 

@@ -93,7 +93,7 @@ async def _closed_connections_are_freed(tmp_path: Path) -> None:
 async def _join_close_and_check(chat: Chat, port: int) -> None:
     clients = [await join(port, "freed", f"u{i}") for i in range(12)]
     transports = [weakref.ref(m.transport) for m in chat.hub.connections()]
-    assert len(transports) == 12 and chat.presence.members("r:freed") == 12
+    assert len(transports) == 12 and chat.rooms.presence.members("r:freed") == 12
     gc.collect()
     gc.disable()
     try:
@@ -104,7 +104,7 @@ async def _join_close_and_check(chat: Chat, port: int) -> None:
         await asyncio.sleep(0)  # picows' own callbacks after on_ws_disconnected
         alive = [t for t in transports if t() is not None]
         assert not alive, f"{len(alive)} of 12 closed connections still alive"
-        assert chat.presence.members("r:freed") == 0
-        assert chat.connections_open["fast"] == 0
+        assert chat.rooms.presence.members("r:freed") == 0
+        assert chat.connections.open["fast"] == 0
     finally:
         gc.enable()

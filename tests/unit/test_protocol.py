@@ -23,6 +23,9 @@ from fastchat.events import (
     SendMessage,
 )
 from fastchat.protocol import (
+    DROP,
+    KEEP,
+    PING,
     Limits,
     ProtocolError,
     Session,
@@ -604,3 +607,50 @@ def test_a_history_page_is_bounded_by_the_setting_on_the_socket_too() -> None:
     assert parse(ask, limits_with(history_limit_max=5000)).limit == 2000  # type: ignore[union-attr]
     with pytest.raises(ProtocolError):
         parse(b'{"type": "HISTORY", "room": "general", "limit": 0}', limits_with())
+
+
+# --------------------------------------------------------------------------- session state
+
+
+def test_keepalive_pings_a_silent_connection_then_drops_it_without_a_pong() -> None:
+    session = Session(limits_with(), now=0.0)
+    assert session.keepalive(5.0, interval=10.0, timeout=5.0) == KEEP
+    assert session.keepalive(10.0, interval=10.0, timeout=5.0) == PING
+    assert session.keepalive(12.0, interval=10.0, timeout=5.0) == KEEP  # waiting for the pong
+    assert session.keepalive(15.0, interval=10.0, timeout=5.0) == DROP
+
+
+def test_keepalive_any_frame_starts_the_silence_anew() -> None:
+    session = Session(limits_with(), now=0.0)
+    assert session.keepalive(10.0, interval=10.0, timeout=5.0) == PING
+    session.seen = True  # the pong (or any frame) arrived
+    assert session.keepalive(14.0, interval=10.0, timeout=5.0) == KEEP
+    assert session.keepalive(23.0, interval=10.0, timeout=5.0) == KEEP  # 9 s quiet since
+    assert session.keepalive(24.0, interval=10.0, timeout=5.0) == PING
+
+
+def test_typing_is_relayed_at_most_once_per_interval_per_room() -> None:
+    session = Session(limits_with(), now=0.0)
+    assert session.may_type("r:a", 1.0, 1.0)
+    assert not session.may_type("r:a", 1.5, 1.0)
+    assert session.may_type("r:b", 1.5, 1.0)  # another room has its own throttle
+    assert session.may_type("r:a", 2.0, 1.0)
+
+
+def test_leaving_a_room_forgets_its_name_and_typing_throttle() -> None:
+    session = Session(limits_with(), now=0.0)
+    session.joined("r:a", "ann")
+    session.may_type("r:a", 5.0, 1.0)
+    assert session.left("r:a") == "ann"
+    assert session.left("r:a") == ""  # not in it any more
+    session.joined("r:a", "ann")
+    assert session.may_type("r:a", 5.1, 1.0)  # rejoined: typing again at once
+
+
+def test_one_resume_per_room_at_a_time() -> None:
+    session = Session(limits_with(), now=0.0)
+    assert session.resume_started("r:a")
+    assert not session.resume_started("r:a")  # the running one will answer
+    assert session.resume_started("p:7")
+    session.resume_ended("r:a")
+    assert session.resume_started("r:a")

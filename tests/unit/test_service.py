@@ -88,14 +88,14 @@ async def test_a_resume_whose_read_fails_is_answered_and_leaves_the_room_unjoine
     assert isinstance(store, FlakyReads)
     stored = [await chat.post_message("general", "bob", f"m{i}") for i in range(3)]
     sink = Sink()
-    member = chat.connect_sink(sink)
+    member = chat.connections.sink(sink)
     store.failure = failure
     send(chat, member, {"type": "JOIN_ROOM", "room": "general", "user": "al", "last_id": 0})
     error = await sink.next()
     assert error["type"] == "ERROR" and error["code"] == "store_unavailable"
     assert "general" in error["message"] and "not joined" in error["message"]
     assert "r:general" not in member.rooms and chat.hub.count("r:general") == 0
-    assert chat.presence.members("r:general") == 0
+    assert chat.rooms.presence.members("r:general") == 0
     assert not member.state.resuming  # a second try is not taken for one still running
     # The database is back: the same join replays everything after the id, then joins.
     store.failure = None
@@ -113,7 +113,7 @@ async def test_a_post_resume_whose_read_fails_is_answered(chat: Chat) -> None:
     post = await chat.create_post("t", "c", "a")
     await chat.post_comment(post.id, "bob", "first")
     sink = Sink()
-    member = chat.connect_sink(sink)
+    member = chat.connections.sink(sink)
 
     class FailsAfterTheCheck(apsw.IOError):
         pass
@@ -138,7 +138,7 @@ async def test_a_history_whose_read_fails_is_answered_store_unavailable(chat: Ch
     store = chat.store
     assert isinstance(store, FlakyReads)
     sink = Sink()
-    member = chat.connect_sink(sink)
+    member = chat.connections.sink(sink)
     store.failure = apsw.IOError("disk I/O error")
     send(chat, member, {"type": "HISTORY", "room": "general", "request_id": "h1"})
     error = await sink.next()
@@ -152,14 +152,14 @@ async def test_a_storm_of_connections_logs_a_bounded_number_of_lines_and_counts_
     """One line per connection opened and closed, up to the budget; the rest counted and
     told in one line (10,000 lines in a storm cost ~9 % of the loop: issue 14). Nothing is
     lost: lines told plus counted is every connection."""
-    chat.connection_lines.lines = 10
+    chat.connections.lines.lines = 10
     caplog.set_level(logging.INFO, logger="fastchat.service")
-    members = [chat.connect_sink(Sink()) for _ in range(40)]
+    members = [chat.connections.sink(Sink()) for _ in range(40)]
     for m in members:
-        chat.disconnect(m)
-    untold = dict(chat.connection_lines.untold)
-    chat._tell_untold_connections()  # what the timer it scheduled will do
-    chat._tell_untold_connections()  # and then nothing more: all was told
+        chat.connections.close(m)
+    untold = dict(chat.connections.lines.untold)
+    chat.connections.tell_untold()  # what the timer it scheduled will do
+    chat.connections.tell_untold()  # and then nothing more: all was told
     records = [r for r in caplog.records if r.name == "fastchat.service"]
     opened = sum(r.getMessage() == "connection opened" for r in records)
     closed = sum(r.getMessage() == "connection closed" for r in records)
@@ -175,10 +175,10 @@ async def test_a_mass_disconnect_gives_the_freed_heap_back(
 ) -> None:
     """After TRIM_AFTER_CLOSED connections have closed, malloc_trim runs once (10,000
     clients leaving left ~30 MB free but mapped: issue 14), on a worker thread."""
-    from fastchat import service
+    from fastchat import connections
 
-    monkeypatch.setattr(service, "TRIM_AFTER_CLOSED", 5)
-    monkeypatch.setattr(service, "TRIM_DELAY", 0.0)
+    monkeypatch.setattr(connections, "TRIM_AFTER_CLOSED", 5)
+    monkeypatch.setattr(connections, "TRIM_DELAY", 0.0)
     trimmed = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
 
@@ -186,9 +186,44 @@ async def test_a_mass_disconnect_gives_the_freed_heap_back(
         loop.call_soon_threadsafe(trimmed.set_result, pad)
         return 1
 
-    chat._trim = trim
-    members = [chat.connect_sink(Sink()) for _ in range(7)]
+    chat.connections._trim = trim
+    members = [chat.connections.sink(Sink()) for _ in range(7)]
     for m in members:
-        chat.disconnect(m)
+        chat.connections.close(m)
     assert await asyncio.wait_for(trimmed, TIMEOUT) == 0
-    assert chat.trims == 1  # once for the 7, not per connection
+    assert chat.connections.trims == 1  # once for the 7, not per connection
+
+
+async def test_a_sender_who_leaves_the_room_before_the_commit_still_gets_its_ack(
+    chat: Chat,
+) -> None:
+    """A member's acknowledgement of CHAT_MESSAGE is the room's broadcast; one that left
+    the room (LEAVE_ROOM) between its send and the commit heard nothing and could only
+    retry. It gets the stored message all the same, once; the room's members get it too."""
+    sink, other = Sink(), Sink()
+    member, stays = chat.connections.sink(sink), chat.connections.sink(other)
+    for m, s, user in ((member, sink, "al"), (stays, other, "bo")):
+        send(chat, m, {"type": "JOIN_ROOM", "room": "general", "user": user})
+        assert (await s.next())["type"] == "ROOM_JOINED"
+    assert (await sink.next())["type"] == "USER_JOINED"
+    # One tick: the send is queued for the commit at its end, then the sender leaves.
+    send(
+        chat,
+        member,
+        {
+            "type": "CHAT_MESSAGE",
+            "room": "general",
+            "user": "al",
+            "message": "bye",
+            "client_id": "c-1",
+        },
+    )
+    send(chat, member, {"type": "LEAVE_ROOM", "room": "general"})
+    assert (await sink.next())["type"] == "ROOM_LEFT"
+    ack = await sink.next()
+    assert ack["type"] == "CHAT_MESSAGE" and ack["client_id"] == "c-1"
+    assert ack["message"] == "bye"
+    seen = [await other.next() for _ in range(2)]
+    assert sorted(e["type"] for e in seen) == ["CHAT_MESSAGE", "USER_LEFT"]
+    await asyncio.sleep(0.05)
+    assert sink.events.empty()  # once

@@ -55,7 +55,7 @@ def create_app(
     newest_pages = newest_pages or NewestPages(
         chat.delivery.versions, 0 if chat.clustered else 4096
     )
-    health = health or Health(chat)
+    health = health or Health(chat.store_health)
     readiness = readiness or Readiness()
     return Litestar(
         route_handlers=[
