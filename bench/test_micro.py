@@ -37,7 +37,7 @@ import pytest
 from fastchat import events
 from fastchat._hub import Hub, frame_text
 from fastchat.pgstore import PostgresStore
-from fastchat.store import OP_MESSAGE, SqliteStore, Store
+from fastchat.store import OP_MESSAGE, SqliteStore, Store, Write
 from tests.conftest import free_port
 from tests.pg import Postgres
 
@@ -200,9 +200,9 @@ def store(
         loop.close()
 
 
-def _ops(n: int) -> list[tuple[Any, ...]]:
+def _ops(n: int) -> list[Write]:
     text = "hello there, this is a message of a typical length for a chat"
-    return [(OP_MESSAGE, f"room{i % 50}", "alice", text, None, None) for i in range(n)]
+    return [Write(OP_MESSAGE, f"room{i % 50}", "alice", text) for i in range(n)]
 
 
 @pytest.mark.benchmark(group="commit")

@@ -31,6 +31,7 @@ from fastchat.store import (
     Row,
     Store,
     StoreError,
+    Write,
 )
 from fastchat.timeparse import format_ms
 
@@ -112,17 +113,19 @@ class Delivery:
         clustered = self.clustered
         versions = self.versions
         touched: dict[str, int] = {}  # clustered: room key -> highest id committed here
-        for kind, row, token, duplicate in results:
+        for write, row, duplicate in results:
             if isinstance(row, StoreError):
-                self._fail(token, row)
+                self._fail(write, row)
                 continue
+            kind = write.op
+            member = write.member
             if kind == OP_MESSAGE:
                 # message_event_of, inline: this runs for every chat message.
                 payload = encode(
                     MessageEvent(row[0], row[1], row[2], row[3], format_ms(row[4]), row[5])
                 )
                 if duplicate:
-                    self._ack_only(token, payload, row, message_of)
+                    self._ack_only(write, payload, row, message_of)
                     continue
                 key = "r:" + row[1]
                 versions[key] = versions.get(key, 0) + 1
@@ -132,15 +135,15 @@ class Delivery:
                     if row[0] > self._published_message_id:
                         self._published_message_id = row[0]
                     hub.publish(key, payload)
-                if type(token) is Member:
-                    if key not in token.rooms:  # left since: the broadcast missed it
-                        hub.send(token, payload)
-                else:
-                    token.set_result(message_of(row))
+                if member is not None:
+                    if key not in member.rooms:  # left since: the broadcast missed it
+                        hub.send(member, payload)
+                elif write.future is not None:
+                    write.future.set_result(message_of(row))
             elif kind == OP_COMMENT:
                 payload = encode(comment_event_of(row))
                 if duplicate:
-                    self._ack_only(token, payload, row, comment_of)
+                    self._ack_only(write, payload, row, comment_of)
                     continue
                 key = f"p:{row[1]}"
                 versions[key] = versions.get(key, 0) + 1
@@ -150,13 +153,13 @@ class Delivery:
                     if row[0] > self._published_comment_id:
                         self._published_comment_id = row[0]
                     hub.publish(key, payload)
-                if type(token) is Member:
-                    if key not in token.rooms:
-                        hub.send(token, payload)  # the sender's acknowledgement
-                else:
-                    token.set_result(comment_of(row))
-            elif kind == OP_POST:
-                token.set_result(post_of(row))
+                if member is not None:
+                    if key not in member.rooms:
+                        hub.send(member, payload)  # the sender's acknowledgement
+                elif write.future is not None:
+                    write.future.set_result(comment_of(row))
+            elif kind == OP_POST and write.future is not None:
+                write.future.set_result(post_of(row))
         for key, max_id in touched.items():
             self._catch_up(key, max_id)
             self.broker.hint(key, max_id)
@@ -218,18 +221,18 @@ class Delivery:
             del self._catching[key]
             self._wanted.pop(key, None)
 
-    def _ack_only(self, token: Any, payload: bytes, row: Row, record: Any) -> None:
+    def _ack_only(self, write: Write, payload: bytes, row: Row, record: Any) -> None:
         """A retried send that was already stored: answer the sender with the original."""
-        if type(token) is Member:
-            self.hub.send(token, payload)
-        elif not token.done():
-            token.set_result(record(row))
+        if write.member is not None:
+            self.hub.send(write.member, payload)
+        elif write.future is not None and not write.future.done():
+            write.future.set_result(record(row))
 
-    def _fail(self, token: Any, error: StoreError) -> None:
-        if type(token) is Member:
-            self._on_error(token, error.code, error.message)
-        elif not token.done():
-            token.set_exception(error)
+    def _fail(self, write: Write, error: StoreError) -> None:
+        if write.member is not None:
+            self._on_error(write.member, error.code, error.message)
+        elif write.future is not None and not write.future.done():
+            write.future.set_exception(error)
 
     async def replay(
         self,

@@ -181,7 +181,8 @@ class Metrics:
         self._sharing: asyncio.Task[None] | None = None
 
     def on_batch(self, size: int, seconds: float) -> None:
-        """Called by the writer thread after each commit."""
+        """Called after each commit, by whichever side committed it (the loop or the writer
+        thread; prometheus_client's metrics are thread-safe)."""
         self.batch_size.observe(size)
         self.commit_seconds.observe(seconds)
 

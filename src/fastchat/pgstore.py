@@ -40,6 +40,7 @@ from fastchat.store import (
     Row,
     Store,
     StoreError,
+    Write,
     _now_ms,
 )
 
@@ -145,7 +146,7 @@ class PostgresStore(Store):
         self.location = _safe(url)
         self.read_timeout = read_timeout
         self._sql: dict[str, str] = {}
-        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._queue: collections.deque[Write] = collections.deque()
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: psycopg.AsyncConnection[Any] | None = None
@@ -243,9 +244,9 @@ class PostgresStore(Store):
 
     # ------------------------------------------------------------------ writes
 
-    def submit(self, op: tuple[Any, ...]) -> None:
+    def submit(self, write: Write) -> None:
         self.pending += 1
-        self._queue.append(op)
+        self._queue.append(write)
         self._wake.set()
 
     async def _run(self) -> None:
@@ -264,7 +265,7 @@ class PostgresStore(Store):
             # does): a failure in the service cannot stop the writer.
             asyncio.get_running_loop().call_soon(self._deliver, results)
 
-    async def _commit(self, batch: list[tuple[Any, ...]], retry: bool = True) -> list[Result]:
+    async def _commit(self, batch: list[Write], retry: bool = True) -> list[Result]:
         conn = self._writer
         started = time.perf_counter()
         writing = False
@@ -281,8 +282,8 @@ class PostgresStore(Store):
                 # each row its own statement (ids in batch order, one result per row).
                 writing = True
                 groups: dict[int, list[int]] = {}
-                for i, op in enumerate(batch):
-                    groups.setdefault(op[0], []).append(i)
+                for i, write in enumerate(batch):
+                    groups.setdefault(write.op, []).append(i)
                 cursors = []
                 track = self.track_previous
                 for kind, positions in groups.items():
@@ -312,12 +313,12 @@ class PostgresStore(Store):
         self._committed(len(batch), started)
         # Committed. Only retries and comments on missing posts need another look.
         results: list[Result] = []
-        for op, row in zip(batch, inserted, strict=True):
+        for write, row in zip(batch, inserted, strict=True):
             try:
-                results.append(await self._result(conn, op, ts, row))
+                results.append(await self._result(conn, write, ts, row))
             except psycopg.Error as exc:
                 error = StoreError(f"the database did not answer: {exc.__class__.__name__}")
-                results.append((op[0], error, op[-1], None))
+                results.append((write, error, None))
         return results
 
     async def _rollback(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
@@ -331,24 +332,24 @@ class PostgresStore(Store):
             await conn.close()
 
     async def _result(
-        self, conn: psycopg.AsyncConnection[Any], op: tuple[Any, ...], ts: int, row: Any
+        self, conn: psycopg.AsyncConnection[Any], write: Write, ts: int, row: Any
     ) -> Result:
-        kind, a, b, c, client_id, token = op
+        kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
         if row is not None:
             new_id = row[0]
             if kind == OP_POST:
-                return (kind, (new_id, a, b, c, ts, 0), token, False)
+                return (write, (new_id, a, c, b, ts, 0), False)
             if len(row) > 1:  # track_previous: the room's previous id
-                return (kind, (new_id, a, b, c, ts, client_id, row[1]), token, False)
-            return (kind, (new_id, a, b, c, ts, client_id), token, False)
+                return (write, (new_id, a, b, c, ts, client_id, row[1]), False)
+            return (write, (new_id, a, b, c, ts, client_id), False)
         # Nothing inserted: a retry of a stored send, or (comments) a missing post.
         if client_id is not None:
             find = _FIND_MESSAGE if kind == OP_MESSAGE else _FIND_COMMENT
             stored = await (await conn.execute(find, (a, b, client_id))).fetchone()
             if stored is not None:
-                return (kind, tuple(stored), token, True)
+                return (write, tuple(stored), True)
         if kind == OP_COMMENT:
-            return (kind, PostNotFound(a), token, None)
+            return (write, PostNotFound(int(a)), None)
         raise StoreError(f"operation {kind} stored nothing")  # pragma: no cover
 
     async def _reconnect(self) -> psycopg.AsyncConnection[Any]:
@@ -398,13 +399,13 @@ _INSERT_SQL_PREV: Final = {
 }
 
 
-def _insert_params(op: tuple[Any, ...], ts: int, track: bool = False) -> tuple[Any, ...]:
-    kind, a, b, c, client_id, _ = op
+def _insert_params(write: Write, ts: int, track: bool = False) -> tuple[Any, ...]:
+    kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
     if kind == OP_MESSAGE:
         return (a, a, b, c, ts, client_id) if track else (a, b, c, ts, client_id)
     if kind == OP_COMMENT:
         return (a, a, b, c, ts, client_id, a) if track else (a, b, c, ts, client_id, a)
-    return (a, b, c, ts)
+    return (a, c, b, ts)  # a post: title, content, author
 
 
 def _safe(url: str) -> str:

@@ -51,7 +51,15 @@ from fastchat.protocol import (
     post_id_of,
 )
 from fastchat.rooms import Rooms
-from fastchat.store import OP_COMMENT, OP_MESSAGE, OP_POST, PostNotFound, Store, StoreError
+from fastchat.store import (
+    OP_COMMENT,
+    OP_MESSAGE,
+    OP_POST,
+    PostNotFound,
+    Store,
+    StoreError,
+    Write,
+)
 
 __all__ = ["Chat", "NotFoundError"]
 
@@ -187,13 +195,13 @@ class Chat:
                 ErrorCode.NOT_JOINED, f"join room {ev.room!r} (JOIN_ROOM) before sending to it"
             )
         self.messages_in += 1
-        self.store.submit((OP_MESSAGE, ev.room, ev.user, ev.message, ev.client_id, member))
+        self.store.submit(Write(OP_MESSAGE, ev.room, ev.user, ev.message, ev.client_id, member))
 
     def _send_comment(self, member: Member, ev: SendComment) -> None:
         # Whether the post exists is checked inside the write transaction (post_not_found).
         post_id = post_id_of(ev.post_id)
         self.comments_in += 1
-        self.store.submit((OP_COMMENT, post_id, ev.user, ev.comment, ev.client_id, member))
+        self.store.submit(Write(OP_COMMENT, post_id, ev.user, ev.comment, ev.client_id, member))
 
     def _join_room(self, member: Member, ev: JoinRoom) -> None:
         self.rooms.check_budget(member, "r:" + ev.room)
@@ -280,7 +288,7 @@ class Chat:
     ) -> Message:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self.messages_in += 1
-        self.store.submit((OP_MESSAGE, room, user, text, client_id, future))
+        self.store.submit(Write(OP_MESSAGE, room, user, text, client_id, future=future))
         return await future
 
     async def post_comment(
@@ -288,7 +296,7 @@ class Chat:
     ) -> Comment:
         future: asyncio.Future[Comment] = asyncio.get_running_loop().create_future()
         self.comments_in += 1
-        self.store.submit((OP_COMMENT, post_id, user, text, client_id, future))
+        self.store.submit(Write(OP_COMMENT, post_id, user, text, client_id, future=future))
         try:
             return await future
         except PostNotFound as exc:
@@ -296,7 +304,7 @@ class Chat:
 
     async def create_post(self, title: str, content: str, author: str) -> Post:
         future: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
-        self.store.submit((OP_POST, title, content, author, None, future))
+        self.store.submit(Write(OP_POST, title, author, content, future=future))
         return await future
 
     async def stats(self) -> dict[str, Any]:

@@ -14,7 +14,12 @@ import msgspec
 
 from fastchat.broker import Broker
 from fastchat.delivery import Delivery
-from fastchat.store import OP_MESSAGE, Page, Row
+from fastchat.store import OP_MESSAGE, Page, Result, Row, Write
+
+
+def committed(stored: Row, future: asyncio.Future[Any]) -> Result:
+    """A REST send of `stored`, committed: what the store hands `on_committed`."""
+    return (Write(OP_MESSAGE, stored[1], stored[2], stored[3], future=future), stored, False)
 
 
 class FakeHub:
@@ -75,7 +80,7 @@ async def test_a_later_hint_before_our_own_commit_callback_delivers_each_row_onc
     store.rows += [row(1, 0), row(2, 1)]
     d.on_hint("r:room", 2)
     await settle()
-    d.on_committed([(OP_MESSAGE, row(1, 0), ours, False)])
+    d.on_committed([committed(row(1, 0), ours)])
     await settle()
     assert hub.published == [("r:room", 1), ("r:room", 2)]
     assert ours.result().id == 1  # REST's answer still comes
@@ -84,9 +89,9 @@ async def test_a_later_hint_before_our_own_commit_callback_delivers_each_row_onc
 async def test_our_commit_with_everything_before_it_delivered_goes_out_directly() -> None:
     d, hub, store = delivery()
     store.rows += [row(1, 0)]
-    d.on_committed([(OP_MESSAGE, row(1, 0), asyncio.get_running_loop().create_future(), False)])
+    d.on_committed([committed(row(1, 0), asyncio.get_running_loop().create_future())])
     store.rows += [row(2, 1)]
-    d.on_committed([(OP_MESSAGE, row(2, 1), asyncio.get_running_loop().create_future(), False)])
+    d.on_committed([committed(row(2, 1), asyncio.get_running_loop().create_future())])
     assert hub.published == [("r:room", 1), ("r:room", 2)]  # no read needed
     await settle()
     assert hub.published == [("r:room", 1), ("r:room", 2)]
@@ -95,7 +100,7 @@ async def test_our_commit_with_everything_before_it_delivered_goes_out_directly(
 async def test_our_commit_after_a_row_we_have_not_seen_waits_for_the_catch_up() -> None:
     d, hub, store = delivery()
     store.rows += [row(1, 0), row(2, 1)]  # 1 is the other node's, its hint not yet here
-    d.on_committed([(OP_MESSAGE, row(2, 1), asyncio.get_running_loop().create_future(), False)])
+    d.on_committed([committed(row(2, 1), asyncio.get_running_loop().create_future())])
     assert hub.published == []
     await settle()
     assert hub.published == [("r:room", 1), ("r:room", 2)]

@@ -5,7 +5,6 @@ with a real asyncio loop. Tests of one engine's own behaviour say so in their na
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import threading
@@ -29,6 +28,7 @@ from fastchat.store import (
     SqliteStore,
     Store,
     StoreError,
+    Write,
 )
 from tests.pg import Postgres
 
@@ -37,19 +37,20 @@ TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
 
 
 class Writes:
-    """Submits operations with unique tokens and hands back each result as a future."""
+    """Submits operations and hands back each result as a future of (op, row or error,
+    the Write, duplicate)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.loop = asyncio.get_running_loop()
         self.batches: list[list[tuple[Any, ...]]] = []
         self._futures: dict[int, asyncio.Future[tuple[Any, ...]]] = {}
-        self._tokens = itertools.count(1)
 
     def on_committed(self, results: list[tuple[Any, ...]]) -> None:
-        self.batches.append(results)
-        for result in results:
-            self._futures.pop(result[2]).set_result(result)
+        handed = [(write.op, row, write, duplicate) for write, row, duplicate in results]
+        self.batches.append(handed)
+        for result in handed:
+            self._futures.pop(id(result[2])).set_result(result)
 
     async def open(self) -> Writes:
         await self.store.open(self.on_committed)
@@ -58,10 +59,10 @@ class Writes:
     def submit(
         self, op: int, a: Any, b: Any, c: Any, client_id: str | None = None
     ) -> asyncio.Future[Any]:
-        token = next(self._tokens)
+        write = Write(op, a, b, c, client_id)
         fut: asyncio.Future[tuple[Any, ...]] = self.loop.create_future()
-        self._futures[token] = fut
-        self.store.submit((op, a, b, c, client_id, token))
+        self._futures[id(write)] = fut
+        self.store.submit(write)
         return fut
 
     def message(
@@ -75,7 +76,7 @@ class Writes:
         return self.submit(OP_COMMENT, post_id, user, text, client_id)
 
     def post(self, title: str, content: str, author: str) -> asyncio.Future[Any]:
-        return self.submit(OP_POST, title, content, author)
+        return self.submit(OP_POST, title, author, content)
 
 
 async def done(futs: asyncio.Future[Any] | Iterable[asyncio.Future[Any]]) -> Any:
