@@ -306,6 +306,11 @@ cdef class Hub:
         return list(self._all)
 
     @property
+    def connection_count(self):
+        """How many members are attached (closing ones included, until detached)."""
+        return len(self._all)
+
+    @property
     def room_count(self):
         return len(self._rooms)
 

@@ -51,6 +51,7 @@ class Connections:
         # them by kind of transport, and PORT's `/ws` is a picows transport too.
         self.open: Counter[str] = Counter()
         self.lines = LineBudget(CONNECTION_LINES_PER_SECOND)
+        self._all_closed: asyncio.Future[None] | None = None  # see `all_closed`
         self._closed_since_trim = 0
         self._trim = _malloc_trim()
         self.trims = 0
@@ -87,6 +88,9 @@ class Connections:
         for key in rooms:
             if key[0] == "r":
                 self._on_closed(key, names.get(key, ""))
+        if self._all_closed is not None and not self.hub.connection_count:
+            self._all_closed.set_result(None)
+            self._all_closed = None
         self._closed_since_trim += 1
         if self._closed_since_trim == TRIM_AFTER_CLOSED:
             self._loop.call_later(TRIM_DELAY, self._trim_heap)
@@ -102,6 +106,13 @@ class Connections:
                     "rooms": len(rooms),
                 },
             )
+
+    async def all_closed(self) -> None:
+        """Until every connection has closed (the end of a graceful shutdown)."""
+        while self.hub.connection_count:
+            if self._all_closed is None:
+                self._all_closed = self._loop.create_future()
+            await asyncio.shield(self._all_closed)
 
     def _trim_heap(self) -> None:
         """A mass disconnect has freed much memory: give the allocator's free pages back.

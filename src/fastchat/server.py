@@ -9,6 +9,7 @@ close every WebSocket with 1001 (going away), exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import multiprocessing
@@ -228,17 +229,19 @@ async def _shutdown(
     fast, *front = servers
     fast.close()
     pinger.cancel()
-    deadline = asyncio.get_running_loop().time() + settings.shutdown_timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.shutdown_timeout
     # Everything queued is committed and delivered before any socket closes.
-    while store.pending and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.005)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(store.drained(), settings.shutdown_timeout)
     hub.flush()
     for member in hub.connections():
         hub.close(member, GOING_AWAY, "server shutting down")
     # Each connection leaves the hub when its close completes; give them a moment.
-    close_deadline = min(deadline, asyncio.get_running_loop().time() + 2.0)
-    while hub.connections() and asyncio.get_running_loop().time() < close_deadline:
-        await asyncio.sleep(0.01)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            chat.connections.all_closed(), max(0.0, min(deadline - loop.time(), 2.0))
+        )
     for server in front:
         server.close()
     http.stop()  # type: ignore[no-untyped-call]

@@ -209,6 +209,7 @@ class Store:
         self.failed_batches = 0
         self.last_commit_seconds = 0.0
         self.pending = 0  # operations queued and not yet handed back (loop thread only)
+        self._drained: asyncio.Future[None] | None = None  # see `drained`
         # SQLite: WAL checkpoints run by the checkpointer thread, and by the writer itself
         # (past WAL_HARD_PAGES). A networked database checkpoints on its own: both stay 0.
         self.checkpoints = 0
@@ -271,6 +272,17 @@ class Store:
         self.pending -= len(results)
         assert self._on_committed is not None
         self._on_committed(results)
+        if not self.pending and self._drained is not None:
+            self._drained.set_result(None)
+            self._drained = None
+
+    async def drained(self) -> None:
+        """Until every write submitted so far has been committed (or refused) and handed
+        back: the drain of a graceful shutdown."""
+        while self.pending:
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drained)
 
     # -- reads (coroutines on the loop) --------------------------------------------------
 

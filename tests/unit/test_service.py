@@ -227,3 +227,17 @@ async def test_a_sender_who_leaves_the_room_before_the_commit_still_gets_its_ack
     assert sorted(e["type"] for e in seen) == ["CHAT_MESSAGE", "USER_LEFT"]
     await asyncio.sleep(0.05)
     assert sink.events.empty()  # once
+
+
+async def test_all_closed_waits_for_the_last_connection(chat: Chat) -> None:
+    """The end of a graceful shutdown: `all_closed` returns when the last connection has
+    left the hub, not before (it polled every 10 ms before)."""
+    members = [chat.connections.sink(Sink()) for _ in range(3)]
+    waiting = asyncio.ensure_future(chat.connections.all_closed())
+    for m in members[:2]:
+        chat.connections.close(m)
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    chat.connections.close(members[2])
+    await asyncio.wait_for(waiting, TIMEOUT)
+    await asyncio.wait_for(chat.connections.all_closed(), TIMEOUT)  # none open: at once

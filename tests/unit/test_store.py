@@ -964,3 +964,14 @@ async def test_clustered_rows_carry_their_rooms_previous_id(new_store: Factory) 
         assert dup is False and dup2 is True and same == again[:6]
     finally:
         await store.close()
+
+
+async def test_drained_waits_for_every_write_submitted_so_far(writes: Writes) -> None:
+    """SIGTERM's drain: `drained` returns once everything submitted has been handed back
+    (it polled `pending` every 5 ms before), and at once when nothing is pending."""
+    await asyncio.wait_for(writes.store.drained(), TIMEOUT)  # nothing pending
+    futs = [writes.message("r", "u", f"m{i}") for i in range(200)]
+    assert writes.store.pending == 200
+    await asyncio.wait_for(writes.store.drained(), TIMEOUT)
+    assert writes.store.pending == 0
+    assert all(f.done() for f in futs)
