@@ -86,6 +86,26 @@ Row = tuple[Any, ...]
 _MAX_ID: Final = 2**63 - 1
 _TABLE_OF: Final = {OP_MESSAGE: "messages", OP_COMMENT: "comments", OP_POST: "posts"}
 _TABLES: Final = {"messages": (MESSAGE_COLUMNS, "room"), "comments": (COMMENT_COLUMNS, "post_id")}
+# A message's or comment's statements in the writer: the stored row of a retried send (same
+# scope, user, client_id); the scope's existence (posts only); the scope's newest id
+# (clustered: row[6]); the insert.
+_WRITE_SQL: Final = {
+    OP_MESSAGE: (
+        f'SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND "user" = ? AND client_id = ?',
+        None,
+        "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?",
+        'INSERT INTO messages(room, "user", message, ts, client_id) '
+        "VALUES (?, ?, ?, ?, ?) RETURNING id",
+    ),
+    OP_COMMENT: (
+        f"SELECT {COMMENT_COLUMNS} FROM comments "
+        'WHERE post_id = ? AND "user" = ? AND client_id = ?',
+        "SELECT 1 FROM posts WHERE id = ?",
+        "SELECT coalesce(max(id), 0) FROM comments WHERE post_id = ?",
+        'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
+        "VALUES (?, ?, ?, ?, ?) RETURNING id",
+    ),
+}
 # WAL pages (4 kB) written since the checkpointer was last woken that wake it again: SQLite's
 # own autocheckpoint threshold.
 WAL_CHECKPOINT_PAGES: Final = 1000
@@ -813,52 +833,6 @@ class SqliteStore(Store):
 
     def _apply(self, conn: apsw.Connection, write: Write, ts: int) -> Result:
         kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
-        if kind == OP_MESSAGE:
-            if client_id is not None:
-                row = conn.execute(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages "
-                    'WHERE room = ? AND "user" = ? AND client_id = ?',
-                    (a, b, client_id),
-                ).fetchone()
-                if row is not None:
-                    return (write, row, True)
-            if self.track_previous:
-                prev = _value(
-                    conn, "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?", (a,)
-                )
-            new_id = _value(
-                conn,
-                'INSERT INTO messages(room, "user", message, ts, client_id) '
-                "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (a, b, c, ts, client_id),
-            )
-            if self.track_previous:
-                return (write, (new_id, a, b, c, ts, client_id, prev), False)
-            return (write, (new_id, a, b, c, ts, client_id), False)
-        if kind == OP_COMMENT:
-            if client_id is not None:
-                row = conn.execute(
-                    f"SELECT {COMMENT_COLUMNS} FROM comments "
-                    'WHERE post_id = ? AND "user" = ? AND client_id = ?',
-                    (a, b, client_id),
-                ).fetchone()
-                if row is not None:
-                    return (write, row, True)
-            if conn.execute("SELECT 1 FROM posts WHERE id = ?", (a,)).fetchone() is None:
-                return (write, PostNotFound(int(a)), None)
-            if self.track_previous:
-                prev = _value(
-                    conn, "SELECT coalesce(max(id), 0) FROM comments WHERE post_id = ?", (a,)
-                )
-            new_id = _value(
-                conn,
-                'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
-                "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (a, b, c, ts, client_id),
-            )
-            if self.track_previous:
-                return (write, (new_id, a, b, c, ts, client_id, prev), False)
-            return (write, (new_id, a, b, c, ts, client_id), False)
         if kind == OP_POST:
             new_id = _value(
                 conn,
@@ -866,7 +840,22 @@ class SqliteStore(Store):
                 (a, c, b, ts),
             )
             return (write, (new_id, a, c, b, ts, 0), False)
-        raise ValueError(f"unknown store operation {kind!r}")
+        sql = _WRITE_SQL.get(kind)
+        if sql is None:
+            raise ValueError(f"unknown store operation {kind!r}")
+        find, exists, previous, insert = sql
+        if client_id is not None:
+            row = conn.execute(find, (a, b, client_id)).fetchone()
+            if row is not None:
+                return (write, row, True)  # a retry of a stored send: the original
+        if exists is not None and conn.execute(exists, (a,)).fetchone() is None:
+            return (write, PostNotFound(int(a)), None)
+        if self.track_previous:
+            prev = _value(conn, previous, (a,))
+            new_id = _value(conn, insert, (a, b, c, ts, client_id))
+            return (write, (new_id, a, b, c, ts, client_id, prev), False)
+        new_id = _value(conn, insert, (a, b, c, ts, client_id))
+        return (write, (new_id, a, b, c, ts, client_id), False)
 
     # ------------------------------------------------------------------ reads
 
