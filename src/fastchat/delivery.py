@@ -42,6 +42,10 @@ encode: Final = events.encode
 # for REPLAY_STALL_SECONDS is dropped (it can resume again).
 REPLAY_PAGE: Final = 500
 REPLAY_STALL_SECONDS: Final = 30.0
+# A replay waiting for its client to read wakes when the socket takes writes again
+# (`on_writable`, from picows' resume_writing); at the latest after this many seconds, for
+# members whose transport does not tell (the hub's sinks).
+WRITABLE_RECHECK: Final = 0.25
 
 
 def _from_row(cls: Callable[..., T]) -> Callable[[Row], T]:
@@ -93,6 +97,8 @@ class Delivery:
         # its hints tell), bumped before anything committed is acknowledged: a copy of a
         # room's page read at version v is current while the version is still v.
         self.versions: dict[str, int] = {}
+        # Replays waiting for their member's socket to drain (see `replay`).
+        self._writable: dict[Member, asyncio.Future[None]] = {}
 
     async def on_store_open(self) -> None:
         counts = await self.store.counts()
@@ -234,6 +240,47 @@ class Delivery:
         elif write.future is not None and not write.future.done():
             write.future.set_exception(error)
 
+    def on_writable(self, member: Member) -> None:
+        """`member`'s socket drained (or closed): a replay waiting on it goes on."""
+        waiter = self._writable.pop(member, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _room_for(self, member: Member, backlog: int) -> bool:
+        """Wait while `member` has more than `backlog` bytes queued; False if it closed, or
+        was closed for reading nothing for REPLAY_STALL_SECONDS."""
+        if member.backlog > backlog:
+            # What the hub queued goes to the socket at the end of this tick; past it, a
+            # backlog still over the bound is in a paused transport, which says when it
+            # drains (resume_writing).
+            await asyncio.sleep(0)
+        since = time.monotonic()
+        while member.backlog > backlog:
+            if member.closed:
+                return False
+            left = REPLAY_STALL_SECONDS - (time.monotonic() - since)
+            if left <= 0:
+                self.hub.close(
+                    member,
+                    CLOSE_CODE[ErrorCode.SLOW_CONSUMER],
+                    "slow consumer: not reading its replay",
+                )
+                return False
+            await self._until_writable(member, min(left, WRITABLE_RECHECK))
+        return not member.closed
+
+    async def _until_writable(self, member: Member, timeout: float) -> None:
+        waiter = self._writable.get(member)
+        if waiter is None:
+            waiter = self._writable[member] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if self._writable.get(member) is waiter:
+                del self._writable[member]
+
     async def replay(
         self,
         member: Member,
@@ -254,26 +301,18 @@ class Delivery:
         sent = 0
         key = ("r:" if table == "messages" else "p:") + str(scope)
         encode_row = message_event_of if table == "messages" else comment_event_of
-        stalled_since = time.monotonic()
         while True:
-            while member.backlog > backlog:
-                if member.closed:
-                    return
-                if time.monotonic() - stalled_since > REPLAY_STALL_SECONDS:
-                    self.hub.close(
-                        member,
-                        CLOSE_CODE[ErrorCode.SLOW_CONSUMER],
-                        "slow consumer: not reading its replay",
-                    )
-                    return
-                await asyncio.sleep(0.002)
-            if member.closed:
+            if not await self._room_for(member, backlog):
                 return
             mark = self.mark(key)
             page = await self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
             if member.closed:
                 return
             for row in page.rows:
+                # Row by row against the limit: a page of large messages (500 of 4,000
+                # characters: 2 MB) must not go over the hub's outbound limit at once.
+                if member.backlog > backlog and not await self._room_for(member, backlog):
+                    return
                 self.hub.send(member, encode(encode_row(row)))
             sent += len(page.rows)
             if page.rows:
@@ -282,8 +321,7 @@ class Delivery:
                 if self.mark(key) == mark:
                     finish(sent)  # caught up, in the same callback: no gap, no duplicate
                     return
-                # More was broadcast while the read was awaited: read that too.
+                # More was broadcast while the read (or the client) was awaited: read that.
                 after = max(after, mark)
                 continue
-            stalled_since = time.monotonic()
             await asyncio.sleep(0)

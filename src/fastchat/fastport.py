@@ -70,9 +70,17 @@ class FastListener(WSListener):
         )
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        if self.member is not None:
-            self._chat.connections.close(self.member)
+        member = self.member
+        if member is not None:
+            self._chat.connections.close(member)
+            self._chat.delivery.on_writable(member)  # a replay waiting on it sees it closed
             self.member = None
+
+    def resume_writing(self) -> None:
+        """The socket takes writes again (its buffer fell under the transport's low-water
+        mark): a replay waiting for this client to read goes on."""
+        if self.member is not None:
+            self._chat.delivery.on_writable(self.member)
 
     # The two things a complete message can be; the echo listener overrides them.
     def _on_text(self, transport: WSTransport, text: str) -> None:

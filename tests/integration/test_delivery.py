@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import uuid
 from datetime import datetime
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.integration.wsclient import Client
+from tests.integration.wsclient import Client, masked_frame, raw_handshake
 
 
 def room_name() -> str:
@@ -66,6 +68,73 @@ async def test_resume_after_500_missed_gets_exactly_those_then_live(
     await sender.expect("CHAT_MESSAGE", skip=("USER_JOINED", "USER_LEFT"))
     await reader.close()
     await sender.close()
+
+
+class RawReader:
+    """Server frames (unmasked, unfragmented text) off a raw socket, decoded."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(1 << 16)
+            assert chunk, "connection closed"
+            self.buffer += chunk
+        head = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return head
+
+    def until(self, kind: str) -> list[dict]:
+        """Every event up to and including the first of type `kind`."""
+        events: list[dict] = []
+        while not events or events[-1]["type"] != kind:
+            size = self._take(2)[1] & 0x7F
+            if size == 126:
+                size = int.from_bytes(self._take(2), "big")
+            elif size == 127:
+                size = int.from_bytes(self._take(8), "big")
+            payload = self._take(size)
+            events.append(json.loads(payload))
+        return events
+
+
+async def test_a_replay_to_a_client_that_does_not_read_waits_for_it_then_completes(
+    server: ServerProcess,
+) -> None:
+    """A resume of ~12 MB (more than the kernel buffers of both sockets hold) to a client
+    with a 4 kB receive buffer that reads nothing for a second: the replay waits for its
+    socket to drain (picows' resume_writing) instead of queueing it all, and once the client
+    reads, every message comes in order, then ROOM_JOINED, then live traffic."""
+    room = room_name()
+    sender = await Client.connect(server.ws_fast)
+    await sender.join(room, "sender")
+    text = "x" * 3900
+    stored: list[dict] = []
+    for batch in range(30):  # 100 at a time: the sender reads its copies as it goes
+        for i in range(100):
+            message = f"{batch * 100 + i} {text}"
+            await sender.send(
+                {"type": "CHAT_MESSAGE", "room": room, "user": "sender", "message": message}
+            )
+        stored += await collect_messages(sender, 100)
+    sock = raw_handshake(server.ws_port, rcvbuf=4096)
+    try:
+        join = {"type": "JOIN_ROOM", "room": room, "user": "slow", "last_id": 0}
+        sock.sendall(masked_frame(0x1, json.dumps(join).encode()))
+        await asyncio.sleep(1.0)  # not reading: the replay must wait, not fail or drop it
+        reader = RawReader(sock)
+        events = await asyncio.to_thread(reader.until, "ROOM_JOINED")
+        replayed = [e for e in events if e["type"] == "CHAT_MESSAGE"]
+        assert [e["id"] for e in replayed] == [m["id"] for m in stored]
+        assert events[-1]["replayed"] == 3000
+        await sender.say(room, "sender", "live")
+        live = await asyncio.to_thread(reader.until, "CHAT_MESSAGE")
+        assert live[-1]["message"] == "live"
+    finally:
+        sock.close()
+        await sender.close()
 
 
 async def test_resume_racing_live_sends_has_no_gap_and_no_duplicate(server: ServerProcess) -> None:
