@@ -60,6 +60,8 @@ extensions = cythonize(
         "initializedcheck": False,
         "cdivision": True,
         "embedsignature": True,
+        # The hub relies on the GIL (one loop thread); free-threaded builds get no wheel.
+        "freethreading_compatible": False,
     },
     annotate=False,
 )

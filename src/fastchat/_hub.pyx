@@ -1,4 +1,3 @@
-# cython: freethreading_compatible = False
 """The broadcast hub: rooms, members, and coalesced fan-out.
 
 The hot path is syscalls, not Python (DESIGN.md): one picows `send()` per frame per socket

@@ -261,8 +261,8 @@ class PostgresStore(Store):
             # Group commit: everything that queued up while the last batch committed.
             batch = [q.popleft() for _ in range(min(len(q), self.batch_max))]
             results = await self._commit(batch)
-            # Handed over in its own callback, in commit order (as the SQLite writer thread
-            # does): a failure in the service cannot stop the writer.
+            # Handed over in its own callback, in commit order (as the SQLite store's writer
+            # thread does): a failure in the service cannot stop the writer.
             asyncio.get_running_loop().call_soon(self._deliver, results)
 
     async def _commit(self, batch: list[Write], retry: bool = True) -> list[Result]:
