@@ -294,7 +294,7 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
             return None  # picows answers 404
         headers = request.headers
         if not origin_allowed(headers.get("Origin"), headers.get("Host"), origins):
-            chat.errors["origin_refused"] += 1
+            chat.errors[ErrorCode.ORIGIN_REFUSED] += 1
             log.warning(
                 "handshake refused: origin", extra={"port": port, "origin": headers.get("Origin")}
             )
