@@ -133,7 +133,8 @@ class Answers:
     """What PORT's front answers itself: `GET`/`HEAD` of `/api/v1/health`, of
     `/api/v1/messages/{room}` and of `/api/v1/posts/{id}/comments`, with no query but
     `limit`. Anything else, anything unusual (percent-encoded names, other parameters, an
-    `Origin` header, which CORS must see) and anything that fails is Litestar's: the route
+    `Origin` header, which CORS must see; with tokens, a request that carries one, and any
+    when tokens are required or rooms private) and anything that fails is Litestar's: the route
     or its answer is None and the front relays the request, so every error keeps Litestar's
     wording."""
 
@@ -152,6 +153,14 @@ class Answers:
             return None
         if target == _HEALTH:
             return self._health.now_or_later
+        auth = self._chat.auth
+        if auth.enabled and (
+            auth.required
+            or b"\r\nauthorization:" in headers
+            or b"fastchat_token=" in headers
+            or auth.private
+        ):
+            return None  # tokens and room rules are Litestar's (app/guards.py) to apply
         path, _, query = target.partition(b"?")
         limit = self._limit(query)
         if limit is None:

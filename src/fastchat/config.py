@@ -145,6 +145,51 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "REST (and given CORS headers); empty: the page's own host; '*': any.",
         ),
     ] = ""
+    auth_secret: Annotated[
+        str,
+        setting(
+            "AUTH_SECRET",
+            "Verify tokens (JWT) signed HS256 with this secret; empty: no tokens (anonymous, "
+            "as the original).",
+        ),
+    ] = ""
+    auth_public_key: Annotated[
+        str,
+        setting(
+            "AUTH_PUBLIC_KEY",
+            "Verify tokens signed RS256 or ES256 (by the key's type) with this PEM file's "
+            "public key, instead of AUTH_SECRET.",
+        ),
+    ] = ""
+    auth_audience: Annotated[
+        str, setting("AUTH_AUDIENCE", "When set, a token's `aud` must name it.")
+    ] = ""
+    auth_issuer: Annotated[str, setting("AUTH_ISSUER", "When set, a token's `iss` must be it.")] = (
+        ""
+    )
+    auth_required: Annotated[
+        bool,
+        setting(
+            "AUTH_REQUIRED",
+            "Refuse WebSockets and REST requests without a token (401 `unauthorized`).",
+        ),
+    ] = False
+    private_rooms: Annotated[
+        str,
+        setting(
+            "PRIVATE_ROOMS",
+            "Comma-separated room patterns (fnmatch: `team-*`) only tokens whose `rooms` "
+            "match may join, read or see.",
+        ),
+    ] = ""
+    read_only_rooms: Annotated[
+        str,
+        setting(
+            "READ_ONLY_ROOMS",
+            "Comma-separated room patterns where only tokens whose `publish` matches, and "
+            "moderators, may post.",
+        ),
+    ] = ""
     ping_interval: Annotated[
         float,
         setting(
@@ -233,7 +278,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return "broker_url", f"{self.broker_url!r} is not a redis:// URL"
         if self.port and self.port == self.ws_port:
             return "ws_port", "PORT and WS_PORT must differ"
+        if self.auth_secret and self.auth_public_key:
+            return "auth_public_key", "set AUTH_SECRET (HS256) or AUTH_PUBLIC_KEY, not both"
+        if not (self.auth_secret or self.auth_public_key):
+            for name in ("auth_required", "private_rooms", "read_only_rooms"):
+                if getattr(self, name):
+                    return name, f"{env_var(name)} needs tokens: set AUTH_SECRET or AUTH_PUBLIC_KEY"
         return None
+
+    def __repr__(self) -> str:
+        # Settings reach logs and tracebacks; the secret must not (docs: tokens and secrets
+        # never appear in logs).
+        shown = ", ".join(
+            f"{f}={'***' if f == 'auth_secret' and self.auth_secret else repr(getattr(self, f))}"
+            for f in self.__struct_fields__
+        )
+        return f"Settings({shown})"
 
     def missing_extra(self) -> tuple[str, str] | None:
         """(VARIABLE, extra) for the first setting in use whose optional extra is not

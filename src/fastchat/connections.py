@@ -39,11 +39,19 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 class Connections:
     """Every WebSocket connection's start and end; one per process, owned by the service.
-    `on_closed(key, user)` is told of each chat room a closing connection was in."""
+    `on_left(key, user)` is told of each chat room a closing connection was in, and
+    `on_closed(member)` of the closed connection."""
 
-    def __init__(self, hub: Hub, limits: Limits, on_closed: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        limits: Limits,
+        on_left: Callable[[str, str], None],
+        on_closed: Callable[[Member], None],
+    ) -> None:
         self.hub = hub
         self.limits = limits
+        self._on_left = on_left
         self._on_closed = on_closed
         self._next_conn = 0
         self.opened: Counter[str] = Counter()
@@ -87,7 +95,8 @@ class Connections:
         rooms = self.hub.detach(member)
         for key in rooms:
             if key[0] == "r":
-                self._on_closed(key, names.get(key, ""))
+                self._on_left(key, names.get(key, ""))
+        self._on_closed(member)
         if self._all_closed is not None and not self.hub.connection_count:
             self._all_closed.set_result(None)
             self._all_closed = None

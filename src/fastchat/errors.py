@@ -32,6 +32,18 @@ class ErrorCode:
     SLOW_CONSUMER: Final = "slow_consumer"
     STORE_UNAVAILABLE: Final = "store_unavailable"
     INTERNAL: Final = "internal_error"
+    # Identity and access (auth.py).
+    UNAUTHORIZED: Final = "unauthorized"
+    TOKEN_INVALID: Final = "token_invalid"
+    TOKEN_EXPIRED: Final = "token_expired"
+    TOKEN_NOT_YET_VALID: Final = "token_not_yet_valid"
+    TOKEN_ALGORITHM: Final = "token_algorithm"
+    TOKEN_AUDIENCE: Final = "token_audience"
+    TOKEN_ISSUER: Final = "token_issuer"
+    TOKEN_CLAIMS: Final = "token_claims"
+    FORBIDDEN_ROOM: Final = "forbidden_room"
+    READ_ONLY_ROOM: Final = "read_only_room"
+    NAME_MISMATCH: Final = "name_mismatch"
 
 
 # The HTTP status of each code REST may answer; with CLOSE_CODE, every code fastchat sends.
@@ -52,6 +64,17 @@ HTTP_STATUS: Final[dict[str, int]] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.STORE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.TOKEN_INVALID: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.TOKEN_NOT_YET_VALID: 401,
+    ErrorCode.TOKEN_ALGORITHM: 401,
+    ErrorCode.TOKEN_AUDIENCE: 401,
+    ErrorCode.TOKEN_ISSUER: 401,
+    ErrorCode.TOKEN_CLAIMS: 401,
+    ErrorCode.FORBIDDEN_ROOM: 403,
+    ErrorCode.READ_ONLY_ROOM: 403,
+    ErrorCode.NAME_MISMATCH: 403,
 }
 
 # The WebSocket close code of the refusals that end a connection (RFC 6455 7.4.1).
@@ -60,6 +83,7 @@ CLOSE_CODE: Final[dict[str, int]] = {
     ErrorCode.SLOW_CONSUMER: 1008,  # not reading what it is sent
     ErrorCode.TOO_LARGE: 1009,  # a frame over the hard cap
     ErrorCode.INTERNAL: 1011,
+    ErrorCode.TOKEN_EXPIRED: 4001,  # its token expired and no fresh one came (AUTH)
 }
 GOING_AWAY: Final = 1001  # the server is shutting down: not an error
 

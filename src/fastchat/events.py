@@ -103,6 +103,13 @@ class GetMembers(ClientEvent, tag="MEMBERS", frozen=True):
     request_id: ClientId | None = None
 
 
+class Authenticate(ClientEvent, tag="AUTH", frozen=True):
+    """A token for this connection (when the handshake carried none), or a fresh one
+    before the current one expires (same `sub`)."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=8192)]
+
+
 AnyClientEvent = (
     JoinRoom
     | LeaveRoom
@@ -113,6 +120,7 @@ AnyClientEvent = (
     | JoinPost
     | LeavePost
     | GetMembers
+    | Authenticate
 )
 CLIENT_EVENT_TYPES: Final = tuple(
     sorted(cls.__struct_config__.tag for cls in AnyClientEvent.__args__)
@@ -300,6 +308,14 @@ class MembersPage(ServerEvent, tag="MEMBERS", omit_defaults=True):
     request_id: str | None = None
 
 
+class Authenticated(ServerEvent, tag="AUTHENTICATED"):
+    """The answer to AUTH: who this connection is now, and until when."""
+
+    sub: str
+    user: str  # the name shown for this connection's messages
+    expires_at: str  # RFC 3339: past it, the connection is closed (4001) unless AUTH again
+
+
 class ErrorEvent(ServerEvent, tag="ERROR", omit_defaults=True):
     code: str
     message: str
@@ -332,6 +348,7 @@ AnyServerEvent = (
     | PostLeft
     | HistoryPage
     | MembersPage
+    | Authenticated
     | ErrorEvent
 )
 # For clients written in Python (tests, load generators): decodes anything the server sends.

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import unquote
 
 from picows import (
     WSAutoPingStrategy,
@@ -26,10 +27,12 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
-from fastchat import framing
+from fastchat import events, framing
 from fastchat._hub import Member
+from fastchat.auth import COOKIE, Identity
 from fastchat.config import Settings
-from fastchat.errors import ErrorCode
+from fastchat.errors import ErrorCode, FastchatError
+from fastchat.events import ErrorBody
 from fastchat.protocol import DROP, PING, origin_allowed
 from fastchat.service import Chat
 
@@ -54,20 +57,24 @@ class FastListener(WSListener):
     picows leaves to the application (UTF-8, reassembly, reserved bits, close codes: RFC
     6455 5.2, 5.4, 7.4, 8.1, all in framing.py), text to the service."""
 
-    __slots__ = ("_chat", "_messages", "_port", "member")
+    __slots__ = ("_chat", "_identity", "_messages", "_port", "member")
 
-    def __init__(self, chat: Chat, port: str = "fast") -> None:
+    def __init__(self, chat: Chat, port: str = "fast", identity: Identity | None = None) -> None:
         super().__init__()
         self._chat = chat
         self._port = port  # which URL it came in on: "fast" (WS_PORT) or "http" (PORT)
         self._messages = framing.Messages(chat.limits.max_frame_bytes)
         self.member: Member | None = None
+        self._identity = identity  # from the handshake's token; None: anonymous (for now)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         peer = transport.underlying_transport.get_extra_info("peername")
         self.member = self._chat.connections.transport(
             transport, self._port, f"{peer[0]}:{peer[1]}" if peer else ""
         )
+        if self._identity is not None:
+            self._chat.identify(self.member, self._identity)
+            self._identity = None
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         member = self.member
@@ -274,6 +281,33 @@ def _refuse(status: int, reason: str) -> WSUpgradeResponseWithListener:
     return WSUpgradeResponseWithListener(response, None)
 
 
+def _refuse_as(error: FastchatError) -> WSUpgradeResponseWithListener:
+    """A handshake refused with REST's error body: its status, code and message."""
+    response = WSUpgradeResponse.create_error_response(
+        error.status,
+        events.encode(ErrorBody(error.code, error.message)),
+        {"Content-Type": "application/json"},
+    )
+    return WSUpgradeResponseWithListener(response, None)
+
+
+def handshake_token(target: bytes, cookie: str | None) -> str | None:
+    """The token of a handshake: `?token=` in its URL, else the `fastchat_token` cookie
+    (set by an embedding site for its pages). Browsers cannot set headers on a WebSocket."""
+    _, _, query = target.partition(b"?")
+    if query:
+        for pair in query.split(b"&"):
+            key, _, raw = pair.partition(b"=")
+            if key == b"token" and raw:
+                return unquote(raw.decode("latin-1"))
+    if cookie:
+        for part in cookie.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE and value:
+                return unquote(value)
+    return None
+
+
 def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], Any]:
     """picows' server protocol for one connection, as both URLs use it: WS_PORT's listener
     makes one per accepted connection, PORT's front (`front.py`) one per `/ws` upgrade."""
@@ -285,6 +319,7 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
     hub = chat.hub
     echo = settings.conformance_echo
     logger = PicowsLog(chat.errors, port)
+    auth = chat.auth
 
     def listener(request: WSUpgradeRequest) -> Any:
         path = request.path.partition(b"?")[0]
@@ -305,7 +340,21 @@ def protocol_factory(chat: Chat, settings: Settings, port: str) -> Callable[[], 
             chat.errors["too_many_connections"] += 1
             log.warning("handshake refused: too many connections", extra={"port": port})
             return _refuse(503, "too many connections, try again later")
-        return FastListener(chat, port)
+        identity = None
+        if auth.enabled:
+            token = handshake_token(request.path, headers.get("Cookie"))
+            try:
+                if token is not None:
+                    identity = auth.verify(token)
+                elif auth.required:
+                    raise FastchatError(
+                        ErrorCode.UNAUTHORIZED,
+                        "this server needs a token: connect to /ws?token=...",
+                    )
+            except FastchatError as exc:
+                chat.errors[exc.code] += 1
+                return _refuse_as(exc)  # the token is never logged
+        return FastListener(chat, port, identity)
 
     def make() -> Any:
         connection_log = ConnectionLog(logger)

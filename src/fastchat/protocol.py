@@ -7,7 +7,7 @@ here too, so both ports speak byte-identical JSON.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -61,6 +61,8 @@ class Session:
 
     __slots__ = (
         "conn_id",
+        "expiry",
+        "identity",
         "names",
         "opened",
         "peer",
@@ -95,6 +97,10 @@ class Session:
         self.tokens = limits.burst
         self.updated = now
         self.strikes = 0
+        # Who it is (auth.Identity, from its token; None: anonymous), and the timer that
+        # closes it when the token expires.
+        self.identity: Any = None
+        self.expiry: Any = None
 
     def joined(self, key: str, user: str) -> None:
         """Joined room or post `key` as `user` (again, maybe under another name)."""
@@ -333,6 +339,7 @@ _NAME_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.JoinPost: ("user",),
     events.LeavePost: (),
     events.GetMembers: ("room", "after"),
+    events.Authenticate: (),  # the token is auth.py's to judge
 }
 _ID_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.SendMessage: ("client_id",),

@@ -27,7 +27,6 @@ from fastchat.events import (
     PresenceEvent,
     RoomJoined,
     RoomLeft,
-    Typing,
     TypingEvent,
     UserJoined,
     UserLeft,
@@ -130,12 +129,12 @@ class Rooms:
         )
         self.hub.send(member, encode(page))
 
-    def typing(self, member: Member, ev: Typing) -> None:
-        key = "r:" + ev.room
+    def typing(self, member: Member, room: str, user: str) -> None:
+        key = "r:" + room
         if key not in member.rooms:
-            raise not_joined(ev.room)
+            raise not_joined(room)
         if member.state.may_type(key, time.monotonic(), TYPING_INTERVAL):
-            self.ephemeral(key, encode(TypingEvent(room=ev.room, user=ev.user)), member)
+            self.ephemeral(key, encode(TypingEvent(room=room, user=user)), member)
         # else throttled: silently, typing is a hint
 
     # -- posts' live viewers ----------------------------------------------------------------

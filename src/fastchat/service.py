@@ -20,11 +20,15 @@ import msgspec
 
 from fastchat import events
 from fastchat._hub import Hub, Member
+from fastchat.auth import Auth, Identity, name_for
 from fastchat.broker import Broker, LocalBroker
+from fastchat.config import Settings
 from fastchat.connections import Connections
 from fastchat.delivery import Delivery
 from fastchat.errors import CLOSE_CODE, ErrorCode, FastchatError
 from fastchat.events import (
+    Authenticate,
+    Authenticated,
     Comment,
     ErrorEvent,
     GetHistory,
@@ -60,12 +64,15 @@ from fastchat.store import (
     StoreError,
     Write,
 )
+from fastchat.timeparse import format_ms
 
 __all__ = ["Chat", "NotFoundError"]
 
 log = logging.getLogger("fastchat.service")
 
 encode: Final = events.encode
+# JOIN_ROOM's and JOIN_POST's `user` when a client leaves it out.
+JOIN_DEFAULT_USER: Final = "anonymous"
 
 
 _SEND_TYPES: Final = frozenset(
@@ -100,9 +107,16 @@ class Chat:
     """Rooms, posts and their traffic; one per process, wired in `server.py`."""
 
     def __init__(
-        self, hub: Hub, store: Store, limits: Limits, broker: Broker | None = None
+        self,
+        hub: Hub,
+        store: Store,
+        limits: Limits,
+        broker: Broker | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.hub = hub
+        # Tokens and room rules (auth.py); by default none: anonymous, as the original.
+        self.auth = auth or Auth(Settings())
         self.store = store
         self.limits = limits
         self.broker = broker or LocalBroker()
@@ -111,7 +125,7 @@ class Chat:
         self.delivery = Delivery(hub, store, self.broker, self.reply_error)
         self.on_committed = self.delivery.on_committed
         self.rooms = Rooms(hub, limits, self.broker)
-        self.connections = Connections(hub, limits, self.rooms.left)
+        self.connections = Connections(hub, limits, self.rooms.left, self._closed)
         self.history = History(
             hub, store, self.delivery, self.spawn, max(64 * 1024, hub.high_water // 4)
         )
@@ -147,15 +161,17 @@ class Chat:
             elif kind is LeaveRoom:
                 self.rooms.leave(member, event)  # type: ignore[arg-type]
             elif kind is Typing:
-                self.rooms.typing(member, event)  # type: ignore[arg-type]
+                self._typing(member, event)  # type: ignore[arg-type]
             elif kind is GetHistory:
-                self.history.request(member, event)  # type: ignore[arg-type]
+                self._history(member, event)  # type: ignore[arg-type]
             elif kind is JoinPost:
                 self._join_post(member, event)  # type: ignore[arg-type]
             elif kind is LeavePost:
                 self.rooms.leave_post(member, event)  # type: ignore[arg-type]
             elif kind is GetMembers:
                 self.rooms.members(member, event)  # type: ignore[arg-type]
+            elif kind is Authenticate:
+                self._authenticate(member, event)  # type: ignore[arg-type]
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _sent_client_id(event, data))
 
@@ -194,19 +210,28 @@ class Chat:
             raise ProtocolError(
                 ErrorCode.NOT_JOINED, f"join room {ev.room!r} (JOIN_ROOM) before sending to it"
             )
+        user = ev.user
+        if self.auth.enabled:
+            identity = member.state.identity
+            user = name_for(identity, user)
+            self.auth.check_publish(identity, ev.room)
         self.messages_in += 1
-        self.store.submit(Write(OP_MESSAGE, ev.room, ev.user, ev.message, ev.client_id, member))
+        self.store.submit(Write(OP_MESSAGE, ev.room, user, ev.message, ev.client_id, member))
 
     def _send_comment(self, member: Member, ev: SendComment) -> None:
         # Whether the post exists is checked inside the write transaction (post_not_found).
         post_id = post_id_of(ev.post_id)
+        user = name_for(member.state.identity, ev.user)
         self.comments_in += 1
-        self.store.submit(Write(OP_COMMENT, post_id, ev.user, ev.comment, ev.client_id, member))
+        self.store.submit(Write(OP_COMMENT, post_id, user, ev.comment, ev.client_id, member))
 
     def _join_room(self, member: Member, ev: JoinRoom) -> None:
+        identity = member.state.identity
+        user = name_for(identity, ev.user, JOIN_DEFAULT_USER)
+        self.auth.check_join(identity, ev.room)
         self.rooms.check_budget(member, "r:" + ev.room)
         if ev.last_id is None:
-            self.rooms.join(member, ev.room, ev.user, 0)
+            self.rooms.join(member, ev.room, user, 0)
         else:
             self.history.resume(
                 member,
@@ -214,32 +239,85 @@ class Chat:
                 "messages",
                 ev.room,
                 ev.last_id,
-                lambda sent: self.rooms.join(member, ev.room, ev.user, sent),
+                lambda sent: self.rooms.join(member, ev.room, user, sent),
             )
+
+    def _typing(self, member: Member, ev: Typing) -> None:
+        self.rooms.typing(member, ev.room, name_for(member.state.identity, ev.user))
+
+    def _history(self, member: Member, ev: GetHistory) -> None:
+        if ev.room is not None:
+            self.auth.check_join(member.state.identity, ev.room)
+        self.history.request(member, ev)
 
     def _join_post(self, member: Member, ev: JoinPost) -> None:
         post_id = post_id_of(ev.post_id)
+        user = name_for(member.state.identity, ev.user, JOIN_DEFAULT_USER)
         self.rooms.check_budget(member, f"p:{post_id}")
-        self.spawn(member, self._join_post_checked(member, ev, post_id))
+        self.spawn(member, self._join_post_checked(member, user, ev.last_id, post_id))
 
-    async def _join_post_checked(self, member: Member, ev: JoinPost, post_id: int) -> None:
+    async def _join_post_checked(
+        self, member: Member, user: str, last_id: int | None, post_id: int
+    ) -> None:
         if not await self.store.post_exists(post_id):
             raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
         if member.closed:
             return
         key = f"p:{post_id}"
         self.rooms.check_budget(member, key)  # again: other joins may have run meanwhile
-        if ev.last_id is None:
-            self.rooms.join_post(member, post_id, ev.user, 0)
+        if last_id is None:
+            self.rooms.join_post(member, post_id, user, 0)
         else:
             self.history.resume(
                 member,
                 key,
                 "comments",
                 post_id,
-                ev.last_id,
-                lambda sent: self.rooms.join_post(member, post_id, ev.user, sent),
+                last_id,
+                lambda sent: self.rooms.join_post(member, post_id, user, sent),
             )
+
+    # ------------------------------------------------------------------ identity
+
+    def identify(self, member: Member, identity: Identity | None) -> None:
+        """`member` is `identity` (from the handshake's token, or an AUTH): its names are
+        the token's from now on, and it is closed (4001) when the token expires, unless a
+        fresh one comes first."""
+        session: Session = member.state
+        session.identity = identity
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        if identity is not None:
+            left = max(0.0, identity.exp - time.time())
+            session.expiry = asyncio.get_running_loop().call_later(left, self._expired, member)
+
+    def _authenticate(self, member: Member, ev: Authenticate) -> None:
+        identity = self.auth.verify(ev.token)
+        current: Identity | None = member.state.identity
+        if current is not None and current.sub != identity.sub:
+            raise FastchatError(
+                ErrorCode.TOKEN_CLAIMS,
+                f"this connection is {current.sub!r}: a fresh token must be for the same sub",
+            )
+        self.identify(member, identity)
+        reply = Authenticated(
+            sub=identity.sub, user=identity.name, expires_at=format_ms(int(identity.exp * 1000))
+        )
+        self.hub.send(member, encode(reply))
+
+    def _expired(self, member: Member) -> None:
+        member.state.expiry = None
+        if not member.closed:
+            self.errors[ErrorCode.TOKEN_EXPIRED] += 1
+            self.hub.close(
+                member, CLOSE_CODE[ErrorCode.TOKEN_EXPIRED], "token expired: connect again"
+            )
+
+    def _closed(self, member: Member) -> None:
+        expiry = member.state.expiry
+        if expiry is not None:
+            expiry.cancel()
 
     def spawn(self, member: Member, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` (an event that must read the database) as a task; a refusal it raises

@@ -28,6 +28,7 @@ RANK = {
     "presence": 1,
     "framing": 1,  # sans-I/O WebSocket message rules
     "pgstore": 3,
+    "auth": 3,  # tokens (PyJWT) and room rules, from the settings
     "delivery": 3,
     "rooms": 3.5,  # the service's parts: memberships and presence,
     "history": 3.5,  # pages and replays,

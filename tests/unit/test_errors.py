@@ -26,5 +26,7 @@ def test_each_kind_of_refusal_carries_its_code_and_status() -> None:
 def test_the_codes_that_close_a_socket_use_the_rfc_6455_codes() -> None:
     assert CLOSE_CODE[ErrorCode.TOO_LARGE] == 1009
     assert CLOSE_CODE[ErrorCode.RATE_LIMITED] == CLOSE_CODE[ErrorCode.SLOW_CONSUMER] == 1008
-    assert all(1000 <= c < 1015 for c in CLOSE_CODE.values())
+    # RFC 6455's codes, and 4000-4999 (private use) for the token's expiry.
+    assert all(1000 <= c < 1015 or 4000 <= c < 5000 for c in CLOSE_CODE.values())
+    assert CLOSE_CODE[ErrorCode.TOKEN_EXPIRED] == 4001
     assert all(400 <= s < 600 for s in HTTP_STATUS.values())

@@ -77,7 +77,8 @@ def create_app(
             directory=asset_dir("templates"), engine=JinjaTemplateEngine
         ),
         exception_handlers=EXCEPTION_HANDLERS,
-        state=State({"origins": settings.origins}),  # for guards.same_site_writes
+        # For the guards: same_site_writes (origins) and token_holders (auth).
+        state=State({"origins": settings.origins, "auth": chat.auth}),
         cors_config=cors_for(settings),
         # /schema: the API's description (Swagger UI), /schema/openapi.json: the document.
         openapi_config=OpenAPIConfig(

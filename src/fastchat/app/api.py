@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, MediaType, Response, Router, get, post
+from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fastchat.answers import Health, NewestPages, history_body
-from fastchat.app.guards import same_site_writes
+from fastchat.app.guards import identity, same_site_writes, token_holders
+from fastchat.auth import Identity, name_for
 from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
 from fastchat.errors import ErrorCode, FastchatError
@@ -56,13 +58,16 @@ def refusals(*statuses: int, ok: tuple[int, type] | None = None) -> dict[int, Re
 _REFUSED = {
     400: "Refused: a parameter or the body is invalid (`invalid_field`, `invalid_json`, "
     "`invalid_time`)",
-    403: "Refused: a browser write from another site (`origin_refused`)",
+    401: "No token where one is needed (`unauthorized`), or a token refused (`token_*`)",
+    403: "Refused: a browser write from another site (`origin_refused`); with tokens, a "
+    "private or read-only room (`forbidden_room`, `read_only_room`) or another name "
+    "(`name_mismatch`)",
     404: "No such post (`post_not_found`)",
     413: "The text is over MAX_MESSAGE_CHARS, or the body too large (`too_large`)",
     415: "The body is not sent as application/json (`unsupported_media_type`)",
     503: "The database could not be written or read (`store_unavailable`)",
 }
-_WRITE = (403, 413, 415, 503)
+_WRITE = (401, 403, 413, 415, 503)
 
 
 async def _page(
@@ -82,16 +87,26 @@ def _limit(limit: int | None, settings: Settings) -> int:
     return 50 if limit is None else check_limit(limit, settings.limits)
 
 
-async def _store_message(chat: Chat, event: SendMessage, settings: Settings) -> Message:
-    """A message sent over REST: the socket's event, checked by the socket's rules."""
+async def _store_message(
+    chat: Chat, event: SendMessage, settings: Settings, identity: Identity | None, default: str = ""
+) -> Message:
+    """A message sent over REST: the socket's event, checked by the socket's rules (and,
+    with tokens, the name and room rules)."""
     check(event, settings.limits)
-    return await chat.post_message(event.room, event.user, event.message, event.client_id)
+    user = name_for(identity, event.user, default)
+    chat.auth.check_publish(identity, event.room)
+    return await chat.post_message(event.room, user, event.message, event.client_id)
 
 
-async def _store_comment(chat: Chat, event: SendComment, settings: Settings) -> Comment:
+async def _store_comment(
+    chat: Chat, event: SendComment, settings: Settings, identity: Identity | None, default: str = ""
+) -> Comment:
     check(event, settings.limits)
     return await chat.post_comment(
-        post_id_of(event.post_id), event.user, event.comment, event.client_id
+        post_id_of(event.post_id),
+        name_for(identity, event.user, default),
+        event.comment,
+        event.client_id,
     )
 
 
@@ -145,15 +160,20 @@ class SystemController(Controller):
         return await chat.stats()
 
 
+# A handler's `identity`: the request's verified token (guards.token_holders), or None.
+_TOKENS: Final = {"identity": Provide(identity, sync_to_thread=False)}
+
+
 class MessagesController(Controller):
     path = "/messages"
 
-    @get("/{room:str}", responses=refusals(503, ok=(200, RoomPage)))
+    @get("/{room:str}", responses=refusals(401, 403, 503, ok=(200, RoomPage)))
     async def history(
         self,
         chat: Chat,
         newest_pages: NewestPages,
         settings: Settings,
+        identity: Identity | None,
         room: str,
         limit: Limit = None,
         before: Cursor = None,
@@ -162,6 +182,7 @@ class MessagesController(Controller):
         until: TimeParam = None,
     ) -> Response[bytes]:
         check_name("room", room)
+        chat.auth.check_join(identity, room)
         return await _page(
             chat,
             newest_pages,
@@ -176,9 +197,11 @@ class MessagesController(Controller):
         )
 
     @post("/{room:str}", status_code=201, guards=[same_site_writes], responses=refusals(*_WRITE))
-    async def create(self, chat: Chat, settings: Settings, room: str, data: NewMessage) -> Message:
+    async def create(
+        self, chat: Chat, settings: Settings, identity: Identity | None, room: str, data: NewMessage
+    ) -> Message:
         event = SendMessage(room, data.user, data.message, data.client_id)
-        return await _store_message(chat, event, settings)
+        return await _store_message(chat, event, settings, identity)
 
 
 class PostsController(Controller):
@@ -190,13 +213,13 @@ class PostsController(Controller):
         return PostList(posts, len(posts))
 
     @post("/", status_code=201, guards=[same_site_writes], responses=refusals(*_WRITE))
-    async def create_post(self, chat: Chat, data: NewPost) -> Post:
+    async def create_post(self, chat: Chat, identity: Identity | None, data: NewPost) -> Post:
         title = data.title.strip()
         if not title or len(title) > 200:
             raise FastchatError(ErrorCode.INVALID_FIELD, "title must be 1-200 characters")
         if not data.content.strip() or len(data.content) > 20000:
             raise FastchatError(ErrorCode.INVALID_FIELD, "content must be 1-20000 characters")
-        author = check_name("author", data.author)
+        author = name_for(identity, check_name("author", data.author), "anonymous")
         return await chat.create_post(title, data.content, author)
 
     @get("/{post_id:str}", responses=refusals(404, 503))
@@ -244,10 +267,15 @@ class PostsController(Controller):
         responses=refusals(404, *_WRITE),
     )
     async def create_comment(
-        self, chat: Chat, settings: Settings, post_id: str, data: NewComment
+        self,
+        chat: Chat,
+        settings: Settings,
+        identity: Identity | None,
+        post_id: str,
+        data: NewComment,
     ) -> Comment:
         event = SendComment(post_id_of(post_id), data.user, data.comment, data.client_id)
-        return await _store_comment(chat, event, settings)
+        return await _store_comment(chat, event, settings, identity)
 
 
 class TestController(Controller):
@@ -260,11 +288,14 @@ class TestController(Controller):
         self,
         chat: Chat,
         settings: Settings,
+        identity: Identity | None,
         room: str = "general",
         message: str = "Hello from the test endpoint",
         user: str = "testuser",
     ) -> dict[str, Any]:
-        stored = await _store_message(chat, SendMessage(room, user, message), settings)
+        stored = await _store_message(
+            chat, SendMessage(room, user, message), settings, identity, "testuser"
+        )
         return {"status": "sent", "message": stored}
 
     @get("/comment", guards=[same_site_writes])
@@ -272,12 +303,13 @@ class TestController(Controller):
         self,
         chat: Chat,
         settings: Settings,
+        identity: Identity | None,
         post_id: str = "1",
         comment: str = "Test comment",
         user: str = "testuser",
     ) -> dict[str, Any]:
         event = SendComment(post_id_of(post_id), user, comment)
-        stored = await _store_comment(chat, event, settings)
+        stored = await _store_comment(chat, event, settings, identity, "testuser")
         return {"status": "sent", "comment": stored}
 
 
@@ -288,7 +320,20 @@ def metrics_endpoint(registry: CollectorRegistry) -> Response[bytes]:
 
 
 api_router = Router(
-    path="/api/v1", route_handlers=[SystemController, MessagesController, PostsController]
+    path="/api/v1",
+    route_handlers=[
+        SystemController,
+        # The rooms' and posts' API: tokens verified (and required with AUTH_REQUIRED);
+        # health, readiness and stats stay open to probes.
+        Router(
+            path="/",
+            route_handlers=[MessagesController, PostsController],
+            guards=[token_holders],
+            dependencies=_TOKENS,
+        ),
+    ],
 )
 # Off with TEST_ENDPOINTS=false: they store on GET, which no production API should.
-test_router = Router(path="/api/v1", route_handlers=[TestController])
+test_router = Router(
+    path="/api/v1", route_handlers=[TestController], guards=[token_holders], dependencies=_TOKENS
+)

@@ -23,6 +23,7 @@ from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from fastchat.auth import COOKIE, Auth, Identity
 from fastchat.config import Settings
 from fastchat.errors import ErrorCode, FastchatError
 from fastchat.protocol import origin_allowed
@@ -59,6 +60,42 @@ async def same_site_writes(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"send the body as application/json, not {media_type or 'no content type'!r}",
         )
+
+
+async def token_holders(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """The guard of the rooms' and posts' API: a request's token (`Authorization: Bearer`,
+    or the `fastchat_token` cookie an embedding site sets) is verified, and its identity
+    kept for the handler (`identity` below); with AUTH_REQUIRED, a request without one is
+    refused (401 `unauthorized`). Without tokens configured it does nothing."""
+    auth: Auth = connection.app.state["auth"]
+    if not auth.enabled:
+        return
+    token = None
+    header = connection.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise FastchatError(
+                ErrorCode.UNAUTHORIZED, "send the token as `Authorization: Bearer ...`"
+            )
+        token = value.strip()
+    else:
+        token = connection.cookies.get(COOKIE) or None
+    if token is None:
+        if auth.required:
+            raise FastchatError(
+                ErrorCode.UNAUTHORIZED, "this server needs a token: `Authorization: Bearer ...`"
+            )
+        return
+    connection.scope.setdefault("state", {})["identity"] = auth.verify(token)
+
+
+def identity(request: Request[Any, Any, Any]) -> Identity | None:
+    """The verified identity of the request (after `token_holders`), or None: anonymous."""
+    found: Identity | None = request.scope.get("state", {}).get("identity")
+    return found
 
 
 def cors_for(settings: Settings) -> CORSConfig | None:
