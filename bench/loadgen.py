@@ -541,12 +541,22 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
     failed: list[str] = []
     sem = asyncio.Semaphore(spec["connect_concurrency"])
 
+    secret = spec.get("token_secret")
+
+    def url_of(c: Client) -> str:
+        if not secret:
+            return url
+        import jwt  # only with --token-secret (fastchat's dependency)
+
+        claims = {"sub": c.user, "name": c.user, "exp": int(time.time()) + 3600}
+        return f"{url}{'&' if '?' in url else '?'}token={jwt.encode(claims, secret)}"
+
     async def connect_one(c: Client, into: list[tuple[int, Client]], g: int) -> None:
         async with sem:
             try:
                 await ws_connect(
                     lambda: c,
-                    url,
+                    url_of(c),
                     read_buffer_init_size=spec["read_buffer"],
                     websocket_handshake_timeout=30,
                     use_aiofastnet=False,
@@ -777,6 +787,7 @@ class Coordinator:
         for wid, clients in enumerate(groups):
             spec = {
                 "url": f"ws://{HOST}:{args.port}{args.path}",
+                "token_secret": getattr(args, "token_secret", None),
                 "clients": clients,
                 "join": join,
                 "window": getattr(args, "window", 0),
@@ -1170,6 +1181,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "--read-buffer", type=int, default=4096, help="picows read buffer per client"
         )
         p.add_argument("--connect-concurrency", type=int, default=64)
+        p.add_argument(
+            "--token-secret",
+            default=None,
+            help="each client connects with its own token (HS256, this secret; name = its user)",
+        )
         p.add_argument("--setup-timeout", type=float, default=120.0)
         p.add_argument("--label", default="", help="free text copied into the JSON")
         p.add_argument(

@@ -118,12 +118,13 @@ class Variant:
     """One side of an A/B: where the server's code and the load generator come from."""
 
     def __init__(self, spec: str = "") -> None:
-        # NAME[:server=SRC_TREE][:loadgen=DIR][:args=LOADGEN ARGS]
+        # NAME[:server=SRC_TREE][:loadgen=DIR][:args=LOADGEN ARGS][:env=VAR=VALUE,...]
         name, *parts = spec.split(":") if spec else [""]
         self.name = name
         self.server: Path | None = None
         self.loadgen = ROOT
         self.args: list[str] = []
+        self.env: dict[str, str] = {}  # fastchat's extra environment (e.g. AUTH_SECRET)
         for part in parts:
             key, _, value = part.partition("=")
             if key == "server":
@@ -132,6 +133,8 @@ class Variant:
                 self.loadgen = Path(value).resolve()
             elif key == "args":
                 self.args = shlex.split(value)
+            elif key == "env":
+                self.env = dict(pair.split("=", 1) for pair in value.split(",") if pair)
             else:
                 raise SystemExit(f"--variant {spec!r}: unknown part {part!r}")
         if self.server is not None and not (self.server / "src" / "fastchat").is_dir():
@@ -169,7 +172,11 @@ class Running(NamedTuple):
 
 @contextlib.contextmanager
 def server(
-    kind: str, workdir: Path, core: int | None, tree: Path | None = None
+    kind: str,
+    workdir: Path,
+    core: int | None,
+    tree: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Running]:
     """Start `kind` on fresh ports and a fresh database and yield it.
     `tree`: run that source tree's code instead of this one's (its src/ first on PYTHONPATH)."""
@@ -195,6 +202,7 @@ def server(
             RATE_LIMIT="0",
             MAX_CONNECTIONS="20000",
         )
+        env.update(extra_env or {})
         cmd = [*pin(core), PY, "-m", "fastchat", "serve"]
         stats_url = f"http://127.0.0.1:{port}/api/v1/stats"
     else:
@@ -341,10 +349,11 @@ def main() -> int:
         "--variant",
         action="append",
         default=[],
-        metavar="NAME[:server=TREE][:loadgen=DIR][:args=ARGS]",
+        metavar="NAME[:server=TREE][:loadgen=DIR][:args=ARGS][:env=VAR=VALUE,...]",
         help="an A/B side (repeatable; the variants alternate inside every repeat): the server "
         "from source tree TREE (default this one), bench.loadgen run from DIR (default this "
-        "one), extra load-generator ARGS",
+        "one), extra load-generator ARGS, extra environment for fastchat (e.g. "
+        "env=AUTH_SECRET=s with args=--token-secret s: every client holds a token)",
     )
     parser.add_argument(
         "--wait-quiet",
@@ -430,7 +439,8 @@ def main() -> int:
                             print(
                                 f"[bench]   waited {waited:.0f} s for quiet cores", file=sys.stderr
                             )
-                    with server(kind, workdir, server_core, tree) as srv:
+                    extra = var.env if kind == "fastchat" else None
+                    with server(kind, workdir, server_core, tree, extra) as srv:
                         time.sleep(0.3)
                         r = loadgen(
                             scenario, plan[scenario] + var.args, srv, gen_core, 600, var.loadgen

@@ -93,6 +93,13 @@ def serve(**options: Any) -> None:
             err=True,
         )
         sys.exit(2)
+    if settings.auth_public_key:
+        from fastchat.auth import public_key
+
+        try:
+            public_key(settings.auth_public_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--auth-public-key") from None
 
     from fastchat.server import run  # imported late: `--help` stays fast
 
@@ -131,6 +138,13 @@ _URL_OPTION = click.option(
 _USER_OPTION = click.option(
     "--user", default="anonymous", show_default=True, help="The name to send or join as."
 )
+_TOKEN_OPTION = click.option(
+    "--token",
+    envvar="FASTCHAT_TOKEN",
+    default=None,
+    show_envvar=True,
+    help="A token for a server with AUTH_SECRET (`fastchat token`); the name is then its.",
+)
 
 
 def _run_client(work: Any, url: str) -> Any:
@@ -153,13 +167,14 @@ def _run_client(work: Any, url: str) -> Any:
 @click.argument("message")
 @_USER_OPTION
 @_URL_OPTION
-def send(room: str, message: str, user: str, url: str) -> None:
+@_TOKEN_OPTION
+def send(room: str, message: str, user: str, url: str, token: str | None) -> None:
     """Send MESSAGE to ROOM; print the stored message's id and timestamp. A refusal exits 1
     with the server's error code and message."""
     from fastchat.client import connect
 
     async def go() -> tuple[int, str]:
-        async with connect(url, user=user) as chat:
+        async with connect(url, user=user, token=token) as chat:
             await chat.join(room)
             stored = await chat.send(room, message)
             return stored.id, stored.timestamp
@@ -179,7 +194,10 @@ def send(room: str, message: str, user: str, url: str) -> None:
     help="First print the stored messages after this id.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print each event as its JSON line.")
-def tail(room: str, user: str, url: str, last_id: int | None, as_json: bool) -> None:
+@_TOKEN_OPTION
+def tail(
+    room: str, user: str, url: str, last_id: int | None, as_json: bool, token: str | None
+) -> None:
     """Print ROOM's messages as they come (`HH:MM:SS user: text`), reconnecting and resuming
     from the last one seen; Ctrl-C ends it."""
     import asyncio
@@ -190,7 +208,7 @@ def tail(room: str, user: str, url: str, last_id: int | None, as_json: bool) -> 
     from fastchat.events import MessageEvent, encode
 
     async def go() -> None:
-        async with connect(url, user=user) as chat:
+        async with connect(url, user=user, token=token) as chat:
             await chat.join(room, last_id=last_id)
             async for event in chat:
                 if not isinstance(event, MessageEvent) or event.room != room:
@@ -210,3 +228,92 @@ def tail(room: str, user: str, url: str, last_id: int | None, as_json: bool) -> 
             await task
 
     _run_client(main_task(), url)
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _ttl(value: str) -> float:
+    """`90`, `90s`, `15m`, `1h`, `7d`: seconds."""
+    unit = _TTL_UNITS.get(value[-1:].lower())
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a duration like 90s, 15m, 1h or 7d") from None
+    if seconds <= 0:
+        raise click.BadParameter("the time to live must be positive")
+    return seconds
+
+
+@main.command(context_settings=_CTX)
+@click.option("--sub", required=True, help="The user's id (the token's `sub`).")
+@click.option("--name", default=None, help="The name shown (default: the sub).")
+@click.option("--ttl", default="1h", show_default=True, help="Time to live: 90s, 15m, 1h, 7d.")
+@click.option("--role", "roles", multiple=True, help="moderator or admin (repeatable).")
+@click.option("--rooms", default=None, help="Comma-separated patterns the user may join.")
+@click.option("--publish", default=None, help="Comma-separated patterns the user may post in.")
+@click.option("--audience", envvar="AUTH_AUDIENCE", default="", show_envvar=True)
+@click.option("--issuer", envvar="AUTH_ISSUER", default="", show_envvar=True)
+@click.option(
+    "--secret",
+    envvar="AUTH_SECRET",
+    default="",
+    show_envvar=True,
+    help="Sign HS256 with this secret (the server's AUTH_SECRET).",
+)
+@click.option(
+    "--private-key",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Sign RS256 / ES256 with this PEM private key instead (its public key is the "
+    "server's AUTH_PUBLIC_KEY).",
+)
+def token(
+    sub: str,
+    name: str | None,
+    ttl: str,
+    roles: tuple[str, ...],
+    rooms: str | None,
+    publish: str | None,
+    audience: str,
+    issuer: str,
+    secret: str,
+    private_key: str | None,
+) -> None:
+    """Print a token for SUB signed with the server's secret: for tests, scripts and small
+    setups (a site's backend mints its own: README, "Authentication")."""
+    from fastchat.auth import mint, patterns
+
+    for role in roles:
+        if role not in ("moderator", "admin"):
+            raise click.BadParameter(f"{role!r}: moderator or admin", param_hint="--role")
+    key: Any = secret
+    algorithm = "HS256"
+    if private_key is not None:
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        with open(private_key, "rb") as f:
+            key = load_pem_private_key(f.read(), password=None)
+        algorithm = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise click.BadParameter("an RSA or EC P-256 key is needed", param_hint="--private-key")
+    elif not secret:
+        raise click.BadParameter("set AUTH_SECRET (or --secret), or --private-key")
+    click.echo(
+        mint(
+            key,
+            sub=sub,
+            name=name,
+            ttl=_ttl(ttl),
+            roles=roles,
+            rooms=None if rooms is None else patterns(rooms),
+            publish=None if publish is None else patterns(publish),
+            audience=audience or None,
+            issuer=issuer or None,
+            algorithm=algorithm,
+        )
+    )

@@ -53,7 +53,35 @@ PING: Final = 1
 DROP: Final = 2
 
 
-class Session:
+class Bucket:
+    """A token bucket: `limits.rate` events a second, bursts of `limits.burst`. One per
+    connection (its Session), and one per token user shared by all its connections."""
+
+    __slots__ = ("strikes", "tokens", "updated")
+
+    def __init__(self, limits: Limits, now: float) -> None:
+        self.tokens = limits.burst
+        self.updated = now
+        self.strikes = 0
+
+    def admit(self, limits: Limits, now: float) -> bool:
+        """Take a token for one event; False if the bucket is empty (the event is refused)."""
+        if limits.rate <= 0:
+            return True
+        tokens = self.tokens + (now - self.updated) * limits.rate
+        self.updated = now
+        if tokens > limits.burst:
+            tokens = limits.burst
+        if tokens < 1.0:
+            self.tokens = tokens
+            self.strikes += 1
+            return False
+        self.tokens = tokens - 1.0
+        self.strikes = 0
+        return True
+
+
+class Session(Bucket):
     """One connection's protocol state: names per room, rate limit, typing throttle.
 
     Pure state, no I/O: the service owns one per connection (in the hub member's `state`).
@@ -71,10 +99,7 @@ class Session:
         "quiet_since",
         "resuming",
         "seen",
-        "strikes",
-        "tokens",
         "typing_at",
-        "updated",
     )
 
     def __init__(
@@ -94,9 +119,7 @@ class Session:
         # should cost as little as possible (issue 7: under 6 kB each, all included).
         self.typing_at: dict[str, float] | None = None
         self.resuming: set[str] | None = None
-        self.tokens = limits.burst
-        self.updated = now
-        self.strikes = 0
+        super().__init__(limits, now)
         # Who it is (auth.Identity, from its token; None: anonymous), and the timer that
         # closes it when the token expires.
         self.identity: Any = None
@@ -151,22 +174,6 @@ class Session:
             self.ping_at = now
             return PING
         return KEEP
-
-    def admit(self, limits: Limits, now: float) -> bool:
-        """Take a token for one event; False if the bucket is empty (the event is refused)."""
-        if limits.rate <= 0:
-            return True
-        tokens = self.tokens + (now - self.updated) * limits.rate
-        self.updated = now
-        if tokens > limits.burst:
-            tokens = limits.burst
-        if tokens < 1.0:
-            self.tokens = tokens
-            self.strikes += 1
-            return False
-        self.tokens = tokens - 1.0
-        self.strikes = 0
-        return True
 
 
 _decode = events.client_decoder.decode

@@ -32,6 +32,7 @@ from fastchat._hub import Hub
 from fastchat.answers import Answers, Health, NewestPages
 from fastchat.app import create_app
 from fastchat.app.head import HeadAsGet
+from fastchat.auth import Auth
 from fastchat.broker import broker_for
 from fastchat.config import Settings
 from fastchat.errors import GOING_AWAY
@@ -73,7 +74,7 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
     broker = broker_for(settings.broker_url)
     # Clustered, committed rows carry their room's previous id (delivery.py `_committed_here`).
     store.track_previous = broker.clustered
-    chat = Chat(hub, store, settings.limits, broker)
+    chat = Chat(hub, store, settings.limits, broker, Auth(settings))
     metrics = Metrics(chat, worker=worker, share_dir=metrics_dir)
     readiness = Readiness()  # GET /api/v1/ready
     store.on_batch = metrics.on_batch

@@ -47,6 +47,7 @@ from fastchat.health import StoreHealth
 from fastchat.history import History, NotFoundError, unreadable
 from fastchat.presence import RoomView, Snapshot
 from fastchat.protocol import (
+    Bucket,
     Limits,
     ProtocolError,
     Session,
@@ -135,6 +136,9 @@ class Chat:
         self.comments_in = 0
         self.errors: Counter[str] = Counter()
         self.draining = False  # a SIGTERM started the drain: no new WebSockets
+        # Token users' rate-limit buckets, and how many connections each has open.
+        self._user_buckets: dict[str, Bucket] = {}
+        self._user_connections: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def on_store_open(self) -> None:
@@ -145,7 +149,10 @@ class Chat:
     def receive(self, member: Member, data: bytes | str) -> None:
         """One text frame from a client, on either port."""
         session: Session = member.state
-        if not session.admit(self.limits, time.monotonic()):
+        now = time.monotonic()
+        if not session.admit(self.limits, now) or (
+            session.identity is not None and not self._user_admits(session, now)
+        ):
             self._refuse_flood(member, session)
             return
         event = None
@@ -174,6 +181,15 @@ class Chat:
                 self._authenticate(member, event)  # type: ignore[arg-type]
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _sent_client_id(event, data))
+
+    def _user_admits(self, session: Session, now: float) -> bool:
+        """A token user's own bucket, shared by all its connections: ten tabs do not get
+        ten budgets. A refusal counts as a strike of this connection."""
+        bucket = self._user_buckets.get(session.identity.sub)
+        if bucket is None or bucket.admit(self.limits, now):
+            return True
+        session.strikes += 1
+        return False
 
     def _refuse_flood(self, member: Member, session: Session) -> None:
         if session.strikes >= self.limits.max_strikes:
@@ -284,6 +300,11 @@ class Chat:
         the token's from now on, and it is closed (4001) when the token expires, unless a
         fresh one comes first."""
         session: Session = member.state
+        if session.identity is None and identity is not None:
+            sub = identity.sub
+            self._user_connections[sub] += 1
+            if sub not in self._user_buckets:
+                self._user_buckets[sub] = Bucket(self.limits, time.monotonic())
         session.identity = identity
         if session.expiry is not None:
             session.expiry.cancel()
@@ -315,9 +336,14 @@ class Chat:
             )
 
     def _closed(self, member: Member) -> None:
-        expiry = member.state.expiry
-        if expiry is not None:
-            expiry.cancel()
+        session: Session = member.state
+        if session.expiry is not None:
+            session.expiry.cancel()
+        if session.identity is not None:
+            sub = session.identity.sub
+            self._user_connections[sub] -= 1
+            if self._user_connections[sub] <= 0:
+                del self._user_connections[sub], self._user_buckets[sub]
 
     def spawn(self, member: Member, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` (an event that must read the database) as a task; a refusal it raises
