@@ -92,6 +92,7 @@ class Session(Bucket):
         "expiry",
         "identity",
         "names",
+        "no_post",
         "opened",
         "peer",
         "ping_at",
@@ -124,6 +125,9 @@ class Session(Bucket):
         # closes it when the token expires.
         self.identity: Any = None
         self.expiry: Any = None
+        # With tokens: the joined rooms it may not post in, and the refusal to give (made
+        # at the join, so a send costs one lookup).
+        self.no_post: dict[str, Any] | None = None
 
     def joined(self, key: str, user: str) -> None:
         """Joined room or post `key` as `user` (again, maybe under another name)."""

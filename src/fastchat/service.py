@@ -137,6 +137,7 @@ class Chat:
         self.errors: Counter[str] = Counter()
         self.draining = False  # a SIGTERM started the drain: no new WebSockets
         # Token users' rate-limit buckets, and how many connections each has open.
+        self._per_user = limits.rate > 0
         self._user_buckets: dict[str, Bucket] = {}
         self._user_connections: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,7 +152,7 @@ class Chat:
         session: Session = member.state
         now = time.monotonic()
         if not session.admit(self.limits, now) or (
-            session.identity is not None and not self._user_admits(session, now)
+            session.identity is not None and self._per_user and not self._user_admits(session, now)
         ):
             self._refuse_flood(member, session)
             return
@@ -226,13 +227,16 @@ class Chat:
             raise ProtocolError(
                 ErrorCode.NOT_JOINED, f"join room {ev.room!r} (JOIN_ROOM) before sending to it"
             )
-        user = ev.user
         if self.auth.enabled:
-            identity = member.state.identity
-            user = name_for(identity, user)
-            self.auth.check_publish(identity, ev.room)
+            session: Session = member.state
+            identity = session.identity
+            if identity is not None and ev.user != identity.name:
+                name_for(identity, ev.user)  # raises name_mismatch
+            no_post = session.no_post
+            if no_post is not None and ev.room in no_post:
+                raise no_post[ev.room]
         self.messages_in += 1
-        self.store.submit(Write(OP_MESSAGE, ev.room, user, ev.message, ev.client_id, member))
+        self.store.submit(Write(OP_MESSAGE, ev.room, ev.user, ev.message, ev.client_id, member))
 
     def _send_comment(self, member: Member, ev: SendComment) -> None:
         # Whether the post exists is checked inside the write transaction (post_not_found).
@@ -246,6 +250,8 @@ class Chat:
         user = name_for(identity, ev.user, JOIN_DEFAULT_USER)
         self.auth.check_join(identity, ev.room)
         self.rooms.check_budget(member, "r:" + ev.room)
+        if self.auth.enabled:
+            self._rule_posts(member.state, ev.room)
         if ev.last_id is None:
             self.rooms.join(member, ev.room, user, 0)
         else:
@@ -306,12 +312,30 @@ class Chat:
             if sub not in self._user_buckets:
                 self._user_buckets[sub] = Bucket(self.limits, time.monotonic())
         session.identity = identity
+        if session.names:  # an AUTH after joins: the rooms' rules, for this identity
+            session.no_post = None
+            for key in list(session.names):
+                if key[0] == "r":
+                    self._rule_posts(session, key[2:])
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
         if identity is not None:
             left = max(0.0, identity.exp - time.time())
             session.expiry = asyncio.get_running_loop().call_later(left, self._expired, member)
+
+    def _rule_posts(self, session: Session, room: str) -> None:
+        """Whether `session` may post in `room` (read-only rooms, a token's `publish`),
+        decided once, at the join: CHAT_MESSAGE then looks it up."""
+        try:
+            self.auth.check_publish(session.identity, room)
+        except FastchatError as refusal:
+            if session.no_post is None:
+                session.no_post = {}
+            session.no_post[room] = refusal
+        else:
+            if session.no_post is not None:
+                session.no_post.pop(room, None)
 
     def _authenticate(self, member: Member, ev: Authenticate) -> None:
         identity = self.auth.verify(ev.token)

@@ -10,8 +10,10 @@
 import {
   Link,
   Outbox,
+  authHeaders,
   avatar,
   el,
+  identity,
   newClientId,
   prefs,
   refusalEl,
@@ -322,7 +324,16 @@ async function loadHistory() {
   let body;
   historyLoading = true;
   try {
-    const response = await fetch(historyUrl({}));
+    const response = await fetch(historyUrl({}), { headers: authHeaders() });
+    if (response.status === 401 || response.status === 403) {
+      // Not for this visitor (a private room, a refused token): say so, do not retry.
+      const refusal = await response.json().catch(() => ({}));
+      if (gen === generation) {
+        placeholder.textContent = refusal.message || "You may not read this room.";
+        composer.disabled = true;
+      }
+      return;
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     body = await response.json();
   } catch {
@@ -587,7 +598,12 @@ jump.addEventListener("click", () => {
 // ------------------------------------------------------------------------------- start
 
 showState(connState, "connecting");
-nameInput.value = prefs.name;
+nameInput.value = identity.user || prefs.name;
+if (identity.user) {
+  // The site said who this is (its token): the name is not the visitor's to choose.
+  nameInput.readOnly = true;
+  nameInput.closest(".field").hidden = true;
+}
 roomInput.value = prefs.room || "general";
 link.start();
 if (validName(nameInput.value)) {

@@ -30,12 +30,28 @@ const STATE_LABELS = {
   offline: "Offline",
 };
 
+/**
+ * Who this page is, when the site gave it a token (`?token=` or the `fastchat_token`
+ * cookie, verified by the server when it rendered the page): the token, and the name it
+ * carries. Empty: anonymous, the name is the visitor's to choose.
+ */
+export const identity = {
+  token: document.body.dataset.token || "",
+  user: document.body.dataset.user || "",
+};
+
+/** Headers for the REST API: the token, when there is one. */
+export function authHeaders() {
+  return identity.token ? { Authorization: `Bearer ${identity.token}` } : {};
+}
+
 /** The WebSocket URL: PUBLIC_WS_URL when the server names one, else the fast port here. */
 export function wsUrl() {
   const data = document.body.dataset;
-  if (data.publicWsUrl) return data.publicWsUrl;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${location.hostname}:${data.wsPort}/ws`;
+  const url = data.publicWsUrl || `${scheme}://${location.hostname}:${data.wsPort}/ws`;
+  if (!identity.token) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(identity.token)}`;
 }
 
 /** A random UUID; crypto.randomUUID needs a secure context, getRandomValues does not. */

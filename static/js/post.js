@@ -6,9 +6,11 @@
 import {
   Link,
   Outbox,
+  authHeaders,
   avatar,
   el,
   enhance,
+  identity,
   newClientId,
   prefs,
   refusalEl,
@@ -130,7 +132,7 @@ function showRefused(item, ev) {
 
 function onOpen() {
   live = false;
-  const user = validName(prefs.name) || "anonymous";
+  const user = identity.user || validName(prefs.name) || "anonymous";
   link.send({ type: "JOIN_POST", post_id: String(postId), user, last_id: lastId });
 }
 
@@ -199,7 +201,7 @@ function submit() {
     textInput.focus();
     return;
   }
-  prefs.name = user;
+  if (!identity.user) prefs.name = user;
   userInput.value = user;
   const event = {
     type: "POST_COMMENT",
@@ -225,7 +227,9 @@ async function loadOlder() {
   loadOlderButton.disabled = true;
   try {
     const query = new URLSearchParams({ before: String(oldestId), limit: String(PAGE) });
-    const response = await fetch(`/api/v1/posts/${postId}/comments?${query}`);
+    const response = await fetch(`/api/v1/posts/${postId}/comments?${query}`, {
+      headers: authHeaders(),
+    });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const body = await response.json();
     for (const c of body.comments) addComment(c);
@@ -255,6 +259,10 @@ loadOlderButton.addEventListener("click", loadOlder);
 $("offline-retry").addEventListener("click", () => link.retryNow());
 
 enhance();
-userInput.value = prefs.name;
+userInput.value = identity.user || prefs.name;
+if (identity.user) {
+  userInput.readOnly = true;
+  userInput.closest(".field").hidden = true;
+}
 showState(connState, "connecting");
 link.start();

@@ -264,3 +264,17 @@ async def test_the_rate_limit_is_per_user_as_well_as_per_connection(tmp_path: Pa
             await other.expect("HISTORY")
     finally:
         server.stop()
+
+
+async def test_an_auth_after_the_join_applies_the_rooms_rules_for_the_new_identity(
+    secured: ServerProcess,
+) -> None:
+    room = room_name("news")
+    async with await Client.connect(secured.ws_http) as c:
+        await c.join(room, "guest")
+        await c.say(room, "guest", "first!")
+        assert (await c.expect("ERROR"))["code"] == "read_only_room"
+        await c.send({"type": "AUTH", "token": token("m9", name="guest", roles=["moderator"])})
+        await c.expect("AUTHENTICATED")
+        await c.say(room, "guest", "now I may")
+        assert (await c.expect("CHAT_MESSAGE"))["message"] == "now I may"

@@ -8,8 +8,10 @@ from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.response import Template
 
+from fastchat.auth import COOKIE
 from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
+from fastchat.errors import FastchatError
 from fastchat.protocol import ProtocolError, post_id_of
 from fastchat.service import Chat
 
@@ -28,6 +30,22 @@ def _ws_context(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _identity_context(chat: Chat, request: Request[Any, Any, State]) -> dict[str, Any]:
+    """The visitor's token, when the embedding site gave one (`?token=`, or the
+    `fastchat_token` cookie), verified: the page then shows the token's name instead of a
+    name field, and its scripts present the token to the socket and the API."""
+    if not chat.auth.enabled:
+        return {}
+    token = request.query_params.get("token") or request.cookies.get(COOKIE)
+    if not token:
+        return {}
+    try:
+        identity = chat.auth.verify(token)
+    except FastchatError as exc:
+        return {"auth_error": f"{exc.message} ({exc.code})"}
+    return {"user": identity.name, "token": token}
+
+
 def not_found_page(message: str) -> Template:
     return Template(template_name="404.html", context={"message": message}, status_code=404)
 
@@ -37,17 +55,25 @@ class PagesController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def index(self, chat: Chat, settings: Settings) -> Template:
+    async def index(
+        self, chat: Chat, settings: Settings, request: Request[Any, Any, State]
+    ) -> Template:
         posts = [post_of(r) for r in await chat.store.posts()]
         return Template(
             template_name="index.html",
-            context={"posts": posts, **_ws_context(settings)},
+            context={"posts": posts, **_ws_context(settings), **_identity_context(chat, request)},
             headers=NO_CACHE,
         )
 
     @get("/chat", sync_to_thread=False)
-    def chat_page(self, settings: Settings) -> Template:
-        return Template(template_name="chat.html", context=_ws_context(settings))
+    def chat_page(
+        self, chat: Chat, settings: Settings, request: Request[Any, Any, State]
+    ) -> Template:
+        return Template(
+            template_name="chat.html",
+            context={**_ws_context(settings), **_identity_context(chat, request)},
+            headers=NO_CACHE,
+        )
 
     @get("/post/{post_id:str}")
     async def post_page(
@@ -67,6 +93,7 @@ class PagesController(Controller):
                 "comments": [comment_of(r) for r in rows],
                 "has_more": more,
                 **_ws_context(settings),
+                **_identity_context(chat, request),
             },
             headers=NO_CACHE,
         )

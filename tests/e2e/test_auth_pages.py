@@ -1,0 +1,75 @@
+"""The pages with tokens, in real Chromium: the site's token names the visitor (no name
+field), messages carry that name to the other browsers, a private room says no, a refused
+token says why."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastchat.auth import mint
+from tests.conftest import ServerProcess, start_server
+from tests.e2e.conftest import Browsers, expect, expect_joined, send_chat
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-secret-0123456789-abcdefghijklmnopqrstuv"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    env = {"AUTH_SECRET": SECRET, "PRIVATE_ROOMS": "team-*"}
+    srv = start_server(tmp_path_factory.mktemp("e2e-auth") / "chat.db", env=env)
+    yield srv
+    srv.stop()
+
+
+def enter_room(page: Any, room: str) -> None:
+    page.fill("#room", room)
+    page.click("#join")
+
+
+def test_a_token_names_the_visitor_and_the_others_see_that_name(
+    secured: ServerProcess, browsers: Browsers
+) -> None:
+    room = "lobby-" + uuid.uuid4().hex[:6]
+    alice = browsers.open(f"{secured.http}/chat?token={mint(SECRET, sub='a1', name='Alice')}")
+    bob = browsers.open(f"{secured.http}/chat?token={mint(SECRET, sub='b1', name='Bob')}")
+    for page, name in ((alice, "Alice"), (bob, "Bob")):
+        expect(page.locator(".whoami")).to_contain_text(f"Signed in as {name}")
+        expect(page.locator("#name")).to_be_hidden()  # not the visitor's to choose
+        enter_room(page, room)
+        expect_joined(page, room)
+    expect(alice.locator('#members li[data-user="Bob"]')).to_have_count(1)
+    send_chat(alice, "hello as myself")
+    seen = bob.locator(".message", has_text="hello as myself")
+    expect(seen).to_have_count(1)
+    expect(seen).to_have_attribute("data-user", "Alice")
+
+
+def test_a_private_room_says_so_and_its_member_gets_in(
+    secured: ServerProcess, browsers: Browsers
+) -> None:
+    room = "team-" + uuid.uuid4().hex[:6]
+    outsider = browsers.open(f"{secured.http}/chat?token={mint(SECRET, sub='o1', name='Out')}")
+    enter_room(outsider, room)
+    expect(outsider.locator("#chat-empty")).to_contain_text("does not let you into")
+    expect(outsider.locator("#chat-app")).to_have_attribute("data-joined", "false")
+    member_token = mint(SECRET, sub="m1", name="Member", rooms=["team-*"])
+    member = browsers.open(f"{secured.http}/chat?token={member_token}")
+    enter_room(member, room)
+    expect_joined(member, room)
+
+
+def test_a_refused_token_is_explained(
+    secured: ServerProcess, browsers: Browsers, tmp_path: Path
+) -> None:
+    expired = mint(SECRET, sub="x", name="X", ttl=60, now=time.time() - 3600)
+    page = browsers.open(f"{secured.http}/chat?token={expired}")
+    expect(page.locator("#auth-error")).to_contain_text("token_expired")
+    expect(page.locator("#name")).to_be_visible()  # anonymous, as on a server without tokens
