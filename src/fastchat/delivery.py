@@ -164,8 +164,9 @@ class Delivery:
                         hub.send(member, payload)  # the sender's acknowledgement
                 elif write.future is not None:
                     write.future.set_result(comment_of(row))
-            elif kind == OP_POST and write.future is not None:
-                write.future.set_result(post_of(row))
+            elif write.future is not None:
+                # A post, or a ban added or lifted (its row; None: there was none to lift).
+                write.future.set_result(post_of(row) if kind == OP_POST else row)
         for key, max_id in touched.items():
             self._catch_up(key, max_id)
             self.broker.hint(key, max_id)

@@ -44,6 +44,9 @@ class ErrorCode:
     FORBIDDEN_ROOM: Final = "forbidden_room"
     READ_ONLY_ROOM: Final = "read_only_room"
     NAME_MISMATCH: Final = "name_mismatch"
+    FORBIDDEN: Final = "forbidden"
+    BANNED: Final = "banned"
+    MUTED: Final = "muted"
 
 
 # The HTTP status of each code REST may answer; with CLOSE_CODE, every code fastchat sends.
@@ -75,6 +78,9 @@ HTTP_STATUS: Final[dict[str, int]] = {
     ErrorCode.FORBIDDEN_ROOM: 403,
     ErrorCode.READ_ONLY_ROOM: 403,
     ErrorCode.NAME_MISMATCH: 403,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.BANNED: 403,
+    ErrorCode.MUTED: 403,
 }
 
 # The WebSocket close code of the refusals that end a connection (RFC 6455 7.4.1).

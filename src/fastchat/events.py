@@ -6,7 +6,7 @@ protocol (docs/PROTOCOL.md) and are never renamed once shipped.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -211,6 +211,33 @@ class PostWithComments(Struct):
     post: Post
     comments: list[Comment]
     has_more: bool
+
+
+class BanRequest(Struct, forbid_unknown_fields=True):
+    """`POST /api/v1/admin/bans`: ban (or mute) a token user in a room, or everywhere."""
+
+    sub: Annotated[str, Meta(min_length=1, max_length=256)]
+    room: Name = "*"  # "*": every room, and comments
+    kind: Literal["ban", "mute"] = "ban"
+    seconds: Annotated[float, Meta(gt=0, le=100 * 365 * 86400)] | None = None  # None: for good
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class BanRecord(Struct):
+    """A ban or mute in force."""
+
+    sub: str
+    room: str
+    kind: str
+    until: str | None  # RFC 3339; None: for good
+    by: str  # the moderator's sub
+    reason: str
+    since: str
+
+
+class BanList(Struct):
+    bans: list[BanRecord]
+    count: int
 
 
 class ErrorBody(Struct):

@@ -27,12 +27,15 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from fastchat.store import (
+    BAN_COLUMNS,
     COMMENT_COLUMNS,
     LAST_TS_SQL,
     MESSAGE_COLUMNS,
+    OP_BAN,
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
+    OP_UNBAN,
     SAMPLE_POSTS,
     OnCommitted,
     PostNotFound,
@@ -54,7 +57,7 @@ CONNECT_TIMEOUT: Final = 10  # seconds
 # How long a read waits for a pooled connection before it answers store_unavailable.
 READ_TIMEOUT: Final = 5.0
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _MIGRATIONS: Final[dict[int, str]] = {
     1: """
     CREATE TABLE messages (
@@ -86,6 +89,18 @@ _MIGRATIONS: Final[dict[int, str]] = {
     CREATE INDEX comments_post_id ON comments(post_id, id);
     CREATE UNIQUE INDEX comments_client ON comments(post_id, "user", client_id)
         WHERE client_id IS NOT NULL;
+    """,
+    2: """
+    CREATE TABLE bans (
+        sub TEXT NOT NULL,
+        room TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('ban', 'mute')),
+        until_ms BIGINT,
+        by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        PRIMARY KEY (sub, room, kind)
+    );
     """,
 }
 
@@ -335,6 +350,8 @@ class PostgresStore(Store):
         self, conn: psycopg.AsyncConnection[Any], write: Write, ts: int, row: Any
     ) -> Result:
         kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
+        if kind in (OP_BAN, OP_UNBAN):
+            return (write, None if row is None else tuple(row), False if kind == OP_BAN else None)
         if row is not None:
             new_id = row[0]
             if kind == OP_POST:
@@ -385,17 +402,29 @@ class PostgresStore(Store):
         raise AssertionError("unreachable")
 
 
+# Moderation (moderation.py): a ban added or replaced, one lifted; both return the row.
+_UPSERT_BAN: Final = (
+    f"INSERT INTO bans({BAN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (sub, room, kind) DO UPDATE SET until_ms = excluded.until_ms, "
+    f"by = excluded.by, reason = excluded.reason, ts = excluded.ts RETURNING {BAN_COLUMNS}"
+)
+_DELETE_BAN: Final = (
+    f"DELETE FROM bans WHERE sub = %s AND room = %s AND kind = %s RETURNING {BAN_COLUMNS}"
+)
+
 _INSERT_SQL: Final = {
     OP_MESSAGE: _INSERT_MESSAGE,
     OP_COMMENT: _INSERT_COMMENT,
     OP_POST: _INSERT_POST,
+    OP_BAN: _UPSERT_BAN,
+    OP_UNBAN: _DELETE_BAN,
 }
 
 
 _INSERT_SQL_PREV: Final = {
+    **_INSERT_SQL,
     OP_MESSAGE: _INSERT_MESSAGE_PREV,
     OP_COMMENT: _INSERT_COMMENT_PREV,
-    OP_POST: _INSERT_POST,
 }
 
 
@@ -405,6 +434,11 @@ def _insert_params(write: Write, ts: int, track: bool = False) -> tuple[Any, ...
         return (a, a, b, c, ts, client_id) if track else (a, b, c, ts, client_id)
     if kind == OP_COMMENT:
         return (a, a, b, c, ts, client_id, a) if track else (a, b, c, ts, client_id, a)
+    if kind == OP_BAN:
+        until, by, reason = write.extra
+        return (b, a, c, until, by, reason, ts)
+    if kind == OP_UNBAN:
+        return (b, a, c)
     return (a, c, b, ts)  # a post: title, content, author
 
 

@@ -15,8 +15,9 @@ from typing import Any, Final
 from fastchat import events
 from fastchat._hub import Hub, Member
 from fastchat.broker import Broker
-from fastchat.errors import ErrorCode
+from fastchat.errors import ErrorCode, FastchatError
 from fastchat.events import (
+    ErrorEvent,
     GetMembers,
     LeavePost,
     LeaveRoom,
@@ -105,6 +106,20 @@ class Rooms:
         self.hub.leave(member, key)
         self.left(key, member.state.left(key))
         self.hub.send(member, encode(RoomLeft(room=room, members=self.presence.members(key))))
+
+    def kick(self, member: Member, room: str, refusal: FastchatError) -> None:
+        """Take `member` out of `room` ("*": every chat room it is in), by a moderator's
+        ban: it is told with an ERROR carrying `refusal`, then ROOM_LEFT for each room."""
+        keys = [k for k in member.rooms if k[0] == "r"] if room == "*" else ["r:" + room]
+        for key in keys:
+            if key not in member.rooms:
+                continue
+            self.hub.leave(member, key)
+            self.left(key, member.state.left(key))
+            self.hub.send(member, encode(ErrorEvent(code=refusal.code, message=refusal.message)))
+            self.hub.send(
+                member, encode(RoomLeft(room=key[2:], members=self.presence.members(key)))
+            )
 
     def left(self, key: str, user: str, exclude: Member | None = None) -> None:
         """`user` has left chat room `key` (a LEAVE_ROOM, a rejoin under another name, a

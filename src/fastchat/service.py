@@ -45,6 +45,8 @@ from fastchat.events import (
 )
 from fastchat.health import StoreHealth
 from fastchat.history import History, NotFoundError, unreadable
+from fastchat.moderation import EVERYWHERE, Ban, Moderation
+from fastchat.moderation import refusal as moderation_refusal
 from fastchat.presence import RoomView, Snapshot
 from fastchat.protocol import (
     Bucket,
@@ -57,10 +59,13 @@ from fastchat.protocol import (
 )
 from fastchat.rooms import Rooms
 from fastchat.store import (
+    OP_BAN,
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
+    OP_UNBAN,
     PostNotFound,
+    Row,
     Store,
     StoreError,
     Write,
@@ -72,6 +77,12 @@ __all__ = ["Chat", "NotFoundError"]
 log = logging.getLogger("fastchat.service")
 
 encode: Final = events.encode
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 # JOIN_ROOM's and JOIN_POST's `user` when a client leaves it out.
 JOIN_DEFAULT_USER: Final = "anonymous"
 
@@ -118,6 +129,7 @@ class Chat:
         self.hub = hub
         # Tokens and room rules (auth.py); by default none: anonymous, as the original.
         self.auth = auth or Auth(Settings())
+        self.moderation = Moderation()  # bans and mutes, loaded when the store opens
         self.store = store
         self.limits = limits
         self.broker = broker or LocalBroker()
@@ -144,6 +156,7 @@ class Chat:
 
     async def on_store_open(self) -> None:
         await self.delivery.on_store_open()
+        self.moderation.load(await self.store.bans())
 
     # ------------------------------------------------------------------ events
 
@@ -230,8 +243,11 @@ class Chat:
         if self.auth.enabled:
             session: Session = member.state
             identity = session.identity
-            if identity is not None and ev.user != identity.name:
-                name_for(identity, ev.user)  # raises name_mismatch
+            if identity is not None:
+                if ev.user != identity.name:
+                    name_for(identity, ev.user)  # raises name_mismatch
+                if self.moderation:
+                    self.moderation.check_post(identity.sub, ev.room, now_ms())
             no_post = session.no_post
             if no_post is not None and ev.room in no_post:
                 raise no_post[ev.room]
@@ -241,7 +257,10 @@ class Chat:
     def _send_comment(self, member: Member, ev: SendComment) -> None:
         # Whether the post exists is checked inside the write transaction (post_not_found).
         post_id = post_id_of(ev.post_id)
-        user = name_for(member.state.identity, ev.user)
+        identity = member.state.identity
+        user = name_for(identity, ev.user)
+        if identity is not None and self.moderation:
+            self.moderation.check_post(identity.sub, EVERYWHERE, now_ms())
         self.comments_in += 1
         self.store.submit(Write(OP_COMMENT, post_id, user, ev.comment, ev.client_id, member))
 
@@ -249,6 +268,8 @@ class Chat:
         identity = member.state.identity
         user = name_for(identity, ev.user, JOIN_DEFAULT_USER)
         self.auth.check_join(identity, ev.room)
+        if identity is not None and self.moderation:
+            self.moderation.check_join(identity.sub, ev.room, now_ms())
         self.rooms.check_budget(member, "r:" + ev.room)
         if self.auth.enabled:
             self._rule_posts(member.state, ev.room)
@@ -429,6 +450,34 @@ class Chat:
             return await future
         except PostNotFound as exc:
             raise NotFoundError(str(exc)) from None
+
+    # ------------------------------------------------------------------ moderation
+
+    async def ban(
+        self, sub: str, room: str, kind: str, seconds: float | None, by: str, reason: str
+    ) -> Ban:
+        """Ban (or mute) `sub` in `room` ("*": everywhere) for `seconds` (None: for good):
+        stored first, then in force; a ban takes the user's sockets out of the room at
+        once, each told with an ERROR `banned`."""
+        until = None if seconds is None else now_ms() + int(seconds * 1000)
+        future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
+        self.store.submit(Write(OP_BAN, room, sub, kind, future=future, extra=(until, by, reason)))
+        ban = self.moderation.put(await future)
+        if kind == "ban":
+            refusal = moderation_refusal(ErrorCode.BANNED, ban, room)
+            for member in self.hub.connections():
+                identity = member.state.identity
+                if identity is not None and identity.sub == sub and not member.closed:
+                    self.rooms.kick(member, room, refusal)
+        return ban
+
+    async def unban(self, sub: str, room: str, kind: str) -> Ban | None:
+        """Lift a ban or mute; the lifted one, or None if there was none."""
+        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        self.store.submit(Write(OP_UNBAN, room, sub, kind, future=future))
+        row = await future
+        self.moderation.drop(sub, room, kind)
+        return None if row is None else Ban(*row)
 
     async def create_post(self, title: str, content: str, author: str) -> Post:
         future: asyncio.Future[Post] = asyncio.get_running_loop().create_future()

@@ -50,6 +50,8 @@ log = logging.getLogger("fastchat.store")
 OP_MESSAGE: Final = 1
 OP_COMMENT: Final = 2
 OP_POST: Final = 3
+OP_BAN: Final = 4  # a ban or mute, added or replaced (moderation.py)
+OP_UNBAN: Final = 5  # one lifted
 
 
 class Write(msgspec.Struct):
@@ -58,10 +60,12 @@ class Write(msgspec.Struct):
     record, or the StoreError). A msgspec Struct: about 50 ns more than the tuple it
     replaced, on this path once per message.
 
-    `op`        OP_MESSAGE       OP_COMMENT    OP_POST
-    `scope`     the room         the post id   the title
-    `user`      the sender       the author    the author
-    `text`      the message      the comment   the content
+    `op`        OP_MESSAGE       OP_COMMENT    OP_POST       OP_BAN / OP_UNBAN
+    `scope`     the room         the post id   the title     the room, or "*"
+    `user`      the sender       the author    the author    the banned user's sub
+    `text`      the message      the comment   the content   "ban" or "mute"
+    `extra`                                                  OP_BAN: (until ms or None,
+                                                             by, reason)
     """
 
     op: int
@@ -71,6 +75,7 @@ class Write(msgspec.Struct):
     client_id: str | None = None
     member: Any = None  # a fastchat._hub.Member (the store does not import the hub)
     future: asyncio.Future[Any] | None = None
+    extra: Any = None
 
 
 # What `on_committed` is handed, one per Write, in commit order: (write, row, duplicate),
@@ -134,7 +139,9 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+# A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
+BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
     1: """
     CREATE TABLE messages (
@@ -166,6 +173,18 @@ _MIGRATIONS: Final[dict[int, str]] = {
     CREATE INDEX comments_post_id ON comments(post_id, id);
     CREATE UNIQUE INDEX comments_client ON comments(post_id, user, client_id)
         WHERE client_id IS NOT NULL;
+    """,
+    2: """
+    CREATE TABLE bans (
+        sub TEXT NOT NULL,
+        room TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('ban', 'mute')),
+        until_ms INTEGER,
+        by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (sub, room, kind)
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -388,6 +407,11 @@ class Store:
 
     async def post_exists(self, post_id: int) -> bool:
         return await self._one("SELECT 1 FROM posts WHERE id = ?", (post_id,)) is not None
+
+    async def bans(self) -> list[Row]:
+        """Every ban and mute (moderation.py keeps them in memory), expired ones included."""
+        rows = await self._fetch(f"SELECT {BAN_COLUMNS} FROM bans ORDER BY ts")
+        return [tuple(r) for r in rows]
 
     async def posts(self, limit: int = 100) -> list[Row]:
         """Posts, newest first, each with its comment count."""
@@ -811,7 +835,7 @@ class SqliteStore(Store):
         try:
             with conn:
                 for write, row, duplicate in results:
-                    if duplicate is False:
+                    if duplicate is False and write.op in _TABLE_OF:
                         conn.execute(f"DELETE FROM {_TABLE_OF[write.op]} WHERE id = ?", (row[0],))
         except apsw.Error as exc:
             log.warning("could not take a refused batch back out of the orphan: %r", exc)
@@ -833,6 +857,19 @@ class SqliteStore(Store):
 
     def _apply(self, conn: apsw.Connection, write: Write, ts: int) -> Result:
         kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
+        if kind == OP_BAN:
+            until, by, reason = write.extra
+            ban = (b, a, c, until, by, reason, ts)
+            conn.execute(
+                f"INSERT OR REPLACE INTO bans({BAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", ban
+            )
+            return (write, ban, False)
+        if kind == OP_UNBAN:
+            found = conn.execute(
+                f"DELETE FROM bans WHERE sub = ? AND room = ? AND kind = ? RETURNING {BAN_COLUMNS}",
+                (b, a, c),
+            ).fetchone()
+            return (write, found, None)
         if kind == OP_POST:
             new_id = _value(
                 conn,

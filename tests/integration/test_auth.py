@@ -278,3 +278,72 @@ async def test_an_auth_after_the_join_applies_the_rooms_rules_for_the_new_identi
         await c.expect("AUTHENTICATED")
         await c.say(room, "guest", "now I may")
         assert (await c.expect("CHAT_MESSAGE"))["message"] == "now I may"
+
+
+# --------------------------------------------------------------------------- moderation
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+async def test_bans_and_mutes_take_effect_at_once_and_survive_a_restart(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    env = {"AUTH_SECRET": SECRET, "RATE_LIMIT": "0"}
+    if store == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
+    server = start_server(tmp_path / "chat.db", env=env)
+    room = room_name()
+    moderator = {"Authorization": f"Bearer {token('mod', roles=['moderator'])}"}
+    troll = token("troll", name="Troll")
+    try:
+        async with (
+            httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http,
+            await Client.connect(f"{server.ws_fast}?token={troll}") as t,
+        ):
+            await t.send({"type": "JOIN_ROOM", "room": room})
+            await t.expect("ROOM_JOINED")
+            # Not a moderator: refused.
+            plain = {"Authorization": f"Bearer {token('someone')}"}
+            r = await http.post("/api/v1/admin/bans", json={"sub": "troll"}, headers=plain)
+            assert (r.status_code, r.json()["code"]) == (403, "forbidden")
+            # A mute: sends refused, the socket stays in the room.
+            r = await http.post(
+                "/api/v1/admin/bans",
+                json={"sub": "troll", "room": room, "kind": "mute", "reason": "spam"},
+                headers=moderator,
+            )
+            assert r.status_code == 201 and r.json()["kind"] == "mute"
+            await t.say(room, "Troll", "buy now")
+            refusal = await t.expect("ERROR")
+            assert refusal["code"] == "muted" and "spam" in refusal["message"]
+            # A ban everywhere: out of the room at once, told why.
+            r = await http.post(
+                "/api/v1/admin/bans", json={"sub": "troll", "seconds": 3600}, headers=moderator
+            )
+            assert r.status_code == 201 and r.json()["until"] is not None
+            assert (await t.expect("ERROR"))["code"] == "banned"
+            assert (await t.expect("ROOM_LEFT"))["room"] == room
+            await t.send({"type": "JOIN_ROOM", "room": room})
+            assert (await t.expect("ERROR"))["code"] == "banned"
+            listed = (await http.get("/api/v1/admin/bans", headers=moderator)).json()
+            assert {(b["sub"], b["kind"]) for b in listed["bans"]} == {
+                ("troll", "mute"),
+                ("troll", "ban"),
+            }
+        server.stop()
+        server = start_server(tmp_path / "chat.db", env=env)
+        async with (
+            httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http,
+            await Client.connect(f"{server.ws_http}?token={troll}") as t,
+        ):
+            await t.send({"type": "JOIN_ROOM", "room": room})
+            assert (await t.expect("ERROR"))["code"] == "banned"  # the ban outlived the restart
+            r = await http.delete("/api/v1/admin/bans/troll", headers=moderator)
+            assert r.status_code == 200 and r.json()["kind"] == "ban"
+            missing = await http.delete("/api/v1/admin/bans/troll", headers=moderator)
+            assert missing.status_code == 404
+            await t.send({"type": "JOIN_ROOM", "room": room})
+            await t.expect("ROOM_JOINED")
+            await t.say(room, "Troll", "still muted here")
+            assert (await t.expect("ERROR"))["code"] == "muted"
+    finally:
+        server.stop()

@@ -29,6 +29,7 @@ RANK = {
     "framing": 1,  # sans-I/O WebSocket message rules
     "pgstore": 3,
     "auth": 3,  # tokens (PyJWT) and room rules, from the settings
+    "moderation": 1,  # bans and mutes in memory (sans-I/O)
     "delivery": 3,
     "rooms": 3.5,  # the service's parts: memberships and presence,
     "history": 3.5,  # pages and replays,

@@ -19,6 +19,7 @@ import pytest
 
 from fastchat.pgstore import PostgresStore
 from fastchat.store import (
+    OP_BAN,
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
@@ -172,6 +173,32 @@ async def test_sqlite_fresh_file_gets_the_schema_in_wal_mode(db_path: Path) -> N
         assert {"messages", "posts", "comments"} <= tables
     finally:
         conn.close()
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_rows(db_path: Path) -> None:
+    """Session 6 added the bans table (schema 2): a database from before keeps everything
+    and gains it."""
+    from fastchat.store import _MIGRATIONS
+
+    conn = sqlite(db_path)
+    with conn:
+        conn.execute(_MIGRATIONS[1])
+        conn.execute("PRAGMA user_version=1")
+        conn.execute("INSERT INTO messages(room, user, message, ts) VALUES ('r', 'u', 'old', 1)")
+    conn.close()
+    writes = await Writes(SqliteStore(db_path)).open()
+    try:
+        assert [r[3] for r in (await writes.store.recent_messages("r", 10))[0]] == ["old"]
+        assert await writes.store.bans() == []
+        ban = Write(OP_BAN, "*", "troll", "ban", extra=(None, "mod", "spam"))
+        future = writes.loop.create_future()
+        writes._futures[id(ban)] = future
+        writes.store.submit(ban)
+        stored = (await done(future))[1]
+        assert stored[:6] == ("troll", "*", "ban", None, "mod", "spam")
+        assert await writes.store.bans() == [stored]
+    finally:
+        await writes.store.close()
 
 
 async def test_fresh_database_gets_the_sample_posts(writes: Writes) -> None:
@@ -727,7 +754,7 @@ FOREIGN = {
     ),
     "an index missing": (
         "DROP INDEX messages_client",
-        "schema version 1 but no index messages_client",
+        f"schema version {SCHEMA_VERSION} but no index messages_client",
     ),
     "tables but no version": ("CREATE TABLE foo(x)", r"it has tables \(foo\) but no schema"),
 }

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
-from litestar import Controller, MediaType, Response, Router, get, post
+from litestar import Controller, MediaType, Response, Router, delete, get, post
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -18,6 +18,9 @@ from fastchat.config import Settings
 from fastchat.delivery import comment_of, post_of
 from fastchat.errors import ErrorCode, FastchatError
 from fastchat.events import (
+    BanList,
+    BanRecord,
+    BanRequest,
     ClientId,
     Comment,
     CommentPage,
@@ -33,8 +36,10 @@ from fastchat.events import (
     SendMessage,
 )
 from fastchat.lifecycle import Readiness
+from fastchat.moderation import EVERYWHERE, Ban
 from fastchat.protocol import check, check_limit, check_name, post_id_of
-from fastchat.service import Chat
+from fastchat.service import Chat, now_ms
+from fastchat.timeparse import format_ms
 
 Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
 Cursor = Annotated[int | None, Parameter(ge=0, le=2**63 - 1, description="An item id.")]
@@ -278,6 +283,63 @@ class PostsController(Controller):
         return await _store_comment(chat, event, settings, identity)
 
 
+def _moderator(identity: Identity | None) -> Identity:
+    if identity is None or not identity.moderator:
+        raise FastchatError(ErrorCode.FORBIDDEN, "moderators only: a token with role moderator")
+    return identity
+
+
+def _record(ban: Ban) -> BanRecord:
+    until = None if ban.until_ms is None else format_ms(ban.until_ms)
+    return BanRecord(ban.sub, ban.room, ban.kind, until, ban.by, ban.reason, format_ms(ban.ts))
+
+
+class AdminController(Controller):
+    """Moderation: bans and mutes of token users (a token with role moderator or admin)."""
+
+    path = "/admin"
+
+    @get("/bans", responses=refusals(401, 403))
+    async def list_bans(self, chat: Chat, identity: Identity | None) -> BanList:
+        """The bans and mutes in force."""
+        _moderator(identity)
+        bans = [_record(b) for b in chat.moderation.in_force(now_ms())]
+        return BanList(bans, len(bans))
+
+    @post("/bans", status_code=201, guards=[same_site_writes], responses=refusals(*_WRITE))
+    async def add_ban(self, chat: Chat, identity: Identity | None, data: BanRequest) -> BanRecord:
+        """Ban (out of the room at once, joins and sends refused `banned`) or mute (sends
+        refused `muted`) a user by `sub`, in a room or everywhere, for `seconds` or for good."""
+        moderator = _moderator(identity)
+        if data.room != EVERYWHERE:
+            check_name("room", data.room)
+        ban = await chat.ban(
+            data.sub, data.room, data.kind, data.seconds, moderator.sub, data.reason
+        )
+        return _record(ban)
+
+    @delete(
+        "/bans/{sub:str}",
+        status_code=200,
+        guards=[same_site_writes],
+        responses=refusals(401, 403, 404, 503),
+    )
+    async def lift_ban(
+        self,
+        chat: Chat,
+        identity: Identity | None,
+        sub: str,
+        room: str = EVERYWHERE,
+        kind: Literal["ban", "mute"] = "ban",
+    ) -> BanRecord:
+        """Lift a ban or mute (`room` and `kind` say which; default: the ban everywhere)."""
+        _moderator(identity)
+        lifted = await chat.unban(sub, room, kind)
+        if lifted is None:
+            raise FastchatError(ErrorCode.NOT_FOUND, f"no {kind} of {sub!r} in {room!r}")
+        return _record(lifted)
+
+
 class TestController(Controller):
     """The original's GET endpoints that store and broadcast (handy with curl)."""
 
@@ -327,7 +389,7 @@ api_router = Router(
         # health, readiness and stats stay open to probes.
         Router(
             path="/",
-            route_handlers=[MessagesController, PostsController],
+            route_handlers=[MessagesController, PostsController, AdminController],
             guards=[token_holders],
             dependencies=_TOKENS,
         ),
