@@ -504,6 +504,15 @@ function onEvent(ev) {
         showRefused(refusal.item, ev);
         return;
       }
+      if (ev.code === "banned" || ev.code === "forbidden_room") {
+        // Out of this room (a moderator's ban, a private room): say so, and stay out.
+        setJoined(false);
+        composer.disabled = true;
+        placeholder.textContent = ev.message;
+        placeholder.hidden = false;
+        showNotice(ev.message);
+        return;
+      }
       // A send that raced a room switch or a reconnection: join again, the outbox resends.
       if (ev.code === "not_joined") {
         if (room && !joined) sendJoin();

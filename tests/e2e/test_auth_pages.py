@@ -14,7 +14,7 @@ import pytest
 
 from fastchat.auth import mint
 from tests.conftest import ServerProcess, start_server
-from tests.e2e.conftest import Browsers, expect, expect_joined, send_chat
+from tests.e2e.conftest import Browsers, api, expect, expect_joined, send_chat
 
 pytestmark = pytest.mark.e2e
 
@@ -73,3 +73,21 @@ def test_a_refused_token_is_explained(
     page = browsers.open(f"{secured.http}/chat?token={expired}")
     expect(page.locator("#auth-error")).to_contain_text("token_expired")
     expect(page.locator("#name")).to_be_visible()  # anonymous, as on a server without tokens
+
+
+def test_a_banned_users_page_shows_the_refusal(secured: ServerProcess, browsers: Browsers) -> None:
+    room = "lobby-" + uuid.uuid4().hex[:6]
+    page = browsers.open(f"{secured.http}/chat?token={mint(SECRET, sub='t1', name='Troll')}")
+    enter_room(page, room)
+    expect_joined(page, room)
+    moderator = mint(SECRET, sub="mod", roles=["moderator"])
+    r = api.post(
+        f"{secured.http}/api/v1/admin/bans",
+        json={"sub": "t1", "room": room, "reason": "flooding"},
+        headers={"Authorization": f"Bearer {moderator}"},
+    )
+    assert r.status_code == 201, r.text
+    expect(page.locator("#chat-app")).to_have_attribute("data-joined", "false")
+    expect(page.locator("#notice")).to_contain_text("banned")
+    expect(page.locator("#chat-empty")).to_contain_text("flooding")
+    expect(page.locator("#composer")).to_be_disabled()
