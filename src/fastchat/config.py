@@ -8,6 +8,7 @@ The original's names (HOST, PORT, DB_PATH) and WS_PORT are kept as they are.
 
 from __future__ import annotations
 
+import re
 from importlib.util import find_spec
 from typing import Annotated, Final, Literal
 
@@ -23,6 +24,10 @@ EXTRAS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "broker_url": ("redis", ("redis",)),
     "database_url": ("postgres", ("psycopg", "psycopg_pool")),
 }
+
+
+# The password of a URL (scheme://user:PASSWORD@host...), masked in the settings' repr.
+_PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def setting(env: str, help: str, ge: float | None = None, le: float | None = None) -> Meta:
@@ -287,13 +292,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
     def __repr__(self) -> str:
-        # Settings reach logs and tracebacks; the secret must not (docs: tokens and secrets
-        # never appear in logs).
-        shown = ", ".join(
-            f"{f}={'***' if f == 'auth_secret' and self.auth_secret else repr(getattr(self, f))}"
-            for f in self.__struct_fields__
-        )
-        return f"Settings({shown})"
+        # Settings reach logs and tracebacks; secrets must not (docs: tokens and secrets
+        # never appear in logs): AUTH_SECRET, and the passwords in DATABASE_URL and BROKER_URL.
+        def shown(name: str) -> str:
+            value = getattr(self, name)
+            if name == "auth_secret" and value:
+                return "'***'"
+            if name in ("database_url", "broker_url") and value:
+                return repr(_PASSWORD.sub(r"\1***@", value))
+            return repr(value)
+
+        return f"Settings({', '.join(f'{f}={shown(f)}' for f in self.__struct_fields__)})"
 
     def missing_extra(self) -> tuple[str, str] | None:
         """(VARIABLE, extra) for the first setting in use whose optional extra is not

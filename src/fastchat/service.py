@@ -83,6 +83,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# The broker key under which nodes tell each other of bans and mutes set or lifted (room
+# keys start with "r:" or "p:": no room has it).
+MODERATION_KEY: Final = "!moderation"
 # JOIN_ROOM's and JOIN_POST's `user` when a client leaves it out.
 JOIN_DEFAULT_USER: Final = "anonymous"
 
@@ -421,7 +424,15 @@ class Chat:
         self.delivery.on_hint(key, max_id)
 
     def on_relay(self, key: str, payload: bytes) -> None:
-        """Another node's ephemeral event (typing) for room `key`."""
+        """Another node's ephemeral event (typing) for room `key`, or a moderator's ban
+        or mute set or lifted there (already stored: this node applies it)."""
+        if key == MODERATION_KEY:
+            change = msgspec.json.decode(payload)
+            if change[0] == "put":
+                self._banned(self.moderation.put(tuple(change[1])))
+            else:
+                self.moderation.drop(*change[1])
+            return
         self.rooms.on_relay(key, payload)
 
     def on_presence(self, node: str, key: str, view: RoomView, connections: int) -> None:
@@ -463,13 +474,20 @@ class Chat:
         future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
         self.store.submit(Write(OP_BAN, room, sub, kind, future=future, extra=(until, by, reason)))
         ban = self.moderation.put(await future)
-        if kind == "ban":
-            refusal = moderation_refusal(ErrorCode.BANNED, ban, room)
-            for member in self.hub.connections():
-                identity = member.state.identity
-                if identity is not None and identity.sub == sub and not member.closed:
-                    self.rooms.kick(member, room, refusal)
+        self._banned(ban)
+        if self.clustered:
+            self.broker.relay(MODERATION_KEY, encode(("put", ban)))
         return ban
+
+    def _banned(self, ban: Ban) -> None:
+        """A ban takes its user's sockets here out of the room (or all rooms) at once."""
+        if ban.kind != "ban":
+            return
+        refusal = moderation_refusal(ErrorCode.BANNED, ban, ban.room)
+        for member in self.hub.connections():
+            identity = member.state.identity
+            if identity is not None and identity.sub == ban.sub and not member.closed:
+                self.rooms.kick(member, ban.room, refusal)
 
     async def unban(self, sub: str, room: str, kind: str) -> Ban | None:
         """Lift a ban or mute; the lifted one, or None if there was none."""
@@ -477,6 +495,8 @@ class Chat:
         self.store.submit(Write(OP_UNBAN, room, sub, kind, future=future))
         row = await future
         self.moderation.drop(sub, room, kind)
+        if self.clustered:
+            self.broker.relay(MODERATION_KEY, encode(("drop", (sub, room, kind))))
         return None if row is None else Ban(*row)
 
     async def create_post(self, title: str, content: str, author: str) -> Post:

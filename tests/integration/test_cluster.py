@@ -297,3 +297,51 @@ async def test_metrics_with_workers_are_totals_whichever_worker_answers(
             await c.close()
     finally:
         assert server.stop() == 0
+
+
+async def test_a_ban_on_one_node_takes_the_user_out_on_the_other(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Bans are stored in the shared database and told to every node (broker): the banned
+    user's socket on node B leaves the room at once when a moderator bans it on node A, and
+    a lifted ban is lifted on B too."""
+    from fastchat.auth import mint
+
+    secret = "cluster-secret-0123456789-abcdefghijklmnop"
+    env = {"BROKER_URL": redis_url, "AUTH_SECRET": secret}
+    db = tmp_path / "shared.db"
+    a, b = start_server(db, env=env), start_server(db, env=env)
+    moderator = {"Authorization": f"Bearer {mint(secret, sub='mod', roles=['moderator'])}"}
+    try:
+        async with await Client.connect(f"{b.ws_fast}?token={mint(secret, sub='t')}") as troll:
+            await troll.send({"type": "JOIN_ROOM", "room": "cluster-bans"})
+            await troll.expect("ROOM_JOINED")
+            r = httpx.post(
+                f"{a.http}/api/v1/admin/bans",
+                json={"sub": "t", "room": "cluster-bans"},
+                headers=moderator,
+                timeout=TIMEOUT,
+            )
+            assert r.status_code == 201, r.text
+            assert (await troll.expect("ERROR"))["code"] == "banned"
+            assert (await troll.expect("ROOM_LEFT"))["room"] == "cluster-bans"
+            r = httpx.delete(
+                f"{a.http}/api/v1/admin/bans/t",
+                params={"room": "cluster-bans"},
+                headers=moderator,
+                timeout=TIMEOUT,
+            )
+            assert r.status_code == 200
+            # The lift reaches B through the broker: its joins are taken again.
+            for _ in range(int(TIMEOUT * 10)):
+                await troll.send({"type": "JOIN_ROOM", "room": "cluster-bans"})
+                event = await troll.recv()
+                if event["type"] == "ROOM_JOINED":
+                    break
+                assert event["code"] == "banned"
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the lift never reached node B")
+    finally:
+        a.stop()
+        b.stop()

@@ -218,5 +218,13 @@ def test_the_settings_need_a_key_for_the_rules_and_only_one_key(tmp_path: Path) 
         public_key(str(tmp_path / "missing.pem"))
 
 
-def test_the_secret_never_shows_in_the_settings_repr() -> None:
-    assert SECRET not in repr(Settings(auth_secret=SECRET))
+def test_secrets_never_show_in_the_settings_repr() -> None:
+    shown = repr(
+        Settings(
+            auth_secret=SECRET,
+            database_url="postgresql://chat:hunter2@db:5432/chat",
+            broker_url="redis://:hunter3@cache:6379/0",
+        )
+    )
+    assert SECRET not in shown and "hunter2" not in shown and "hunter3" not in shown
+    assert "postgresql://chat:***@db:5432/chat" in shown
