@@ -331,6 +331,7 @@ async function loadHistory() {
       if (gen === generation) {
         placeholder.textContent = refusal.message || "You may not read this room.";
         composer.disabled = true;
+        sendButton.disabled = true;
       }
       return;
     }
@@ -508,6 +509,7 @@ function onEvent(ev) {
         // Out of this room (a moderator's ban, a private room): say so, and stay out.
         setJoined(false);
         composer.disabled = true;
+        sendButton.disabled = true;
         placeholder.textContent = ev.message;
         placeholder.hidden = false;
         showNotice(ev.message);

@@ -60,6 +60,7 @@ def test_a_private_room_says_so_and_its_member_gets_in(
     enter_room(outsider, room)
     expect(outsider.locator("#chat-empty")).to_contain_text("does not let you into")
     expect(outsider.locator("#chat-app")).to_have_attribute("data-joined", "false")
+    expect(outsider.locator("#send")).to_be_disabled()
     member_token = mint(SECRET, sub="m1", name="Member", rooms=["team-*"])
     member = browsers.open(f"{secured.http}/chat?token={member_token}")
     enter_room(member, room)
@@ -91,3 +92,4 @@ def test_a_banned_users_page_shows_the_refusal(secured: ServerProcess, browsers:
     expect(page.locator("#notice")).to_contain_text("banned")
     expect(page.locator("#chat-empty")).to_contain_text("flooding")
     expect(page.locator("#composer")).to_be_disabled()
+    expect(page.locator("#send")).to_be_disabled()
