@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from fastchat.config import Settings
 from fastchat.errors import ErrorCode, FastchatError
+from fastchat.store import Edit
 
 MODERATOR_ROLES: Final = frozenset(("moderator", "admin"))
 # Longest token accepted (a JWT with a few patterns is well under 1 kB).
@@ -74,6 +75,7 @@ class Auth:
         self.issuer = settings.auth_issuer or None
         self.private = patterns(settings.private_rooms)
         self.read_only = patterns(settings.read_only_rooms)
+        self.edit_window_ms = int(settings.edit_window_seconds * 1000)
         self._key: Any = settings.auth_secret
         self._algorithms = ["HS256"]
         if settings.auth_public_key:
@@ -161,6 +163,17 @@ class Auth:
             raise refused(ErrorCode.READ_ONLY_ROOM, f"your token does not let you post in {room!r}")
         if matches(room, self.read_only):
             raise refused(ErrorCode.READ_ONLY_ROOM, f"room {room!r} is read-only")
+
+    def edit(self, identity: Identity | None, item_id: int) -> Edit:
+        """The terms of an edit or deletion of item `item_id` asked by `identity`; the store
+        judges them against the item (store.decide_change). Without a token, nothing."""
+        if identity is None:
+            raise refused(
+                ErrorCode.UNAUTHORIZED,
+                "editing and deleting need a token: only an item's author (by its token's "
+                "sub) or a moderator may change it",
+            )
+        return Edit(item_id, identity.moderator, self.edit_window_ms)
 
     def private_room(self, room: str) -> bool:
         return self.enabled and matches(room, self.private)

@@ -38,10 +38,14 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 from fastchat.errors import ErrorCode, FastchatError
 from fastchat.events import (
     AnyServerEvent,
+    CommentDeleted,
+    CommentEdited,
     CommentEvent,
     ErrorEvent,
     HistoryPage,
     MembersPage,
+    MessageDeleted,
+    MessageEdited,
     MessageEvent,
     PostJoined,
     PostLeft,
@@ -68,6 +72,9 @@ class _Scope:
 
     user: str
     last_id: int | None = None
+    # The newest edit or deletion seen (the join's `last_change`, or a change event's):
+    # a resume replays the ones after it.
+    last_change: int | None = None
 
 
 @dataclass
@@ -523,6 +530,8 @@ class Client:
         event["user"] = scope.user
         if scope.last_id is not None:
             event["last_id"] = scope.last_id
+            if scope.last_change is not None:
+                event["last_change"] = scope.last_change
         return encode(event)
 
     def _drop(self) -> None:
@@ -562,9 +571,17 @@ class Client:
         elif isinstance(event, CommentEvent):
             if self._on_stored(_post_key(event.post_id), event):
                 return
+        elif isinstance(event, MessageEdited | MessageDeleted):
+            self._on_change(f"r:{event.room}", event.change)
+        elif isinstance(event, CommentEdited | CommentDeleted):
+            self._on_change(_post_key(event.post_id), event.change)
         elif isinstance(event, RoomJoined | RoomLeft):
+            if isinstance(event, RoomJoined):
+                self._on_change(f"r:{event.room}", event.last_change)
             self._answer(f"r:{event.room}", event)
         elif isinstance(event, PostJoined | PostLeft):
+            if isinstance(event, PostJoined):
+                self._on_change(_post_key(event.post_id), event.last_change)
             self._answer(_post_key(event.post_id), event)
         elif isinstance(event, HistoryPage | MembersPage):
             request = self._requests.get(event.request_id or "")
@@ -589,6 +606,14 @@ class Client:
             return True  # a replay or an idempotent answer of something already seen
         scope.last_id = event.id
         return False
+
+    def _on_change(self, key: str, change: int) -> None:
+        """Note an edit or deletion (or a join's mark): the next resume's `last_change`.
+        Every change event is yielded: each carries its item's whole state, and with several
+        nodes two of them may arrive out of change order."""
+        scope = self._rooms.get(key)
+        if scope is not None and (scope.last_change is None or change > scope.last_change):
+            scope.last_change = change
 
     def _answer(self, key: str, event: Any) -> None:
         # Every waiter of that scope: a join awaited by the caller and by a resume alike.

@@ -195,6 +195,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "moderators, may post.",
         ),
     ] = ""
+    edit_window_seconds: Annotated[
+        float,
+        setting(
+            "EDIT_WINDOW_SECONDS",
+            "Seconds after sending during which token users may edit and delete their own "
+            "messages and comments (moderators may at any time).",
+            0,
+            10 * 365 * 86400,
+        ),
+    ] = 900.0
     ping_interval: Annotated[
         float,
         setting(

@@ -18,12 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
+import msgspec
+
 from fastchat import events
 from fastchat._hub import Hub, Member
 from fastchat.broker import Broker
 from fastchat.errors import CLOSE_CODE, ErrorCode
 from fastchat.events import Comment, CommentEvent, Message, MessageEvent, Post
 from fastchat.store import (
+    CHANGE_OPS,
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
@@ -42,15 +45,26 @@ encode: Final = events.encode
 # for REPLAY_STALL_SECONDS is dropped (it can resume again).
 REPLAY_PAGE: Final = 500
 REPLAY_STALL_SECONDS: Final = 30.0
+# Clustered, a replay reads every change committed (the local mark lags other nodes').
+_MAX_CHANGE: Final = 2**63 - 1
 # A replay waiting for its client to read wakes when the socket takes writes again
 # (`on_writable`, from picows' resume_writing); at the latest after this many seconds, for
 # members whose transport does not tell (the hub's sinks).
 WRITABLE_RECHECK: Final = 0.25
 
 
+# Relayed edits and deletions go to the other nodes under this prefix and their room's key.
+CHANGE_RELAY: Final = "!change:"
+
+
+class _ChangeId(msgspec.Struct):
+    change: int
+
+
 def _from_row(cls: Callable[..., T]) -> Callable[[Row], T]:
     """Build `cls` from a stored row. Every table's row is (id, 3 fields, ts, 1 field) in
-    the Struct's field order (store.*_COLUMNS), the ts as Unix ms turned into RFC 3339."""
+    the Struct's field order (store.*_COLUMNS), the ts as Unix ms turned into RFC 3339;
+    a message's or comment's then has its edit and deletion times (None: never)."""
 
     def build(row: Row) -> T:
         return cls(row[0], row[1], row[2], row[3], format_ms(row[4]), row[5])
@@ -58,10 +72,44 @@ def _from_row(cls: Callable[..., T]) -> Callable[[Row], T]:
     return build
 
 
-message_of = _from_row(Message)
-comment_of = _from_row(Comment)
-message_event_of = _from_row(MessageEvent)
-comment_event_of = _from_row(CommentEvent)
+def _item_from_row(cls: Callable[..., T]) -> Callable[[Row], T]:
+    """`_from_row` for messages and comments: with `edited_at` and `deleted_at`."""
+
+    def build(row: Row) -> T:
+        edited, deleted = row[6], row[7]
+        return cls(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            format_ms(row[4]),
+            row[5],
+            None if edited is None else format_ms(edited),
+            None if deleted is None else format_ms(deleted),
+        )
+
+    return build
+
+
+def _change_from_row(edited: Callable[..., T], deleted: Callable[..., T]) -> Callable[[Row], T]:
+    """A changed item's event: its row (store.decide_change, store.changes) as an edit or a
+    deletion, with the change's id (row[8])."""
+    as_edit, as_deletion = _item_from_row(edited), _item_from_row(deleted)
+
+    def build(row: Row) -> T:
+        event = (as_edit if row[7] is None else as_deletion)(row)
+        event.change = row[8]  # type: ignore[attr-defined]
+        return event
+
+    return build
+
+
+message_of = _item_from_row(Message)
+comment_of = _item_from_row(Comment)
+message_event_of = _item_from_row(MessageEvent)
+comment_event_of = _item_from_row(CommentEvent)
+message_change_of = _change_from_row(events.MessageEdited, events.MessageDeleted)
+comment_change_of = _change_from_row(events.CommentEdited, events.CommentDeleted)
 post_of = _from_row(Post)
 
 
@@ -86,6 +134,8 @@ class Delivery:
         # callback, has no gap and no duplicate.
         self._published_message_id = 0
         self._published_comment_id = 0
+        # The same for edits and deletions (the `changes` table's ids).
+        self._published_change_id = 0
         # Clustered: room key -> last id handed to the hub (the same role, per room).
         self._delivered: dict[str, int] = {}
         self._start_marks = {"r": 0, "p": 0}
@@ -104,6 +154,7 @@ class Delivery:
         counts = await self.store.counts()
         self._published_message_id = counts["messages"]
         self._published_comment_id = counts["comments"]
+        self._published_change_id = counts["changes"]
         self._start_marks = {"r": counts["messages"], "p": counts["comments"]}
 
     def mark(self, key: str) -> int:
@@ -164,6 +215,8 @@ class Delivery:
                         hub.send(member, payload)  # the sender's acknowledgement
                 elif write.future is not None:
                     write.future.set_result(comment_of(row))
+            elif kind in CHANGE_OPS:
+                self._changed(write, row)
             elif write.future is not None:
                 # A post, or a ban added or lifted (its row; None: there was none to lift).
                 write.future.set_result(post_of(row) if kind == OP_POST else row)
@@ -171,19 +224,51 @@ class Delivery:
             self._catch_up(key, max_id)
             self.broker.hint(key, max_id)
 
+    def _changed(self, write: Write, row: Row) -> None:
+        """An edit or deletion committed: every member of the room (every node's) hears it,
+        the asker too (as its answer, even if it is not in the room)."""
+        messages = CHANGE_OPS[write.op][0] == "messages"
+        key = ("r:" if messages else "p:") + str(row[1])
+        self.versions[key] = self.versions.get(key, 0) + 1
+        if row[8] > self._published_change_id:
+            self._published_change_id = row[8]
+        payload = encode((message_change_of if messages else comment_change_of)(row))
+        self.hub.publish(key, payload)
+        if self.clustered:
+            self.broker.relay(CHANGE_RELAY + key, payload)
+        member = write.member
+        if member is not None:
+            if key not in member.rooms:
+                self.hub.send(member, payload)
+        elif write.future is not None:
+            write.future.set_result((message_of if messages else comment_of)(row))
+
+    def on_relayed_change(self, key: str, payload: bytes) -> None:
+        """Clustered: another node's edit or deletion in room `key` (already committed)."""
+        self.versions[key] = self.versions.get(key, 0) + 1
+        change = msgspec.json.decode(payload, type=_ChangeId).change
+        if change > self._published_change_id:
+            self._published_change_id = change
+        self.hub.publish(key, payload)
+
+    def change_mark(self) -> int:
+        """The newest edit or deletion handed to the hub here: every change up to it was
+        published (single process: all of them; clustered: see `replay`)."""
+        return self._published_change_id
+
     def _committed_here(self, key: str, row: Row, payload: bytes, touched: dict[str, int]) -> None:
         """Clustered: a row this node committed. The store gives the room's previous id
-        (row[6], read under the write lock): when everything up to it has been handed out
+        (row[8], read under the write lock): when everything up to it has been handed out
         here, this row not yet, and no catch-up is reading the room, this row is the room's
         next one and goes out directly; otherwise the catch-up reads the room in id order
         (or already has). Either way the other nodes get a hint."""
         touched[key] = row[0]
-        if key in self._catching or len(row) <= 6:
+        if key in self._catching or len(row) <= 8:
             return
         mark = self.mark(key)
         # Already out: another node's hint for a later row can arrive (Redis) before this
         # commit's own callback (the writer thread), and its catch-up reads this row too.
-        if row[0] > mark and row[6] <= mark:
+        if row[0] > mark and row[8] <= mark:
             self.hub.publish(key, payload)
             self._delivered[key] = row[0]
 
@@ -288,20 +373,30 @@ class Delivery:
         table: str,
         scope: str | int,
         after: int,
-        finish: Callable[[int], None],
+        finish: Callable[[int, int], None],
         backlog: int,
+        last_change: int | None = None,
     ) -> None:
-        """Replay what was stored after `after`, page by page, then join.
+        """Replay what was stored after `after`, page by page, and the edits and deletions
+        after `last_change` (without it: those since item `after` was sent), then join.
 
         Ids rise in commit order and commits reach the hub in order, so every id up to the
-        published mark has been broadcast and every later one will be. Each page reads up to
-        the mark as it is then; when a page comes back short we are caught up, and `finish`
-        joins the room in that same loop callback: no gap, no duplicate. Between pages the
-        loop serves others, and the replay waits while this client's queue is full.
+        published mark has been broadcast and every later one will be; the same holds for
+        changes and their mark. Each page reads up to the mark as it is then; when the reads
+        come back short and neither mark moved meanwhile, we are caught up, and
+        `finish(replayed, last_change)` joins the room in that same loop callback: no gap,
+        no duplicate. Between pages the loop serves others, and the replay waits while this
+        client's queue is full.
         """
         sent = 0
         key = ("r:" if table == "messages" else "p:") + str(scope)
         encode_row = message_event_of if table == "messages" else comment_event_of
+        since_ms = 0
+        if last_change is None:
+            sent_at = await self.store.sent_at(table, after) if after else None
+            # Nothing to go by (a client that never saw the item): every change is older
+            # than what it read, or reaches it in the replayed rows themselves.
+            last_change, since_ms = (self.change_mark(), 0) if sent_at is None else (0, sent_at)
         while True:
             if not await self._room_for(member, backlog):
                 return
@@ -309,20 +404,45 @@ class Delivery:
             page = await self.store.page(table, scope, REPLAY_PAGE, after=after, before=mark + 1)
             if member.closed:
                 return
-            for row in page.rows:
-                # Row by row against the limit: a page of large messages (500 of 4,000
-                # characters: 2 MB) must not go over the hub's outbound limit at once.
-                if member.backlog > backlog and not await self._room_for(member, backlog):
-                    return
-                self.hub.send(member, encode(encode_row(row)))
+            if not await self._send_rows(member, page.rows, encode_row, backlog):
+                return
             sent += len(page.rows)
             if page.rows:
                 after = page.rows[-1][0]
-            if not page.has_more:
-                if self.mark(key) == mark:
-                    finish(sent)  # caught up, in the same callback: no gap, no duplicate
-                    return
-                # More was broadcast while the read (or the client) was awaited: read that.
-                after = max(after, mark)
+            if page.has_more:
+                await asyncio.sleep(0)
                 continue
-            await asyncio.sleep(0)
+            # The messages are there; now what changed.
+            change_mark = self.change_mark()
+            up_to = _MAX_CHANGE if self.clustered else change_mark
+            rows, more = await self.store.changes(
+                table, scope, last_change, up_to, since_ms=since_ms
+            )
+            if member.closed:
+                return
+            change_of = message_change_of if table == "messages" else comment_change_of
+            if not await self._send_rows(member, rows, change_of, backlog):
+                return
+            sent += len(rows)
+            if rows:
+                last_change = rows[-1][8]
+            if not more and self.mark(key) == mark and self.change_mark() == change_mark:
+                # Caught up, in the same callback: no gap, no duplicate.
+                finish(sent, max(last_change, change_mark))
+                return
+            if not more and not self.clustered:
+                last_change = max(last_change, change_mark)  # read up to it, in this room
+            # More was broadcast while the reads (or the client) were awaited: read that.
+            after = max(after, mark)
+
+    async def _send_rows(
+        self, member: Member, rows: list[Row], encode_row: Callable[[Row], Any], backlog: int
+    ) -> bool:
+        """Send `rows` as events, row by row against the limit: a page of large messages
+        (500 of 4,000 characters: 2 MB) must not go over the hub's outbound limit at once.
+        False if the member closed (or was closed) meanwhile."""
+        for row in rows:
+            if member.backlog > backlog and not await self._room_for(member, backlog):
+                return False
+            self.hub.send(member, encode(encode_row(row)))
+        return True

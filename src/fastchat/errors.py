@@ -47,6 +47,8 @@ class ErrorCode:
     FORBIDDEN: Final = "forbidden"
     BANNED: Final = "banned"
     MUTED: Final = "muted"
+    NOT_AUTHOR: Final = "not_author"
+    EDIT_WINDOW_CLOSED: Final = "edit_window_closed"
 
 
 # The HTTP status of each code REST may answer; with CLOSE_CODE, every code fastchat sends.
@@ -81,6 +83,8 @@ HTTP_STATUS: Final[dict[str, int]] = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.BANNED: 403,
     ErrorCode.MUTED: 403,
+    ErrorCode.NOT_AUTHOR: 403,
+    ErrorCode.EDIT_WINDOW_CLOSED: 403,
 }
 
 # The WebSocket close code of the refusals that end a connection (RFC 6455 7.4.1).

@@ -39,6 +39,9 @@ class JoinRoom(ClientEvent, tag="JOIN_ROOM", frozen=True):
     room: Name
     user: Name = "anonymous"
     last_id: Id | None = None
+    # With last_id: the `change` of the last MESSAGE_EDITED/MESSAGE_DELETED seen (or
+    # ROOM_JOINED's last_change); the edits and deletions after it are replayed too.
+    last_change: Id | None = None
 
 
 class LeaveRoom(ClientEvent, tag="LEAVE_ROOM", frozen=True):
@@ -87,6 +90,7 @@ class JoinPost(ClientEvent, tag="JOIN_POST", frozen=True):
     post_id: PostRef
     user: Name = "anonymous"
     last_id: Id | None = None
+    last_change: Id | None = None
 
 
 class LeavePost(ClientEvent, tag="LEAVE_POST", frozen=True):
@@ -110,6 +114,33 @@ class Authenticate(ClientEvent, tag="AUTH", frozen=True):
     token: Annotated[str, Meta(min_length=1, max_length=8192)]
 
 
+class EditMessage(ClientEvent, tag="EDIT_MESSAGE", frozen=True):
+    """Replace a message's text: its author (by token) within EDIT_WINDOW_SECONDS, or a
+    moderator. `room`, when given, must be the message's."""
+
+    id: Id
+    message: str
+    room: Name | None = None
+
+
+class DeleteMessage(ClientEvent, tag="DELETE_MESSAGE", frozen=True):
+    """Delete a message (a tombstone stays, without its text); same rules as EDIT_MESSAGE."""
+
+    id: Id
+    room: Name | None = None
+
+
+class EditComment(ClientEvent, tag="EDIT_COMMENT", frozen=True):
+    id: Id
+    comment: str
+    post_id: PostRef | None = None
+
+
+class DeleteComment(ClientEvent, tag="DELETE_COMMENT", frozen=True):
+    id: Id
+    post_id: PostRef | None = None
+
+
 AnyClientEvent = (
     JoinRoom
     | LeaveRoom
@@ -121,6 +152,10 @@ AnyClientEvent = (
     | LeavePost
     | GetMembers
     | Authenticate
+    | EditMessage
+    | DeleteMessage
+    | EditComment
+    | DeleteComment
 )
 CLIENT_EVENT_TYPES: Final = tuple(
     sorted(cls.__struct_config__.tag for cls in AnyClientEvent.__args__)
@@ -137,12 +172,17 @@ client_decoder: Final = msgspec.json.Decoder(AnyClientEvent)
 
 
 class Message(Struct, omit_defaults=True):
+    """A stored message. Edited: `edited_at`. Deleted: a tombstone, `message` empty and
+    `deleted_at` set. Neither field is sent for a message never changed."""
+
     id: int
     room: str
     user: str
     message: str
     timestamp: str
     client_id: str | None = None
+    edited_at: str | None = None
+    deleted_at: str | None = None
 
 
 class Comment(Struct, omit_defaults=True):
@@ -152,6 +192,8 @@ class Comment(Struct, omit_defaults=True):
     comment: str
     timestamp: str
     client_id: str | None = None
+    edited_at: str | None = None
+    deleted_at: str | None = None
 
 
 class Post(Struct):
@@ -213,6 +255,18 @@ class PostWithComments(Struct):
     has_more: bool
 
 
+class MessageEditRequest(Struct, forbid_unknown_fields=True):
+    """`PATCH /api/v1/messages/{room}/{id}`: the message's new text."""
+
+    message: str
+
+
+class CommentEditRequest(Struct, forbid_unknown_fields=True):
+    """`PATCH /api/v1/posts/{id}/comments/{comment_id}`: the comment's new text."""
+
+    comment: str
+
+
 class BanRequest(Struct, forbid_unknown_fields=True):
     """`POST /api/v1/admin/bans`: ban (or mute) a token user in a room, or everywhere."""
 
@@ -259,12 +313,36 @@ class CommentEvent(Comment, ServerEvent, tag="POST_COMMENT", omit_defaults=True)
     pass
 
 
+class MessageEdited(Message, ServerEvent, tag="MESSAGE_EDITED", omit_defaults=True):
+    """A message's new text, to every member of its room; `change` orders the room's edits
+    and deletions (a resume's `last_change`)."""
+
+    change: int = 0
+
+
+class MessageDeleted(Message, ServerEvent, tag="MESSAGE_DELETED", omit_defaults=True):
+    """A message deleted: its tombstone (no text), to every member of its room."""
+
+    change: int = 0
+
+
+class CommentEdited(Comment, ServerEvent, tag="COMMENT_EDITED", omit_defaults=True):
+    change: int = 0
+
+
+class CommentDeleted(Comment, ServerEvent, tag="COMMENT_DELETED", omit_defaults=True):
+    change: int = 0
+
+
 class RoomJoined(ServerEvent, tag="ROOM_JOINED"):
     room: str
     user: str
     members: int
     users: list[str]
     replayed: int = 0
+    # The newest edit or deletion this join has accounted for: a later resume's
+    # `last_change` (0: none yet).
+    last_change: int = 0
 
 
 class RoomLeft(ServerEvent, tag="ROOM_LEFT"):
@@ -310,6 +388,7 @@ class PostJoined(ServerEvent, tag="POST_JOINED"):
     post_id: int
     viewers: int
     replayed: int = 0
+    last_change: int = 0
 
 
 class PostLeft(ServerEvent, tag="POST_LEFT"):
@@ -373,6 +452,10 @@ AnyServerEvent = (
     | TypingEvent
     | PostJoined
     | PostLeft
+    | MessageEdited
+    | MessageDeleted
+    | CommentEdited
+    | CommentDeleted
     | HistoryPage
     | MembersPage
     | Authenticated

@@ -116,10 +116,12 @@ class History:
         table: str,
         scope: str | int,
         last_id: int,
-        finish: Callable[[int], None],
+        last_change: int | None,
+        finish: Callable[[int, int], None],
     ) -> None:
-        """Replay what `member` missed in `key` after `last_id`, then `finish(replayed)` (the
-        join itself). One replay per room per connection at a time: a second join while one
+        """Replay what `member` missed in `key` after `last_id` (and the edits and deletions
+        after `last_change`), then `finish(replayed, last_change)` (the join itself). One
+        replay per room per connection at a time: a second join while one
         runs is answered by the first."""
         session: Session = member.state
         if not session.resume_started(key):
@@ -129,7 +131,7 @@ class History:
         async def resume() -> None:
             try:
                 await self.delivery.replay(
-                    member, table, scope, last_id, finish, self.replay_backlog
+                    member, table, scope, last_id, finish, self.replay_backlog, last_change
                 )
             except self.read_errors as exc:
                 # Not joined: `finish` (the join itself) runs only once the replay has caught

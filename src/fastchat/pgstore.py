@@ -26,8 +26,11 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from fastchat import store
 from fastchat.store import (
     BAN_COLUMNS,
+    CHANGE_KIND,
+    CHANGE_OPS,
     COMMENT_COLUMNS,
     LAST_TS_SQL,
     MESSAGE_COLUMNS,
@@ -37,6 +40,8 @@ from fastchat.store import (
     OP_POST,
     OP_UNBAN,
     SAMPLE_POSTS,
+    Edit,
+    EditRefused,
     OnCommitted,
     PostNotFound,
     Result,
@@ -45,6 +50,7 @@ from fastchat.store import (
     StoreError,
     Write,
     _now_ms,
+    decide_change,
 )
 
 log = logging.getLogger("fastchat.store")
@@ -57,7 +63,7 @@ CONNECT_TIMEOUT: Final = 10  # seconds
 # How long a read waits for a pooled connection before it answers store_unavailable.
 READ_TIMEOUT: Final = 5.0
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _MIGRATIONS: Final[dict[int, str]] = {
     1: """
     CREATE TABLE messages (
@@ -102,18 +108,33 @@ _MIGRATIONS: Final[dict[int, str]] = {
         PRIMARY KEY (sub, room, kind)
     );
     """,
+    3: """
+    ALTER TABLE messages ADD COLUMN sub TEXT, ADD COLUMN edited_at BIGINT,
+        ADD COLUMN deleted_at BIGINT;
+    ALTER TABLE comments ADD COLUMN sub TEXT, ADD COLUMN edited_at BIGINT,
+        ADD COLUMN deleted_at BIGINT;
+    CREATE TABLE changes (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind SMALLINT NOT NULL,
+        scope TEXT NOT NULL,
+        item_id BIGINT NOT NULL,
+        ts BIGINT NOT NULL
+    );
+    CREATE INDEX changes_scope ON changes(kind, scope, id);
+    """,
 }
 
 # A retried send (same client_id) inserts nothing and returns no id; it is then looked up.
 _INSERT_MESSAGE: Final = (
-    'INSERT INTO messages(room, "user", message, ts, client_id) VALUES (%s, %s, %s, %s, %s) '
+    'INSERT INTO messages(room, "user", message, ts, client_id, sub) '
+    "VALUES (%s, %s, %s, %s, %s, %s) "
     'ON CONFLICT (room, "user", client_id) WHERE client_id IS NOT NULL DO NOTHING '
     "RETURNING id"
 )
 # A comment on a missing post inserts nothing either (no foreign-key error to abort the batch).
 _INSERT_COMMENT: Final = (
-    'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
-    "SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM posts WHERE id = %s) "
+    'INSERT INTO comments(post_id, "user", comment, ts, client_id, sub) '
+    "SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM posts WHERE id = %s) "
     'ON CONFLICT (post_id, "user", client_id) WHERE client_id IS NOT NULL DO NOTHING '
     "RETURNING id"
 )
@@ -139,6 +160,12 @@ _FIND_MESSAGE: Final = (
 _FIND_COMMENT: Final = (
     f'SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = %s AND "user" = %s AND client_id = %s'
 )
+
+
+# Edits and deletions: the item (locked), its update, its change (store.py's, in %s style).
+_ITEM_SQL: Final = {t: sql.replace("?", "%s") + " FOR UPDATE" for t, sql in store.ITEM_SQL.items()}
+_CHANGE_SQL: Final = {t: sql.replace("?", "%s") for t, sql in store.CHANGE_SQL.items()}
+_INSERT_CHANGE: Final = store.INSERT_CHANGE_SQL.replace("?", "%s")
 
 
 def _conninfo_kwargs() -> dict[str, Any]:
@@ -297,8 +324,12 @@ class PostgresStore(Store):
                 # each row its own statement (ids in batch order, one result per row).
                 writing = True
                 groups: dict[int, list[int]] = {}
+                changes: list[int] = []  # edits and deletions: row by row, after the inserts
                 for i, write in enumerate(batch):
-                    groups.setdefault(write.op, []).append(i)
+                    if write.op in CHANGE_OPS:
+                        changes.append(i)
+                    else:
+                        groups.setdefault(write.op, []).append(i)
                 cursors = []
                 track = self.track_previous
                 for kind, positions in groups.items():
@@ -309,6 +340,7 @@ class PostgresStore(Store):
                         returning=True,
                     )
                     cursors.append((cur, positions))
+                changed = {i: await self._change(conn, batch[i], ts) for i in changes}
                 await conn.execute("COMMIT")
                 await pipeline.sync()
             inserted: list[Any] = [None] * len(batch)
@@ -328,13 +360,34 @@ class PostgresStore(Store):
         self._committed(len(batch), started)
         # Committed. Only retries and comments on missing posts need another look.
         results: list[Result] = []
-        for write, row in zip(batch, inserted, strict=True):
+        for i, (write, row) in enumerate(zip(batch, inserted, strict=True)):
+            if i in changed:
+                results.append(changed[i])
+                continue
             try:
                 results.append(await self._result(conn, write, ts, row))
             except psycopg.Error as exc:
                 error = StoreError(f"the database did not answer: {exc.__class__.__name__}")
                 results.append((write, error, None))
         return results
+
+    async def _change(self, conn: psycopg.AsyncConnection[Any], write: Write, ts: int) -> Result:
+        """An edit or deletion, in the batch's transaction: the item read under a row lock,
+        the decision (store.decide_change, as on SQLite), the update and its change row."""
+        table, deleting = CHANGE_OPS[write.op]
+        edit: Edit = write.extra
+        cur = await conn.execute(_ITEM_SQL[table], (edit.item_id,))
+        item = await cur.fetchone()
+        decided = decide_change(write, None if item is None else tuple(item), table, deleting, ts)
+        if isinstance(decided, EditRefused):
+            return (write, decided, None)
+        await conn.execute(_CHANGE_SQL[table], (decided[3], decided[6], decided[7], edit.item_id))
+        cur = await conn.execute(
+            _INSERT_CHANGE, (CHANGE_KIND[table], str(decided[1]), decided[0], ts)
+        )
+        change = await cur.fetchone()
+        assert change is not None
+        return (write, (*decided, change[0]), False)
 
     async def _rollback(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
         if conn is None or conn.closed:
@@ -357,8 +410,8 @@ class PostgresStore(Store):
             if kind == OP_POST:
                 return (write, (new_id, a, c, b, ts, 0), False)
             if len(row) > 1:  # track_previous: the room's previous id
-                return (write, (new_id, a, b, c, ts, client_id, row[1]), False)
-            return (write, (new_id, a, b, c, ts, client_id), False)
+                return (write, (new_id, a, b, c, ts, client_id, None, None, row[1]), False)
+            return (write, (new_id, a, b, c, ts, client_id, None, None), False)
         # Nothing inserted: a retry of a stored send, or (comments) a missing post.
         if client_id is not None:
             find = _FIND_MESSAGE if kind == OP_MESSAGE else _FIND_COMMENT
@@ -431,9 +484,11 @@ _INSERT_SQL_PREV: Final = {
 def _insert_params(write: Write, ts: int, track: bool = False) -> tuple[Any, ...]:
     kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
     if kind == OP_MESSAGE:
-        return (a, a, b, c, ts, client_id) if track else (a, b, c, ts, client_id)
+        params = (a, b, c, ts, client_id, write.sub)
+        return (a, *params) if track else params
     if kind == OP_COMMENT:
-        return (a, a, b, c, ts, client_id, a) if track else (a, b, c, ts, client_id, a)
+        with_post = (a, b, c, ts, client_id, write.sub, a)
+        return (a, *with_post) if track else with_post
     if kind == OP_BAN:
         until, by, reason = write.extra
         return (b, a, c, until, by, reason, ts)

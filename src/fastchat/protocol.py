@@ -250,6 +250,10 @@ def _validate(event: AnyClientEvent, kind: type, limits: Limits) -> AnyClientEve
         check_text("comment", event.comment, limits)
     elif isinstance(event, GetHistory):
         check_limit(event.limit, limits)
+    elif isinstance(event, events.EditMessage):
+        check_text("message", event.message, limits)
+    elif isinstance(event, events.EditComment):
+        check_text("comment", event.comment, limits)
     return event
 
 
@@ -351,6 +355,10 @@ _NAME_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.LeavePost: (),
     events.GetMembers: ("room", "after"),
     events.Authenticate: (),  # the token is auth.py's to judge
+    events.EditMessage: ("room",),
+    events.DeleteMessage: ("room",),
+    events.EditComment: (),
+    events.DeleteComment: (),
 }
 _ID_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.SendMessage: ("client_id",),

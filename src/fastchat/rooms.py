@@ -78,9 +78,10 @@ class Rooms:
 
     # -- chat rooms -------------------------------------------------------------------------
 
-    def join(self, member: Member, room: str, user: str, replayed: int) -> None:
+    def join(self, member: Member, room: str, user: str, replayed: int, last_change: int) -> None:
         """`member` joins `room` as `user` (again, maybe under another name), once its
-        replay, if any, has caught up; answered with ROOM_JOINED."""
+        replay, if any, has caught up; answered with ROOM_JOINED, which carries the newest
+        edit or deletion accounted for (`last_change`)."""
         key = "r:" + room
         self.joins += 1
         session: Session = member.state
@@ -98,6 +99,7 @@ class Rooms:
             members=self.presence.members(key),
             users=self.presence.users(key),
             replayed=replayed,
+            last_change=last_change,
         )
         self.hub.send(member, encode(reply))
 
@@ -157,12 +159,19 @@ class Rooms:
 
     # -- posts' live viewers ----------------------------------------------------------------
 
-    def join_post(self, member: Member, post_id: int, user: str, replayed: int) -> None:
+    def join_post(
+        self, member: Member, post_id: int, user: str, replayed: int, last_change: int
+    ) -> None:
         key = f"p:{post_id}"
         self.joins += 1
         self.hub.join(member, key)
         member.state.joined(key, user)
-        reply = PostJoined(post_id=post_id, viewers=self.hub.count(key), replayed=replayed)
+        reply = PostJoined(
+            post_id=post_id,
+            viewers=self.hub.count(key),
+            replayed=replayed,
+            last_change=last_change,
+        )
         self.hub.send(member, encode(reply))
 
     def leave_post(self, member: Member, ev: LeavePost) -> None:

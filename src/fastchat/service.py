@@ -24,12 +24,16 @@ from fastchat.auth import Auth, Identity, name_for
 from fastchat.broker import Broker, LocalBroker
 from fastchat.config import Settings
 from fastchat.connections import Connections
-from fastchat.delivery import Delivery
+from fastchat.delivery import CHANGE_RELAY, Delivery
 from fastchat.errors import CLOSE_CODE, ErrorCode, FastchatError
 from fastchat.events import (
     Authenticate,
     Authenticated,
     Comment,
+    DeleteComment,
+    DeleteMessage,
+    EditComment,
+    EditMessage,
     ErrorEvent,
     GetHistory,
     GetMembers,
@@ -61,6 +65,10 @@ from fastchat.rooms import Rooms
 from fastchat.store import (
     OP_BAN,
     OP_COMMENT,
+    OP_DELETE_COMMENT,
+    OP_DELETE_MESSAGE,
+    OP_EDIT_COMMENT,
+    OP_EDIT_MESSAGE,
     OP_MESSAGE,
     OP_POST,
     OP_UNBAN,
@@ -89,6 +97,14 @@ MODERATION_KEY: Final = "!moderation"
 # JOIN_ROOM's and JOIN_POST's `user` when a client leaves it out.
 JOIN_DEFAULT_USER: Final = "anonymous"
 
+
+# Edits and deletions: event -> (store op, field holding the new text or None).
+_CHANGE_EVENTS: Final[dict[type, tuple[int, str | None]]] = {
+    EditMessage: (OP_EDIT_MESSAGE, "message"),
+    DeleteMessage: (OP_DELETE_MESSAGE, None),
+    EditComment: (OP_EDIT_COMMENT, "comment"),
+    DeleteComment: (OP_DELETE_COMMENT, None),
+}
 
 _SEND_TYPES: Final = frozenset(
     (SendMessage.__struct_config__.tag, SendComment.__struct_config__.tag)
@@ -196,6 +212,8 @@ class Chat:
                 self.rooms.members(member, event)  # type: ignore[arg-type]
             elif kind is Authenticate:
                 self._authenticate(member, event)  # type: ignore[arg-type]
+            elif kind in _CHANGE_EVENTS:
+                self._change(member, event)
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _sent_client_id(event, data))
 
@@ -255,7 +273,18 @@ class Chat:
             if no_post is not None and ev.room in no_post:
                 raise no_post[ev.room]
         self.messages_in += 1
-        self.store.submit(Write(OP_MESSAGE, ev.room, ev.user, ev.message, ev.client_id, member))
+        identity = member.state.identity
+        self.store.submit(
+            Write(
+                OP_MESSAGE,
+                ev.room,
+                ev.user,
+                ev.message,
+                ev.client_id,
+                member,
+                sub=None if identity is None else identity.sub,
+            )
+        )
 
     def _send_comment(self, member: Member, ev: SendComment) -> None:
         # Whether the post exists is checked inside the write transaction (post_not_found).
@@ -265,7 +294,42 @@ class Chat:
         if identity is not None and self.moderation:
             self.moderation.check_post(identity.sub, EVERYWHERE, now_ms())
         self.comments_in += 1
-        self.store.submit(Write(OP_COMMENT, post_id, user, ev.comment, ev.client_id, member))
+        self.store.submit(
+            Write(
+                OP_COMMENT,
+                post_id,
+                user,
+                ev.comment,
+                ev.client_id,
+                member,
+                sub=None if identity is None else identity.sub,
+            )
+        )
+
+    def _change(self, member: Member, ev: Any) -> None:
+        """EDIT_MESSAGE, DELETE_MESSAGE, EDIT_COMMENT, DELETE_COMMENT: judged by the store
+        against the item in the write transaction; every member of its room hears it."""
+        op, field = _CHANGE_EVENTS[type(ev)]
+        identity: Identity | None = member.state.identity
+        edit = self.auth.edit(identity, ev.id)
+        assert identity is not None
+        scope: str | int | None
+        if op in (OP_EDIT_MESSAGE, OP_DELETE_MESSAGE):
+            room: str | None = ev.room
+            if room is not None:
+                self.auth.check_join(identity, room)
+            scope = room
+        else:
+            scope = None if ev.post_id is None else post_id_of(ev.post_id)
+        self._may_change(identity, scope if isinstance(scope, str) else EVERYWHERE)
+        text = "" if field is None else getattr(ev, field)
+        write = Write(op, scope, identity.name, text, None, member, None, edit, identity.sub)  # type: ignore[arg-type]
+        self.store.submit(write)
+
+    def _may_change(self, identity: Identity, room: str) -> None:
+        """A banned or muted user changes nothing it could not post (moderators may)."""
+        if self.moderation and not identity.moderator:
+            self.moderation.check_post(identity.sub, room, now_ms())
 
     def _join_room(self, member: Member, ev: JoinRoom) -> None:
         identity = member.state.identity
@@ -277,7 +341,7 @@ class Chat:
         if self.auth.enabled:
             self._rule_posts(member.state, ev.room)
         if ev.last_id is None:
-            self.rooms.join(member, ev.room, user, 0)
+            self.rooms.join(member, ev.room, user, 0, self.delivery.change_mark())
         else:
             self.history.resume(
                 member,
@@ -285,7 +349,8 @@ class Chat:
                 "messages",
                 ev.room,
                 ev.last_id,
-                lambda sent: self.rooms.join(member, ev.room, user, sent),
+                ev.last_change,
+                lambda sent, change: self.rooms.join(member, ev.room, user, sent, change),
             )
 
     def _typing(self, member: Member, ev: Typing) -> None:
@@ -300,10 +365,10 @@ class Chat:
         post_id = post_id_of(ev.post_id)
         user = name_for(member.state.identity, ev.user, JOIN_DEFAULT_USER)
         self.rooms.check_budget(member, f"p:{post_id}")
-        self.spawn(member, self._join_post_checked(member, user, ev.last_id, post_id))
+        self.spawn(member, self._join_post_checked(member, user, ev, post_id))
 
     async def _join_post_checked(
-        self, member: Member, user: str, last_id: int | None, post_id: int
+        self, member: Member, user: str, ev: JoinPost, post_id: int
     ) -> None:
         if not await self.store.post_exists(post_id):
             raise ProtocolError(ErrorCode.POST_NOT_FOUND, f"post {post_id} does not exist")
@@ -311,16 +376,17 @@ class Chat:
             return
         key = f"p:{post_id}"
         self.rooms.check_budget(member, key)  # again: other joins may have run meanwhile
-        if last_id is None:
-            self.rooms.join_post(member, post_id, user, 0)
+        if ev.last_id is None:
+            self.rooms.join_post(member, post_id, user, 0, self.delivery.change_mark())
         else:
             self.history.resume(
                 member,
                 key,
                 "comments",
                 post_id,
-                last_id,
-                lambda sent: self.rooms.join_post(member, post_id, user, sent),
+                ev.last_id,
+                ev.last_change,
+                lambda sent, change: self.rooms.join_post(member, post_id, user, sent, change),
             )
 
     # ------------------------------------------------------------------ identity
@@ -426,6 +492,9 @@ class Chat:
     def on_relay(self, key: str, payload: bytes) -> None:
         """Another node's ephemeral event (typing) for room `key`, or a moderator's ban
         or mute set or lifted there (already stored: this node applies it)."""
+        if key.startswith(CHANGE_RELAY):
+            self.delivery.on_relayed_change(key[len(CHANGE_RELAY) :], payload)
+            return
         if key == MODERATION_KEY:
             change = msgspec.json.decode(payload)
             if change[0] == "put":
@@ -444,19 +513,33 @@ class Chat:
     # ------------------------------------------------------------------ REST side
 
     async def post_message(
-        self, room: str, user: str, text: str, client_id: str | None = None
+        self,
+        room: str,
+        user: str,
+        text: str,
+        client_id: str | None = None,
+        sub: str | None = None,
     ) -> Message:
+        if sub is not None and self.moderation:
+            self.moderation.check_post(sub, room, now_ms())  # banned or muted: refused
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self.messages_in += 1
-        self.store.submit(Write(OP_MESSAGE, room, user, text, client_id, future=future))
+        self.store.submit(Write(OP_MESSAGE, room, user, text, client_id, future=future, sub=sub))
         return await future
 
     async def post_comment(
-        self, post_id: int, user: str, text: str, client_id: str | None = None
+        self,
+        post_id: int,
+        user: str,
+        text: str,
+        client_id: str | None = None,
+        sub: str | None = None,
     ) -> Comment:
+        if sub is not None and self.moderation:
+            self.moderation.check_post(sub, EVERYWHERE, now_ms())
         future: asyncio.Future[Comment] = asyncio.get_running_loop().create_future()
         self.comments_in += 1
-        self.store.submit(Write(OP_COMMENT, post_id, user, text, client_id, future=future))
+        self.store.submit(Write(OP_COMMENT, post_id, user, text, client_id, future=future, sub=sub))
         try:
             return await future
         except PostNotFound as exc:
@@ -498,6 +581,25 @@ class Chat:
         if self.clustered:
             self.broker.relay(MODERATION_KEY, encode(("drop", (sub, room, kind))))
         return None if row is None else Ban(*row)
+
+    async def change(
+        self,
+        op: int,
+        item_id: int,
+        scope: str | int,
+        identity: Identity | None,
+        text: str = "",
+    ) -> Message | Comment:
+        """An edit or deletion over REST: the item as it now is (a deletion: its tombstone).
+        Raises FastchatError (unauthorized, not_found, not_author, edit_window_closed)."""
+        edit = self.auth.edit(identity, item_id)
+        assert identity is not None
+        self._may_change(identity, scope if isinstance(scope, str) else EVERYWHERE)
+        future: asyncio.Future[Message | Comment] = asyncio.get_running_loop().create_future()
+        self.store.submit(
+            Write(op, scope, identity.name, text, None, None, future, edit, identity.sub)
+        )
+        return await future
 
     async def create_post(self, title: str, content: str, author: str) -> Post:
         future: asyncio.Future[Post] = asyncio.get_running_loop().create_future()

@@ -52,6 +52,18 @@ OP_COMMENT: Final = 2
 OP_POST: Final = 3
 OP_BAN: Final = 4  # a ban or mute, added or replaced (moderation.py)
 OP_UNBAN: Final = 5  # one lifted
+# Edits and deletions (tombstones): the item's row, changed, and a row in `changes`.
+OP_EDIT_MESSAGE: Final = 6
+OP_DELETE_MESSAGE: Final = 7
+OP_EDIT_COMMENT: Final = 8
+OP_DELETE_COMMENT: Final = 9
+# op -> (the table changed, whether it is a deletion)
+CHANGE_OPS: Final = {
+    OP_EDIT_MESSAGE: ("messages", False),
+    OP_DELETE_MESSAGE: ("messages", True),
+    OP_EDIT_COMMENT: ("comments", False),
+    OP_DELETE_COMMENT: ("comments", True),
+}
 
 
 class Write(msgspec.Struct):
@@ -64,25 +76,53 @@ class Write(msgspec.Struct):
     `scope`     the room         the post id   the title     the room, or "*"
     `user`      the sender       the author    the author    the banned user's sub
     `text`      the message      the comment   the content   "ban" or "mute"
+    `sub`       the sender's token `sub` (None: anonymous), stored as the author
     `extra`                                                  OP_BAN: (until ms or None,
                                                              by, reason)
+
+    An edit or deletion (CHANGE_OPS): `scope` the room or post id the item must be in (None:
+    any), `text` the new text (deletions: ""), `sub` who asks, `extra` an `Edit`.
     """
 
     op: int
-    scope: str | int
+    scope: str | int  # an edit's or deletion's: None when the asker named no room or post
     user: str
     text: str
     client_id: str | None = None
     member: Any = None  # a fastchat._hub.Member (the store does not import the hub)
     future: asyncio.Future[Any] | None = None
     extra: Any = None
+    sub: str | None = None
+
+
+class Edit(NamedTuple):
+    """An edit's or deletion's terms (Write.extra): the item, and what the asker may do."""
+
+    item_id: int
+    moderator: bool  # moderators edit and delete anything, at any time
+    window_ms: int  # an author edits and deletes its own items for this long after sending
 
 
 # What `on_committed` is handed, one per Write, in commit order: (write, row, duplicate),
 # row being the stored row tuple (see *_COLUMNS) and duplicate whether it was stored before
 # (a retry with the same client_id); or (write, error, None): a StoreError, nothing stored.
-MESSAGE_COLUMNS: Final = 'id, room, "user", message, ts, client_id'
-COMMENT_COLUMNS: Final = 'id, post_id, "user", comment, ts, client_id'
+# An edit's or deletion's row is the item's, then the change's id (its place in `changes`).
+MESSAGE_COLUMNS: Final = 'id, room, "user", message, ts, client_id, edited_at, deleted_at'
+COMMENT_COLUMNS: Final = 'id, post_id, "user", comment, ts, client_id, edited_at, deleted_at'
+# What an edit checks: the item's author (token sub), its time and whether it is deleted.
+ITEM_SQL: Final = {
+    "messages": f"SELECT {MESSAGE_COLUMNS}, sub FROM messages WHERE id = ?",
+    "comments": f"SELECT {COMMENT_COLUMNS}, sub FROM comments WHERE id = ?",
+}
+CHANGE_SQL: Final = {
+    "messages": "UPDATE messages SET message = ?, edited_at = ?, deleted_at = ? WHERE id = ?",
+    "comments": "UPDATE comments SET comment = ?, edited_at = ?, deleted_at = ? WHERE id = ?",
+}
+INSERT_CHANGE_SQL: Final = (
+    "INSERT INTO changes(kind, scope, item_id, ts) VALUES (?, ?, ?, ?) RETURNING id"
+)
+# changes.kind: which table the changed item is in.
+CHANGE_KIND: Final = {"messages": 1, "comments": 2}
 POST_COLUMNS: Final = (
     "id, title, content, author, ts, (SELECT count(*) FROM comments c WHERE c.post_id = p.id)"
 )
@@ -99,18 +139,20 @@ _WRITE_SQL: Final = {
         f'SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND "user" = ? AND client_id = ?',
         None,
         "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?",
-        'INSERT INTO messages(room, "user", message, ts, client_id) '
-        "VALUES (?, ?, ?, ?, ?) RETURNING id",
+        'INSERT INTO messages(room, "user", message, ts, client_id, sub) '
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
     ),
     OP_COMMENT: (
         f"SELECT {COMMENT_COLUMNS} FROM comments "
         'WHERE post_id = ? AND "user" = ? AND client_id = ?',
         "SELECT 1 FROM posts WHERE id = ?",
         "SELECT coalesce(max(id), 0) FROM comments WHERE post_id = ?",
-        'INSERT INTO comments(post_id, "user", comment, ts, client_id) '
-        "VALUES (?, ?, ?, ?, ?) RETURNING id",
+        'INSERT INTO comments(post_id, "user", comment, ts, client_id, sub) '
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
     ),
 }
+# Changed items replayed per read (a resume's edits and deletions).
+CHANGES_PAGE: Final = 500
 # WAL pages (4 kB) written since the checkpointer was last woken that wake it again: SQLite's
 # own autocheckpoint threshold.
 WAL_CHECKPOINT_PAGES: Final = 1000
@@ -139,7 +181,7 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 # A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
 BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -186,6 +228,24 @@ _MIGRATIONS: Final[dict[int, str]] = {
         PRIMARY KEY (sub, room, kind)
     ) WITHOUT ROWID;
     """,
+    # Edits and deletions: the author's token sub, when it was edited or deleted (a deleted
+    # item keeps its row, without its text: a tombstone), and every change in commit order.
+    3: """
+    ALTER TABLE messages ADD COLUMN sub TEXT;
+    ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted_at INTEGER;
+    ALTER TABLE comments ADD COLUMN sub TEXT;
+    ALTER TABLE comments ADD COLUMN edited_at INTEGER;
+    ALTER TABLE comments ADD COLUMN deleted_at INTEGER;
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        scope TEXT NOT NULL,
+        item_id INTEGER NOT NULL,
+        ts INTEGER NOT NULL
+    );
+    CREATE INDEX changes_scope ON changes(kind, scope, id);
+    """,
 }
 
 SAMPLE_POSTS: Final = (
@@ -216,6 +276,11 @@ class StoreError(FastchatError):
 
     def __init__(self, message: str, code: str = ErrorCode.STORE_UNAVAILABLE) -> None:
         super().__init__(code, message)
+
+
+class EditRefused(StoreError):
+    """An edit or deletion refused in its transaction: no such item (or deleted), not the
+    asker's, or past the edit window."""
 
 
 class PostNotFound(StoreError):
@@ -420,14 +485,42 @@ class Store:
         )
         return [tuple(r) for r in rows]
 
+    async def changes(
+        self, table: str, scope: str | int, after: int, up_to: int, *, since_ms: int = 0
+    ) -> tuple[list[Row], bool]:
+        """The items of a room (`table="messages"`) or post changed (edited, deleted) by
+        changes after `after` up to `up_to`, and no earlier than `since_ms`: each item once,
+        in its current state, its row ending with its newest change's id, in that order; and
+        whether there are more (the next page: after the last row's change)."""
+        columns, _ = _TABLES[table]
+        rows = await self._fetch(
+            f"SELECT {columns}, change FROM {table} JOIN (SELECT item_id, max(id) AS change "
+            "FROM changes WHERE kind = ? AND scope = ? AND id > ? AND id <= ? AND ts >= ? "
+            "GROUP BY item_id ORDER BY change LIMIT ?) ch "
+            f"ON ch.item_id = {table}.id ORDER BY change",
+            (CHANGE_KIND[table], str(scope), after, up_to, since_ms, CHANGES_PAGE + 1),
+        )
+        return [tuple(r) for r in rows[:CHANGES_PAGE]], len(rows) > CHANGES_PAGE
+
+    async def sent_at(self, table: str, item_id: int) -> int | None:
+        """When item `item_id` was stored (Unix ms), None if there is none."""
+        row = await self._one(f"SELECT ts FROM {table} WHERE id = ?", (item_id,))
+        return None if row is None else int(row[0])
+
     async def counts(self) -> dict[str, int]:
         # max(id) is O(log n) where count(*) scans; ids are never reused or deleted here.
         row = await self._one(
             "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
-            "(SELECT coalesce(max(id), 0) FROM comments), (SELECT count(*) FROM posts)"
+            "(SELECT coalesce(max(id), 0) FROM comments), (SELECT count(*) FROM posts), "
+            "(SELECT coalesce(max(id), 0) FROM changes)"
         )
         assert row is not None
-        return {"messages": int(row[0]), "comments": int(row[1]), "posts": int(row[2])}
+        return {
+            "messages": int(row[0]),
+            "comments": int(row[1]),
+            "posts": int(row[2]),
+            "changes": int(row[3]),
+        }
 
     async def check(self) -> None:
         """Raise if the database cannot be read or the writer is gone."""
@@ -446,7 +539,8 @@ LAST_TS_SQL: Final = (
 
 MAX_MESSAGE_ID_SQL: Final = "SELECT coalesce(max(id), 0) FROM messages"
 INSERT_MESSAGE_SQL: Final = (
-    'INSERT INTO messages(id, room, "user", message, ts, client_id) VALUES (?, ?, ?, ?, ?, NULL)'
+    'INSERT INTO messages(id, room, "user", message, ts, client_id, sub) '
+    "VALUES (?, ?, ?, ?, ?, NULL, ?)"
 )
 
 
@@ -849,10 +943,11 @@ class SqliteStore(Store):
         first = _value(conn, MAX_MESSAGE_ID_SQL) + 1
         conn.executemany(
             INSERT_MESSAGE_SQL,
-            [(first + i, w.scope, w.user, w.text, ts) for i, w in enumerate(run)],
+            [(first + i, w.scope, w.user, w.text, ts, w.sub) for i, w in enumerate(run)],
         )
         results += [
-            (w, (first + i, w.scope, w.user, w.text, ts, None), False) for i, w in enumerate(run)
+            (w, (first + i, w.scope, w.user, w.text, ts, None, None, None), False)
+            for i, w in enumerate(run)
         ]
 
     def _apply(self, conn: apsw.Connection, write: Write, ts: int) -> Result:
@@ -877,6 +972,19 @@ class SqliteStore(Store):
                 (a, c, b, ts),
             )
             return (write, (new_id, a, c, b, ts, 0), False)
+        change = CHANGE_OPS.get(kind)
+        if change is not None:
+            table, deleting = change
+            edit: Edit = write.extra
+            item = conn.execute(ITEM_SQL[table], (edit.item_id,)).fetchone()
+            decided = decide_change(write, item, table, deleting, ts)
+            if isinstance(decided, EditRefused):
+                return (write, decided, None)
+            conn.execute(CHANGE_SQL[table], (*decided[3:4], *decided[6:8], edit.item_id))
+            change_id = _value(
+                conn, INSERT_CHANGE_SQL, (CHANGE_KIND[table], str(decided[1]), decided[0], ts)
+            )
+            return (write, (*decided, change_id), False)
         sql = _WRITE_SQL.get(kind)
         if sql is None:
             raise ValueError(f"unknown store operation {kind!r}")
@@ -889,10 +997,10 @@ class SqliteStore(Store):
             return (write, PostNotFound(int(a)), None)
         if self.track_previous:
             prev = _value(conn, previous, (a,))
-            new_id = _value(conn, insert, (a, b, c, ts, client_id))
-            return (write, (new_id, a, b, c, ts, client_id, prev), False)
-        new_id = _value(conn, insert, (a, b, c, ts, client_id))
-        return (write, (new_id, a, b, c, ts, client_id), False)
+            new_id = _value(conn, insert, (a, b, c, ts, client_id, write.sub))
+            return (write, (new_id, a, b, c, ts, client_id, None, None, prev), False)
+        new_id = _value(conn, insert, (a, b, c, ts, client_id, write.sub))
+        return (write, (new_id, a, b, c, ts, client_id, None, None), False)
 
     # ------------------------------------------------------------------ reads
 
@@ -965,6 +1073,41 @@ def _schema_problem(conn: apsw.Connection, version: int) -> str | None:
     if missing:
         return f"schema version {version} but no index {', '.join(missing)}"
     return None
+
+
+def decide_change(
+    write: Write, item: Row | None, table: str, deleting: bool, now: int
+) -> Row | EditRefused:
+    """Whether `write` (an edit or deletion) may change `item` (its row and author sub, or
+    None), decided in the write transaction: the item's row as it will be, or the refusal.
+    Authors change their own items within the window; moderators anything, at any time."""
+    edit: Edit = write.extra
+    what = f"{'message' if table == 'messages' else 'comment'} {edit.item_id}"
+    if item is None or (write.scope is not None and item[1] != write.scope):
+        where = ""
+        if write.scope is not None:
+            where = (
+                f" in room {write.scope!r}" if table == "messages" else f" on post {write.scope}"
+            )
+        return EditRefused(f"{what} does not exist{where}", ErrorCode.NOT_FOUND)
+    if item[7] is not None:
+        return EditRefused(f"{what} was deleted", ErrorCode.NOT_FOUND)
+    if not edit.moderator:
+        if item[8] is None or item[8] != write.sub:
+            return EditRefused(
+                f"{what} is not yours: only its author (or a moderator) may "
+                f"{'delete' if deleting else 'edit'} it",
+                ErrorCode.NOT_AUTHOR,
+            )
+        if now - item[4] > edit.window_ms:
+            return EditRefused(
+                f"{what} is older than the edit window ({edit.window_ms // 1000} s): "
+                "only a moderator may change it now",
+                ErrorCode.EDIT_WINDOW_CLOSED,
+            )
+    if deleting:
+        return (*item[:3], "", item[4], item[5], item[6], now)
+    return (*item[:3], write.text, item[4], item[5], now, None)
 
 
 def _value(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:

@@ -10,6 +10,7 @@
 import {
   Link,
   Outbox,
+  addChangeActions,
   authHeaders,
   avatar,
   el,
@@ -18,6 +19,7 @@ import {
   prefs,
   refusalEl,
   restoreText,
+  showChange,
   showState,
   timeEl,
   validName,
@@ -64,6 +66,7 @@ let historyLoading = false;
 let joined = false; // ROOM_JOINED received on the current connection
 let joinSent = false; // JOIN_ROOM sent on the current connection (ROOM_JOINED may be pending)
 let lastId = 0; // highest message id seen in this room: the resume point
+let lastChange = 0; // newest edit or deletion accounted for in this room (resume's last_change)
 let oldestId = null;
 let hasMore = false;
 let loadingOlder = false;
@@ -94,7 +97,8 @@ function scrollToBottom() {
   jump.hidden = true;
 }
 
-function messageEl({ id, user, message, timestamp }, pending) {
+function messageEl(m, pending) {
+  const { id, user, message, timestamp } = m;
   const ts = pending ? Date.now() : Date.parse(timestamp);
   const meta = el("div", { class: "message__meta" }, [
     el("span", { class: "message__user", text: user }),
@@ -114,8 +118,20 @@ function messageEl({ id, user, message, timestamp }, pending) {
       ]),
     ],
   );
-  if (!pending) node.dataset.id = String(id);
+  if (!pending) {
+    node.dataset.id = String(id);
+    showChange(node, "message__text", m, message);
+    addChangeActions(node, "message__text", { user, ts }, changeOf(id), (ev) => link.send(ev));
+  }
   return node;
+}
+
+/** Builds the EDIT_MESSAGE or DELETE_MESSAGE of message `id`. */
+function changeOf(id) {
+  return (kind, text) =>
+    kind === "edit"
+      ? { type: "EDIT_MESSAGE", id, room, message: text }
+      : { type: "DELETE_MESSAGE", id, room };
 }
 
 /** Collapse the avatar and name of a message that follows its author's previous one. */
@@ -287,6 +303,7 @@ async function enter(newRoom, name) {
   me = name;
   historyLoaded = false;
   lastId = 0;
+  lastChange = 0;
   oldestId = null;
   hasMore = false;
   byId.clear();
@@ -362,8 +379,11 @@ async function loadHistory() {
 
 function sendJoin() {
   if (!room || !historyLoaded || !link.isOpen) return;
-  // last_id: the server replays everything after it, then goes live: no gap, no duplicate.
-  joinSent = link.send({ type: "JOIN_ROOM", room, user: me, last_id: lastId });
+  // last_id: the server replays everything after it, then goes live: no gap, no duplicate;
+  // last_change: the edits and deletions after it too (none yet: those since last_id).
+  const event = { type: "JOIN_ROOM", room, user: me, last_id: lastId };
+  if (lastChange) event.last_change = lastChange;
+  joinSent = link.send(event);
 }
 
 async function loadOlder() {
@@ -447,9 +467,18 @@ function onEvent(ev) {
       crowd = ev.members > members.size ? ev.members : null;
       renderMembers();
       app.dataset.replayed = String(ev.replayed || 0); // what the server resent (tests read it)
+      lastChange = Math.max(lastChange, ev.last_change || 0);
       setJoined(true);
       outbox.flush((item) => item.event.room === room);
       refreshPending();
+      return;
+    }
+    case "MESSAGE_EDITED":
+    case "MESSAGE_DELETED": {
+      if (ev.room !== room) return;
+      lastChange = Math.max(lastChange, ev.change || 0);
+      const node = byId.get(ev.id);
+      if (node) showChange(node, "message__text", ev, ev.message);
       return;
     }
     case "USER_JOINED": {

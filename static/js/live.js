@@ -441,3 +441,126 @@ export async function apiError(response, fallback) {
   }
   return `${fallback} (HTTP ${response.status})`;
 }
+
+// ------------------------------------------------------------------------------- edits
+
+/**
+ * Edits and deletions, shared by the chat and post pages. Who may: the author within the
+ * server's EDIT_WINDOW_SECONDS, moderators always. The page can only guess the author by
+ * name (events carry the name, not the token's `sub`); the server decides by `sub`, and a
+ * refusal comes back as an ERROR the page shows.
+ */
+export const editing = {
+  moderator: document.body.dataset.moderator === "true",
+  windowMs: Number(document.body.dataset.editWindow || 0) * 1000,
+};
+
+/** What the viewer may do to an item by `user` sent at `ts` (ms): {edit, remove}. */
+export function mayChange(user, ts) {
+  if (!identity.token) return { edit: false, remove: false };
+  if (editing.moderator) return { edit: user === identity.user, remove: true };
+  const own = user === identity.user && Date.now() - ts < editing.windowMs;
+  return { edit: own, remove: own };
+}
+
+/** Show an item's change on its node: the new text and "edited", or a tombstone. */
+export function showChange(node, textClass, item, text) {
+  const textNode = node.querySelector(`.${textClass}`);
+  node.querySelector(".item-editor")?.remove();
+  if (textNode) textNode.hidden = false;
+  if (item.deleted_at) {
+    node.dataset.deleted = "true";
+    node.querySelector(".item-actions")?.remove();
+    if (textNode) {
+      textNode.textContent = "This was deleted.";
+      textNode.classList.add("tombstone");
+    }
+    node.querySelector(".edited")?.remove();
+    return;
+  }
+  if (textNode) textNode.textContent = text;
+  if (item.edited_at && !node.querySelector(".edited")) {
+    const mark = el("span", { class: "edited", text: "(edited)", title: localTime(item.edited_at) });
+    const meta = metaOf(node);
+    meta?.insertBefore(mark, meta.querySelector(".item-actions"));
+  }
+}
+
+/**
+ * Edit and Delete buttons for an item's node, as the viewer may use them: Edit opens an
+ * inline editor; `send(event)` sends the EDIT_* or DELETE_* the page builds from `make`.
+ */
+export function addChangeActions(node, textClass, { user, ts }, make, send) {
+  node.querySelector(".item-actions")?.remove();
+  if (node.dataset.deleted === "true") return;
+  const may = mayChange(user, ts);
+  if (!may.edit && !may.remove) return;
+  const button = (text, label, onClick) => {
+    const b = el("button", { type: "button", class: "item-action", text, "aria-label": label });
+    b.addEventListener("click", onClick);
+    return b;
+  };
+  const actions = el("span", { class: "item-actions" }, [
+    may.edit &&
+      button("Edit", `Edit ${user}'s ${textClass.split("__")[0]}`, () =>
+        openEditor(node, textClass, (text) => send(make("edit", text))),
+      ),
+    may.remove &&
+      button("Delete", `Delete ${user}'s ${textClass.split("__")[0]}`, (e) => {
+        // A second click confirms (no dialog): "Delete" becomes "Delete for everyone?".
+        const b = e.currentTarget;
+        if (b.dataset.armed === "true") {
+          send(make("delete"));
+          return;
+        }
+        b.dataset.armed = "true";
+        b.textContent = "Delete for everyone?";
+        setTimeout(() => {
+          b.dataset.armed = "false";
+          b.textContent = "Delete";
+        }, 4000);
+      }),
+  ]);
+  metaOf(node)?.append(actions);
+}
+
+/** An item's meta line (name, time): where its edited mark and actions go. */
+function metaOf(node) {
+  return node.querySelector(".message__meta, .comment__meta");
+}
+
+function openEditor(node, textClass, onSave) {
+  const textNode = node.querySelector(`.${textClass}`);
+  if (!textNode || node.querySelector(".item-editor")) return;
+  const field = el("textarea", { class: "item-editor__field", rows: "2", "aria-label": "Edit" });
+  field.value = textNode.textContent;
+  const close = () => {
+    editor.remove();
+    textNode.hidden = false;
+  };
+  const save = () => {
+    if (field.value.trim() && field.value !== textNode.textContent) onSave(field.value);
+    close();
+  };
+  const saveButton = el("button", { type: "button", class: "button button--sm", text: "Save" });
+  const cancel = el("button", {
+    type: "button",
+    class: "button button--ghost button--sm",
+    text: "Cancel",
+  });
+  saveButton.addEventListener("click", save);
+  cancel.addEventListener("click", close);
+  field.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      save();
+    } else if (e.key === "Escape") close();
+  });
+  const editor = el("div", { class: "item-editor" }, [
+    field,
+    el("div", { class: "item-editor__actions" }, [saveButton, cancel]),
+  ]);
+  textNode.hidden = true;
+  textNode.after(editor);
+  field.focus();
+}

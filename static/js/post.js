@@ -6,6 +6,7 @@
 import {
   Link,
   Outbox,
+  addChangeActions,
   authHeaders,
   avatar,
   el,
@@ -15,6 +16,7 @@ import {
   prefs,
   refusalEl,
   restoreText,
+  showChange,
   showState,
   timeEl,
   validName,
@@ -44,9 +46,20 @@ let lastId = 0;
 let oldestId = null;
 let hasMore = section.dataset.hasMore === "true";
 let live = false;
+let lastChange = 0; // newest edit or deletion accounted for (JOIN_POST's last_change)
 
 for (const node of list.querySelectorAll(".comment[data-id]")) {
   const id = Number(node.dataset.id);
+  const data = node.dataset;
+  const text = node.querySelector(".comment__text").textContent;
+  decorate(node, {
+    id,
+    user: data.user,
+    comment: text,
+    timestamp: data.timestamp,
+    edited_at: data.editedAt,
+    deleted_at: data.deletedAt,
+  });
   byId.set(id, node);
   lastId = Math.max(lastId, id);
   oldestId = oldestId === null ? id : Math.min(oldestId, id);
@@ -58,7 +71,8 @@ const overLimit = watchLength(textInput, $("comment-length"), (over) => {
   submitButton.disabled = over;
 });
 
-function commentEl({ id, user, comment, timestamp }, pending) {
+function commentEl(c, pending) {
+  const { id, user, comment, timestamp } = c;
   const node = el("li", { class: `comment${pending ? " pending" : ""}` }, [
     avatar(user),
     el("div", { class: "comment__body" }, [
@@ -70,8 +84,28 @@ function commentEl({ id, user, comment, timestamp }, pending) {
       el("p", { class: "comment__text", text: comment }),
     ]),
   ]);
-  if (!pending) node.dataset.id = String(id);
+  if (!pending) {
+    node.dataset.id = String(id);
+    decorate(node, c);
+  }
   return node;
+}
+
+/** A confirmed comment's edited mark or tombstone, and the actions the viewer may use. */
+function decorate(node, c) {
+  showChange(node, "comment__text", c, c.comment);
+  const ts = Date.parse(c.timestamp);
+  addChangeActions(node, "comment__text", { user: c.user, ts }, changeOf(c.id), (ev) =>
+    link.send(ev),
+  );
+}
+
+/** Builds the EDIT_COMMENT or DELETE_COMMENT of comment `id`. */
+function changeOf(id) {
+  return (kind, text) =>
+    kind === "edit"
+      ? { type: "EDIT_COMMENT", id, post_id: String(postId), comment: text }
+      : { type: "DELETE_COMMENT", id, post_id: String(postId) };
 }
 
 function setCount(n) {
@@ -133,7 +167,9 @@ function showRefused(item, ev) {
 function onOpen() {
   live = false;
   const user = identity.user || validName(prefs.name) || "anonymous";
-  link.send({ type: "JOIN_POST", post_id: String(postId), user, last_id: lastId });
+  const event = { type: "JOIN_POST", post_id: String(postId), user, last_id: lastId };
+  if (lastChange) event.last_change = lastChange;
+  link.send(event);
 }
 
 function onState(state) {
@@ -154,8 +190,17 @@ function onEvent(ev) {
       if (addComment(ev, true)) setCount(Number(count.dataset.count || count.textContent) + 1);
       return;
     }
+    case "COMMENT_EDITED":
+    case "COMMENT_DELETED": {
+      if (Number(ev.post_id) !== postId) return;
+      lastChange = Math.max(lastChange, ev.change || 0);
+      const node = byId.get(ev.id);
+      if (node) showChange(node, "comment__text", ev, ev.comment);
+      return;
+    }
     case "POST_JOINED": {
       if (Number(ev.post_id) !== postId) return;
+      lastChange = Math.max(lastChange, ev.last_change || 0);
       live = true;
       section.dataset.live = "true";
       outbox.flush();

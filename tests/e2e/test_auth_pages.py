@@ -4,6 +4,7 @@ token says why."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -93,3 +94,84 @@ def test_a_banned_users_page_shows_the_refusal(secured: ServerProcess, browsers:
     expect(page.locator("#chat-empty")).to_contain_text("flooding")
     expect(page.locator("#composer")).to_be_disabled()
     expect(page.locator("#send")).to_be_disabled()
+
+
+# --------------------------------------------------------------------------- edits
+
+
+def test_an_author_edits_and_deletes_and_the_other_browser_sees_both_live(
+    secured: ServerProcess, browsers: Browsers
+) -> None:
+    room = "lobby-" + uuid.uuid4().hex[:6]
+    alice = browsers.open(f"{secured.http}/chat?token={mint(SECRET, sub='e1', name='Edith')}")
+    bob = browsers.open(f"{secured.http}/chat?token={mint(SECRET, sub='e2', name='Bert')}")
+    for page in (alice, bob):
+        enter_room(page, room)
+        expect_joined(page, room)
+    send_chat(alice, "teh typo")
+    send_chat(bob, "not yours to change")
+    typo = alice.locator(".message[data-id]", has_text="teh typo")
+    theirs = alice.locator(".message[data-id]", has_text="not yours to change")
+    expect(typo).to_have_count(1)
+    expect(theirs).to_have_count(1)
+    message_id = typo.get_attribute("data-id")
+    mine = alice.locator(f'.message[data-id="{message_id}"]')
+    # Only your own messages have the actions.
+    expect(theirs.locator(".item-action")).to_have_count(0)
+    mine.hover()
+    mine.get_by_role("button", name=re.compile("^Edit ")).click()
+    editor = mine.locator(".item-editor__field")
+    expect(editor).to_be_focused()
+    editor.fill("the typo, fixed")
+    editor.press("Enter")
+    seen = bob.locator(".message[data-id]", has_text="the typo, fixed")
+    expect(seen).to_have_count(1)
+    expect(seen.locator(".edited")).to_have_text("(edited)")
+    expect(bob.locator(".message", has_text="teh typo")).to_have_count(0)
+    mine.hover()
+    delete = mine.get_by_role("button", name=re.compile("^Delete "))
+    delete.click()
+    expect(delete).to_have_text("Delete for everyone?")
+    delete.click()
+    gone = bob.locator(f'.message[data-id="{message_id}"]')
+    expect(gone.locator(".message__text")).to_have_text("This was deleted.")
+    expect(gone).to_have_attribute("data-deleted", "true")
+    expect(mine.locator(".item-action")).to_have_count(0)
+    # A reload shows the same: the edit and the tombstone are stored.
+    bob.reload()
+    expect_joined(bob, room)
+    expect(bob.locator(".message[data-deleted='true'] .message__text")).to_have_text(
+        "This was deleted."
+    )
+
+
+def test_a_moderator_deletes_someone_elses_comment(
+    secured: ServerProcess, browsers: Browsers
+) -> None:
+    post = api.post(f"{secured.http}/api/v1/posts", json={"title": "Moderated", "content": "x"})
+    post_id = post.json()["id"]
+    author = mint(SECRET, sub="w1", name="Writer")
+    r = api.post(
+        f"{secured.http}/api/v1/posts/{post_id}/comments",
+        json={"user": "Writer", "comment": "spam spam spam"},
+        headers={"Authorization": f"Bearer {author}"},
+    )
+    assert r.status_code == 201, r.text
+    url = f"{secured.http}/post/{post_id}"
+    moderator = browsers.open(
+        f"{url}?token={mint(SECRET, sub='m9', name='Mo', roles=['moderator'])}"
+    )
+    reader = browsers.open(f"{url}?token={mint(SECRET, sub='r9', name='Reader')}")
+    for page in (moderator, reader):
+        expect(page.locator("#comments-section")).to_have_attribute("data-live", "true")
+    # The reader may not; the moderator may.
+    expect(reader.locator(".comment .item-action")).to_have_count(0)
+    comment = moderator.locator(".comment", has_text="spam spam spam")
+    comment.hover()
+    # Not its author: no Edit.
+    expect(comment.get_by_role("button", name=re.compile("^Edit "))).to_have_count(0)
+    delete = comment.get_by_role("button", name=re.compile("^Delete "))
+    delete.click()
+    delete.click()
+    expect(reader.locator(".comment .comment__text")).to_have_text(["This was deleted."])
+    expect(moderator.locator(".comment .comment__text")).to_have_text(["This was deleted."])

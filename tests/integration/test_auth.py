@@ -324,6 +324,24 @@ async def test_bans_and_mutes_take_effect_at_once_and_survive_a_restart(
             assert (await t.expect("ROOM_LEFT"))["room"] == room
             await t.send({"type": "JOIN_ROOM", "room": room})
             assert (await t.expect("ERROR"))["code"] == "banned"
+            # Nor over REST: no message, no comment, no edit of its own message.
+            as_troll = {"Authorization": f"Bearer {troll}"}
+            r = await http.post(
+                f"/api/v1/messages/{room}",
+                json={"user": "Troll", "message": "via REST"},
+                headers=as_troll,
+            )
+            assert (r.status_code, r.json()["code"]) == (403, "banned")
+            r = await http.post(
+                "/api/v1/posts/1/comments",
+                json={"user": "Troll", "comment": "via REST"},
+                headers=as_troll,
+            )
+            assert (r.status_code, r.json()["code"]) == (403, "banned")
+            r = await http.patch(
+                f"/api/v1/messages/{room}/1", json={"message": "x"}, headers=as_troll
+            )
+            assert (r.status_code, r.json()["code"]) == (403, "banned")
             listed = (await http.get("/api/v1/admin/bans", headers=moderator)).json()
             assert {(b["sub"], b["kind"]) for b in listed["bans"]} == {
                 ("troll", "mute"),

@@ -251,3 +251,77 @@ async def test_comments_on_a_post_live_and_idempotent(server: ServerProcess) -> 
         with pytest.raises(FastchatError) as missing:
             await asyncio.wait_for(author.comment(10**9, "nobody reads this"), TIMEOUT)
         assert missing.value.code == "post_not_found"
+
+
+async def test_edits_made_while_away_reach_the_client_when_it_resumes(tmp_path: Path) -> None:
+    """The reader's server is SIGKILLed; meanwhile another server on the same database (other
+    ports) edits one message and deletes another; the restarted server replays both to the
+    reader when it resumes, and later edits come live."""
+    from fastchat.auth import mint
+    from fastchat.events import MessageDeleted, MessageEdited
+
+    secret = "client-secret-0123456789-abcdefghijklmnop"
+    env = {"AUTH_SECRET": secret}
+    db = tmp_path / "chat.db"
+    srv = start_server(db, env=env)
+    room = room_name()
+    author = {"Authorization": f"Bearer {mint(secret, sub='w', name='writer')}"}
+
+    async def changes(chat: Client, n: int) -> list[MessageEdited | MessageDeleted]:
+        got: list[MessageEdited | MessageDeleted] = []
+
+        async def wait() -> None:
+            async for event in chat:
+                if isinstance(event, MessageEdited | MessageDeleted):
+                    got.append(event)
+                    if len(got) == n:
+                        return
+
+        await asyncio.wait_for(wait(), TIMEOUT * 2)
+        return got
+
+    try:
+        reader = await connect(srv.ws_fast, user="reader", backoff_cap=0.5).open()
+        try:
+            await reader.join(room)
+            sent = [
+                httpx.post(
+                    f"{srv.http}/api/v1/messages/{room}",
+                    json={"user": "writer", "message": text},
+                    headers=author,
+                    timeout=TIMEOUT,
+                ).json()
+                for text in ("keep me", "edit me", "delete me")
+            ]
+            assert [(await next_message(reader)).id for _ in sent] == [m["id"] for m in sent]
+            srv.kill()
+            other = start_server(db, env=env)
+            try:
+                base = f"{other.http}/api/v1/messages/{room}"
+                r = httpx.patch(
+                    f"{base}/{sent[1]['id']}", json={"message": "edited"}, headers=author
+                )
+                assert r.status_code == 200, r.text
+                r = httpx.delete(f"{base}/{sent[2]['id']}", headers=author)
+                assert r.status_code == 200, r.text
+            finally:
+                other.stop()
+            srv = start_server(db, port=srv.port, ws_port=srv.ws_port, env=env)
+            replayed = await changes(reader, 2)
+            assert [(type(e), e.id) for e in replayed] == [
+                (MessageEdited, sent[1]["id"]),
+                (MessageDeleted, sent[2]["id"]),
+            ]
+            assert replayed[0].message == "edited" and replayed[1].deleted_at
+            r = httpx.patch(
+                f"{srv.http}/api/v1/messages/{room}/{sent[0]['id']}",
+                json={"message": "kept, edited"},
+                headers=author,
+            )
+            [live] = await changes(reader, 1)
+            assert (live.id, live.message) == (sent[0]["id"], "kept, edited")
+            assert live.change > replayed[1].change
+        finally:
+            await reader.close()
+    finally:
+        srv.kill()

@@ -345,3 +345,39 @@ async def test_a_ban_on_one_node_takes_the_user_out_on_the_other(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_an_edit_on_one_node_reaches_the_other_live_and_in_its_history(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """An edit committed on node A is relayed to B's members at once, and B's cached
+    newest page (REST) shows the new text: the relay counts as a change of the room there."""
+    from fastchat.auth import mint
+
+    secret = "cluster-secret-0123456789-abcdefghijklmnop"
+    env = {"BROKER_URL": redis_url, "AUTH_SECRET": secret, "RATE_LIMIT": "0"}
+    db = tmp_path / "shared.db"
+    a, b = start_server(db, env=env), start_server(db, env=env)
+    room = "cluster-edits"
+    try:
+        author = mint(secret, sub="w", name="Writer")
+        async with (
+            await Client.connect(f"{a.ws_fast}?token={author}") as writer,
+            await Client.connect(b.ws_http) as reader,
+        ):
+            await writer.send({"type": "JOIN_ROOM", "room": room})
+            await writer.expect("ROOM_JOINED")
+            await reader.join(room, "reader")
+            await writer.say(room, "Writer", "befor")
+            sent = await writer.expect("CHAT_MESSAGE", skip=("USER_JOINED", "PRESENCE"))
+            await reader.expect("CHAT_MESSAGE")
+            page = httpx.get(f"{b.http}/api/v1/messages/{room}", timeout=TIMEOUT).json()
+            assert [m["message"] for m in page["messages"]] == ["befor"]  # now cached on B
+            await writer.send({"type": "EDIT_MESSAGE", "id": sent["id"], "message": "before"})
+            edited = await reader.expect("MESSAGE_EDITED")
+            assert (edited["id"], edited["message"]) == (sent["id"], "before")
+            page = httpx.get(f"{b.http}/api/v1/messages/{room}", timeout=TIMEOUT).json()
+            assert [m["message"] for m in page["messages"]] == ["before"]
+    finally:
+        a.stop()
+        b.stop()

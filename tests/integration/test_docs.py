@@ -27,7 +27,14 @@ def test_the_doc_has_its_examples() -> None:
 def test_each_example_decodes(name: str) -> None:
     raw = EXAMPLES[name].encode()
     kind = json.loads(raw)["type"]
-    if name in ("message-event", "error", "error-send", "history-page", "members-page"):
+    if name in (
+        "message-event",
+        "message-edited",
+        "error",
+        "error-send",
+        "history-page",
+        "members-page",
+    ):
         msgspec.json.decode(raw, type=events.AnyServerEvent)
     else:
         assert kind in events.CLIENT_EVENT_TYPES

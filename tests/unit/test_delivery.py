@@ -57,7 +57,7 @@ class ClusterBroker(Broker):
 
 
 def row(id_: int, prev: int) -> Row:
-    return (id_, "room", "u", f"m{id_}", 1_700_000_000_000 + id_, None, prev)
+    return (id_, "room", "u", f"m{id_}", 1_700_000_000_000 + id_, None, None, None, prev)
 
 
 def delivery() -> tuple[Delivery, FakeHub, FakeStore]:

@@ -205,7 +205,12 @@ async def test_fresh_database_gets_the_sample_posts(writes: Writes) -> None:
     posts = await writes.store.posts()
     assert [p[1] for p in posts] == [t for t, _, _ in reversed(SAMPLE_POSTS)]  # newest first
     assert all(p[3] == "fastchat" and p[5] == 0 for p in posts)
-    assert await writes.store.counts() == {"messages": 0, "comments": 0, "posts": len(SAMPLE_POSTS)}
+    assert await writes.store.counts() == {
+        "messages": 0,
+        "comments": 0,
+        "posts": len(SAMPLE_POSTS),
+        "changes": 0,
+    }
 
 
 async def test_sample_posts_are_seeded_only_once(new_store: Factory) -> None:
@@ -267,7 +272,8 @@ async def test_a_message_comes_back_as_its_stored_row(writes: Writes) -> None:
     after = time.time_ns() // 1_000_000
     assert op == OP_MESSAGE
     assert duplicate is False
-    msg_id, room, user, text, ts, client_id = row
+    msg_id, room, user, text, ts, client_id, edited_at, deleted_at = row
+    assert (edited_at, deleted_at) == (None, None)
     assert (room, user, text, client_id) == ("general", "ana", "hello", None)
     assert msg_id >= 1
     assert before <= ts <= after
@@ -974,8 +980,8 @@ async def test_clustered_rows_carry_their_rooms_previous_id(new_store: Factory) 
             ]
         )
         a, x, b, c1, c2 = (r[1] for r in results)
-        assert (a[6], x[6], b[6]) == (0, 0, a[0])
-        assert (c1[6], c2[6]) == (0, c1[0])
+        assert (a[8], x[8], b[8]) == (0, 0, a[0])
+        assert (c1[8], c2[8]) == (0, c1[0])
         # Another node's row in between: the next row of the room names it.
         inject(
             store,
@@ -984,11 +990,11 @@ async def test_clustered_rows_carry_their_rooms_previous_id(new_store: Factory) 
         )
         theirs = (await store.recent_messages("r", 1))[0][0]
         _, mine, _, _ = await done(writes.message("r", "u", "c"))
-        assert mine[6] == theirs[0] > b[0]
+        assert mine[8] == theirs[0] > b[0]
         # A retry returns the stored row as read back, without the extra field.
         _, again, _, dup = await done(writes.message("r", "u", "d", "k"))
         _, same, _, dup2 = await done(writes.message("r", "u", "d", "k"))
-        assert dup is False and dup2 is True and same == again[:6]
+        assert dup is False and dup2 is True and same == again[:8]
     finally:
         await store.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
-from litestar import Controller, MediaType, Response, Router, delete, get, post
+from litestar import Controller, MediaType, Response, Router, delete, get, patch, post
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -23,10 +23,12 @@ from fastchat.events import (
     BanRequest,
     ClientId,
     Comment,
+    CommentEditRequest,
     CommentPage,
     ErrorBody,
     HealthReport,
     Message,
+    MessageEditRequest,
     Post,
     PostList,
     PostWithComments,
@@ -37,12 +39,14 @@ from fastchat.events import (
 )
 from fastchat.lifecycle import Readiness
 from fastchat.moderation import EVERYWHERE, Ban
-from fastchat.protocol import check, check_limit, check_name, post_id_of
+from fastchat.protocol import check, check_limit, check_name, check_text, post_id_of
 from fastchat.service import Chat, now_ms
+from fastchat.store import OP_DELETE_COMMENT, OP_DELETE_MESSAGE, OP_EDIT_COMMENT, OP_EDIT_MESSAGE
 from fastchat.timeparse import format_ms
 
 Limit = Annotated[int | None, Parameter(description="How many items (default 50).")]
 Cursor = Annotated[int | None, Parameter(ge=0, le=2**63 - 1, description="An item id.")]
+ItemId = Annotated[int, Parameter(ge=1, le=2**63 - 1, description="The item's id.")]
 TimeParam = Annotated[
     str | None,
     Parameter(
@@ -65,14 +69,16 @@ _REFUSED = {
     "`invalid_time`)",
     401: "No token where one is needed (`unauthorized`), or a token refused (`token_*`)",
     403: "Refused: a browser write from another site (`origin_refused`); with tokens, a "
-    "private or read-only room (`forbidden_room`, `read_only_room`) or another name "
-    "(`name_mismatch`)",
-    404: "No such post (`post_not_found`)",
+    "private or read-only room (`forbidden_room`, `read_only_room`), another name "
+    "(`name_mismatch`), someone else's item (`not_author`) or past the edit window "
+    "(`edit_window_closed`)",
+    404: "No such post (`post_not_found`), or no such item, or deleted (`not_found`)",
     413: "The text is over MAX_MESSAGE_CHARS, or the body too large (`too_large`)",
     415: "The body is not sent as application/json (`unsupported_media_type`)",
     503: "The database could not be written or read (`store_unavailable`)",
 }
 _WRITE = (401, 403, 413, 415, 503)
+_CHANGE = (401, 403, 404, 413, 415, 503)
 
 
 async def _page(
@@ -100,7 +106,9 @@ async def _store_message(
     check(event, settings.limits)
     user = name_for(identity, event.user, default)
     chat.auth.check_publish(identity, event.room)
-    return await chat.post_message(event.room, user, event.message, event.client_id)
+    return await chat.post_message(
+        event.room, user, event.message, event.client_id, None if identity is None else identity.sub
+    )
 
 
 async def _store_comment(
@@ -112,6 +120,7 @@ async def _store_comment(
         name_for(identity, event.user, default),
         event.comment,
         event.client_id,
+        None if identity is None else identity.sub,
     )
 
 
@@ -208,6 +217,39 @@ class MessagesController(Controller):
         event = SendMessage(room, data.user, data.message, data.client_id)
         return await _store_message(chat, event, settings, identity)
 
+    @patch("/{room:str}/{message_id:int}", guards=[same_site_writes], responses=refusals(*_CHANGE))
+    async def edit(
+        self,
+        chat: Chat,
+        settings: Settings,
+        identity: Identity | None,
+        room: str,
+        message_id: ItemId,
+        data: MessageEditRequest,
+    ) -> Message:
+        """Edit a message: its author (by token) within EDIT_WINDOW_SECONDS, or a moderator.
+        Every member of the room sees MESSAGE_EDITED."""
+        check_name("room", room)
+        check_text("message", data.message, settings.limits)
+        edited = await chat.change(OP_EDIT_MESSAGE, message_id, room, identity, data.message)
+        assert isinstance(edited, Message)
+        return edited
+
+    @delete(
+        "/{room:str}/{message_id:int}",
+        status_code=200,
+        guards=[same_site_writes],
+        responses=refusals(*_CHANGE),
+    )
+    async def remove(
+        self, chat: Chat, identity: Identity | None, room: str, message_id: ItemId
+    ) -> Message:
+        """Delete a message (same rules as editing): its tombstone, without its text."""
+        check_name("room", room)
+        deleted = await chat.change(OP_DELETE_MESSAGE, message_id, room, identity)
+        assert isinstance(deleted, Message)
+        return deleted
+
 
 class PostsController(Controller):
     path = "/posts"
@@ -281,6 +323,42 @@ class PostsController(Controller):
     ) -> Comment:
         event = SendComment(post_id_of(post_id), data.user, data.comment, data.client_id)
         return await _store_comment(chat, event, settings, identity)
+
+    @patch(
+        "/{post_id:str}/comments/{comment_id:int}",
+        guards=[same_site_writes],
+        responses=refusals(*_CHANGE),
+    )
+    async def edit_comment(
+        self,
+        chat: Chat,
+        settings: Settings,
+        identity: Identity | None,
+        post_id: str,
+        comment_id: ItemId,
+        data: CommentEditRequest,
+    ) -> Comment:
+        """Edit a comment: its author (by token) within EDIT_WINDOW_SECONDS, or a moderator."""
+        check_text("comment", data.comment, settings.limits)
+        edited = await chat.change(
+            OP_EDIT_COMMENT, comment_id, post_id_of(post_id), identity, data.comment
+        )
+        assert isinstance(edited, Comment)
+        return edited
+
+    @delete(
+        "/{post_id:str}/comments/{comment_id:int}",
+        status_code=200,
+        guards=[same_site_writes],
+        responses=refusals(*_CHANGE),
+    )
+    async def remove_comment(
+        self, chat: Chat, identity: Identity | None, post_id: str, comment_id: ItemId
+    ) -> Comment:
+        """Delete a comment (same rules as editing): its tombstone, without its text."""
+        deleted = await chat.change(OP_DELETE_COMMENT, comment_id, post_id_of(post_id), identity)
+        assert isinstance(deleted, Comment)
+        return deleted
 
 
 def _moderator(identity: Identity | None) -> Identity:

@@ -43,7 +43,12 @@ def _identity_context(chat: Chat, request: Request[Any, Any, State]) -> dict[str
         identity = chat.auth.verify(token)
     except FastchatError as exc:
         return {"auth_error": f"{exc.message} ({exc.code})"}
-    return {"user": identity.name, "token": token}
+    return {
+        "user": identity.name,
+        "token": token,
+        "moderator": identity.moderator,
+        "edit_window": chat.auth.edit_window_ms / 1000,
+    }
 
 
 def not_found_page(message: str) -> Template:
