@@ -19,6 +19,8 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,7 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
     loop = asyncio.get_running_loop()
     # From the first moment: a signal during startup stops the server once it is up, cleanly.
     stop = asyncio.Event()
-    for sig in _STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
+    _take_stop_signals(loop, stop.set)
     store = store_for(settings)
     hub = Hub(loop, high_water=settings.outbound_high_water)
     broker = broker_for(settings.broker_url)
@@ -181,21 +182,36 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
     metrics.stop()
     await _shutdown(settings, servers, pinger, http, http_task, store, chat, hub)
     shutil.rmtree(http_dir, ignore_errors=True)
-    _ignore_stop_signals(loop)
     return exit_code
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
-    """Everything is drained and flushed: from here to the exit, a repeated SIGTERM (systemd,
-    Kubernetes and people all send a second one) must not turn the clean stop into a kill.
-    Closing the loop would reset our handlers to the default action, which is death by
-    signal (exit -15) while the interpreter winds down; so they are swapped for SIG_IGN."""
-    for sig in _STOP_SIGNALS:
-        loop.remove_signal_handler(sig)
-        signal.signal(sig, signal.SIG_IGN)
+def _take_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT, at any instant up to the exit, ask for the graceful stop: never
+    the default action, death by signal (exit -15), which a repeated SIGTERM (systemd,
+    Kubernetes and people all send a second one) used to hit in the few microseconds our
+    handlers were being swapped for SIG_IGN at the end (a flaky test caught it).
+
+    So no handler is ever swapped: both signals are blocked in this thread before any other
+    thread exists (the store's, Granian's and libuv's inherit the mask), and one thread takes
+    them with sigwait and hands each to the loop. A signal after the loop is gone stays
+    pending, blocked in every thread, until the process exits with its own status."""
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+    if threads > 1:  # a thread that does not block them could still take one, and die of it
+        log.warning("%d threads run before the stop signals are blocked", threads - 1)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+    def take() -> None:
+        while True:
+            signal.sigwait(_STOP_SIGNALS)
+            try:
+                loop.call_soon_threadsafe(stop)
+            except RuntimeError:  # the loop is closed: the process is on its way out
+                return
+
+    threading.Thread(target=take, name="fastchat-signals", daemon=True).start()
 
 
 async def _listening(path: str, http_task: asyncio.Task[Any]) -> bool:
