@@ -135,20 +135,23 @@ class Auth:
     def check_join(self, identity: Identity | None, room: str) -> None:
         """Raises `forbidden_room` unless `identity` (None: anonymous) may join `room`, read
         its history and see its presence."""
-        if not self.enabled:
+        if self.may_join(identity, room):
             return
         if identity is None:
-            if matches(room, self.private):
-                raise refused(
-                    ErrorCode.FORBIDDEN_ROOM, f"room {room!r} is private: connect with a token"
-                )
-            return
+            raise refused(
+                ErrorCode.FORBIDDEN_ROOM, f"room {room!r} is private: connect with a token"
+            )
+        raise refused(ErrorCode.FORBIDDEN_ROOM, f"your token does not let you into {room!r}")
+
+    def may_join(self, identity: Identity | None, room: str) -> bool:
+        """Whether `identity` may join `room` (and read it): `check_join` without the error."""
+        if not self.enabled:
+            return True
+        if identity is None:
+            return not matches(room, self.private)
         if identity.rooms is not None:
-            allowed = matches(room, identity.rooms)
-        else:
-            allowed = not matches(room, self.private)
-        if not allowed:
-            raise refused(ErrorCode.FORBIDDEN_ROOM, f"your token does not let you into {room!r}")
+            return matches(room, identity.rooms)
+        return not matches(room, self.private)
 
     def check_publish(self, identity: Identity | None, room: str) -> None:
         """Raises unless `identity` may post in `room` (`check_join` first)."""

@@ -267,6 +267,35 @@ class CommentEditRequest(Struct, forbid_unknown_fields=True):
     comment: str
 
 
+class SnippetPart(Struct, omit_defaults=True):
+    """A run of a search hit's snippet: text that matched the query (`match`) or not."""
+
+    text: str
+    match: bool = False
+
+
+class SearchHit(Struct, omit_defaults=True):
+    """A message (`room`) or a comment (`post_id`) that has every word of the query."""
+
+    kind: Literal["message", "comment"]
+    id: int
+    user: str
+    timestamp: str
+    snippet: str  # the text around the matches, plain (no markup)
+    parts: list[SnippetPart]  # the snippet again, in runs, the matched ones marked
+    room: str | None = None
+    post_id: int | None = None
+
+
+class SearchPage(Struct):
+    """`GET /api/v1/search`: hits, best first; `next` is the `cursor` of the next page."""
+
+    query: str
+    results: list[SearchHit]
+    count: int
+    next: str | None
+
+
 class BanRequest(Struct, forbid_unknown_fields=True):
     """`POST /api/v1/admin/bans`: ban (or mute) a token user in a room, or everywhere."""
 

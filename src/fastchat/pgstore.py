@@ -63,7 +63,7 @@ CONNECT_TIMEOUT: Final = 10  # seconds
 # How long a read waits for a pooled connection before it answers store_unavailable.
 READ_TIMEOUT: Final = 5.0
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _MIGRATIONS: Final[dict[int, str]] = {
     1: """
     CREATE TABLE messages (
@@ -122,6 +122,29 @@ _MIGRATIONS: Final[dict[int, str]] = {
     );
     CREATE INDEX changes_scope ON changes(kind, scope, id);
     """,
+    # Full-text search: a generated tsvector per table ('simple': no stemming, as SQLite's
+    # unicode61 tokenizer, whatever the language), with a GIN index; computed for the rows
+    # already there by the ALTER itself.
+    4: """
+    ALTER TABLE messages ADD COLUMN tsv tsvector
+        GENERATED ALWAYS AS (to_tsvector('simple', message)) STORED;
+    CREATE INDEX messages_tsv ON messages USING GIN (tsv);
+    ALTER TABLE comments ADD COLUMN tsv tsvector
+        GENERATED ALWAYS AS (to_tsvector('simple', comment)) STORED;
+    CREATE INDEX comments_tsv ON comments USING GIN (tsv);
+    """,
+}
+# A search page (store.Store.search): the same rows as SQLite's, best first (search.py
+# makes the snippets, for both stores alike).
+_SEARCH_PART: Final = {
+    "m": (
+        "SELECT 'm' AS k, id, room AS scope, \"user\", ts, message AS text, "
+        "ts_rank(tsv, q.q) AS r FROM messages, q WHERE tsv @@ q.q AND deleted_at IS NULL{scope}"
+    ),
+    "c": (
+        "SELECT 'c' AS k, id, post_id::text AS scope, \"user\", ts, comment AS text, "
+        "ts_rank(tsv, q.q) AS r FROM comments, q WHERE tsv @@ q.q AND deleted_at IS NULL{scope}"
+    ),
 }
 
 # A retried send (same client_id) inserts nothing and returns no id; it is then looked up.
@@ -431,6 +454,25 @@ class PostgresStore(Store):
         return self._writer
 
     # ------------------------------------------------------------------ reads
+
+    async def search(
+        self, terms: list[str], room: str | None, post_id: int | None, offset: int, limit: int
+    ) -> list[Row]:
+        parts: list[str] = []
+        params: list[Any] = []
+        if post_id is None:
+            parts.append(_SEARCH_PART["m"].format(scope="" if room is None else " AND room = %s"))
+            params += [] if room is None else [room]
+        if room is None:
+            scope = "" if post_id is None else " AND post_id = %s"
+            parts.append(_SEARCH_PART["c"].format(scope=scope))
+            params += [] if post_id is None else [post_id]
+        sql = (
+            "WITH q AS (SELECT plainto_tsquery('simple', %s) AS q) "
+            f"{' UNION ALL '.join(parts)} ORDER BY r DESC, id DESC LIMIT %s OFFSET %s"
+        )
+        rows = await self._fetch(sql, (" ".join(terms), *params, limit, offset))
+        return [(r[0], r[1], r[2] if r[0] == "m" else int(r[2]), r[3], r[4], r[5]) for r in rows]
 
     async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         text = self._sql.get(sql)

@@ -62,6 +62,7 @@ from fastchat.protocol import (
     post_id_of,
 )
 from fastchat.rooms import Rooms
+from fastchat.search import Search
 from fastchat.store import (
     OP_BAN,
     OP_COMMENT,
@@ -162,6 +163,7 @@ class Chat:
             hub, store, self.delivery, self.spawn, max(64 * 1024, hub.high_water // 4)
         )
         self.store_health = StoreHealth(store)
+        self.search = Search(store, self.auth)  # GET /api/v1/search
         self.started = time.monotonic()
         self.messages_in = 0
         self.comments_in = 0

@@ -43,6 +43,7 @@ import apsw
 import msgspec
 
 from fastchat.errors import ErrorCode, FastchatError
+from fastchat.ftsindex import Indexer
 
 log = logging.getLogger("fastchat.store")
 
@@ -181,7 +182,7 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 # A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
 BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -246,6 +247,36 @@ _MIGRATIONS: Final[dict[int, str]] = {
     );
     CREATE INDEX changes_scope ON changes(kind, scope, id);
     """,
+    # Full-text search: an FTS5 index of each table's words (contentless: no copy of the
+    # text; contentless_delete: an edit or deletion drops a row's words by its id), kept by
+    # ftsindex.Indexer off the write path, and how far it has got (the rows already there
+    # are indexed from 0 when a database from before search is opened).
+    4: """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        message, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE VIRTUAL TABLE comments_fts USING fts5(
+        comment, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE search_index (
+        kind INTEGER PRIMARY KEY,
+        last_id INTEGER NOT NULL,
+        last_change INTEGER NOT NULL
+    );
+    """,
+}
+# One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
+_SEARCH_SQL: Final = {
+    "m": (
+        "SELECT 'm', m.id, m.room, m.\"user\", m.ts, m.message, bm25(messages_fts) AS r "
+        "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+        "WHERE messages_fts MATCH ? AND m.deleted_at IS NULL{scope}"
+    ),
+    "c": (
+        "SELECT 'c', c.id, c.post_id, c.\"user\", c.ts, c.comment, bm25(comments_fts) AS r "
+        "FROM comments_fts JOIN comments c ON c.id = comments_fts.rowid "
+        "WHERE comments_fts MATCH ? AND c.deleted_at IS NULL{scope}"
+    ),
 }
 
 SAMPLE_POSTS: Final = (
@@ -502,6 +533,15 @@ class Store:
         )
         return [tuple(r) for r in rows[:CHANGES_PAGE]], len(rows) > CHANGES_PAGE
 
+    async def search(
+        self, terms: list[str], room: str | None, post_id: int | None, offset: int, limit: int
+    ) -> list[Row]:
+        """Messages (and comments) whose text has every one of `terms`, best match first,
+        deleted ones never: rows (kind "m" or "c", id, room or post id, user, ts, text),
+        from `offset`, at most `limit`.
+        `room` searches that room's messages only, `post_id` that post's comments only."""
+        raise NotImplementedError
+
     async def sent_at(self, table: str, item_id: int) -> int | None:
         """When item `item_id` was stored (Unix ms), None if there is none."""
         row = await self._one(f"SELECT ts FROM {table} WHERE id = ?", (item_id,))
@@ -577,6 +617,9 @@ class SqliteStore(Store):
         self._loop: Any = None
         self._writer: apsw.Connection | None = None
         self._reader: apsw.Connection | None = None
+        self._searcher: apsw.Connection | None = None  # opened by the first search
+        self._indexer: Indexer | None = None
+        self._search_lock = asyncio.Lock()
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_due = threading.Event()
         self._stopping = False
@@ -617,6 +660,8 @@ class SqliteStore(Store):
             daemon=True,
         )
         self._checkpointer.start()
+        self._indexer = Indexer(self._connect)
+        self._indexer.start()
 
     def prepare(self) -> None:
         try:
@@ -635,16 +680,21 @@ class SqliteStore(Store):
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+        if self._indexer is not None:
+            async with self._search_lock:
+                self._indexer.stop()
+            self._indexer = None
         if self._checkpointer is not None:
             self._stopping = True
             self._checkpoint_due.set()
             self._checkpointer.join()
             self._checkpointer = None
         # Closing the last connection checkpoints what is left and removes the WAL.
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                conn.close()
-        self._reader = self._writer = None
+        async with self._search_lock:  # a search in flight finishes on its thread first
+            for conn in (self._searcher, self._reader, self._writer):
+                if conn is not None:
+                    conn.close()
+        self._searcher = self._reader = self._writer = None
 
     def _writer_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -1013,6 +1063,33 @@ class SqliteStore(Store):
         # A local file: a bounded index read takes microseconds, so it runs right here on
         # the loop (the coroutine never suspends).
         return self.reader.execute(sql, params).fetchall()
+
+    async def search(
+        self, terms: list[str], room: str | None, post_id: int | None, offset: int, limit: int
+    ) -> list[Row]:
+        # Unlike a history page, a search ranks every match (bm25): milliseconds over a big
+        # table, so it runs on a thread of its own connection (APSW releases the GIL while
+        # SQLite works), one search at a time, and the loop goes on serving.
+        match = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        parts: list[str] = []
+        params: list[Any] = []
+        if post_id is None:
+            parts.append(_SEARCH_SQL["m"].format(scope="" if room is None else " AND m.room = ?"))
+            params += [match] if room is None else [match, room]
+        if room is None:
+            scope = "" if post_id is None else " AND c.post_id = ?"
+            parts.append(_SEARCH_SQL["c"].format(scope=scope))
+            params += [match] if post_id is None else [match, post_id]
+        sql = " UNION ALL ".join(parts) + " ORDER BY r, 2 DESC LIMIT ? OFFSET ?"
+        async with self._search_lock:
+            return await asyncio.to_thread(self._search, sql, (*params, limit, offset))
+
+    def _search(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
+        assert self._indexer is not None, "store is not open"
+        self._indexer.catch_up()  # what was committed before the search is found by it
+        if self._searcher is None:
+            self._searcher = self._connect()
+        return [tuple(r[:6]) for r in self._searcher.execute(sql, params)]
 
 
 def _file_id(path: str) -> tuple[int, int] | None:

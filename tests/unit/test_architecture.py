@@ -18,6 +18,7 @@ RANK = {
     "protocol": 1,
     "client": 1,  # fastchat.client: events and errors only, never a server module
     "config": 2,
+    "ftsindex": 1.5,  # the SQLite store's search index, kept off the write path
     "store": 2,
     "_hub": 2,
     "logs": 2,
@@ -35,6 +36,7 @@ RANK = {
     "history": 3.5,  # pages and replays,
     "connections": 3.5,  # opening and closing,
     "health": 3.5,  # the store's health as last observed
+    "search": 3.5,  # full-text search: queries, rules, pages (the stores match)
     "service": 4,
     "answers": 4.5,  # REST answers from memory, for app and front
     "metrics": 5,

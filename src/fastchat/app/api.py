@@ -34,6 +34,7 @@ from fastchat.events import (
     PostWithComments,
     ReadyReport,
     RoomPage,
+    SearchPage,
     SendComment,
     SendMessage,
 )
@@ -361,6 +362,36 @@ class PostsController(Controller):
         return deleted
 
 
+class SearchController(Controller):
+    path = "/search"
+
+    @get("/", responses=refusals(401, 403, 503))
+    async def search(
+        self,
+        chat: Chat,
+        identity: Identity | None,
+        q: Annotated[str, Parameter(description="The words to find (all of them).")],
+        room: Annotated[str | None, Parameter(description="Only this room's messages.")] = None,
+        post_id: Annotated[str | None, Parameter(description="Only this post's comments.")] = None,
+        limit: Annotated[int, Parameter(description="Hits per page, 1-100.")] = 20,
+        cursor: Annotated[
+            str | None, Parameter(description="The `next` of the page before.")
+        ] = None,
+    ) -> SearchPage:
+        """Full-text search over messages and comments, best match first, with snippets;
+        private rooms' messages only for those who may read them; deleted items never."""
+        if room is not None:
+            check_name("room", room)
+        return await chat.search.page(
+            identity,
+            q,
+            room=room,
+            post_id=None if post_id is None else post_id_of(post_id),
+            limit=limit,
+            cursor=cursor,
+        )
+
+
 def _moderator(identity: Identity | None) -> Identity:
     if identity is None or not identity.moderator:
         raise FastchatError(ErrorCode.FORBIDDEN, "moderators only: a token with role moderator")
@@ -467,7 +498,12 @@ api_router = Router(
         # health, readiness and stats stay open to probes.
         Router(
             path="/",
-            route_handlers=[MessagesController, PostsController, AdminController],
+            route_handlers=[
+                MessagesController,
+                PostsController,
+                AdminController,
+                SearchController,
+            ],
             guards=[token_holders],
             dependencies=_TOKENS,
         ),
