@@ -25,6 +25,7 @@ import {
   validName,
   watchLength,
 } from "./live.js";
+import { setupSearch } from "./search.js";
 
 const HISTORY_PAGE = 50;
 const GROUP_MS = 5 * 60 * 1000; // consecutive messages of one author within this are grouped
@@ -653,3 +654,22 @@ if (validName(nameInput.value)) {
   placeholder.textContent = "Pick a name and a room to start chatting.";
   nameInput.focus();
 }
+
+// ------------------------------------------------------------------------------- search
+
+setupSearch({
+  form: $("search-form"),
+  input: $("search-q"),
+  list: $("search-results"),
+  status: $("search-status"),
+  more: $("search-more"),
+  room: () => room,
+  reveal: (id) => {
+    const node = byId.get(id);
+    if (!node) return false;
+    node.scrollIntoView({ block: "center" });
+    node.classList.add("found");
+    setTimeout(() => node.classList.remove("found"), 2000);
+    return true;
+  },
+});
