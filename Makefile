@@ -73,6 +73,7 @@ bench-record: $(STAMP) bench-build
 bench-quick: $(STAMP) bench-build
 	bash scripts/system-deps.sh bench
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.search --messages 100000 --queries 100
 
 # The load generator's timed receiver in C (bench/_recv.pyx), so it keeps up with the server.
 bench-build: $(STAMP)

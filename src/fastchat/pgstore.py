@@ -40,6 +40,7 @@ from fastchat.store import (
     OP_POST,
     OP_UNBAN,
     SAMPLE_POSTS,
+    SEARCH_WINDOW,
     Edit,
     EditRefused,
     OnCommitted,
@@ -138,12 +139,14 @@ _MIGRATIONS: Final[dict[int, str]] = {
 # makes the snippets, for both stores alike).
 _SEARCH_PART: Final = {
     "m": (
-        "SELECT 'm' AS k, id, room AS scope, \"user\", ts, message AS text, "
-        "ts_rank(tsv, q.q) AS r FROM messages, q WHERE tsv @@ q.q AND deleted_at IS NULL{scope}"
+        "(SELECT 'm' AS k, id, room AS scope, \"user\", ts, message AS text, "
+        "ts_rank(tsv, q.q) AS r FROM messages, q WHERE tsv @@ q.q AND deleted_at IS NULL{scope} "
+        "ORDER BY id DESC LIMIT %s)"
     ),
     "c": (
-        "SELECT 'c' AS k, id, post_id::text AS scope, \"user\", ts, comment AS text, "
-        "ts_rank(tsv, q.q) AS r FROM comments, q WHERE tsv @@ q.q AND deleted_at IS NULL{scope}"
+        "(SELECT 'c' AS k, id, post_id::text AS scope, \"user\", ts, comment AS text, "
+        "ts_rank(tsv, q.q) AS r FROM comments, q WHERE tsv @@ q.q AND deleted_at IS NULL{scope} "
+        "ORDER BY id DESC LIMIT %s)"
     ),
 }
 
@@ -460,16 +463,18 @@ class PostgresStore(Store):
     ) -> list[Row]:
         parts: list[str] = []
         params: list[Any] = []
+        # Ranked among the newest SEARCH_WINDOW matches of each table, as on SQLite.
         if post_id is None:
             parts.append(_SEARCH_PART["m"].format(scope="" if room is None else " AND room = %s"))
-            params += [] if room is None else [room]
+            params += [SEARCH_WINDOW] if room is None else [room, SEARCH_WINDOW]
         if room is None:
             scope = "" if post_id is None else " AND post_id = %s"
             parts.append(_SEARCH_PART["c"].format(scope=scope))
-            params += [] if post_id is None else [post_id]
+            params += [SEARCH_WINDOW] if post_id is None else [post_id, SEARCH_WINDOW]
         sql = (
             "WITH q AS (SELECT plainto_tsquery('simple', %s) AS q) "
-            f"{' UNION ALL '.join(parts)} ORDER BY r DESC, id DESC LIMIT %s OFFSET %s"
+            f"SELECT * FROM ({' UNION ALL '.join(parts)}) hits "
+            "ORDER BY r DESC, id DESC LIMIT %s OFFSET %s"
         )
         rows = await self._fetch(sql, (" ".join(terms), *params, limit, offset))
         return [(r[0], r[1], r[2] if r[0] == "m" else int(r[2]), r[3], r[4], r[5]) for r in rows]

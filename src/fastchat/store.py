@@ -266,16 +266,28 @@ _MIGRATIONS: Final[dict[int, str]] = {
     """,
 }
 # One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
+# A search ranks (bm25) the newest SEARCH_WINDOW matches of each table, not every match: a
+# common word is in a tenth of a big history, and ranking 100,000 rows takes a second where
+# this takes milliseconds (bench/search.py); chat search wants the recent anyway.
+SEARCH_WINDOW: Final = 1000
 _SEARCH_SQL: Final = {
     "m": (
         "SELECT 'm', m.id, m.room, m.\"user\", m.ts, m.message, bm25(messages_fts) AS r "
         "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
-        "WHERE messages_fts MATCH ? AND m.deleted_at IS NULL{scope}"
+        "WHERE messages_fts MATCH ? AND m.deleted_at IS NULL{scope} AND messages_fts.rowid >= "
+        "(SELECT coalesce(min(id), 0) FROM (SELECT m.id FROM messages_fts "
+        "JOIN messages m ON m.id = messages_fts.rowid "
+        "WHERE messages_fts MATCH ? AND m.deleted_at IS NULL{scope} "
+        "ORDER BY messages_fts.rowid DESC LIMIT ?))"
     ),
     "c": (
         "SELECT 'c', c.id, c.post_id, c.\"user\", c.ts, c.comment, bm25(comments_fts) AS r "
         "FROM comments_fts JOIN comments c ON c.id = comments_fts.rowid "
-        "WHERE comments_fts MATCH ? AND c.deleted_at IS NULL{scope}"
+        "WHERE comments_fts MATCH ? AND c.deleted_at IS NULL{scope} AND comments_fts.rowid >= "
+        "(SELECT coalesce(min(id), 0) FROM (SELECT c.id FROM comments_fts "
+        "JOIN comments c ON c.id = comments_fts.rowid "
+        "WHERE comments_fts MATCH ? AND c.deleted_at IS NULL{scope} "
+        "ORDER BY comments_fts.rowid DESC LIMIT ?))"
     ),
 }
 
@@ -536,7 +548,8 @@ class Store:
     async def search(
         self, terms: list[str], room: str | None, post_id: int | None, offset: int, limit: int
     ) -> list[Row]:
-        """Messages (and comments) whose text has every one of `terms`, best match first,
+        """Messages (and comments) whose text has every one of `terms`, best match first
+        among the newest SEARCH_WINDOW matches of each table,
         deleted ones never: rows (kind "m" or "c", id, room or post id, user, ts, text),
         from `offset`, at most `limit`.
         `room` searches that room's messages only, `post_id` that post's comments only."""
@@ -1067,19 +1080,21 @@ class SqliteStore(Store):
     async def search(
         self, terms: list[str], room: str | None, post_id: int | None, offset: int, limit: int
     ) -> list[Row]:
-        # Unlike a history page, a search ranks every match (bm25): milliseconds over a big
-        # table, so it runs on a thread of its own connection (APSW releases the GIL while
-        # SQLite works), one search at a time, and the loop goes on serving.
+        # Unlike a history page, a search reads and ranks up to SEARCH_WINDOW matches: a few
+        # milliseconds over a big table, so it runs on a thread of its own connection (APSW
+        # releases the GIL while SQLite works), one search at a time, and the loop goes on.
         match = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
         parts: list[str] = []
         params: list[Any] = []
         if post_id is None:
             parts.append(_SEARCH_SQL["m"].format(scope="" if room is None else " AND m.room = ?"))
-            params += [match] if room is None else [match, room]
+            in_room: list[Any] = [match] if room is None else [match, room]
+            params += [*in_room, *in_room, SEARCH_WINDOW]
         if room is None:
             scope = "" if post_id is None else " AND c.post_id = ?"
             parts.append(_SEARCH_SQL["c"].format(scope=scope))
-            params += [match] if post_id is None else [match, post_id]
+            on_post: list[Any] = [match] if post_id is None else [match, post_id]
+            params += [*on_post, *on_post, SEARCH_WINDOW]
         sql = " UNION ALL ".join(parts) + " ORDER BY r, 2 DESC LIMIT ? OFFSET ?"
         async with self._search_lock:
             return await asyncio.to_thread(self._search, sql, (*params, limit, offset))
