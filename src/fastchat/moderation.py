@@ -62,6 +62,17 @@ class Moderation:
                 return ban
         return None
 
+    def silenced(self, sub: str, now_ms: int) -> dict[str, str]:
+        """The rooms (not "*": check_post covers it) where `sub` may not post now, each
+        with its refusal's code (`banned` over `muted`)."""
+        rooms: dict[str, str] = {}
+        for (who, room, kind), ban in self._bans.items():
+            if who == sub and room != EVERYWHERE and ban.active(now_ms):
+                code = ErrorCode.BANNED if kind == "ban" else ErrorCode.MUTED
+                if rooms.get(room) != ErrorCode.BANNED:
+                    rooms[room] = code
+        return rooms
+
     def check_join(self, sub: str, room: str, now_ms: int) -> None:
         ban = self.find(sub, room, "ban", now_ms)
         if ban is not None:

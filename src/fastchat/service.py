@@ -73,6 +73,7 @@ from fastchat.store import (
     OP_MESSAGE,
     OP_POST,
     OP_UNBAN,
+    Edit,
     PostNotFound,
     Row,
     Store,
@@ -323,15 +324,19 @@ class Chat:
             scope = room
         else:
             scope = None if ev.post_id is None else post_id_of(ev.post_id)
-        self._may_change(identity, scope if isinstance(scope, str) else EVERYWHERE)
+        edit = self._may_change(identity, scope if isinstance(scope, str) else EVERYWHERE, edit)
         text = "" if field is None else getattr(ev, field)
         write = Write(op, scope, identity.name, text, None, member, None, edit, identity.sub)  # type: ignore[arg-type]
         self.store.submit(write)
 
-    def _may_change(self, identity: Identity, room: str) -> None:
-        """A banned or muted user changes nothing it could not post (moderators may)."""
-        if self.moderation and not identity.moderator:
-            self.moderation.check_post(identity.sub, room, now_ms())
+    def _may_change(self, identity: Identity, room: str, edit: Edit) -> Edit:
+        """A banned or muted user changes nothing it could not post (moderators may): here
+        for the room named (or everywhere), in the store for the item's own room."""
+        if not self.moderation or identity.moderator:
+            return edit
+        now = now_ms()
+        self.moderation.check_post(identity.sub, room, now)
+        return edit._replace(silenced=self.moderation.silenced(identity.sub, now) or None)
 
     def _join_room(self, member: Member, ev: JoinRoom) -> None:
         identity = member.state.identity
@@ -596,7 +601,7 @@ class Chat:
         Raises FastchatError (unauthorized, not_found, not_author, edit_window_closed)."""
         edit = self.auth.edit(identity, item_id)
         assert identity is not None
-        self._may_change(identity, scope if isinstance(scope, str) else EVERYWHERE)
+        edit = self._may_change(identity, scope if isinstance(scope, str) else EVERYWHERE, edit)
         future: asyncio.Future[Message | Comment] = asyncio.get_running_loop().create_future()
         self.store.submit(
             Write(op, scope, identity.name, text, None, None, future, edit, identity.sub)

@@ -102,6 +102,9 @@ class Edit(NamedTuple):
     item_id: int
     moderator: bool  # moderators edit and delete anything, at any time
     window_ms: int  # an author edits and deletes its own items for this long after sending
+    # Rooms where the asker is banned or muted (moderation.py), with the refusal's code: its
+    # messages there stay as they are (the item's room is known only here, in the store).
+    silenced: dict[str, str] | None = None
 
 
 # What `on_committed` is handed, one per Write, in commit order: (write, row, duplicate),
@@ -1185,6 +1188,10 @@ def decide_change(
     if item[7] is not None:
         return EditRefused(f"{what} was deleted", ErrorCode.NOT_FOUND)
     if not edit.moderator:
+        if table == "messages" and edit.silenced and item[1] in edit.silenced:
+            code = edit.silenced[item[1]]
+            kind = "banned from" if code == ErrorCode.BANNED else "muted in"
+            return EditRefused(f"you are {kind} room {item[1]!r}: {what} stays as it is", code)
         if item[8] is None or item[8] != write.sub:
             return EditRefused(
                 f"{what} is not yours: only its author (or a moderator) may "

@@ -387,3 +387,37 @@ async def test_past_the_edit_window_only_moderators_may(tmp_path: Path) -> None:
         assert page["messages"][0]["message"] == "[removed]"
     finally:
         server.stop()
+
+
+async def test_a_user_muted_in_a_room_cannot_change_its_messages_there(
+    server: ServerProcess,
+) -> None:
+    room = room_name()
+    async with (
+        httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http,
+        await connect(server.ws_fast, "jo", name="Jo") as jo,
+    ):
+        await joined(jo, room)
+        mine = await said(jo, room, "Jo", "before the mute")
+        r = await http.post(
+            "/api/v1/admin/bans",
+            json={"sub": "jo", "room": room, "kind": "mute", "seconds": 60},
+            headers=bearer("mod", roles=["moderator"]),
+        )
+        assert r.status_code == 201, r.text
+        # By id alone (no room named): the store knows the room, and refuses.
+        await jo.send({"type": "DELETE_MESSAGE", "id": mine["id"]})
+        refusal = await jo.expect("ERROR", skip=NOISE)
+        assert refusal["code"] == "muted" and room in refusal["message"]
+        r = await http.patch(
+            f"/api/v1/messages/{room}/{mine['id']}", json={"message": "x"}, headers=bearer("jo")
+        )
+        assert (r.status_code, r.json()["code"]) == (403, "muted")
+        r = await http.delete(
+            "/api/v1/admin/bans/jo",
+            params={"room": room, "kind": "mute"},
+            headers=bearer("mod", roles=["moderator"]),
+        )
+        assert r.status_code == 200
+        await jo.send({"type": "DELETE_MESSAGE", "id": mine["id"]})
+        assert (await jo.expect("MESSAGE_DELETED", skip=NOISE))["id"] == mine["id"]

@@ -142,9 +142,8 @@ def test_edits_and_deletions_are_followed(http: httpx.Client) -> None:
 
 def test_private_rooms_stay_private(http: httpx.Client) -> None:
     w = word()
-    member = {
-        "Authorization": f"Bearer {mint(SECRET, sub='in', name='ann', rooms=['secret-*', 'search-*'])}"
-    }
+    token = mint(SECRET, sub="in", name="ann", rooms=["secret-*", "search-*"])
+    member = {"Authorization": f"Bearer {token}"}
     say(http, "secret-plans", f"{w} is the password", **member)
     public = say(http, "search-public", f"{w} is a word")
     # Anonymous, and a token without the room: the public hit only.

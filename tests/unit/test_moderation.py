@@ -49,3 +49,15 @@ def test_the_refusal_says_why() -> None:
     with pytest.raises(FastchatError) as refusal:
         m.check_post("t", "general", 5)
     assert refusal.value.message == "you are banned from every room: flooding"
+
+
+def test_silenced_lists_the_rooms_a_user_may_not_post_in_with_the_stronger_refusal() -> None:
+    m = Moderation()
+    m.put(("u", "a", "mute", None, "mod", "", 1))
+    m.put(("u", "b", "mute", None, "mod", "", 1))
+    m.put(("u", "b", "ban", None, "mod", "", 1))
+    m.put(("u", "c", "ban", 5, "mod", "", 1))  # over by now
+    m.put(("u", "*", "mute", None, "mod", "", 1))  # check_post's, not listed
+    m.put(("other", "d", "ban", None, "mod", "", 1))
+    assert m.silenced("u", 10) == {"a": ErrorCode.MUTED, "b": ErrorCode.BANNED}
+    assert m.silenced("nobody", 10) == {}
