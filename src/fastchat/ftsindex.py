@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any, Final
 
 import apsw
@@ -37,9 +36,10 @@ _TABLES: Final = ((1, "messages", "message"), (2, "comments", "comment"))
 class Indexer:
     """Keeps `messages_fts` and `comments_fts` up with their tables."""
 
-    def __init__(self, connect: Callable[[], apsw.Connection]) -> None:
-        self._connect = connect
-        self._conn: apsw.Connection | None = None
+    def __init__(self, conn: apsw.Connection) -> None:
+        # Opened with the store's other connections: one opened later, after the file was
+        # moved away or deleted, would create an empty database at its path.
+        self._conn: apsw.Connection | None = conn
         self._lock = threading.Lock()  # one catch-up at a time: the thread's or a search's
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,7 +70,7 @@ class Indexer:
         """Index everything committed so far (on the calling thread)."""
         with self._lock:
             if self._conn is None:
-                self._conn = self._connect()
+                return  # stopped
             while self._step(self._conn):
                 pass
 

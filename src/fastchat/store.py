@@ -633,7 +633,7 @@ class SqliteStore(Store):
         self._loop: Any = None
         self._writer: apsw.Connection | None = None
         self._reader: apsw.Connection | None = None
-        self._searcher: apsw.Connection | None = None  # opened by the first search
+        self._searcher: apsw.Connection | None = None  # search's reads
         self._indexer: Indexer | None = None
         self._search_lock = asyncio.Lock()
         self._checkpointer: threading.Thread | None = None
@@ -664,6 +664,10 @@ class SqliteStore(Store):
             self._writer.set_busy_timeout(0)
             self._reader = self._connect()
             checkpoint_conn = self._connect()
+            # Search's: every connection is opened now, none later (one opened after the
+            # file was moved away or deleted would create an empty database at its path).
+            self._searcher = self._connect()
+            index_conn = self._connect()
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._stopping = False
@@ -676,7 +680,7 @@ class SqliteStore(Store):
             daemon=True,
         )
         self._checkpointer.start()
-        self._indexer = Indexer(self._connect)
+        self._indexer = Indexer(index_conn)
         self._indexer.start()
 
     def prepare(self) -> None:
@@ -1105,8 +1109,7 @@ class SqliteStore(Store):
     def _search(self, sql: str, params: tuple[Any, ...]) -> list[Row]:
         assert self._indexer is not None, "store is not open"
         self._indexer.catch_up()  # what was committed before the search is found by it
-        if self._searcher is None:
-            self._searcher = self._connect()
+        assert self._searcher is not None, "store is not open"
         return [tuple(r[:6]) for r in self._searcher.execute(sql, params)]
 
 
