@@ -27,7 +27,8 @@
 //
 //   new FastchatClient(url?, { token, user, backoffBase, backoffCap, timeout, WebSocket })
 //     url: ws://HOST:PORT/ws (the HTTP port) or ws://HOST:WS_PORT/ws (the fast port); in a
-//     page the default is this page's host; token: sent as ?token= on every handshake.
+//     page the default is this page's host; token: sent as ?token= on every handshake (the
+//     connect then asks the server the token's name with AUTH: `user` becomes it).
 //   connect() -> Promise<this>        the first attempt's failure rejects; later drops reconnect
 //   close()                           closes with 1000; unacknowledged sends reject
 //   join(room, { user, lastId })      -> ROOM_JOINED; rejoined after every reconnect
@@ -40,7 +41,9 @@
 //     page.next is the next page's cursor: history({ room, ...page.next })
 //   membersPage(room, { after, limit }) -> a MEMBERS page; members(room) -> every name
 //     (async iterator, paged)
-//   auth(token) -> AUTHENTICATED; later handshakes carry that token
+//   auth(token) -> AUTHENTICATED; later handshakes carry that token (or set chat.token: a
+//     close 4001, "token expired", comes as a "disconnect"; the next attempt uses the new one)
+//   retryNow()                        skip the backoff (done by itself on the "online" event)
 //   editMessage(id, text) / deleteMessage(id) / editComment(id, text) / deleteComment(id)
 //     -> MESSAGE_EDITED / MESSAGE_DELETED / COMMENT_EDITED / COMMENT_DELETED
 //   on(type, fn) -> off function;  off(type, fn);  or addEventListener(type, e => e.detail)
@@ -143,6 +146,7 @@ export class FastchatClient extends EventTarget {
     this._timer = null;
     this._attempt = 0;
     this._resuming = null; // the rejoins of a reconnect under way
+    this._onOnline = null;
     this._readyWaiters = [];
     this._scopes = new Map(); // "r:<room>" / "p:<post_id>" -> { user, lastId, lastChange }
     this._pending = new Map(); // client_id -> { frame, key, d }, in send order
@@ -194,6 +198,10 @@ export class FastchatClient extends EventTarget {
   async connect() {
     this._closing = false;
     this._setState("connecting");
+    if (!this._onOnline && typeof window !== "undefined") {
+      this._onOnline = () => this.retryNow();
+      window.addEventListener("online", this._onOnline);
+    }
     try {
       await this._open();
     } catch (err) {
@@ -201,6 +209,12 @@ export class FastchatClient extends EventTarget {
       throw err;
     }
     this._setReady();
+    if (this.token) {
+      // With a token the name is the token's, and `user` fields must say it: ask the server
+      // which it is (AUTHENTICATED's `user`) rather than guess it from the token's claims.
+      // A server without tokens answers `unauthorized`: nothing to learn.
+      await this.auth(this.token).catch(() => {});
+    }
     return this;
   }
 
@@ -209,6 +223,9 @@ export class FastchatClient extends EventTarget {
     if (this._closing) return;
     this._closing = true;
     clearTimeout(this._timer);
+    this._timer = null;
+    if (this._onOnline) window.removeEventListener("online", this._onOnline);
+    this._onOnline = null;
     const ws = this._ws;
     this._ws = null;
     this._ready = false;
@@ -506,12 +523,14 @@ export class FastchatClient extends EventTarget {
       };
       // An error is always followed by close; close is where we retry.
       ws.onclose = (e) => {
-        if (this._ws !== ws) return;
-        this._ws = null;
         if (!opened) {
+          // Also when dropped meanwhile (close()): the attempt that opened it must end.
+          if (this._ws === ws) this._ws = null;
           reject(new ClientClosedError(`cannot connect to ${this.baseUrl} (${e.code})`));
           return;
         }
+        if (this._ws !== ws) return;
+        this._ws = null;
         this._onDisconnected(e);
       };
     });
@@ -540,7 +559,18 @@ export class FastchatClient extends EventTarget {
   _scheduleReconnect() {
     const ceiling = Math.min(this.backoffCap, this.backoffBase * 2 ** this._attempt);
     this._attempt += 1;
-    this._timer = setTimeout(() => this._reconnect(), Math.random() * ceiling);
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      this._reconnect();
+    }, Math.random() * ceiling);
+  }
+
+  /** Skip the rest of the backoff (the browser is back online, a "retry now" button). */
+  retryNow() {
+    if (this._timer === null || this._closing) return;
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._reconnect();
   }
 
   /** One attempt: connect, rejoin every room and post from its last id, then resend every
@@ -644,6 +674,9 @@ export class FastchatClient extends EventTarget {
         this._requests.get(event.request_id ?? "")?.d.resolve(event);
         break;
       case "AUTHENTICATED":
+        // The name shown for this token: every send and join goes under it from now on.
+        this.user = event.user;
+        for (const scope of this._scopes.values()) scope.user = event.user;
         this._authWaiter?.resolve(event);
         break;
       case "ERROR":

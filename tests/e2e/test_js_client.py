@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from fastchat.auth import mint
 from tests.conftest import ServerProcess, start_server
 from tests.e2e.conftest import Browsers, api
 
@@ -294,3 +295,41 @@ def test_resume_across_a_server_restart(tmp_path: Path, browsers: Browsers) -> N
         if second is not None:
             second.kill()
         first.kill()
+
+
+def test_a_token_on_the_handshake_names_the_user(tmp_path: Path, browsers: Browsers) -> None:
+    """With AUTH_REQUIRED, a client without a token is refused at the handshake (its connect
+    rejects); with one (`?token=`) it acts under the token's name, and may edit its own
+    message."""
+    secret = "js-client-secret-0123456789-abcdefghijklmnop"
+    srv = start_server(tmp_path / "chat.db", env={"AUTH_SECRET": secret, "AUTH_REQUIRED": "true"})
+    try:
+        page = browsers.open(f"{srv.http}{MODULE}")
+        refused = page.evaluate(
+            """async (url) => {
+              const { FastchatClient } = await import('/static/js/fastchat-client.js');
+              return new FastchatClient(url).connect().then(() => 'connected', (e) => e.name);
+            }""",
+            srv.ws_fast,
+        )
+        assert refused == "ClientClosedError"
+        token = mint(secret, sub="u-zoe", name="Zoe")
+        opened = page.evaluate(
+            """async ([url, token]) => {
+              const { FastchatClient } = await import('/static/js/fastchat-client.js');
+              window.chat = await new FastchatClient(url, { token }).connect();
+              return chat.url;
+            }""",
+            [srv.ws_fast, token],
+        )
+        assert opened.endswith(f"/ws?token={token}")
+        assert page.evaluate("() => chat.user") == "Zoe"  # asked with AUTH on connect
+        page.evaluate("() => chat.join('js-auth')")
+        sent = page.evaluate("() => chat.send('js-auth', 'signed')")
+        assert sent["user"] == "Zoe"
+        edited = page.evaluate("(id) => chat.editMessage(id, 'signed, edited')", sent["id"])
+        assert (edited["type"], edited["message"]) == ("MESSAGE_EDITED", "signed, edited")
+        code = page.evaluate("() => chat.send('js-auth', 'x', { user: 'Eve' }).catch(e => e.code)")
+        assert code == "name_mismatch"
+    finally:
+        srv.kill()
