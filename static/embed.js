@@ -59,7 +59,7 @@ button.link { background: none; color: var(--_accent); padding: 0; margin-bottom
   const HTML = `<style>${CSS}</style><section class="box" part="box">
 <h2>Comments <span class="count" data-count="0">(0)</span></h2>
 <button type="button" class="link older" hidden>Show older comments</button>
-<ol class="list" role="log" aria-label="Comments"></ol>
+<div role="log" aria-label="Comments"><ol class="list"></ol></div>
 <form>
 <label class="name-row"><span class="sr">Your name</span><input name="user" maxlength="64" placeholder="Your name" autocomplete="nickname"></label>
 <label><span class="sr">Comment</span><textarea name="comment" required placeholder="Add a comment"></textarea></label>

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess, free_port, start_server
-from tests.e2e.conftest import Browsers, api, expect
+from tests.e2e.conftest import Browsers, api, expect, expect_accessible
 
 pytestmark = pytest.mark.e2e
 
@@ -120,6 +120,8 @@ def test_one_visitor_comments_and_the_other_sees_it_live(
     )
     assert style == ["Georgia, serif", "rgb(200, 0, 0)"]
 
+    expect_accessible(ann)
+
     # A new visit finds the same thread, its comments from history, each once.
     ann.reload()
     expect(ann.locator("#comments")).to_have_attribute("data-fastchat-live", "true")
@@ -127,3 +129,20 @@ def test_one_visitor_comments_and_the_other_sees_it_live(
         ["Nice article!", "Thanks, Ann"]
     )
     expect(ann.locator("#comments input[name=user]")).to_have_value("Ann")  # remembered
+
+
+def test_a_site_not_allowed_gets_no_comments(
+    tmp_path: Path, site: tuple[str, Path], browsers: Browsers
+) -> None:
+    """ALLOWED_ORIGINS names another site: the thread is not made, the box says why."""
+    origin, root = site
+    server = start_server(tmp_path / "chat.db", env={"ALLOWED_ORIGINS": "https://other.example"})
+    try:
+        (root / "article.html").write_text(PAGE.format(server=server.http))
+        page = browsers.open(f"{origin}/article.html")
+        expect(page.locator("#comments .status")).to_contain_text("Comments are unavailable")
+        assert page.locator("#comments").get_attribute("data-fastchat-live") is None
+        posts = api.get(f"{server.http}/api/v1/posts").json()["posts"]
+        assert "My Article" not in [p["title"] for p in posts]
+    finally:
+        server.kill()
