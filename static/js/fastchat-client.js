@@ -1,6 +1,7 @@
-// fastchat-client.js: a browser (and Node 19+) client for fastchat's WebSocket protocol
-// (docs/PROTOCOL.md), one ES module with no dependency and no build step, served at
-// /static/js/fastchat-client.js. It mirrors the Python client (src/fastchat/client.py).
+// fastchat-client.js: a client for fastchat's WebSocket protocol (docs/PROTOCOL.md) for
+// browsers (and Node 22+, or older with the `WebSocket` option), one ES module with no
+// dependency and no build step, served at /static/js/fastchat-client.js. It mirrors the
+// Python client (src/fastchat/client.py).
 //
 //   import { FastchatClient } from "/static/js/fastchat-client.js";
 //   const chat = await new FastchatClient("ws://localhost:8081/ws", { user: "alice" }).connect();
