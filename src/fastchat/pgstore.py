@@ -39,6 +39,7 @@ from fastchat.store import (
     OP_MESSAGE,
     OP_POST,
     OP_UNBAN,
+    POST_COLUMNS,
     SAMPLE_POSTS,
     SEARCH_WINDOW,
     Edit,
@@ -64,7 +65,7 @@ CONNECT_TIMEOUT: Final = 10  # seconds
 # How long a read waits for a pooled connection before it answers store_unavailable.
 READ_TIMEOUT: Final = 5.0
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 _MIGRATIONS: Final[dict[int, str]] = {
     1: """
     CREATE TABLE messages (
@@ -134,6 +135,11 @@ _MIGRATIONS: Final[dict[int, str]] = {
         GENERATED ALWAYS AS (to_tsvector('simple', comment)) STORED;
     CREATE INDEX comments_tsv ON comments USING GIN (tsv);
     """,
+    # Threads of the embeddable comments widget (embed.js): the post made for a site's slug.
+    5: """
+    ALTER TABLE posts ADD COLUMN slug TEXT;
+    CREATE UNIQUE INDEX posts_slug ON posts(slug) WHERE slug IS NOT NULL;
+    """,
 }
 # A search page (store.Store.search): the same rows as SQLite's, best first (search.py
 # makes the snippets, for both stores alike).
@@ -177,9 +183,12 @@ _INSERT_COMMENT_PREV: Final = (
     + _INSERT_COMMENT
     + ", (SELECT id FROM prev)"
 )
+# A thread's post (a slug) made before inserts nothing either; it is then looked up.
 _INSERT_POST: Final = (
-    "INSERT INTO posts(title, content, author, ts) VALUES (%s, %s, %s, %s) RETURNING id"
+    "INSERT INTO posts(title, content, author, ts, slug) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (slug) WHERE slug IS NOT NULL DO NOTHING RETURNING id"
 )
+_FIND_POST: Final = f"SELECT {POST_COLUMNS} FROM posts p WHERE slug = %s"
 _FIND_MESSAGE: Final = (
     f'SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND "user" = %s AND client_id = %s'
 )
@@ -438,7 +447,12 @@ class PostgresStore(Store):
             if len(row) > 1:  # track_previous: the room's previous id
                 return (write, (new_id, a, b, c, ts, client_id, None, None, row[1]), False)
             return (write, (new_id, a, b, c, ts, client_id, None, None), False)
-        # Nothing inserted: a retry of a stored send, or (comments) a missing post.
+        # Nothing inserted: a retry of a stored send, a thread's post made before, or
+        # (comments) a missing post.
+        if kind == OP_POST and client_id is not None:
+            stored = await (await conn.execute(_FIND_POST, (client_id,))).fetchone()
+            if stored is not None:
+                return (write, tuple(stored), True)
         if client_id is not None:
             find = _FIND_MESSAGE if kind == OP_MESSAGE else _FIND_COMMENT
             stored = await (await conn.execute(find, (a, b, client_id))).fetchone()
@@ -541,7 +555,7 @@ def _insert_params(write: Write, ts: int, track: bool = False) -> tuple[Any, ...
         return (b, a, c, until, by, reason, ts)
     if kind == OP_UNBAN:
         return (b, a, c)
-    return (a, c, b, ts)  # a post: title, content, author
+    return (a, c, b, ts, client_id)  # a post: title, content, author, slug
 
 
 def _safe(url: str) -> str:

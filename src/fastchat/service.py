@@ -608,9 +608,13 @@ class Chat:
         )
         return await future
 
-    async def create_post(self, title: str, content: str, author: str) -> Post:
+    async def create_post(
+        self, title: str, content: str, author: str, slug: str | None = None
+    ) -> Post:
+        """A new post; with `slug` (a thread of embed.js), the post made for it before if
+        there is one: the slug is the write's idempotency key."""
         future: asyncio.Future[Post] = asyncio.get_running_loop().create_future()
-        self.store.submit(Write(OP_POST, title, author, content, future=future))
+        self.store.submit(Write(OP_POST, title, author, content, slug, future=future))
         return await future
 
     async def stats(self) -> dict[str, Any]:

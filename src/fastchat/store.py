@@ -77,6 +77,8 @@ class Write(msgspec.Struct):
     `scope`     the room         the post id   the title     the room, or "*"
     `user`      the sender       the author    the author    the banned user's sub
     `text`      the message      the comment   the content   "ban" or "mute"
+    `client_id` the send's idempotency key; OP_POST: a thread's slug (embed.js), the post
+                made for it before is answered instead (duplicate)
     `sub`       the sender's token `sub` (None: anonymous), stored as the author
     `extra`                                                  OP_BAN: (until ms or None,
                                                              by, reason)
@@ -185,7 +187,7 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 # A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
 BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -266,6 +268,11 @@ _MIGRATIONS: Final[dict[int, str]] = {
         last_id INTEGER NOT NULL,
         last_change INTEGER NOT NULL
     );
+    """,
+    # Threads of the embeddable comments widget (embed.js): the post made for a site's slug.
+    5: """
+    ALTER TABLE posts ADD COLUMN slug TEXT;
+    CREATE UNIQUE INDEX posts_slug ON posts(slug) WHERE slug IS NOT NULL;
     """,
 }
 # One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
@@ -1036,10 +1043,17 @@ class SqliteStore(Store):
             ).fetchone()
             return (write, found, None)
         if kind == OP_POST:
+            if client_id is not None:  # a thread's slug: the post made for it, if there is one
+                row = conn.execute(
+                    f"SELECT {POST_COLUMNS} FROM posts p WHERE slug = ?", (client_id,)
+                ).fetchone()
+                if row is not None:
+                    return (write, row, True)
             new_id = _value(
                 conn,
-                "INSERT INTO posts(title, content, author, ts) VALUES (?, ?, ?, ?) RETURNING id",
-                (a, c, b, ts),
+                "INSERT INTO posts(title, content, author, ts, slug) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
+                (a, c, b, ts, client_id),
             )
             return (write, (new_id, a, c, b, ts, 0), False)
         change = CHANGE_OPS.get(kind)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from litestar import Litestar
+from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from prometheus_client import CollectorRegistry
@@ -41,6 +42,18 @@ def asset_dir(name: str) -> Path:
     return _PACKAGE.parent.parent / name
 
 
+@get("/embed.js", sync_to_thread=False, include_in_schema=False)
+def embed_script() -> File:
+    """The comments widget other sites embed (`<script src=".../embed.js" async>`): at the
+    root, a stable address for them; it loads /static/js/fastchat-client.js itself."""
+    return File(
+        asset_dir("static") / "embed.js",
+        media_type="text/javascript; charset=utf-8",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 def create_app(
     chat: Chat,
     settings: Settings,
@@ -63,6 +76,7 @@ def create_app(
             api_router,
             *([test_router] if settings.test_endpoints else []),
             metrics_endpoint,
+            embed_script,
             create_static_files_router(path="/static", directories=[asset_dir("static")]),
         ],
         dependencies={

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
-from litestar import Controller, MediaType, Response, Router, delete, get, patch, post
+from litestar import Controller, MediaType, Response, Router, delete, get, patch, post, put
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -141,6 +142,15 @@ class NewPost(msgspec.Struct):
     title: str
     content: str
     author: str = "anonymous"
+
+
+class NewThread(msgspec.Struct):
+    title: str = ""
+    url: str = ""
+
+
+# A thread's slug: what a site writes in `data-fastchat-thread` (one path segment).
+_SLUG: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~:-]{0,127}")
 
 
 class SystemController(Controller):
@@ -392,6 +402,32 @@ class SearchController(Controller):
         )
 
 
+class ThreadsController(Controller):
+    """The embeddable widget's threads (static/embed.js): a site names a thread by a slug;
+    the post that holds its comments is made on first use, from the page's title and URL."""
+
+    path = "/threads"
+
+    @put("/{slug:str}", guards=[same_site_writes], responses=refusals(*_WRITE))
+    async def thread(
+        self, chat: Chat, identity: Identity | None, slug: str, data: NewThread
+    ) -> Post:
+        """The post of thread `slug`, made now if it has none (200 either way: PUT is
+        idempotent; the title and URL of a later call change nothing)."""
+        if not _SLUG.fullmatch(slug):
+            raise FastchatError(
+                ErrorCode.INVALID_FIELD,
+                "slug must be 1-128 letters, digits and . _ ~ : -, starting with one of the "
+                "first two",
+            )
+        title = " ".join(data.title.split())[:200] or slug
+        if len(data.url) > 2000:
+            raise FastchatError(ErrorCode.INVALID_FIELD, "url must be at most 2000 characters")
+        content = data.url.strip() or title
+        author = name_for(identity, "anonymous", "anonymous")
+        return await chat.create_post(title, content, author, slug)
+
+
 def _moderator(identity: Identity | None) -> Identity:
     if identity is None or not identity.moderator:
         raise FastchatError(ErrorCode.FORBIDDEN, "moderators only: a token with role moderator")
@@ -501,6 +537,7 @@ api_router = Router(
             route_handlers=[
                 MessagesController,
                 PostsController,
+                ThreadsController,
                 AdminController,
                 SearchController,
             ],

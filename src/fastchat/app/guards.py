@@ -5,9 +5,9 @@ network position (and cookies, should a deployment add any). Browsers let such a
 "simple" request without asking first: GET, or POST with `text/plain`, form or multipart
 bodies. So a write:
 
-- must carry `Content-Type: application/json` (415 `unsupported_media_type` otherwise): a
-  JSON content type is not "simple", so a cross-site page can only send it after a CORS
-  preflight, which only `ALLOWED_ORIGINS` pass;
+- must carry `Content-Type: application/json` (415 `unsupported_media_type` otherwise; a
+  POST, or the widget's PUT of a thread): a JSON content type is not "simple", so a
+  cross-site page can only send it after a CORS preflight, which only `ALLOWED_ORIGINS` pass;
 - from a browser, must come from an origin the sockets would accept (`protocol.origin_allowed`,
   the same rule, the same setting): 403 `origin_refused` otherwise. A request without `Origin`
   is a program's (curl, scripts) and passes, unless the browser's Fetch Metadata says it came
@@ -38,7 +38,8 @@ async def same_site_writes(
     wrk: as an app-wide sync guard it cost GET /health half its rate)."""
     origins: frozenset[str] = connection.app.state["origins"]
     headers = connection.headers
-    if isinstance(connection, Request) and connection.method == "POST":
+    writes_body = connection.scope["method"] in ("POST", "PUT")  # type: ignore[typeddict-item]
+    if isinstance(connection, Request) and writes_body:
         # Read before any refusal: a server that answers with the body unread must close
         # the connection, and a client that reuses it meanwhile sees it drop without an
         # answer (seen with httpx when the body came in a segment of its own).
@@ -52,7 +53,7 @@ async def same_site_writes(
             )
     elif headers.get("sec-fetch-site") == "cross-site" and "*" not in origins:
         raise FastchatError(ErrorCode.ORIGIN_REFUSED, "writes from another site are not allowed")
-    if connection.scope["method"] != "POST":  # type: ignore[typeddict-item]
+    if not writes_body:
         return
     media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
@@ -105,7 +106,7 @@ def cors_for(settings: Settings) -> CORSConfig | None:
         return None
     return CORSConfig(
         allow_origins=sorted(settings.origins),
-        allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+        allow_methods=["GET", "HEAD", "POST", "PUT", "OPTIONS"],
         allow_headers=["Content-Type", "Authorization"],
         max_age=600,
     )
