@@ -136,7 +136,9 @@ _URL_OPTION = click.option(
     help="The server's WebSocket URL (either port).",
 )
 _USER_OPTION = click.option(
-    "--user", default="anonymous", show_default=True, help="The name to send or join as."
+    "--user",
+    default=None,
+    help="The name to send or join as (default: the token's name with --token, else anonymous).",
 )
 _TOKEN_OPTION = click.option(
     "--token",
@@ -168,7 +170,7 @@ def _run_client(work: Any, url: str) -> Any:
 @_USER_OPTION
 @_URL_OPTION
 @_TOKEN_OPTION
-def send(room: str, message: str, user: str, url: str, token: str | None) -> None:
+def send(room: str, message: str, user: str | None, url: str, token: str | None) -> None:
     """Send MESSAGE to ROOM; print the stored message's id and timestamp. A refusal exits 1
     with the server's error code and message."""
     from fastchat.client import connect
@@ -196,7 +198,12 @@ def send(room: str, message: str, user: str, url: str, token: str | None) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print each event as its JSON line.")
 @_TOKEN_OPTION
 def tail(
-    room: str, user: str, url: str, last_id: int | None, as_json: bool, token: str | None
+    room: str,
+    user: str | None,
+    url: str,
+    last_id: int | None,
+    as_json: bool,
+    token: str | None,
 ) -> None:
     """Print ROOM's messages as they come (`HH:MM:SS user: text`), reconnecting and resuming
     from the last one seen; Ctrl-C ends it."""

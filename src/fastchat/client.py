@@ -22,7 +22,9 @@ Only `fastchat.events` and `fastchat.errors` are imported: no server module.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import random
 import uuid
@@ -90,6 +92,20 @@ def _post_key(post_id: int | str) -> str:
     return f"p:{int(post_id)}"
 
 
+def _token_name(token: str) -> str | None:
+    """The name a token gives its holder (`name`, else `sub`), read without verifying it:
+    the server verifies; this only picks the name it will expect."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    name = claims.get("name") or claims.get("sub")
+    return name if isinstance(name, str) and name else None
+
+
 def _with_token(url: str, token: str | None) -> str:
     if token is None:
         return url
@@ -140,14 +156,16 @@ class Client:
         url: str = DEFAULT_URL,
         *,
         token: str | None = None,
-        user: str = "anonymous",
+        user: str | None = None,
         backoff_base: float = 0.1,
         backoff_cap: float = 10.0,
         timeout: float = 10.0,
         ping_interval: float = 20.0,
     ) -> None:
         self.url = _with_token(url, token)
-        self.user = user  # the default name of sends and joins
+        # The default name of sends and joins: with a token, the token's (the server refuses
+        # any other with name_mismatch); else "anonymous", as the server's default.
+        self.user = user or (_token_name(token) if token else None) or "anonymous"
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.timeout = timeout  # connect, and each answer awaited (join, history, members)

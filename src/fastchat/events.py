@@ -427,7 +427,7 @@ class PostLeft(ServerEvent, tag="POST_LEFT"):
 
 class HistoryPage(ServerEvent, tag="HISTORY", omit_defaults=True):
     has_more: bool
-    next: dict[str, int] | None = None
+    next: dict[str, int] | None  # null on the last page (sent, as PROTOCOL.md says)
     room: str | None = None
     messages: list[Message] | None = None
     post_id: int | None = None

@@ -365,3 +365,37 @@ async def test_bans_and_mutes_take_effect_at_once_and_survive_a_restart(
             assert (await t.expect("ERROR"))["code"] == "muted"
     finally:
         server.stop()
+
+
+async def test_the_python_client_and_fastchat_send_take_their_name_from_the_token(
+    secured: ServerProcess,
+) -> None:
+    """With a token and no `user`, the client sends as the token's name (any other is
+    refused with name_mismatch), in the library and in `fastchat send`."""
+    import subprocess
+    import sys
+
+    from fastchat.client import connect
+
+    room = room_name()
+    async with connect(secured.ws_fast, token=token("t9", name="Nine")) as chat:
+        assert chat.user == "Nine"
+        await chat.join(room)
+        sent = await chat.send(room, "from the library")
+        assert sent.user == "Nine"
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "fastchat", "send", room, "from the command"),
+            *("--url", secured.ws_http, "--token", token("t8")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 2,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    page = httpx.get(f"{secured.http}/api/v1/messages/{room}", timeout=TIMEOUT).json()
+    assert [(m["user"], m["message"]) for m in page["messages"]] == [
+        ("Nine", "from the library"),
+        ("t8", "from the command"),  # no name claim: the sub
+    ]
