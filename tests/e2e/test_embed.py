@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess, free_port, start_server
-from tests.e2e.conftest import Browsers, api, expect, expect_accessible
+from tests.e2e.conftest import SCREENSHOTS, Browsers, api, expect, expect_accessible
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +103,8 @@ def test_one_visitor_comments_and_the_other_sees_it_live(
     expect(ann.locator("#comments li[data-id] .text")).to_have_text(
         ["Nice article!", "Thanks, Ann"]
     )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the README's "Embedding comments"
+    ann.screenshot(path=str(SCREENSHOTS / "embed-desktop.png"), animations="disabled")
 
     stored = api.get(f"{server.http}/api/v1/posts/{post_id}/comments").json()["comments"]
     assert [(c["user"], c["comment"]) for c in stored] == [

@@ -93,3 +93,11 @@ def test_screenshots(
     sam.locator("#composer").press_sequentially("On it")
     expect(page.locator("#typing")).to_have_text("sam is typing…")
     shoot(page, f"chat-{kind}")
+
+    # The search box: this room's messages with a word.
+    page.fill("#search-q", "slides")
+    page.press("#search-q", "Enter")
+    expect(page.locator("#search-results .search-hit mark")).to_have_text(["slides"])
+    if kind == "phone":  # below the chat: scroll to the hits
+        page.locator("#search-more").evaluate("e => e.parentElement.scrollIntoView(false)")
+    shoot(page, f"search-{kind}")
