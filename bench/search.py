@@ -11,9 +11,9 @@ in one-million-row transactions: the point is the search, not the ingest), with 
 tenth of all messages and most in a handful, as in chat. The server then starts on it and
 its indexer indexes the backlog (the time it took is printed: what a database from before
 search costs on first start). Queries are one or two words, a third of them common, the rest
-rare, sent one at a time on one kept-alive connection, no warm-up beyond the first (which
-waits for the index). Prints one JSON object and a table: p50 / p99 / max per side and the
-ratio of the medians and of the p99s.
+rare, every fourth in one room, sent one at a time on one kept-alive connection, no warm-up
+beyond the first (which waits for the index). Prints one JSON object and a table: p50 / p99
+/ max per side and the ratio of the medians and of the p99s.
 """
 
 from __future__ import annotations
@@ -71,9 +71,11 @@ def fill(db: Path, messages: int, rng: random.Random) -> float:
     return time.perf_counter() - started
 
 
-def queries(n: int, rng: random.Random) -> list[str]:
+def queries(n: int, rng: random.Random) -> list[tuple[str, str | None]]:
+    """(q, room or None): one or two words, a third of them common; every fourth query
+    in one room (of the 200)."""
     vocab = words(rng)
-    out = []
+    out: list[tuple[str, str | None]] = []
     for i in range(n):
         common = i % 3 == 0
         pick = (
@@ -81,7 +83,8 @@ def queries(n: int, rng: random.Random) -> list[str]:
             if common
             else (lambda: vocab[rng.randrange(50, len(vocab))])
         )
-        out.append(" ".join(pick() for _ in range(1 if i % 2 else 2)))
+        room = f"room-{rng.randrange(200)}" if i % 4 == 0 else None
+        out.append((" ".join(pick() for _ in range(1 if i % 2 else 2)), room))
     return out
 
 
@@ -109,9 +112,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 first.raise_for_status()
                 index_s = time.perf_counter() - started
                 ours, hits = [], []
-                for q in qs:
+                for q, room in qs:
+                    params = {"q": q} if room is None else {"q": q, "room": room}
                     t = time.perf_counter()
-                    r = http.get("/api/v1/search", params={"q": q})
+                    r = http.get("/api/v1/search", params=params)
                     ours.append(time.perf_counter() - t)
                     r.raise_for_status()
                     hits.append(r.json()["count"])
@@ -120,14 +124,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The same words without an index: every message scanned, newest first.
         conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
         like = []
-        for q in qs:
+        for q, room in qs:
             terms = q.split()
             where = " AND ".join("message LIKE ?" for _ in terms)
+            bound: tuple[str, ...] = tuple(f"%{w}%" for w in terms)
+            if room is not None:
+                where += " AND room = ?"
+                bound += (room,)
             t = time.perf_counter()
             conn.execute(
                 f'SELECT id, room, "user", message, ts FROM messages WHERE {where} '
                 "ORDER BY id DESC LIMIT 20",
-                tuple(f"%{w}%" for w in terms),
+                bound,
             ).fetchall()
             like.append(time.perf_counter() - t)
         conn.close()

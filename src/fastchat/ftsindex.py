@@ -29,8 +29,13 @@ log = logging.getLogger("fastchat.store")
 CHUNK: Final = 500
 # How often the indexer thread looks for new rows when nobody searches.
 POLL_SECONDS: Final = 0.5
-# (changes.kind and search_index.kind, the table, its text column)
-_TABLES: Final = ((1, "messages", "message"), (2, "comments", "comment"))
+# (changes.kind and search_index.kind, the table, its text column, the index's columns and
+# what fills them: the text, and the room's name (in hex: one token, whatever the name, so
+# rooms that share a word do not share it here) or the post's id)
+_TABLES: Final = (
+    (1, "messages", "message", "message, room", "message, hex(room)"),
+    (2, "comments", "comment", "comment, post", "comment, post_id"),
+)
 
 
 class Indexer:
@@ -79,7 +84,7 @@ class Indexer:
         there is more to do."""
         more = False
         with conn:  # BEGIN ... COMMIT (or ROLLBACK on an error)
-            for kind, table, column in _TABLES:
+            for kind, table, _, columns, values in _TABLES:
                 done = _rows(
                     conn, "SELECT last_id, last_change FROM search_index WHERE kind = ?", (kind,)
                 )
@@ -93,7 +98,7 @@ class Indexer:
                 new_last = int(newest)
                 if new_last > last_id:
                     conn.execute(
-                        f"INSERT INTO {table}_fts(rowid, {column}) SELECT id, {column} "
+                        f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
                         f"FROM {table} WHERE id > ? AND id <= ? AND deleted_at IS NULL",
                         (last_id, new_last),
                     )
@@ -109,7 +114,7 @@ class Indexer:
                         continue  # not indexed yet: it will be, with its text as it is then
                     conn.execute(f"DELETE FROM {table}_fts WHERE rowid = ?", (item_id,))
                     conn.execute(
-                        f"INSERT INTO {table}_fts(rowid, {column}) SELECT id, {column} "
+                        f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
                         f"FROM {table} WHERE id = ? AND deleted_at IS NULL",
                         (item_id,),
                     )

@@ -252,16 +252,20 @@ _MIGRATIONS: Final[dict[int, str]] = {
     );
     CREATE INDEX changes_scope ON changes(kind, scope, id);
     """,
-    # Full-text search: an FTS5 index of each table's words (contentless: no copy of the
-    # text; contentless_delete: an edit or deletion drops a row's words by its id), kept by
+    # Full-text search: an FTS5 index of each table's words, and of its room's (post's) name
+    # so that a search in one room is an intersection of the index's lists, not a walk
+    # through every match (contentless: no copy of the text; contentless_delete: an edit or
+    # deletion drops a row's words by its id), kept by
     # ftsindex.Indexer off the write path, and how far it has got (the rows already there
     # are indexed from 0 when a database from before search is opened).
     4: """
     CREATE VIRTUAL TABLE messages_fts USING fts5(
-        message, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+        message, room, content='', contentless_delete=1,
+        tokenize='unicode61 remove_diacritics 2'
     );
     CREATE VIRTUAL TABLE comments_fts USING fts5(
-        comment, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2'
+        comment, post, content='', contentless_delete=1,
+        tokenize='unicode61 remove_diacritics 2'
     );
     CREATE TABLE search_index (
         kind INTEGER PRIMARY KEY,
@@ -283,19 +287,19 @@ SEARCH_WINDOW: Final = 1000
 _SEARCH_SQL: Final = {
     "m": (
         "SELECT 'm', m.id, m.room, m.\"user\", m.ts, m.message, bm25(messages_fts) AS r "
-        "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+        "FROM messages_fts CROSS JOIN messages m ON m.id = messages_fts.rowid "
         "WHERE messages_fts MATCH ? AND m.deleted_at IS NULL{scope} AND messages_fts.rowid >= "
         "(SELECT coalesce(min(id), 0) FROM (SELECT m.id FROM messages_fts "
-        "JOIN messages m ON m.id = messages_fts.rowid "
+        "CROSS JOIN messages m ON m.id = messages_fts.rowid "
         "WHERE messages_fts MATCH ? AND m.deleted_at IS NULL{scope} "
         "ORDER BY messages_fts.rowid DESC LIMIT ?))"
     ),
     "c": (
         "SELECT 'c', c.id, c.post_id, c.\"user\", c.ts, c.comment, bm25(comments_fts) AS r "
-        "FROM comments_fts JOIN comments c ON c.id = comments_fts.rowid "
+        "FROM comments_fts CROSS JOIN comments c ON c.id = comments_fts.rowid "
         "WHERE comments_fts MATCH ? AND c.deleted_at IS NULL{scope} AND comments_fts.rowid >= "
         "(SELECT coalesce(min(id), 0) FROM (SELECT c.id FROM comments_fts "
-        "JOIN comments c ON c.id = comments_fts.rowid "
+        "CROSS JOIN comments c ON c.id = comments_fts.rowid "
         "WHERE comments_fts MATCH ? AND c.deleted_at IS NULL{scope} "
         "ORDER BY comments_fts.rowid DESC LIMIT ?))"
     ),
@@ -1104,7 +1108,16 @@ class SqliteStore(Store):
         # Unlike a history page, a search reads and ranks up to SEARCH_WINDOW matches: a few
         # milliseconds over a big table, so it runs on a thread of its own connection (APSW
         # releases the GIL while SQLite works), one search at a time, and the loop goes on.
-        match = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        # Every word in the text's column; with a room (post), its name (id) in the other
+        # column too: an intersection of the index's lists, not a walk through every match.
+        phrase = '"' + "{}" + '"'
+        words = [t.replace('"', '""') for t in terms]
+        match = " AND ".join(f"message : {phrase.format(w)}" for w in words)
+        if room is not None:  # indexed as the hex of its name (ftsindex._TABLES)
+            match += f' AND room : "{room.encode().hex()}"'
+        cmatch = " AND ".join(f"comment : {phrase.format(w)}" for w in words)
+        if post_id is not None:
+            cmatch += f' AND post : "{post_id}"'
         parts: list[str] = []
         params: list[Any] = []
         if post_id is None:
@@ -1114,7 +1127,7 @@ class SqliteStore(Store):
         if room is None:
             scope = "" if post_id is None else " AND c.post_id = ?"
             parts.append(_SEARCH_SQL["c"].format(scope=scope))
-            on_post: list[Any] = [match] if post_id is None else [match, post_id]
+            on_post: list[Any] = [cmatch] if post_id is None else [cmatch, post_id]
             params += [*on_post, *on_post, SEARCH_WINDOW]
         sql = " UNION ALL ".join(parts) + " ORDER BY r, 2 DESC LIMIT ? OFFSET ?"
         async with self._search_lock:

@@ -120,6 +120,12 @@ def test_room_and_post_filters(http: httpx.Client) -> None:
     hits = search(http, q=w, post_id=post["id"])["results"]
     assert [(h["kind"], h["id"], h["post_id"]) for h in hits] == [("comment", c["id"], post["id"])]
     assert {h["kind"] for h in search(http, q=w)["results"]} == {"message", "comment"}
+    # Rooms that share words, or have none, are told apart.
+    for room in ("team-a", "team-a-b", "a team", "🎉", 'quo"te'):
+        say(http, room, f"{w} in {room}")
+    for room in ("team-a", "team-a-b", "a team", "🎉", 'quo"te'):
+        hits = search(http, q=w, room=room)["results"]
+        assert [h["room"] for h in hits] == [room], room
 
 
 def test_edits_and_deletions_are_followed(http: httpx.Client) -> None:
