@@ -208,3 +208,32 @@ def test_a_database_from_before_search_gets_its_index(tmp_path: Path) -> None:
             assert search(http, q="lore")["count"] == 2
     finally:
         server.stop()
+
+
+def test_a_postgresql_database_from_before_search_gets_its_index(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The same on PostgreSQL: migration 4's generated column is computed for the rows
+    already there."""
+    import psycopg
+
+    from fastchat import pgstore
+
+    url = request.getfixturevalue("postgres").new_database()
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE fastchat_meta (key TEXT PRIMARY KEY, value TEXT)")
+        for version in (1, 2, 3):
+            conn.execute(pgstore._MIGRATIONS[version])
+        conn.execute("INSERT INTO fastchat_meta VALUES ('schema_version', '3')")
+        conn.execute(
+            'INSERT INTO messages(room, "user", message, ts) VALUES (%s, %s, %s, %s)',
+            ("old", "u", "ancient lore", 1),
+        )
+    server = start_server(tmp_path / "chat.db", env={"DATABASE_URL": url})
+    try:
+        with httpx.Client(base_url=server.http, timeout=TIMEOUT) as http:
+            assert [h["snippet"] for h in search(http, q="lore")["results"]] == ["ancient lore"]
+            say(http, "old", "modern lore")
+            assert search(http, q="lore", room="old")["count"] == 2
+    finally:
+        server.stop()
