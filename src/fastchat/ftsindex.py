@@ -27,6 +27,11 @@ log = logging.getLogger("fastchat.store")
 
 # Rows (and changes) indexed per transaction.
 CHUNK: Final = 500
+# The newest ids of what is indexed: a catch-up with none of them changed has nothing to do.
+_NEWEST: Final = (
+    "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
+    "(SELECT coalesce(max(id), 0) FROM comments), (SELECT coalesce(max(id), 0) FROM changes)"
+)
 # How often the indexer thread looks for new rows when nobody searches.
 POLL_SECONDS: Final = 0.5
 # (changes.kind and search_index.kind, the table, its text column, the index's columns and
@@ -49,6 +54,7 @@ class Indexer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.indexed = 0  # rows and changes indexed since start
+        self._seen: tuple[Any, ...] | None = None  # the newest ids at the last catch-up
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fastchat-indexer", daemon=True)
@@ -74,59 +80,81 @@ class Indexer:
     def catch_up(self) -> None:
         """Index everything committed so far (on the calling thread)."""
         with self._lock:
-            if self._conn is None:
+            conn = self._conn
+            if conn is None:
                 return  # stopped
-            while self._step(self._conn):
+            # Nothing new since the last look: no transaction, no write lock (the writer's
+            # commits on the loop never wait for a lock: one held here sends them to the
+            # writer thread).
+            newest = _rows(conn, _NEWEST, ())[0]
+            if newest == self._seen:
+                return
+            while self._step(conn):
                 pass
+            self._seen = newest
 
     def _step(self, conn: apsw.Connection) -> bool:
         """One transaction: up to CHUNK new rows and CHUNK changes of each table. True if
         there is more to do."""
         more = False
-        with conn:  # BEGIN ... COMMIT (or ROLLBACK on an error)
-            for kind, table, _, columns, values in _TABLES:
-                done = _rows(
-                    conn, "SELECT last_id, last_change FROM search_index WHERE kind = ?", (kind,)
-                )
-                last_id, last_change = (int(done[0][0]), int(done[0][1])) if done else (0, 0)
-                newest, count = _rows(
-                    conn,
-                    f"SELECT coalesce(max(id), ?), count(*) FROM (SELECT id FROM {table} "
-                    "WHERE id > ? ORDER BY id LIMIT ?)",
-                    (last_id, last_id, CHUNK),
-                )[0]
-                new_last = int(newest)
-                if new_last > last_id:
-                    conn.execute(
-                        f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
-                        f"FROM {table} WHERE id > ? AND id <= ? AND deleted_at IS NULL",
-                        (last_id, new_last),
-                    )
-                    self.indexed += count
-                    more = more or count == CHUNK
-                changes = _rows(
-                    conn,
-                    "SELECT id, item_id FROM changes WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
-                    (kind, last_change, CHUNK),
-                )
-                for _, item_id in changes:
-                    if item_id > new_last:
-                        continue  # not indexed yet: it will be, with its text as it is then
-                    conn.execute(f"DELETE FROM {table}_fts WHERE rowid = ?", (item_id,))
-                    conn.execute(
-                        f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
-                        f"FROM {table} WHERE id = ? AND deleted_at IS NULL",
-                        (item_id,),
-                    )
-                if changes:
-                    last_change = changes[-1][0]
-                    self.indexed += len(changes)
-                    more = more or len(changes) == CHUNK
+        # The write lock first (BEGIN IMMEDIATE): a read snapshot taken first could not be
+        # upgraded once the writer had committed after it (SQLITE_BUSY_SNAPSHOT).
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            more = self._index(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return more
+
+    def _index(self, conn: apsw.Connection) -> bool:
+        """Up to CHUNK new rows and CHUNK changes of each table, in the open transaction;
+        True if there is more to do."""
+        more = False
+        for kind, table, _, columns, values in _TABLES:
+            done = _rows(
+                conn, "SELECT last_id, last_change FROM search_index WHERE kind = ?", (kind,)
+            )
+            last_id, last_change = (int(done[0][0]), int(done[0][1])) if done else (0, 0)
+            newest, count = _rows(
+                conn,
+                f"SELECT coalesce(max(id), ?), count(*) FROM (SELECT id FROM {table} "
+                "WHERE id > ? ORDER BY id LIMIT ?)",
+                (last_id, last_id, CHUNK),
+            )[0]
+            new_last = int(newest)
+            if new_last > last_id:
                 conn.execute(
-                    "INSERT OR REPLACE INTO search_index(kind, last_id, last_change) "
-                    "VALUES (?, ?, ?)",
-                    (kind, new_last, last_change),
+                    f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
+                    f"FROM {table} WHERE id > ? AND id <= ? AND deleted_at IS NULL",
+                    (last_id, new_last),
                 )
+                self.indexed += count
+                more = more or count == CHUNK
+            changes = _rows(
+                conn,
+                "SELECT id, item_id FROM changes WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+                (kind, last_change, CHUNK),
+            )
+            for _, item_id in changes:
+                if item_id > new_last:
+                    continue  # not indexed yet: it will be, with its text as it is then
+                conn.execute(f"DELETE FROM {table}_fts WHERE rowid = ?", (item_id,))
+                conn.execute(
+                    f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
+                    f"FROM {table} WHERE id = ? AND deleted_at IS NULL",
+                    (item_id,),
+                )
+            if changes:
+                last_change = changes[-1][0]
+                self.indexed += len(changes)
+                more = more or len(changes) == CHUNK
+            conn.execute(
+                "INSERT OR REPLACE INTO search_index(kind, last_id, last_change) VALUES (?, ?, ?)",
+                (kind, new_last, last_change),
+            )
         return more
 
 

@@ -1,0 +1,74 @@
+"""ftsindex.Indexer on a real SQLite file: it indexes what was committed, follows edits and
+deletions from the changes table, resumes where it stopped, and takes no lock when there is
+nothing new."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apsw
+
+from fastchat.ftsindex import Indexer
+from fastchat.store import SqliteStore
+
+
+def database(path: Path) -> apsw.Connection:
+    SqliteStore(str(path), seed=False).prepare()
+    conn = apsw.Connection(str(path))
+    conn.set_busy_timeout(2000)
+    return conn
+
+
+def found(conn: apsw.Connection, word: str) -> list[int]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid",
+            (f'message : "{word}"',),
+        )
+    ]
+
+
+def test_it_indexes_new_rows_and_follows_edits_and_deletions(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    conn = database(path)
+    with conn:
+        conn.executemany(
+            'INSERT INTO messages(id, room, "user", message, ts) VALUES (?, ?, ?, ?, ?)',
+            [(1, "r", "u", "alpha beta", 1), (2, "r", "u", "beta gamma", 2)],
+        )
+    indexer = Indexer(apsw.Connection(str(path)))
+    indexer.catch_up()
+    assert found(conn, "beta") == [1, 2] and indexer.indexed == 2
+    # An edit of 1, a deletion of 2: rows changed and a `changes` row each, as the writer does.
+    with conn:
+        conn.execute("UPDATE messages SET message = 'delta', edited_at = 3 WHERE id = 1")
+        conn.execute("UPDATE messages SET message = '', deleted_at = 3 WHERE id = 2")
+        conn.execute("INSERT INTO changes(kind, scope, item_id, ts) VALUES (1, 'r', 1, 3)")
+        conn.execute("INSERT INTO changes(kind, scope, item_id, ts) VALUES (1, 'r', 2, 3)")
+    indexer.catch_up()
+    assert found(conn, "beta") == [] and found(conn, "delta") == [1]
+    indexer.stop()
+    # A new indexer (a restart) goes on from where this one stopped.
+    with conn:
+        conn.execute(
+            'INSERT INTO messages(id, room, "user", message, ts) VALUES (3, "r", "u", "delta", 4)'
+        )
+    again = Indexer(apsw.Connection(str(path)))
+    again.catch_up()
+    assert found(conn, "delta") == [1, 3] and again.indexed == 1
+    again.stop()
+
+
+def test_nothing_new_takes_no_lock(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    database(path)
+    indexer = Indexer(apsw.Connection(str(path)))  # no busy timeout: a lock it wanted fails
+    indexer.catch_up()
+    other = apsw.Connection(str(path))
+    other.execute("BEGIN IMMEDIATE")  # someone holds the write lock
+    try:
+        indexer.catch_up()  # nothing committed since: no transaction, so no BusyError
+    finally:
+        other.execute("ROLLBACK")
+    indexer.stop()
