@@ -691,7 +691,7 @@ class SqliteStore(Store):
             daemon=True,
         )
         self._checkpointer.start()
-        self._indexer = Indexer(index_conn)
+        self._indexer = Indexer(index_conn, committed=lambda: self.rows)
         self._indexer.start()
 
     def prepare(self) -> None:
