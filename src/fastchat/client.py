@@ -645,13 +645,27 @@ class Client:
             pending = self._pending.get(event.client_id)
             if pending is None:
                 return
-            if event.code == ErrorCode.RATE_LIMITED:
-                # Dropped, not refused: the same send again in a moment.
+            if event.code in (ErrorCode.RATE_LIMITED, ErrorCode.STORE_UNAVAILABLE):
+                # Dropped, or the database could not take it now: the same send again in a
+                # moment (safe: the server stores a client_id once).
                 asyncio.get_running_loop().call_later(1.0, self._retry, event.client_id)
                 return
             del self._pending[event.client_id]
             if not pending.future.done():
                 pending.future.set_exception(error)
+            return
+        # The ERROR names the request it refuses (a server since 0.2.0): that one fails, or
+        # nothing (a TYPING nobody awaits); not the oldest request, as below.
+        if event.request_id is not None:
+            request = self._requests.get(event.request_id)
+            if request is not None and not request[1].done():
+                request[1].set_exception(error)
+            return
+        if event.room is not None or event.post_id is not None:
+            key = f"r:{event.room}" if event.room is not None else _post_key(event.post_id or 0)
+            for fut in self._answers.pop(key, ()):
+                if not fut.done():
+                    fut.set_exception(error)
             return
         if event.code == ErrorCode.POST_NOT_FOUND and self._fail_oldest_comment(error):
             return

@@ -25,6 +25,7 @@ from fastchat._hub import Hub, Member
 from fastchat.broker import Broker
 from fastchat.errors import CLOSE_CODE, ErrorCode
 from fastchat.events import Comment, CommentEvent, Message, MessageEvent, Post
+from fastchat.protocol import NOTHING_REFUSED, Refused
 from fastchat.store import (
     CHANGE_OPS,
     OP_COMMENT,
@@ -121,7 +122,7 @@ class Delivery:
         hub: Hub,
         store: Store,
         broker: Broker,
-        on_error: Callable[[Member, str, str], None],
+        on_error: Callable[[Member, str, str, Refused], None],
     ) -> None:
         self.hub = hub
         self.store = store
@@ -322,7 +323,12 @@ class Delivery:
 
     def _fail(self, write: Write, error: StoreError) -> None:
         if write.member is not None:
-            self._on_error(write.member, error.code, error.message)
+            # Which send it was (its client_id), so that the sender retries that one.
+            if write.op in (OP_MESSAGE, OP_COMMENT) and write.client_id is not None:
+                about = Refused(client_id=write.client_id)
+            else:
+                about = NOTHING_REFUSED
+            self._on_error(write.member, error.code, error.message, about)
         elif write.future is not None and not write.future.done():
             write.future.set_exception(error)
 

@@ -454,17 +454,24 @@ class Authenticated(ServerEvent, tag="AUTHENTICATED"):
 class ErrorEvent(ServerEvent, tag="ERROR", omit_defaults=True):
     code: str
     message: str
-    # The refused CHAT_MESSAGE's or POST_COMMENT's own client_id, so the sender knows which
-    # of its pending sends it was.
+    # Which of the client's requests this refuses, for a client with several in flight: the
+    # refused CHAT_MESSAGE's or POST_COMMENT's own client_id (which pending send it was);
+    # for any other event, its request_id (HISTORY, MEMBERS) and the room or post it named
+    # (JOIN_*, LEAVE_*, TYPING, HISTORY, MEMBERS, an edit or deletion that named one).
     client_id: str | None = None
+    request_id: str | None = None
+    room: str | None = None
+    post_id: int | None = None
 
 
 class SentId(Struct):
-    """The `type` and `client_id` of a frame the server refused: read again, loosely, only on
-    that (rare) path, because a frame that failed validation never became an event."""
+    """The `type`, `client_id` and `request_id` of a frame the server refused: read again,
+    loosely, only on that (rare) path, because a frame that failed validation never became
+    an event."""
 
     type: object = None
     client_id: object = None
+    request_id: object = None
 
 
 sent_id_decoder: Final = msgspec.json.Decoder(SentId)

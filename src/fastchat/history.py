@@ -11,13 +11,13 @@ from fastchat._hub import Hub, Member
 from fastchat.delivery import Delivery, comment_of, message_of
 from fastchat.errors import ErrorCode, FastchatError
 from fastchat.events import GetHistory, HistoryPage
-from fastchat.protocol import ProtocolError, Session, post_id_of, time_of
+from fastchat.protocol import ProtocolError, Refused, Session, post_id_of, time_of
 from fastchat.store import Store, StoreError
 
 encode: Final = events.encode
 
 # Runs an event's database work as a task, answering what it raises (Chat.spawn).
-Spawn = Callable[[Member, Coroutine[Any, Any, None]], None]
+Spawn = Callable[[Member, Coroutine[Any, Any, None], Refused], None]
 
 
 class NotFoundError(FastchatError):
@@ -92,7 +92,11 @@ class History:
         post_id = post_id_of(ev.post_id) if ev.post_id is not None else None
         for bound in (ev.since, ev.until):
             time_of(bound)
-        self._spawn(member, self._answer(member, ev, post_id))
+        self._spawn(
+            member,
+            self._answer(member, ev, post_id),
+            Refused(request_id=ev.request_id, room=ev.room, post_id=post_id),
+        )
 
     async def _answer(self, member: Member, ev: GetHistory, post_id: int | None) -> None:
         page = await self.page(  # NotFoundError is answered by the spawner
@@ -145,4 +149,5 @@ class History:
             finally:
                 session.resume_ended(key)
 
-        self._spawn(member, resume())
+        about = Refused(room=str(scope)) if table == "messages" else Refused(post_id=int(scope))
+        self._spawn(member, resume(), about)

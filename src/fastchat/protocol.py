@@ -7,7 +7,7 @@ here too, so both ports speak byte-identical JSON.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -26,6 +26,19 @@ class ProtocolError(FastchatError):
 
 def error_payload(code: str, message: str) -> bytes:
     return events.encode(ErrorEvent(code=code, message=message))
+
+
+class Refused(NamedTuple):
+    """Which of a client's requests an ERROR refuses: its optional fields
+    (events.ErrorEvent)."""
+
+    client_id: str | None = None
+    request_id: str | None = None
+    room: str | None = None
+    post_id: int | None = None
+
+
+NOTHING_REFUSED: Final = Refused()
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

@@ -53,9 +53,11 @@ from fastchat.moderation import EVERYWHERE, Ban, Moderation
 from fastchat.moderation import refusal as moderation_refusal
 from fastchat.presence import RoomView, Snapshot
 from fastchat.protocol import (
+    NOTHING_REFUSED,
     Bucket,
     Limits,
     ProtocolError,
+    Refused,
     Session,
     error_payload,
     parse,
@@ -113,27 +115,44 @@ _SEND_TYPES: Final = frozenset(
 )
 
 
-def _sent_client_id(event: object, data: bytes | str) -> str | None:
-    """The client_id of a refused CHAT_MESSAGE or POST_COMMENT, echoed in its ERROR so the
-    sender knows which pending send failed; None for any other refused frame. A frame that
-    failed validation (`event` None) is read again for it: only on this rare path."""
-    if isinstance(event, SendMessage | SendComment):
-        return event.client_id
+def _refused(event: object, data: bytes | str) -> Refused:
+    """Which request an ERROR refuses (events.ErrorEvent): a send's client_id; any other
+    event's request_id, room and post. A frame that failed validation (`event` None)
+    is read again, loosely, for its client_id (a send's) and request_id alone: only on this
+    rare path, and only ids as a client could have made them (a field that failed
+    validation is not sent back)."""
+    if isinstance(event, SendMessage | SendComment):  # the client_id says which
+        return NOTHING_REFUSED if event.client_id is None else Refused(client_id=event.client_id)
     if event is not None:
-        return None
+        post = getattr(event, "post_id", None)
+        return Refused(
+            request_id=getattr(event, "request_id", None),
+            room=getattr(event, "room", None),
+            post_id=post if type(post) is int else _post_id(post),
+        )
     try:
         sent = events.sent_id_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError):
-        return None
-    client_id = sent.client_id
-    if (
-        sent.type in _SEND_TYPES
-        and type(client_id) is str
-        and 0 < len(client_id) <= events.CLIENT_ID_MAX
-        and client_id.isprintable()
-    ):
-        return client_id
+        return NOTHING_REFUSED
+    return Refused(
+        client_id=_id_or_none(sent.client_id) if sent.type in _SEND_TYPES else None,
+        request_id=_id_or_none(sent.request_id),
+    )
+
+
+def _id_or_none(value: object) -> str | None:
+    if type(value) is str and 0 < len(value) <= events.CLIENT_ID_MAX and value.isprintable():
+        return value
     return None
+
+
+def _post_id(ref: object) -> int | None:
+    if ref is None:
+        return None
+    try:
+        return post_id_of(ref)  # type: ignore[arg-type]
+    except ProtocolError:
+        return None
 
 
 class Chat:
@@ -218,7 +237,7 @@ class Chat:
             elif kind in _CHANGE_EVENTS:
                 self._change(member, event)
         except FastchatError as exc:
-            self.reply_error(member, exc.code, exc.message, _sent_client_id(event, data))
+            self.reply_error(member, exc.code, exc.message, _refused(event, data))
 
     def _user_admits(self, session: Session, now: float) -> bool:
         """A token user's own bucket, shared by all its connections: ten tabs do not get
@@ -249,14 +268,25 @@ class Chat:
             )
 
     def reply_error(
-        self, member: Member, code: str, message: str, client_id: str | None = None
+        self, member: Member, code: str, message: str, about: Refused = NOTHING_REFUSED
     ) -> None:
+        """An ERROR to `member`; `about`: which of its requests it refuses."""
         self.errors[code] += 1
-        if client_id is None:
+        if about is NOTHING_REFUSED:
             self.hub.send(member, error_payload(code, message))
         else:
             self.hub.send(
-                member, encode(ErrorEvent(code=code, message=message, client_id=client_id))
+                member,
+                encode(
+                    ErrorEvent(
+                        code=code,
+                        message=message,
+                        client_id=about.client_id,
+                        request_id=about.request_id,
+                        room=about.room,
+                        post_id=about.post_id,
+                    )
+                ),
             )
 
     def _send_message(self, member: Member, ev: SendMessage) -> None:
@@ -372,7 +402,9 @@ class Chat:
         post_id = post_id_of(ev.post_id)
         user = name_for(member.state.identity, ev.user, JOIN_DEFAULT_USER)
         self.rooms.check_budget(member, f"p:{post_id}")
-        self.spawn(member, self._join_post_checked(member, user, ev, post_id))
+        self.spawn(
+            member, self._join_post_checked(member, user, ev, post_id), Refused(post_id=post_id)
+        )
 
     async def _join_post_checked(
         self, member: Member, user: str, ev: JoinPost, post_id: int
@@ -466,25 +498,30 @@ class Chat:
             if self._user_connections[sub] <= 0:
                 del self._user_connections[sub], self._user_buckets[sub]
 
-    def spawn(self, member: Member, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(
+        self, member: Member, work: Coroutine[Any, Any, None], about: Refused = NOTHING_REFUSED
+    ) -> None:
         """Run `work` (an event that must read the database) as a task; a refusal it raises
-        is answered to `member` as an ERROR event, as in `receive`."""
+        is answered to `member` as an ERROR event, as in `receive`, saying `about` which
+        request it was."""
 
         async def guarded() -> None:
             try:
                 await work
             except FastchatError as exc:
                 if not member.closed:
-                    self.reply_error(member, exc.code, exc.message)
+                    self.reply_error(member, exc.code, exc.message, about)
             except self.history.read_errors as exc:
                 if not isinstance(exc, StoreError):
                     log.warning("a database read failed: %r", exc)
                 if not member.closed:
-                    self.reply_error(member, ErrorCode.STORE_UNAVAILABLE, unreadable(exc))
+                    self.reply_error(member, ErrorCode.STORE_UNAVAILABLE, unreadable(exc), about)
             except Exception:  # never "Task exception was never retrieved"
                 log.exception("handling an event failed")
                 if not member.closed:
-                    self.reply_error(member, ErrorCode.INTERNAL, "the server failed this request")
+                    self.reply_error(
+                        member, ErrorCode.INTERNAL, "the server failed this request", about
+                    )
 
         task = asyncio.get_running_loop().create_task(guarded())
         self._tasks.add(task)

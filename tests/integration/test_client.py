@@ -76,6 +76,28 @@ async def test_a_refused_send_raises_the_servers_error(server: ServerProcess) ->
         assert not_joined.value.code == "not_joined"
 
 
+async def test_a_refused_request_fails_that_request_alone(server: ServerProcess) -> None:
+    """Several requests in flight, one refused: the ERROR names it (request_id, room, post),
+    so that one raises and the others are answered."""
+    room = room_name()
+    async with connect(server.ws_fast, user="asker") as chat:
+        await chat.join(room)
+        await chat.send(room, "one")
+        good = asyncio.create_task(chat.history(room))
+        bad = asyncio.create_task(chat.history(room, since="not a time"))
+        missing = asyncio.create_task(chat.join_post(987654))
+        also_good = asyncio.create_task(chat.history(room, limit=1))
+        page = await asyncio.wait_for(good, TIMEOUT)
+        assert [m.message for m in page.messages or []] == ["one"]
+        with pytest.raises(FastchatError) as refused:
+            await asyncio.wait_for(bad, TIMEOUT)
+        assert refused.value.code == "invalid_time"
+        with pytest.raises(FastchatError) as no_post:
+            await asyncio.wait_for(missing, TIMEOUT)
+        assert no_post.value.code == "post_not_found"
+        assert len((await asyncio.wait_for(also_good, TIMEOUT)).messages or []) == 1
+
+
 async def test_history_pages_back_to_the_first_message(server: ServerProcess) -> None:
     room = room_name()
     async with connect(server.ws_fast, user="pager") as chat:

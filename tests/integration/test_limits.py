@@ -143,6 +143,63 @@ async def test_a_refused_send_is_named_by_its_client_id(limited: ServerProcess, 
             assert set(await c.expect("ERROR")) == {"type", "code", "message"}
 
 
+@pytest.mark.parametrize("port", ["fast", "http"])
+async def test_a_refused_request_is_named_by_its_request_id_room_or_post(
+    limited: ServerProcess, port: str
+) -> None:
+    """A client with several requests in flight (HISTORY and MEMBERS pages, joins) knows
+    which one an ERROR refuses: it carries the request's request_id and the room or post it
+    named, answered at once or after a read (JOIN_POST of a missing post). A frame that
+    failed validation gets its request_id back only when it is one a client could have
+    made; nothing else of it is sent back."""
+    url = limited.ws_fast if port == "fast" else limited.ws_http
+    room = room_name()
+    async with await Client.connect(url) as c:
+        refused: list[tuple[dict[str, object], dict[str, object]]] = [
+            (
+                {"type": "HISTORY", "room": room, "post_id": 1, "request_id": "h1"},
+                {"code": "invalid_field", "request_id": "h1", "room": room, "post_id": 1},
+            ),
+            (
+                {"type": "HISTORY", "room": room, "since": "soon", "request_id": "h2"},
+                {"code": "invalid_time", "request_id": "h2", "room": room},
+            ),
+            (
+                {"type": "MEMBERS", "room": room, "request_id": "m1"},
+                {"code": "not_joined", "request_id": "m1", "room": room},
+            ),
+            ({"type": "LEAVE_ROOM", "room": room}, {"code": "not_joined", "room": room}),
+            (
+                {"type": "JOIN_POST", "post_id": "987654", "user": "u"},
+                {"code": "post_not_found", "post_id": 987654},
+            ),
+            # Failed validation (a limit that is not a number): only the request_id.
+            (
+                {"type": "HISTORY", "room": room, "limit": "ten", "request_id": "h3"},
+                {"code": "invalid_field", "request_id": "h3"},
+            ),
+            # A request_id no client makes (too long, control characters): not sent back.
+            (
+                {"type": "HISTORY", "room": room, "limit": "ten", "request_id": "r" * 65},
+                {"code": "invalid_field"},
+            ),
+            (
+                {"type": "MEMBERS", "room": "", "request_id": "bad\u0000id"},
+                {"code": "invalid_field"},
+            ),
+        ]
+        for frame, expected in refused:
+            await c.send(frame)
+            error = await c.expect("ERROR")
+            del error["type"], error["message"]
+            assert error == expected, frame
+        # The same after joining: a request in a room it is in is answered, not refused.
+        await c.join(room, "u")
+        await c.send({"type": "MEMBERS", "room": room, "request_id": "m2"})
+        page = await c.expect("MEMBERS")
+        assert (page["request_id"], page["users"]) == ("m2", ["u"])
+
+
 @pytest.mark.parametrize("url", ["ws_fast", "ws_http"])
 async def test_a_frame_far_over_the_limit_is_cut_off_with_1009(
     limited: ServerProcess, url: str
