@@ -457,7 +457,7 @@ class ErrorEvent(ServerEvent, tag="ERROR", omit_defaults=True):
     # Which of the client's requests this refuses, for a client with several in flight: the
     # refused CHAT_MESSAGE's or POST_COMMENT's own client_id (which pending send it was);
     # for any other event, its request_id (HISTORY, MEMBERS) and the room or post it named
-    # (JOIN_*, LEAVE_*, TYPING, HISTORY, MEMBERS, an edit or deletion that named one).
+    # (JOIN_*, LEAVE_*, TYPING, HISTORY, MEMBERS).
     client_id: str | None = None
     request_id: str | None = None
     room: str | None = None

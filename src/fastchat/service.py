@@ -117,12 +117,16 @@ _SEND_TYPES: Final = frozenset(
 
 def _refused(event: object, data: bytes | str) -> Refused:
     """Which request an ERROR refuses (events.ErrorEvent): a send's client_id; any other
-    event's request_id, room and post. A frame that failed validation (`event` None)
-    is read again, loosely, for its client_id (a send's) and request_id alone: only on this
-    rare path, and only ids as a client could have made them (a field that failed
-    validation is not sent back)."""
+    event's request_id, room and post, but an edit's or deletion's (none). A frame that
+    failed validation (`event` None) is read again, loosely, for its client_id (a send's)
+    and request_id alone: only on this rare path, and only ids as a client could have made
+    them (a field that failed validation is not sent back)."""
     if isinstance(event, SendMessage | SendComment):  # the client_id says which
         return NOTHING_REFUSED if event.client_id is None else Refused(client_id=event.client_id)
+    if type(event) in _CHANGE_EVENTS:
+        # An edit or deletion is one of an item's: its room says nothing of which, and a
+        # client that waits for a join there must not take it for the join's refusal.
+        return NOTHING_REFUSED
     if event is not None:
         post = getattr(event, "post_id", None)
         return Refused(

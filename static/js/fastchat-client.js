@@ -733,13 +733,27 @@ export class FastchatClient extends EventTarget {
     if (event.client_id != null) {
       const pending = this._pending.get(event.client_id);
       if (!pending) return;
-      if (event.code === "rate_limited") {
-        // Dropped, not refused: the same send again in a moment.
+      if (event.code === "rate_limited" || event.code === "store_unavailable") {
+        // Dropped, or the database could not take it now: the same send again in a moment
+        // (safe: the server stores a client_id once).
         setTimeout(() => this._retry(event.client_id), RETRYABLE_LATER_MS);
         return;
       }
       this._pending.delete(event.client_id);
       pending.d.reject(error);
+      return;
+    }
+    // The ERROR names the request it refuses (a server since 0.2.0): that one fails, or
+    // nothing (a TYPING nobody awaits); not the oldest request, as below.
+    if (event.request_id != null) {
+      this._requests.get(event.request_id)?.d.reject(error);
+      return;
+    }
+    if (event.room != null || event.post_id != null) {
+      const key = event.room != null ? `r:${event.room}` : postKey(event.post_id);
+      const waiters = this._answers.get(key) ?? [];
+      this._answers.delete(key);
+      for (const d of waiters) d.reject(error);
       return;
     }
     if (event.code === "post_not_found" && this._failOldestComment(error)) return;

@@ -184,6 +184,36 @@ def test_history_pages_back_to_the_first_message(server: ServerProcess, browsers
     assert newer["next"] == {"after": newer["messages"][-1]["id"]}
 
 
+def test_a_refused_request_rejects_that_request_alone(
+    server: ServerProcess, browsers: Browsers
+) -> None:
+    """Requests in flight together, one refused: the ERROR names it (request_id, post), so
+    that promise rejects with the server's code and the others resolve."""
+    room = "js-refused"
+    r = api.post(f"{server.http}/api/v1/messages/{room}", json={"user": "seed", "message": "hi"})
+    assert r.status_code == 201, r.text
+    page = open_client(browsers, server, "asker", server.ws_http)
+    page.evaluate("(room) => chat.join(room)", room)
+    outcome = page.evaluate(
+        """async (room) => {
+          const settle = (p) => p.then((v) => ["ok", v.type], (e) => ["refused", e.code]);
+          // The first page is answered after a read, the bad one refused at once: the
+          // answers come out of order.
+          return Promise.all([
+            settle(chat.history({ room, before: 1e12 })),
+            settle(chat.history({ room, since: "not a time" })),
+            settle(chat.joinPost(987654)),
+          ]);
+        }""",
+        room,
+    )
+    assert outcome == [
+        ["ok", "HISTORY"],
+        ["refused", "invalid_time"],
+        ["refused", "post_not_found"],
+    ]
+
+
 def test_a_dropped_connection_loses_nothing_and_repeats_nothing(
     server: ServerProcess, browsers: Browsers
 ) -> None:
