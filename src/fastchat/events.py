@@ -107,6 +107,13 @@ class GetMembers(ClientEvent, tag="MEMBERS", frozen=True):
     request_id: ClientId | None = None
 
 
+class Ping(ClientEvent, tag="PING", frozen=True):
+    """Is the connection alive? Answered with PONG. A browser cannot see the WebSocket
+    pings the server sends (it answers them itself), so a client that wants to notice a
+    dead connection (a laptop woken from sleep, a network that dropped it silently) asks
+    at the application level."""
+
+
 class Authenticate(ClientEvent, tag="AUTH", frozen=True):
     """A token for this connection (when the handshake carried none), or a fresh one
     before the current one expires (same `sub`)."""
@@ -152,6 +159,7 @@ AnyClientEvent = (
     | LeavePost
     | GetMembers
     | Authenticate
+    | Ping
     | EditMessage
     | DeleteMessage
     | EditComment
@@ -451,6 +459,10 @@ class Authenticated(ServerEvent, tag="AUTHENTICATED"):
     expires_at: str  # RFC 3339: past it, the connection is closed (4001) unless AUTH again
 
 
+class Pong(ServerEvent, tag="PONG"):
+    """The answer to PING."""
+
+
 class ErrorEvent(ServerEvent, tag="ERROR", omit_defaults=True):
     code: str
     message: str
@@ -495,6 +507,7 @@ AnyServerEvent = (
     | HistoryPage
     | MembersPage
     | Authenticated
+    | Pong
     | ErrorEvent
 )
 # For clients written in Python (tests, load generators): decodes anything the server sends.

@@ -368,6 +368,7 @@ _NAME_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.LeavePost: (),
     events.GetMembers: ("room", "after"),
     events.Authenticate: (),  # the token is auth.py's to judge
+    events.Ping: (),
     events.EditMessage: ("room",),
     events.DeleteMessage: ("room",),
     events.EditComment: (),

@@ -42,6 +42,8 @@ from fastchat.events import (
     LeavePost,
     LeaveRoom,
     Message,
+    Ping,
+    Pong,
     Post,
     SendComment,
     SendMessage,
@@ -110,6 +112,7 @@ _CHANGE_EVENTS: Final[dict[type, tuple[int, str | None]]] = {
     DeleteComment: (OP_DELETE_COMMENT, None),
 }
 
+PONG: Final = encode(Pong())
 _SEND_TYPES: Final = frozenset(
     (SendMessage.__struct_config__.tag, SendComment.__struct_config__.tag)
 )
@@ -238,6 +241,8 @@ class Chat:
                 self.rooms.members(member, event)  # type: ignore[arg-type]
             elif kind is Authenticate:
                 self._authenticate(member, event)  # type: ignore[arg-type]
+            elif kind is Ping:
+                self.hub.send(member, PONG)
             elif kind in _CHANGE_EVENTS:
                 self._change(member, event)
         except FastchatError as exc:

@@ -17,6 +17,9 @@
 //   server stores it once.
 // - Reconnect with full-jitter exponential backoff: random(0, min(backoffCap, backoffBase *
 //   2^attempt)) ms before each attempt.
+// - A dead connection is noticed: after `pingInterval` ms (25 s) without a frame the client
+//   sends PING; no answer within `timeout` ms and it reconnects, rather than wait for a close
+//   that a connection dropped silently (a laptop woken from sleep) may never deliver.
 // - Gap-free resume. After a reconnect every room and post is joined again with `last_id` (and
 //   `last_change`) set to the newest seen there; the server replays what was missed. A message
 //   or comment whose id is not above the last one seen is not emitted again: each reaches the
@@ -26,7 +29,8 @@
 // server's ERROR) or ClientClosedError; answers are awaited at most `timeout` ms, except
 // sends, which wait for as long as it takes):
 //
-//   new FastchatClient(url?, { token, user, backoffBase, backoffCap, timeout, WebSocket })
+//   new FastchatClient(url?, { token, user, backoffBase, backoffCap, timeout, pingInterval,
+//                              WebSocket })
 //     url: ws://HOST:PORT/ws (the HTTP port) or ws://HOST:WS_PORT/ws (the fast port); in a
 //     page the default is this page's host; token: sent as ?token= on every handshake (the
 //     connect then asks the server the token's name with AUTH: `user` becomes it).
@@ -130,6 +134,7 @@ export class FastchatClient extends EventTarget {
       backoffBase = 100,
       backoffCap = 10000,
       timeout = 10000,
+      pingInterval = 25000,
       WebSocket: WS = globalThis.WebSocket,
     } = options;
     this.baseUrl = url;
@@ -138,6 +143,7 @@ export class FastchatClient extends EventTarget {
     this.backoffBase = backoffBase;
     this.backoffCap = backoffCap;
     this.timeout = timeout;
+    this.pingInterval = pingInterval;
     this.reconnects = 0;
     this.state = "closed";
     this._WS = WS;
@@ -158,6 +164,9 @@ export class FastchatClient extends EventTarget {
     this._answers = new Map();
     this._order = [];
     this._changes = []; // edits and deletions awaiting their change event: { kind, id, d }
+    this._heard = 0; // when the open connection last received a frame (performance.now())
+    this._pingSent = 0; // when an unanswered PING went out (0: none out)
+    this._liveness = null;
   }
 
   get url() {
@@ -227,6 +236,8 @@ export class FastchatClient extends EventTarget {
     this._timer = null;
     if (this._onOnline) window.removeEventListener("online", this._onOnline);
     this._onOnline = null;
+    clearInterval(this._liveness);
+    this._liveness = null;
     const ws = this._ws;
     this._ws = null;
     this._ready = false;
@@ -517,10 +528,14 @@ export class FastchatClient extends EventTarget {
       ws.onopen = () => {
         if (this._ws !== ws) return;
         opened = true;
+        this._watch(ws);
         resolve();
       };
       ws.onmessage = (msg) => {
-        if (this._ws === ws) this._onText(msg.data);
+        if (this._ws !== ws) return;
+        this._heard = performance.now();
+        this._pingSent = 0; // any frame says the connection is alive, a PONG or not
+        this._onText(msg.data);
       };
       // An error is always followed by close; close is where we retry.
       ws.onclose = (e) => {
@@ -537,7 +552,52 @@ export class FastchatClient extends EventTarget {
     });
   }
 
+  /** Notice a dead connection: a browser answers the server's WebSocket pings without
+   * telling the page, and a connection dropped without a close (a laptop woken from sleep,
+   * a network gone) can look open for minutes. After `pingInterval` ms without a frame, a
+   * PING (the server answers PONG); nothing back within `timeout` ms: the connection is
+   * given up as lost and a reconnect begins. 0 turns this off. */
+  _watch(ws) {
+    clearInterval(this._liveness);
+    this._liveness = null;
+    if (!this.pingInterval) return;
+    this._heard = performance.now();
+    this._pingSent = 0;
+    const every = Math.max(50, Math.min(this.pingInterval, this.timeout) / 4);
+    this._liveness = setInterval(() => {
+      if (this._ws !== ws) {
+        clearInterval(this._liveness);
+        this._liveness = null;
+        return;
+      }
+      const now = performance.now();
+      if (this._pingSent && now - this._pingSent >= this.timeout) {
+        this._lose(ws, 4000, "no answer to PING");
+      } else if (!this._pingSent && now - this._heard >= this.pingInterval) {
+        this._pingSent = now;
+        this._write({ type: "PING" });
+      }
+    }, every);
+  }
+
+  /** Give up on `ws` now, as if it had closed with `code` (its own close may come minutes
+   * later, or never). */
+  _lose(ws, code, reason) {
+    clearInterval(this._liveness);
+    this._liveness = null;
+    if (this._ws !== ws) return;
+    this._ws = null;
+    try {
+      ws.close(code, reason);
+    } catch {
+      // already closing
+    }
+    this._onDisconnected({ code, reason });
+  }
+
   _onDisconnected(e) {
+    clearInterval(this._liveness);
+    this._liveness = null;
     this._ready = false;
     this._emit("disconnect", { code: e.code, reason: e.reason });
     // Leaves awaited on the lost connection will not be answered: they fail. Joins are

@@ -295,6 +295,67 @@ def test_a_dropped_connection_loses_nothing_and_repeats_nothing(
     assert alice.evaluate("() => states").count("reconnecting") >= 1
 
 
+def test_a_connection_dead_without_a_close_is_noticed_and_replaced(
+    server: ServerProcess, browsers: Browsers
+) -> None:
+    """A quiet live connection is kept: the client's PINGs are answered. Then the line goes
+    dead without a close (frames vanish both ways, the socket stays open, as after a laptop
+    sleeps): the unanswered PING gives it up, the client reconnects by itself and resumes,
+    and what was said meanwhile arrives."""
+    room = "js-dead-line"
+    alive = True
+    routes: list[Any] = []
+
+    def route(ws: Any) -> None:
+        upstream = ws.connect_to_server()
+        routes.append(ws)
+        mine = len(routes)
+
+        def to_page(message: Any) -> None:
+            if alive or mine > 1:
+                ws.send(message)
+
+        def to_server(message: Any) -> None:
+            if alive or mine > 1:
+                upstream.send(message)
+
+        upstream.on_message(to_page)
+        ws.on_message(to_server)
+
+    alice = browsers.open("about:blank")
+    alice.route_web_socket(server.ws_fast, route)
+    alice.goto(f"{server.http}{MODULE}")
+    opened = alice.evaluate(
+        """async (url) => {
+          const { FastchatClient } = await import('/static/js/fastchat-client.js');
+          window.events = [];
+          window.disconnects = [];
+          window.chat = new FastchatClient(url, {
+            user: "alice", backoffBase: 50, backoffCap: 250, timeout: 800, pingInterval: 200,
+          });
+          chat.on('event', (e) => events.push(e));
+          chat.on('disconnect', (e) => disconnects.push(e.code));
+          await chat.connect();
+          return chat.state;
+        }""",
+        server.ws_fast,
+    )
+    assert opened == "connected"
+    alice.evaluate("(room) => chat.join(room)", room)
+    # Quiet for several ping intervals: PINGs answered, the connection kept.
+    alice.wait_for_function("() => events.filter(e => e.type === 'PONG').length >= 3")
+    assert alice.evaluate("() => [chat.reconnects, disconnects.length]") == [0, 0]
+
+    alive = False
+    bob = open_client(browsers, server, "bob", server.ws_http)
+    bob.evaluate("(room) => chat.join(room)", room)
+    bob.evaluate("(room) => chat.send(room, 'said while her line was dead')", room)
+    alice.wait_for_function("() => chat.reconnects >= 1 && chat.connected")
+    assert alice.evaluate("() => disconnects") == [4000]
+    assert len(routes) >= 2
+    assert [t for _, _, t in wait_messages(alice, room, 1)] == ["said while her line was dead"]
+
+
 def test_resume_across_a_server_restart(tmp_path: Path, browsers: Browsers) -> None:
     """SIGKILL and restart on the same database and ports: the client reconnects by itself,
     its send made while the server was down is stored once, and what others wrote meanwhile

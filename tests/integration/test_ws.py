@@ -438,3 +438,17 @@ async def test_changes_of_one_instant_that_cancel_out_are_not_told(tmp_path: Pat
             }
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("port", PORTS)
+async def test_ping_is_answered_with_pong_in_order(server: ServerProcess, port: str) -> None:
+    """PING, for a client that cannot see WebSocket pings (a browser): PONG, after what was
+    answered before it; joined or not."""
+    room = room_name()
+    async with await Client.connect(url_of(server, port)) as c:
+        await c.send({"type": "PING"})
+        assert await c.expect("PONG") == {"type": "PONG"}
+        await c.send({"type": "JOIN_ROOM", "room": room, "user": "u"})
+        await c.send({"type": "PING"})
+        assert (await c.recv())["type"] == "ROOM_JOINED"
+        assert await c.recv() == {"type": "PONG"}
