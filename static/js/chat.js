@@ -1,21 +1,20 @@
 // The /chat page: history over REST, then JOIN_ROOM with the last id seen, then live.
 //
 // Every message is shown once and in id order: confirmed messages live in `byId` and are
-// inserted at their place; what the user wrote waits at the bottom as "pending" until its
-// echo (same client_id) arrives. After a dropped connection the page rejoins with the last
-// id it saw, the server replays what was missed, and the outbox resends what is unconfirmed.
-// A send the server refuses for good stays at the bottom, marked, until the user edits or
-// discards it; it is never resent.
+// inserted at their place; what the user wrote waits at the bottom as "pending" until it is
+// stored. The connection is a FastchatClient (fastchat-client.js): after a drop it rejoins
+// with the last id seen, the server replays what was missed, and it sends again what is
+// unconfirmed. A send the server refuses for good stays at the bottom, marked, until the
+// user edits or discards it; it is never resent.
 
+import { FastchatError, newClientId } from "./fastchat-client.js";
 import {
-  Link,
-  Outbox,
   addChangeActions,
   authHeaders,
   avatar,
   el,
   identity,
-  newClientId,
+  liveClient,
   prefs,
   refusalEl,
   restoreText,
@@ -65,9 +64,7 @@ let generation = 0; // bumps on every room switch; stale async results check it
 let historyLoaded = false;
 let historyLoading = false;
 let joined = false; // ROOM_JOINED received on the current connection
-let joinSent = false; // JOIN_ROOM sent on the current connection (ROOM_JOINED may be pending)
 let lastId = 0; // highest message id seen in this room: the resume point
-let lastChange = 0; // newest edit or deletion accounted for in this room (resume's last_change)
 let oldestId = null;
 let hasMore = false;
 let loadingOlder = false;
@@ -79,10 +76,10 @@ const members = new Map(); // name -> connections we know of
 // ROOM_JOINED listing fewer names than members): then the count shown is the server's.
 let crowd = null;
 const typers = new Map(); // name -> timeout
-const refused = new Map(); // client_id -> outbox item the server refused for good, any room
+const sending = new Map(); // client_id -> { event, node }: sent, not yet stored, any room
+const refused = new Map(); // client_id -> such an item the server refused for good, any room
 
-const link = new Link({ onOpen, onEvent, onState });
-const outbox = new Outbox(link, () => link.isOpen && joined);
+const chat = liveClient(identity.user || prefs.name);
 const overLimit = watchLength(composer, lengthEl, (over) => {
   sendButton.disabled = !room || over;
 });
@@ -122,17 +119,20 @@ function messageEl(m, pending) {
   if (!pending) {
     node.dataset.id = String(id);
     showChange(node, "message__text", m, message);
-    addChangeActions(node, "message__text", { user, ts }, changeOf(id), (ev) => link.send(ev));
+    addChangeActions(node, "message__text", { user, ts }, changeOf(id), quietly);
   }
   return node;
 }
 
-/** Builds the EDIT_MESSAGE or DELETE_MESSAGE of message `id`. */
+/** Sends the EDIT_MESSAGE or DELETE_MESSAGE of message `id`. */
 function changeOf(id) {
-  return (kind, text) =>
-    kind === "edit"
-      ? { type: "EDIT_MESSAGE", id, room, message: text }
-      : { type: "DELETE_MESSAGE", id, room };
+  return (kind, text) => (kind === "edit" ? chat.editMessage(id, text) : chat.deleteMessage(id));
+}
+
+/** An edit's or deletion's outcome: the change arrives as an event, a refusal as an ERROR
+ * event (shown by `onError`). */
+function quietly(promise) {
+  promise.catch(() => {});
 }
 
 /** Collapse the avatar and name of a message that follows its author's previous one. */
@@ -173,13 +173,15 @@ function addMessage(m) {
   return true;
 }
 
-function pendingStatus(item) {
-  return link.isOpen && joined ? "Sending…" : "Queued: sends when back online";
+function pendingStatus() {
+  return chat.connected && joined ? "Sending…" : "Queued: sends when back online";
 }
 
 function refreshPending() {
-  for (const item of outbox.items.values()) {
-    if (item.node) item.node.querySelector(".message__status").textContent = pendingStatus(item);
+  for (const item of sending.values()) {
+    if (item.node?.isConnected) {
+      item.node.querySelector(".message__status").textContent = pendingStatus();
+    }
   }
 }
 
@@ -189,7 +191,7 @@ function showPending(item) {
     true,
   );
   item.node.dataset.clientId = item.event.client_id;
-  item.node.querySelector(".message__status").textContent = pendingStatus(item);
+  item.node.querySelector(".message__status").textContent = pendingStatus();
   list.append(item.node);
   regroup(item.node);
   placeholder.hidden = true;
@@ -296,15 +298,13 @@ function historyUrl(params) {
 }
 
 async function enter(newRoom, name) {
-  if (room && joinSent && link.isOpen) link.send({ type: "LEAVE_ROOM", room });
-  joinSent = false;
+  if (room && room !== newRoom) leaveWhenSent(room);
   generation += 1;
   historyLoading = false;
   room = newRoom;
   me = name;
   historyLoaded = false;
   lastId = 0;
-  lastChange = 0;
   oldestId = null;
   hasMore = false;
   byId.clear();
@@ -332,8 +332,17 @@ async function enter(newRoom, name) {
     showPending(item);
     showRefused(item, item.refusal);
   }
-  for (const item of outbox.items.values()) if (item.event.room === room) showPending(item);
+  for (const item of sending.values()) if (item.event.room === room) showPending(item);
   await loadHistory();
+}
+
+/** Leave `old` once what was sent there is stored (or refused): a send to a room left
+ * would be refused as not_joined. */
+function leaveWhenSent(old) {
+  const waiting = [...sending.values()].filter((i) => i.event.room === old).map((i) => i.done);
+  Promise.allSettled(waiting).then(() => {
+    if (room !== old) chat.leave(old).catch(() => {});
+  });
 }
 
 async function loadHistory() {
@@ -356,7 +365,7 @@ async function loadHistory() {
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     body = await response.json();
   } catch {
-    // The server is away: try again soon (and onOpen tries as soon as it is back).
+    // The server is away: try again soon (and once connected again, at once).
     if (gen === generation) {
       placeholder.textContent = "Cannot load messages yet: retrying…";
       setTimeout(() => {
@@ -379,12 +388,18 @@ async function loadHistory() {
 }
 
 function sendJoin() {
-  if (!room || !historyLoaded || !link.isOpen) return;
-  // last_id: the server replays everything after it, then goes live: no gap, no duplicate;
-  // last_change: the edits and deletions after it too (none yet: those since last_id).
-  const event = { type: "JOIN_ROOM", room, user: me, last_id: lastId };
-  if (lastChange) event.last_change = lastChange;
-  joinSent = link.send(event);
+  if (!room || !historyLoaded) return;
+  // last_id: the server replays everything after it, then goes live: no gap, no duplicate.
+  // The client rejoins by itself after every reconnect, from the last id it saw. A join
+  // not answered in time (the server slow, or away) is tried again; a refusal is an ERROR
+  // event (`onError`).
+  const gen = generation;
+  chat.join(room, { user: me, lastId }).catch((err) => {
+    if (err instanceof FastchatError && err.code !== "timeout") return;
+    setTimeout(() => {
+      if (gen === generation && !joined) sendJoin();
+    }, 1000);
+  });
 }
 
 async function loadOlder() {
@@ -414,23 +429,15 @@ async function loadOlder() {
   }
 }
 
-// ------------------------------------------------------------------------------- link
-
-function onOpen() {
-  setJoined(false);
-  joinSent = false;
-  if (!room) return;
-  if (historyLoaded) sendJoin();
-  else loadHistory();
-}
+// ------------------------------------------------------------------------------- connection
 
 function setPlaceholder() {
   if (!room) return;
   composer.placeholder =
-    link.state === "offline" ? "Offline: messages send when you reconnect" : `Message #${room}`;
+    chat.state === "offline" ? "Offline: messages send when you reconnect" : `Message #${room}`;
 }
 
-function onState(state) {
+function onState({ state }) {
   showState(connState, state);
   setPlaceholder();
   if (state !== "connected") {
@@ -438,18 +445,29 @@ function onState(state) {
     for (const timer of typers.values()) clearTimeout(timer);
     typers.clear();
     renderTyping();
+  } else if (room && !historyLoaded) {
+    loadHistory(); // it failed while the server was away
   }
+  refreshPending();
+}
+
+/** The send `clientId` is stored: its pending bubble gives way to the message. */
+function stored(clientId) {
+  const item = sending.get(clientId);
+  if (item === undefined) return undefined;
+  sending.delete(clientId);
+  if (item.node) {
+    const next = item.node.nextElementSibling;
+    item.node.remove();
+    regroup(next);
+  }
+  return item;
 }
 
 function onEvent(ev) {
   switch (ev.type) {
     case "CHAT_MESSAGE": {
-      const item = outbox.resolve(ev.client_id);
-      if (item && item.node) {
-        const next = item.node.nextElementSibling;
-        item.node.remove();
-        regroup(next);
-      }
+      const item = stored(ev.client_id);
       if (ev.room !== room) return;
       const wasNear = isNearBottom();
       if (addMessage(ev)) {
@@ -468,16 +486,12 @@ function onEvent(ev) {
       crowd = ev.members > members.size ? ev.members : null;
       renderMembers();
       app.dataset.replayed = String(ev.replayed || 0); // what the server resent (tests read it)
-      lastChange = Math.max(lastChange, ev.last_change || 0);
       setJoined(true);
-      outbox.flush((item) => item.event.room === room);
-      refreshPending();
       return;
     }
     case "MESSAGE_EDITED":
     case "MESSAGE_DELETED": {
       if (ev.room !== room) return;
-      lastChange = Math.max(lastChange, ev.change || 0);
       const node = byId.get(ev.id);
       if (node) showChange(node, "message__text", ev, ev.message);
       return;
@@ -530,11 +544,8 @@ function onEvent(ev) {
       return;
     }
     case "ERROR": {
-      const refusal = outbox.refuse(ev);
-      if (refusal && refusal.final) {
-        showRefused(refusal.item, ev);
-        return;
-      }
+      // A send's refusal (client_id) is its promise's (`send`); a read's (request_id) too.
+      if (ev.client_id != null || ev.request_id != null) return;
       if (ev.code === "banned" || ev.code === "forbidden_room") {
         // Out of this room (a moderator's ban, a private room): say so, and stay out.
         setJoined(false);
@@ -543,11 +554,6 @@ function onEvent(ev) {
         placeholder.textContent = ev.message;
         placeholder.hidden = false;
         showNotice(ev.message);
-        return;
-      }
-      // A send that raced a room switch or a reconnection: join again, the outbox resends.
-      if (ev.code === "not_joined") {
-        if (room && !joined) sendJoin();
         return;
       }
       showNotice(ev.message || ev.code);
@@ -564,8 +570,24 @@ function send() {
   const text = composer.value;
   if (!room || !text.trim() || overLimit()) return;
   const event = { type: "CHAT_MESSAGE", room, user: me, message: text, client_id: newClientId() };
-  const item = outbox.add(event, {});
+  const item = { event, node: null };
+  sending.set(event.client_id, item);
   showPending(item);
+  // Stored: the event (above) has usually shown it already; an answer to a send repeated
+  // after a reconnect may come as no event (the replay showed it), so show it here too.
+  // Refused for good: marked. Rate limits and a busy database are retried by the client.
+  item.done = chat.send(room, text, { user: me, clientId: event.client_id }).then(
+    (m) => {
+      stored(m.client_id);
+      if (m.room === room && addMessage(m)) scrollToBottom();
+    },
+    (err) => {
+      if (!(err instanceof FastchatError) || !sending.has(event.client_id)) return;
+      sending.delete(event.client_id);
+      if (item.node?.isConnected) showRefused(item, err);
+      else refused.set(event.client_id, Object.assign(item, { refusal: err }));
+    },
+  );
   lastTypingSent = 0; // the others stop showing "typing" when this arrives; the next key restarts it
   composer.value = "";
   overLimit();
@@ -620,7 +642,7 @@ composer.addEventListener("input", () => {
   const now = Date.now();
   if (joined && composer.value.trim() && now - lastTypingSent > TYPING_EVERY_MS) {
     lastTypingSent = now;
-    link.send({ type: "TYPING", room, user: me });
+    chat.typing(room, { user: me });
   }
 });
 
@@ -630,7 +652,7 @@ scroller.addEventListener("scroll", () => {
 });
 
 loadOlderButton.addEventListener("click", loadOlder);
-$("offline-retry").addEventListener("click", () => link.retryNow());
+$("offline-retry").addEventListener("click", () => chat.retryNow());
 jump.addEventListener("click", () => {
   scrollToBottom();
   composer.focus();
@@ -646,7 +668,9 @@ if (identity.user) {
   nameInput.closest(".field").hidden = true;
 }
 roomInput.value = prefs.room || "general";
-link.start();
+chat.on("state", onState);
+chat.on("event", onEvent);
+chat.on("disconnect", () => setJoined(false));
 if (validName(nameInput.value)) {
   enter(validName(roomInput.value) || "general", validName(nameInput.value));
   if (finePointer) composer.focus();

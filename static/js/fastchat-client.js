@@ -14,7 +14,8 @@
 // - Idempotent sends. Every send() / comment() carries a client_id (fresh, or the caller's);
 //   it resolves with the stored event (the server's echo is the acknowledgement) and is sent
 //   again, with the same client_id, after every reconnect until acknowledged or refused. The
-//   server stores it once.
+//   server stores it once. A send to a room whose join is on its way waits for the join's
+//   answer (it would be refused as not_joined).
 // - Reconnect with full-jitter exponential backoff: random(0, min(backoffCap, backoffBase *
 //   2^attempt)) ms before each attempt.
 // - A dead connection is noticed: after `pingInterval` ms (25 s) without a frame the client
@@ -30,11 +31,16 @@
 // sends, which wait for as long as it takes):
 //
 //   new FastchatClient(url?, { token, user, backoffBase, backoffCap, timeout, pingInterval,
-//                              WebSocket })
+//                              resendAfter, offlineAfter, WebSocket })
+//     resendAfter: a send unanswered this long (8,000 ms) on a live connection is written
+//     again (safe by client_id); offlineAfter: failed attempts in a row (3) before the state
+//     says "offline" rather than "reconnecting".
 //     url: ws://HOST:PORT/ws (the HTTP port) or ws://HOST:WS_PORT/ws (the fast port); in a
 //     page the default is this page's host; token: sent as ?token= on every handshake (the
 //     connect then asks the server the token's name with AUTH: `user` becomes it).
 //   connect() -> Promise<this>        the first attempt's failure rejects; later drops reconnect
+//   start() -> this                   connect in the background; never rejects (a page that
+//                                     loads while the server is away comes up when it does)
 //   close()                           closes with 1000; unacknowledged sends reject
 //   join(room, { user, lastId })      -> ROOM_JOINED; rejoined after every reconnect
 //   joinPost(postId, { user, lastId }) -> POST_JOINED
@@ -56,7 +62,7 @@
 // Events: every server event by its `type` (CHAT_MESSAGE, POST_COMMENT, ROOM_JOINED,
 // USER_JOINED, USER_LEFT, PRESENCE, TYPING, MESSAGE_EDITED, HISTORY, MEMBERS, ERROR, ...),
 // and "event" for each of them; then the client's own, in lower case: "state" ({ state }:
-// "connecting" | "connected" | "reconnecting" | "closed"), "disconnect" ({ code, reason }),
+// "connecting" | "connected" | "reconnecting" | "offline" | "closed"), "disconnect" ({ code, reason }),
 // "reconnect" ({ attempt, rooms }: every room and post rejoined). A listener gets the
 // event's object (on) or a CustomEvent with it as `detail` (addEventListener).
 
@@ -135,6 +141,8 @@ export class FastchatClient extends EventTarget {
       backoffCap = 10000,
       timeout = 10000,
       pingInterval = 25000,
+      resendAfter = 8000,
+      offlineAfter = 3,
       WebSocket: WS = globalThis.WebSocket,
     } = options;
     this.baseUrl = url;
@@ -144,6 +152,8 @@ export class FastchatClient extends EventTarget {
     this.backoffCap = backoffCap;
     this.timeout = timeout;
     this.pingInterval = pingInterval;
+    this.resendAfter = resendAfter;
+    this.offlineAfter = offlineAfter;
     this.reconnects = 0;
     this.state = "closed";
     this._WS = WS;
@@ -164,6 +174,9 @@ export class FastchatClient extends EventTarget {
     this._answers = new Map();
     this._order = [];
     this._changes = []; // edits and deletions awaiting their change event: { kind, id, d }
+    this._conn = 0; // which connection this is (1, 2, ...): what was sent or joined on it
+    this._resender = null;
+    this._everConnected = false;
     this._heard = 0; // when the open connection last received a frame (performance.now())
     this._pingSent = 0; // when an unanswered PING went out (0: none out)
     this._liveness = null;
@@ -208,10 +221,7 @@ export class FastchatClient extends EventTarget {
   async connect() {
     this._closing = false;
     this._setState("connecting");
-    if (!this._onOnline && typeof window !== "undefined") {
-      this._onOnline = () => this.retryNow();
-      window.addEventListener("online", this._onOnline);
-    }
+    this._listen();
     try {
       await this._open();
     } catch (err) {
@@ -219,6 +229,7 @@ export class FastchatClient extends EventTarget {
       throw err;
     }
     this._setReady();
+    this._everConnected = true;
     if (this.token) {
       // With a token the name is the token's, and `user` fields must say it: ask the server
       // which it is (AUTHENTICATED's `user`) rather than guess it from the token's claims.
@@ -228,14 +239,52 @@ export class FastchatClient extends EventTarget {
     return this;
   }
 
+  /** Connect in the background and stay connected: unlike connect(), a first attempt that
+   * fails is retried as a later drop is (state "reconnecting", then "offline"), and nothing
+   * rejects. For a page that must come up whether or not the server is there yet: joins and
+   * sends made meanwhile go out once it is. Returns the client. */
+  start() {
+    this._closing = false;
+    this._setState("connecting");
+    this._listen();
+    this._attempt = 0;
+    this._reconnect();
+    return this;
+  }
+
+  /** The browser's hints (none outside a page): back online, or a tab shown again (phones
+   * freeze background tabs), skip the backoff; offline, say so at once. */
+  _listen() {
+    if (this.resendAfter && this._resender === null) {
+      this._resender = setInterval(() => this._resendStale(), Math.max(50, this.resendAfter / 2));
+    }
+    if (this._onOnline || typeof window === "undefined") return;
+    this._onOnline = () => this.retryNow();
+    this._onOffline = () => {
+      if (!this._ready && !this._closing) this._setState("offline");
+    };
+    this._onVisible = () => {
+      if (document.visibilityState === "visible") this.retryNow();
+    };
+    window.addEventListener("online", this._onOnline);
+    window.addEventListener("offline", this._onOffline);
+    document.addEventListener("visibilitychange", this._onVisible);
+  }
+
   /** Close (1000); unacknowledged sends and awaited answers reject with ClientClosedError. */
   close() {
     if (this._closing) return;
     this._closing = true;
     clearTimeout(this._timer);
     this._timer = null;
-    if (this._onOnline) window.removeEventListener("online", this._onOnline);
+    if (this._onOnline) {
+      window.removeEventListener("online", this._onOnline);
+      window.removeEventListener("offline", this._onOffline);
+      document.removeEventListener("visibilitychange", this._onVisible);
+    }
     this._onOnline = null;
+    clearInterval(this._resender);
+    this._resender = null;
     clearInterval(this._liveness);
     this._liveness = null;
     const ws = this._ws;
@@ -273,7 +322,8 @@ export class FastchatClient extends EventTarget {
 
   async _join(key, user, lastId, where) {
     let scope = this._scopes.get(key);
-    if (scope === undefined) {
+    const created = scope === undefined;
+    if (created) {
       scope = { user: user || this.user, lastId: lastId ?? null, lastChange: null };
       this._scopes.set(key, scope);
     } else {
@@ -282,9 +332,15 @@ export class FastchatClient extends EventTarget {
     }
     let joined;
     try {
+      await this._waitReady();
+      // Made while offline, and joined meanwhile by the connection's rejoins (which used
+      // this scope): that answer.
+      if (created && scope.joinedOn === this._conn && scope.joined) return scope.joined;
       joined = await this._ask(key, this._joinFrame(key, scope));
     } catch (err) {
-      this._scopes.delete(key);
+      // Refused: forgotten. Not answered in time (or offline): still wanted, so rejoined
+      // by the next reconnect; the caller may also try again.
+      if (err instanceof FastchatError && err.code !== "timeout") this._scopes.delete(key);
       throw err;
     }
     await this._baseline(scope, where);
@@ -356,10 +412,34 @@ export class FastchatClient extends EventTarget {
     if (already) return already.d.promise; // the same send, still in flight: the same answer
     const d = deferred();
     const frame = JSON.stringify(event);
-    this._pending.set(clientId, { frame, event, key, d });
-    if (this._ready) this._write(frame);
+    const pending = { frame, event, key, d, sentOn: 0, sentAt: 0 };
+    this._pending.set(clientId, pending);
+    if (this._ready && this._joinedNow(key)) this._writePending(pending);
     // No timeout: it is sent again after each reconnect until acknowledged or refused.
     return d.promise;
+  }
+
+  /** May a send to `key` go out now? Not while its join is on its way (the server would
+   * answer not_joined): the join's answer sends it. A scope never joined: the server says. */
+  _joinedNow(key) {
+    const scope = this._scopes.get(key);
+    return scope === undefined || scope.joinedOn === this._conn;
+  }
+
+  _writePending(pending) {
+    pending.sentOn = this._conn;
+    pending.sentAt = performance.now();
+    this._write(pending.frame);
+  }
+
+  /** Sends unanswered for `resendAfter` ms on a connection that looks fine are written
+   * again (safe by client_id): an acknowledgement can be lost where the socket is not. */
+  _resendStale() {
+    if (!this._ready || !this.resendAfter) return;
+    const now = performance.now();
+    for (const p of this._pending.values()) {
+      if (p.sentOn === this._conn && now - p.sentAt >= this.resendAfter) this._writePending(p);
+    }
   }
 
   // -- edits and deletions (only on a server with tokens) ----------------------------------
@@ -528,6 +608,7 @@ export class FastchatClient extends EventTarget {
       ws.onopen = () => {
         if (this._ws !== ws) return;
         opened = true;
+        this._conn += 1;
         this._watch(ws);
         resolve();
       };
@@ -620,6 +701,11 @@ export class FastchatClient extends EventTarget {
   _scheduleReconnect() {
     const ceiling = Math.min(this.backoffCap, this.backoffBase * 2 ** this._attempt);
     this._attempt += 1;
+    // Offline: the browser says so, or offlineAfter attempts in a row have failed.
+    const browserOffline = typeof navigator !== "undefined" && navigator.onLine === false;
+    this._setState(
+      browserOffline || this._attempt > this.offlineAfter ? "offline" : "reconnecting",
+    );
     this._timer = setTimeout(() => {
       this._timer = null;
       this._reconnect();
@@ -649,6 +735,12 @@ export class FastchatClient extends EventTarget {
       this._scheduleReconnect();
       return;
     }
+    if (!this._everConnected) {
+      // start()'s first connection: as connect() does, learn the token's name.
+      this._everConnected = true;
+      if (this.token) await this.auth(this.token).catch(() => {});
+      return;
+    }
     this.reconnects += 1;
     this._emit("reconnect", { attempt: this._attempt, rooms: this._scopes.size });
   }
@@ -671,7 +763,9 @@ export class FastchatClient extends EventTarget {
       for (const d of answers) this._forget(d);
     }
     this._setReady();
-    for (const p of this._pending.values()) this._write(p.frame);
+    for (const p of this._pending.values()) {
+      if (p.sentOn !== this._conn && this._joinedNow(p.key)) this._writePending(p);
+    }
     for (const r of this._requests.values()) this._write(r.frame);
   }
 
@@ -714,6 +808,7 @@ export class FastchatClient extends EventTarget {
         break;
       case "ROOM_JOINED":
         this._noteChange(`r:${event.room}`, event.last_change);
+        this._joined(`r:${event.room}`, event);
         this._answer(`r:${event.room}`, event);
         break;
       case "ROOM_LEFT":
@@ -721,6 +816,7 @@ export class FastchatClient extends EventTarget {
         break;
       case "POST_JOINED":
         this._noteChange(postKey(event.post_id), event.last_change);
+        this._joined(postKey(event.post_id), event);
         this._answer(postKey(event.post_id), event);
         break;
       case "POST_LEFT":
@@ -778,6 +874,19 @@ export class FastchatClient extends EventTarget {
     const scope = this._scopes.get(key);
     if (scope && change != null && (scope.lastChange == null || change > scope.lastChange)) {
       scope.lastChange = change;
+    }
+  }
+
+  /** `key` is joined on this connection: the sends that waited for it go out (a
+   * reconnect's resume sends them once every rejoin is in). */
+  _joined(key, event) {
+    const scope = this._scopes.get(key);
+    if (scope === undefined) return;
+    scope.joinedOn = this._conn;
+    scope.joined = event;
+    if (!this._ready) return;
+    for (const p of this._pending.values()) {
+      if (p.key === key && p.sentOn !== this._conn) this._writePending(p);
     }
   }
 
@@ -852,7 +961,7 @@ export class FastchatClient extends EventTarget {
     const targets = clientId != null ? [clientId] : Array.from(this._pending.keys());
     for (const id of targets) {
       const pending = this._pending.get(id);
-      if (pending) this._write(pending.frame);
+      if (pending && this._joinedNow(pending.key)) this._writePending(pending);
     }
   }
 }

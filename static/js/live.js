@@ -1,23 +1,11 @@
-// Shared by every page: the WebSocket link (reconnects with backoff), the outbox of sends
-// waiting for their echo, and small DOM and time helpers.
+// Shared by every page: the live connection (a FastchatClient, fastchat-client.js: it
+// reconnects, resumes and resends by itself), how its state is shown, and small DOM and time
+// helpers.
 //
 // User text only ever reaches the DOM through textContent or attribute setters: nothing in
 // this code base assigns user data to innerHTML.
 
-const RETRY_BASE_MS = 250; // the first retry is quick: somewhere in 0-250 ms
-const RETRY_CAP_MS = 5000; // full jitter: random(0, min(cap, base * 2^attempt))
-const OFFLINE_AFTER = 3; // failed attempts in a row before "reconnecting" becomes "offline"
-const RESEND_AFTER_MS = 8000; // an unanswered send is repeated (idempotent by client_id)
-
-// Which refusals of a send are final. A send refused for what it is (too_large,
-// invalid_field, post_not_found: the post is gone) would be refused again, byte for byte:
-// it leaves the outbox and waits for the user to edit or discard it, and is never resent.
-// A refusal for the server's state of the moment is retried, which a client_id makes safe
-// (the server stores a repeated send once): store_unavailable (disk full or read-only: it
-// may come back), rate_limited (dropped unread, not judged), not_joined (the page rejoins
-// first). A code this page does not know is final: never resend blindly what the server
-// refused for a reason we cannot judge.
-const RETRYABLE = new Set(["store_unavailable", "rate_limited", "not_joined"]);
+import { FastchatClient } from "./fastchat-client.js";
 
 // The character count shows from this share of the limit: out of the way until it matters.
 const COUNT_FROM = 0.8;
@@ -49,124 +37,26 @@ export function authHeaders() {
 export function wsUrl() {
   const data = document.body.dataset;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const url = data.publicWsUrl || `${scheme}://${location.hostname}:${data.wsPort}/ws`;
-  if (!identity.token) return url;
-  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(identity.token)}`;
-}
-
-/** A random UUID; crypto.randomUUID needs a secure context, getRandomValues does not. */
-export function newClientId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return data.publicWsUrl || `${scheme}://${location.hostname}:${data.wsPort}/ws`;
 }
 
 /**
- * One WebSocket that comes back by itself. `onOpen` runs on every (re)connection: that is
- * where a page (re)joins with the last id it saw, so the server replays what was missed.
+ * The page's live connection, started: the page's token on every handshake, the first
+ * retry quick (0-250 ms), then full jitter up to 5 s; "offline" after three failed
+ * attempts in a row (or when the browser says so).
  */
-export class Link {
-  constructor({ url = wsUrl(), onOpen = () => {}, onEvent = () => {}, onState = () => {} }) {
-    this.url = url;
-    this.onOpen = onOpen;
-    this.onEvent = onEvent;
-    this.onState = onState;
-    this.ws = null;
-    this.state = "connecting";
-    this.failures = 0;
-    this.timer = null;
-    this.retryAt = 0;
-  }
-
-  start() {
-    window.addEventListener("online", () => this.retryNow());
-    window.addEventListener("offline", () => {
-      if (this.state !== "connected") this._setState("offline");
-    });
-    // Phones freeze background tabs; on return, do not wait out a long backoff.
-    document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "visible") this.retryNow();
-    });
-    this._connect();
-  }
-
-  get isOpen() {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
-  }
-
-  /** Send one event; false when not connected (the caller keeps it for later). */
-  send(event) {
-    if (!this.isOpen) return false;
-    this.ws.send(JSON.stringify(event));
-    return true;
-  }
-
-  /** Skip the rest of the backoff (the "online" event, a "retry now" click). */
-  retryNow() {
-    if (this.ws !== null || this.timer === null) return;
-    clearTimeout(this.timer);
-    this.timer = null;
-    this._connect();
-  }
-
-  _connect() {
-    this.timer = null;
-    let ws;
-    try {
-      ws = new WebSocket(this.url);
-    } catch (err) {
-      console.error("fastchat: cannot open", this.url, err);
-      this._retry();
-      return;
-    }
-    this.ws = ws;
-    ws.onopen = () => {
-      if (this.ws !== ws) return;
-      this.failures = 0;
-      this._setState("connected");
-      this.onOpen();
-    };
-    ws.onmessage = (msg) => {
-      if (this.ws !== ws) return;
-      let event;
-      try {
-        event = JSON.parse(msg.data);
-      } catch {
-        return;
-      }
-      if (event && typeof event.type === "string") this.onEvent(event);
-    };
-    // An error is always followed by close; close is where we retry.
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this._retry();
-    };
-  }
-
-  _retry() {
-    this.failures += 1;
-    const offline = navigator.onLine === false || this.failures > OFFLINE_AFTER;
-    this._setState(offline ? "offline" : "reconnecting");
-    const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (this.failures - 1));
-    const delay = Math.random() * ceiling;
-    this.retryAt = Date.now() + delay;
-    this.timer = setTimeout(() => this._connect(), delay);
-  }
-
-  _setState(state) {
-    if (state === this.state) return;
-    this.state = state;
-    this.onState(state);
-  }
+export function liveClient(user) {
+  return new FastchatClient(wsUrl(), {
+    token: identity.token || null,
+    user: user || "anonymous",
+    backoffBase: 250,
+    backoffCap: 5000,
+  }).start();
 }
 
 /**
- * Shows a Link's state in a `#conn-state` pill (`data-state` for styles and tests), on the
- * body (`data-conn`: the composer looks offline) and in the `#offline-banner`, if any.
+ * Shows the connection's state in a `#conn-state` pill (`data-state` for styles and tests),
+ * on the body (`data-conn`: the composer looks offline) and in the `#offline-banner`, if any.
  */
 export function showState(el, state) {
   el.dataset.state = state;
@@ -180,68 +70,6 @@ export function showState(el, state) {
       : state === "connecting"
         ? "Connecting to the live server"
         : "Connection lost: retrying automatically; nothing you send is lost";
-}
-
-/**
- * Sends that wait for their echo. Each has a client_id; the server stores a retried send
- * once and answers it with the original event, so repeating a send is always safe.
- */
-export class Outbox {
-  /** `isReady()`: connected and joined, i.e. a send now would be accepted. */
-  constructor(link, isReady) {
-    this.link = link;
-    this.isReady = isReady;
-    this.items = new Map(); // client_id -> { event, sentAt, ...extra }
-    setInterval(() => this._resendStale(), RESEND_AFTER_MS / 2);
-  }
-
-  get size() {
-    return this.items.size;
-  }
-
-  /** Queue an event (with its client_id) and send it now if the link is ready. */
-  add(event, extra) {
-    const item = { event, sentAt: 0, ...extra };
-    this.items.set(event.client_id, item);
-    if (this.isReady() && this.link.send(event)) item.sentAt = Date.now();
-    return item;
-  }
-
-  /** The echo arrived: forget the item and hand it back (undefined if not ours). */
-  resolve(clientId) {
-    if (clientId == null) return undefined;
-    const item = this.items.get(clientId);
-    if (item !== undefined) this.items.delete(clientId);
-    return item;
-  }
-
-  /**
-   * An ERROR that names one of our sends by its client_id: `{item, final}`, else undefined.
-   * A final refusal takes the item out of the outbox, so nothing sends it again; a
-   * transient one leaves it to be resent (RETRYABLE above).
-   */
-  refuse(ev) {
-    const item = ev.client_id == null ? undefined : this.items.get(ev.client_id);
-    if (item === undefined) return undefined;
-    const final = !RETRYABLE.has(ev.code);
-    if (final) this.items.delete(ev.client_id);
-    return { item, final };
-  }
-
-  /** Send everything still waiting, in the order it was written. */
-  flush(filter = () => true) {
-    for (const item of this.items.values()) {
-      if (!filter(item)) continue;
-      if (!this.link.send(item.event)) return;
-      item.sentAt = Date.now();
-    }
-  }
-
-  _resendStale() {
-    if (!this.isReady()) return;
-    const now = Date.now();
-    this.flush((item) => item.sentAt !== 0 && now - item.sentAt > RESEND_AFTER_MS);
-  }
 }
 
 // ------------------------------------------------------------------------------- DOM helpers

@@ -1,18 +1,19 @@
 // The /post/{id} page: the server renders the post and its comments; this script joins the
 // post's live feed with the highest comment id rendered (JOIN_POST last_id), so comments
-// written meanwhile are replayed and new ones arrive live, each shown once and in order.
-// A comment the server refuses for good stays marked until edited or discarded, never resent.
+// written meanwhile are replayed and new ones arrive live, each shown once and in order. The
+// connection is a FastchatClient (fastchat-client.js), which rejoins, resumes and resends by
+// itself. A comment the server refuses for good stays marked until edited or discarded,
+// never resent.
 
+import { FastchatError, newClientId } from "./fastchat-client.js";
 import {
-  Link,
-  Outbox,
   addChangeActions,
   authHeaders,
   avatar,
   el,
   enhance,
   identity,
-  newClientId,
+  liveClient,
   prefs,
   refusalEl,
   restoreText,
@@ -46,7 +47,7 @@ let lastId = 0;
 let oldestId = null;
 let hasMore = section.dataset.hasMore === "true";
 let live = false;
-let lastChange = 0; // newest edit or deletion accounted for (JOIN_POST's last_change)
+const sending = new Map(); // client_id -> { event, node }: posted, not yet stored
 
 for (const node of list.querySelectorAll(".comment[data-id]")) {
   const id = Number(node.dataset.id);
@@ -65,8 +66,7 @@ for (const node of list.querySelectorAll(".comment[data-id]")) {
   oldestId = oldestId === null ? id : Math.min(oldestId, id);
 }
 
-const link = new Link({ onOpen, onEvent, onState });
-const outbox = new Outbox(link, () => link.isOpen && live);
+const chat = liveClient(identity.user || validName(prefs.name) || "anonymous");
 const overLimit = watchLength(textInput, $("comment-length"), (over) => {
   submitButton.disabled = over;
 });
@@ -95,17 +95,15 @@ function commentEl(c, pending) {
 function decorate(node, c) {
   showChange(node, "comment__text", c, c.comment);
   const ts = Date.parse(c.timestamp);
-  addChangeActions(node, "comment__text", { user: c.user, ts }, changeOf(c.id), (ev) =>
-    link.send(ev),
+  addChangeActions(node, "comment__text", { user: c.user, ts }, changeOf(c.id), (p) =>
+    p.catch(() => {}),
   );
 }
 
-/** Builds the EDIT_COMMENT or DELETE_COMMENT of comment `id`. */
+/** Sends the EDIT_COMMENT or DELETE_COMMENT of comment `id` (a refusal comes as an ERROR
+ * event: `onEvent`). */
 function changeOf(id) {
-  return (kind, text) =>
-    kind === "edit"
-      ? { type: "EDIT_COMMENT", id, post_id: String(postId), comment: text }
-      : { type: "DELETE_COMMENT", id, post_id: String(postId) };
+  return (kind, text) => (kind === "edit" ? chat.editComment(id, text) : chat.deleteComment(id));
 }
 
 function setCount(n) {
@@ -133,11 +131,11 @@ function addComment(c, fresh = false) {
 }
 
 function pendingText() {
-  return link.isOpen && live ? "Posting…" : "Queued: posts when back online";
+  return chat.connected && live ? "Posting…" : "Queued: posts when back online";
 }
 
 function refreshPending() {
-  for (const item of outbox.items.values()) {
+  for (const item of sending.values()) {
     item.node.querySelector(".comment__status").textContent = pendingText();
   }
 }
@@ -162,30 +160,41 @@ function showRefused(item, ev) {
   );
 }
 
-// ------------------------------------------------------------------------------- link
+// ------------------------------------------------------------------------------- connection
 
-function onOpen() {
-  live = false;
+/** JOIN_POST with the newest comment shown (the client rejoins by itself after a reconnect,
+ * from the newest it saw); not answered in time: again. */
+function join() {
   const user = identity.user || validName(prefs.name) || "anonymous";
-  const event = { type: "JOIN_POST", post_id: String(postId), user, last_id: lastId };
-  if (lastChange) event.last_change = lastChange;
-  link.send(event);
+  chat.joinPost(postId, { user, lastId }).catch((err) => {
+    if (err instanceof FastchatError && err.code !== "timeout") return; // an ERROR event
+    setTimeout(() => {
+      if (!live) join();
+    }, 1000);
+  });
 }
 
-function onState(state) {
+function onState({ state }) {
   showState(connState, state);
   if (state !== "connected") {
     live = false;
     section.dataset.live = "false";
-    refreshPending();
   }
+  refreshPending();
+}
+
+/** The comment `clientId` is stored: its pending item gives way to it. */
+function stored(clientId) {
+  const item = sending.get(clientId);
+  if (item === undefined) return;
+  sending.delete(clientId);
+  item.node.remove();
 }
 
 function onEvent(ev) {
   switch (ev.type) {
     case "POST_COMMENT": {
-      const item = outbox.resolve(ev.client_id);
-      if (item) item.node.remove();
+      stored(ev.client_id);
       if (Number(ev.post_id) !== postId) return;
       if (addComment(ev, true)) setCount(Number(count.dataset.count || count.textContent) + 1);
       return;
@@ -193,26 +202,20 @@ function onEvent(ev) {
     case "COMMENT_EDITED":
     case "COMMENT_DELETED": {
       if (Number(ev.post_id) !== postId) return;
-      lastChange = Math.max(lastChange, ev.change || 0);
       const node = byId.get(ev.id);
       if (node) showChange(node, "comment__text", ev, ev.comment);
       return;
     }
     case "POST_JOINED": {
       if (Number(ev.post_id) !== postId) return;
-      lastChange = Math.max(lastChange, ev.last_change || 0);
       live = true;
       section.dataset.live = "true";
-      outbox.flush();
       refreshPending();
       return;
     }
     case "ERROR": {
-      const refusal = outbox.refuse(ev);
-      if (refusal && refusal.final) {
-        showRefused(refusal.item, ev);
-        return;
-      }
+      // A comment's refusal (client_id) is its promise's (`submit`); a read's too.
+      if (ev.client_id != null || ev.request_id != null) return;
       status.textContent = ev.message || ev.code;
       status.classList.add("error");
       return;
@@ -259,7 +262,21 @@ function submit() {
   node.dataset.clientId = event.client_id;
   list.append(node);
   empty.hidden = true;
-  outbox.add(event, { node });
+  const item = { event, node };
+  sending.set(event.client_id, item);
+  // Stored: the event (above) has usually shown it already; an answer to a comment repeated
+  // after a reconnect may come as no event (the replay showed it). Refused for good: marked.
+  chat.comment(postId, text, { user, clientId: event.client_id }).then(
+    (c) => {
+      stored(c.client_id);
+      if (addComment(c, true)) setCount(Number(count.dataset.count || count.textContent) + 1);
+    },
+    (err) => {
+      if (!(err instanceof FastchatError) || !sending.has(event.client_id)) return;
+      sending.delete(event.client_id);
+      showRefused(item, err);
+    },
+  );
   refreshPending();
   status.textContent = "";
   textInput.value = "";
@@ -301,7 +318,7 @@ textInput.addEventListener("keydown", (e) => {
 });
 
 loadOlderButton.addEventListener("click", loadOlder);
-$("offline-retry").addEventListener("click", () => link.retryNow());
+$("offline-retry").addEventListener("click", () => chat.retryNow());
 
 enhance();
 userInput.value = identity.user || prefs.name;
@@ -309,5 +326,7 @@ if (identity.user) {
   userInput.readOnly = true;
   userInput.closest(".field").hidden = true;
 }
-showState(connState, "connecting");
-link.start();
+showState(connState, chat.state);
+chat.on("state", onState);
+chat.on("event", onEvent);
+join();
