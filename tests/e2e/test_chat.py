@@ -239,6 +239,61 @@ def test_dropped_connection_resumes_from_the_last_id(server: Any, browsers: Brow
     assert shown_messages(page) == stored
 
 
+def test_a_message_written_before_the_join_is_answered_waits_for_it(
+    server: Any, browsers: Browsers
+) -> None:
+    """The page's JOIN_ROOM is held on its way (a slow network); a message written
+    meanwhile stays pending, is not sent ahead of the join (the server would refuse it as
+    not_joined), and is stored once the join is through."""
+    room = "held-join"
+    held: list[Any] = []
+    frames: list[str] = []
+    upstreams: list[Any] = []
+    hold_joins = True
+
+    def route(ws: Any) -> None:
+        upstream = ws.connect_to_server()
+
+        def to_server(message: Any) -> None:
+            frames.append(str(message))
+            if hold_joins and '"JOIN_ROOM"' in str(message):
+                held.append(message)
+                return
+            upstream.send(message)
+
+        ws.on_message(to_server)
+        upstream.on_message(lambda message: ws.send(message))
+        upstreams.append(upstream)
+
+    page = browsers.open("about:blank")
+    page.route_web_socket(f"ws://127.0.0.1:{server.ws_port}/ws", route)
+    page.goto(f"{server.http}/chat")
+    page.fill("#name", "quick")
+    page.fill("#room", room)
+    page.click("#join")
+    page.wait_for_function("() => document.querySelector('#chat-app').dataset.room")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never sent its JOIN_ROOM"
+    send_chat(page, "typed at once")
+    pending = page.locator("#messages .message.pending")
+    expect(pending).to_have_count(1)
+    page.wait_for_timeout(300)
+    assert not any('"CHAT_MESSAGE"' in f for f in frames), frames  # not ahead of its join
+
+    # Let the join through: the message follows it.
+    hold_joins = False
+    for message in held:
+        upstreams[-1].send(message)
+    expect_joined(page, room)
+    expect(pending).to_have_count(0)
+    expect(chat_texts(page)).to_have_text(["typed at once"])
+    assert [t for _, t in history(server.http, room)] == ["typed at once"]
+    expect(page.locator("#messages .message.refused")).to_have_count(0)
+
+
 def test_a_big_room_shows_the_server_s_count(tmp_path: Path, browsers: Browsers) -> None:
     """Over PRESENCE_LIST_MAX members the server sends counts only (PRESENCE without
     changes): the page shows that count, not the names it happens to know."""
