@@ -326,6 +326,8 @@ class Delivery:
             # Which send it was (its client_id), so that the sender retries that one.
             if write.op in (OP_MESSAGE, OP_COMMENT) and write.client_id is not None:
                 about = Refused(client_id=write.client_id)
+            elif write.op in CHANGE_OPS:
+                about = Refused(id=write.extra.item_id)  # which edit or deletion
             else:
                 about = NOTHING_REFUSED
             self._on_error(write.member, error.code, error.message, about)

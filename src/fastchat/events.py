@@ -469,21 +469,23 @@ class ErrorEvent(ServerEvent, tag="ERROR", omit_defaults=True):
     # Which of the client's requests this refuses, for a client with several in flight: the
     # refused CHAT_MESSAGE's or POST_COMMENT's own client_id (which pending send it was);
     # for any other event, its request_id (HISTORY, MEMBERS) and the room or post it named
-    # (JOIN_*, LEAVE_*, TYPING, HISTORY, MEMBERS).
+    # (JOIN_*, LEAVE_*, TYPING, HISTORY, MEMBERS); an edit's or deletion's item `id`.
     client_id: str | None = None
     request_id: str | None = None
     room: str | None = None
     post_id: int | None = None
+    id: int | None = None  # the item of a refused edit or deletion
 
 
 class SentId(Struct):
-    """The `type`, `client_id` and `request_id` of a frame the server refused: read again,
+    """The `type`, `client_id`, `request_id` and `id` of a frame the server refused: read again,
     loosely, only on that (rare) path, because a frame that failed validation never became
     an event."""
 
     type: object = None
     client_id: object = None
     request_id: object = None
+    id: object = None
 
 
 sent_id_decoder: Final = msgspec.json.Decoder(SentId)

@@ -36,6 +36,7 @@ class Refused(NamedTuple):
     request_id: str | None = None
     room: str | None = None
     post_id: int | None = None
+    id: int | None = None  # an edit's or deletion's item
 
 
 NOTHING_REFUSED: Final = Refused()

@@ -113,6 +113,10 @@ _CHANGE_EVENTS: Final[dict[type, tuple[int, str | None]]] = {
 }
 
 PONG: Final = encode(Pong())
+_CHANGE_TYPES: Final = frozenset(
+    kind.__struct_config__.tag  # type: ignore[attr-defined]
+    for kind in _CHANGE_EVENTS
+)
 _SEND_TYPES: Final = frozenset(
     (SendMessage.__struct_config__.tag, SendComment.__struct_config__.tag)
 )
@@ -120,16 +124,16 @@ _SEND_TYPES: Final = frozenset(
 
 def _refused(event: object, data: bytes | str) -> Refused:
     """Which request an ERROR refuses (events.ErrorEvent): a send's client_id; any other
-    event's request_id, room and post, but an edit's or deletion's (none). A frame that
-    failed validation (`event` None) is read again, loosely, for its client_id (a send's)
-    and request_id alone: only on this rare path, and only ids as a client could have made
-    them (a field that failed validation is not sent back)."""
+    event's request_id, room and post; an edit's or deletion's item id. A frame that
+    failed validation (`event` None) is read again, loosely, for its client_id (a send's),
+    request_id and item id (a change's) alone: only on this rare path, and only ids as a
+    client could have made them (a field that failed validation is not sent back)."""
     if isinstance(event, SendMessage | SendComment):  # the client_id says which
         return NOTHING_REFUSED if event.client_id is None else Refused(client_id=event.client_id)
     if type(event) in _CHANGE_EVENTS:
-        # An edit or deletion is one of an item's: its room says nothing of which, and a
-        # client that waits for a join there must not take it for the join's refusal.
-        return NOTHING_REFUSED
+        # An edit or deletion is one of an item's: its id says which (its room would not,
+        # and a client waiting for a join there must not take it for the join's refusal).
+        return Refused(id=event.id)  # type: ignore[attr-defined]
     if event is not None:
         post = getattr(event, "post_id", None)
         return Refused(
@@ -141,9 +145,11 @@ def _refused(event: object, data: bytes | str) -> Refused:
         sent = events.sent_id_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError):
         return NOTHING_REFUSED
+    item = sent.id
     return Refused(
         client_id=_id_or_none(sent.client_id) if sent.type in _SEND_TYPES else None,
         request_id=_id_or_none(sent.request_id),
+        id=item if sent.type in _CHANGE_TYPES and type(item) is int and 0 < item < 2**63 else None,
     )
 
 
@@ -294,6 +300,7 @@ class Chat:
                         request_id=about.request_id,
                         room=about.room,
                         post_id=about.post_id,
+                        id=about.id,
                     )
                 ),
             )

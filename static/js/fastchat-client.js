@@ -918,6 +918,12 @@ export class FastchatClient extends EventTarget {
       this._requests.get(event.request_id)?.d.reject(error);
       return;
     }
+    if (event.id != null) {
+      // An edit or deletion of item `id` (a message's and a comment's id may coincide: the
+      // oldest of them in flight).
+      this._changes.find((c) => c.id === event.id)?.d.reject(error);
+      return;
+    }
     if (event.room != null || event.post_id != null) {
       const key = event.room != null ? `r:${event.room}` : postKey(event.post_id);
       const waiters = this._answers.get(key) ?? [];

@@ -168,6 +168,18 @@ async def test_refusals_each_with_its_code(server: ServerProcess) -> None:
         assert (await refused(carol, {"type": "EDIT_MESSAGE", "id": mine["id"]}))[
             "code"
         ] == "invalid_field"
+        # Each refusal names the item it refuses a change of: refused on arrival, in the
+        # database, or as an invalid frame (its id read back only when it is one).
+        for client, event, code in (
+            (anonymous, edit, "unauthorized"),
+            (dave, {"type": "DELETE_MESSAGE", "id": mine["id"]}, "not_author"),
+            (carol, {**edit, "id": 2**62}, "not_found"),
+            (carol, {"type": "EDIT_MESSAGE", "id": mine["id"]}, "invalid_field"),
+        ):
+            error = await refused(client, event)
+            assert (error["code"], error.get("id")) == (code, event["id"])
+        error = await refused(carol, {"type": "EDIT_MESSAGE", "id": "7", "message": "x"})
+        assert error["code"] == "invalid_field" and "id" not in error
         # A moderator may change anything.
         await moderator.send({"type": "DELETE_MESSAGE", "id": anon["id"]})
         skip = ("CHAT_MESSAGE", "PRESENCE", "USER_JOINED")
