@@ -187,6 +187,51 @@ def test_restart_loses_nothing_and_offline_text_is_sent_once(
         first.kill()
 
 
+def test_a_message_queued_offline_goes_to_its_room_after_the_user_moved_on(
+    tmp_path: Path, browsers: Browsers
+) -> None:
+    """Written in one room while the server is away, then the user switches rooms: when the
+    server is back the message is stored in the room it was written in (once), the page
+    shows the room it is in, and it is not left pending or refused."""
+    db = tmp_path / "chat.db"
+    first = start_server(db)
+    second = None
+    try:
+        page = browsers.open(f"{first.http}/chat", name="mo", room="first-room")
+        expect_joined(page, "first-room")
+        first.stop()
+        expect(page.locator("#chat-app")).to_have_attribute("data-joined", "false")
+        send_chat(page, "written in the first room")
+        expect(page.locator("#messages .message.pending")).to_have_count(1)
+        page.fill("#room", "second-room")
+        page.click("#join")
+        expect(page.locator("#chat-app")).to_have_attribute("data-room", "second-room")
+        expect(page.locator("#messages .message.pending")).to_have_count(0)  # not this room's
+
+        second = start_server(db, port=first.port, ws_port=first.ws_port)
+        expect_joined(page, "second-room")
+        for _ in range(100):
+            if history(second.http, "first-room"):
+                break
+            page.wait_for_timeout(50)
+        assert [t for _, t in history(second.http, "first-room")] == ["written in the first room"]
+        send_chat(page, "and one here")
+        expect(chat_texts(page)).to_have_text(["and one here"])
+        assert [t for _, t in history(second.http, "second-room")] == ["and one here"]
+        # Back in the first room: the message is there, stored, once.
+        page.fill("#room", "first-room")
+        page.click("#join")
+        expect_joined(page, "first-room")
+        expect(chat_texts(page)).to_have_text(["written in the first room"])
+        expect(
+            page.locator("#messages .message.pending, #messages .message.refused")
+        ).to_have_count(0)
+    finally:
+        if second is not None:
+            second.kill()
+        first.kill()
+
+
 def test_dropped_connection_resumes_from_the_last_id(server: Any, browsers: Browsers) -> None:
     """A network drop, made deterministic: the page's socket goes through Playwright, which
     cuts it and then holds the next one (open, but going nowhere) while messages are sent;
