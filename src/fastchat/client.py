@@ -77,6 +77,7 @@ class _Scope:
     # The newest edit or deletion seen (the join's `last_change`, or a change event's):
     # a resume replays the ones after it.
     last_change: int | None = None
+    joined_on: int = 0  # the connection (self._conn) its join was answered on
 
 
 @dataclass
@@ -86,6 +87,7 @@ class _Pending:
     frame: bytes
     scope: str  # "r:<room>" or "p:<post_id>"
     future: asyncio.Future[Any] = field(repr=False)
+    sent_on: int = 0  # the connection it was last written on
 
 
 def _post_key(post_id: int | str) -> str:
@@ -174,6 +176,7 @@ class Client:
         self._rooms: dict[str, _Scope] = {}  # "r:<room>" / "p:<post_id>" -> scope
         self._pending: dict[str, _Pending] = {}  # client_id -> send, in send order
         self._requests: dict[str, tuple[bytes, asyncio.Future[Any]]] = {}  # request_id -> req
+        self._conn = 0  # which connection this is (1, 2, ...): what was sent or joined on it
         # Joins and leaves awaiting their answer, by scope key; and every awaited answer in
         # send order, so an ERROR that names no client_id fails the oldest (the server answers
         # in order, reads aside: PROTOCOL.md, "Answers that read the database").
@@ -379,11 +382,35 @@ class Client:
         if already is not None:  # the same send, still in flight: the same answer
             return await asyncio.shield(already.future)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[client_id] = _Pending(frame, scope, future)
-        if self._ready.is_set():
-            self._write(frame)
+        pending = self._pending[client_id] = _Pending(frame, scope, future)
+        if self._ready.is_set() and self._joined_now(scope):
+            self._write_pending(pending)
         # No timeout: it is sent again after each reconnect until acknowledged or refused.
         return await future
+
+    def _joined_now(self, key: str) -> bool:
+        """May a send to `key` go out now? Not while its join is on its way (the server would
+        answer not_joined): the join's answer sends it. A scope never joined: the server
+        says."""
+        scope = self._rooms.get(key)
+        return scope is None or scope.joined_on == self._conn
+
+    def _write_pending(self, pending: _Pending) -> None:
+        pending.sent_on = self._conn
+        self._write(pending.frame)
+
+    def _joined(self, key: str) -> None:
+        """`key` is joined on this connection: the sends that waited for it go out (a
+        reconnect's resume sends them once every rejoin is in)."""
+        scope = self._rooms.get(key)
+        if scope is None:
+            return
+        scope.joined_on = self._conn
+        if not self._ready.is_set():
+            return
+        for pending in list(self._pending.values()):
+            if pending.scope == key and pending.sent_on != self._conn:
+                self._write_pending(pending)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -496,6 +523,7 @@ class Client:
         )
         self._transport = transport
         self._listener = listener
+        self._conn += 1
         self._lost.clear()
 
     async def _supervise(self) -> None:
@@ -534,7 +562,8 @@ class Client:
                 self._forget(fut)
         self._ready.set()
         for pending in list(self._pending.values()):
-            self._write(pending.frame)
+            if pending.sent_on != self._conn and self._joined_now(pending.scope):
+                self._write_pending(pending)
         for frame, _ in list(self._requests.values()):
             self._write(frame)
 
@@ -596,10 +625,12 @@ class Client:
         elif isinstance(event, RoomJoined | RoomLeft):
             if isinstance(event, RoomJoined):
                 self._on_change(f"r:{event.room}", event.last_change)
+                self._joined(f"r:{event.room}")
             self._answer(f"r:{event.room}", event)
         elif isinstance(event, PostJoined | PostLeft):
             if isinstance(event, PostJoined):
                 self._on_change(_post_key(event.post_id), event.last_change)
+                self._joined(_post_key(event.post_id))
             self._answer(_post_key(event.post_id), event)
         elif isinstance(event, HistoryPage | MembersPage):
             request = self._requests.get(event.request_id or "")
@@ -699,8 +730,8 @@ class Client:
         targets = [client_id] if client_id is not None else list(self._pending)
         for cid in targets:
             pending = self._pending.get(cid)
-            if pending is not None:
-                self._write(pending.frame)
+            if pending is not None and self._joined_now(pending.scope):
+                self._write_pending(pending)
 
 
 # `async with connect(url, token=..., user=...) as chat:` reads better than the class name.

@@ -98,6 +98,23 @@ async def test_a_refused_request_fails_that_request_alone(server: ServerProcess)
         assert len((await asyncio.wait_for(also_good, TIMEOUT)).messages or []) == 1
 
 
+@pytest.mark.parametrize("port", ["fast", "http"])
+async def test_a_send_made_while_its_join_is_on_its_way_waits_for_it(
+    server: ServerProcess, port: str
+) -> None:
+    """A join with last_id is done once its replay was read; a send to that room made
+    meanwhile is held until the join is answered, not sent ahead of it (the server would
+    refuse it as not_joined)."""
+    room = room_name()
+    url = server.ws_fast if port == "fast" else server.ws_http
+    async with connect(url, user="early") as chat:
+        joining = asyncio.create_task(chat.join(room, last_id=0))
+        await asyncio.sleep(0)  # the join is on the wire; its replay is being read
+        stored = await asyncio.wait_for(chat.send(room, "right away"), TIMEOUT)
+        assert stored.message == "right away" and stored.room == room
+        await asyncio.wait_for(joining, TIMEOUT)
+
+
 async def test_history_pages_back_to_the_first_message(server: ServerProcess) -> None:
     room = room_name()
     async with connect(server.ws_fast, user="pager") as chat:
