@@ -69,19 +69,19 @@ button.link { background: none; color: var(--_accent); padding: 0; margin-bottom
 
   let clientPromise = null;
 
-  /** One connection for every thread of the page, retried until it opens. */
+  /** One connection for every thread of the page, retried (by the client) until it opens. */
   function client() {
     clientPromise ??= import(`${origin}/static/js/fastchat-client.js`).then(
-      async ({ FastchatClient }) => {
-        const chat = new FastchatClient(wsUrl, { token, backoffCap: 30000 });
-        for (let attempt = 0; ; attempt++) {
-          try {
-            return await chat.connect();
-          } catch {
-            const ceiling = Math.min(30000, 500 * 2 ** attempt); // full jitter, as the client
-            await new Promise((r) => setTimeout(r, Math.random() * ceiling));
-          }
-        }
+      ({ FastchatClient }) => {
+        const chat = new FastchatClient(wsUrl, { token, backoffCap: 30000 }).start();
+        if (chat.connected) return chat;
+        return new Promise((resolve) => {
+          const off = chat.on("state", ({ state }) => {
+            if (state !== "connected") return;
+            off();
+            resolve(chat);
+          });
+        });
       },
     );
     return clientPromise;
