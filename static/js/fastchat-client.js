@@ -322,20 +322,24 @@ export class FastchatClient extends EventTarget {
 
   async _join(key, user, lastId, where) {
     let scope = this._scopes.get(key);
-    const created = scope === undefined;
-    if (created) {
+    // Nothing new to ask of a join already made (the same name, nothing older to replay:
+    // what the client saw is never emitted twice anyway).
+    let covered = scope !== undefined && (!user || user === scope.user);
+    if (scope === undefined) {
       scope = { user: user || this.user, lastId: lastId ?? null, lastChange: null };
       this._scopes.set(key, scope);
+      covered = true; // a join made while offline is sent by the connection's rejoins
     } else {
       scope.user = user || scope.user;
-      if (lastId != null) scope.lastId = lastId;
+      if (lastId != null && (scope.lastId == null || lastId > scope.lastId)) {
+        scope.lastId = lastId;
+      }
     }
     let joined;
     try {
       await this._waitReady();
-      // Made while offline, and joined meanwhile by the connection's rejoins (which used
-      // this scope): that answer.
-      if (created && scope.joinedOn === this._conn && scope.joined) return scope.joined;
+      // Joined on this connection already (by its rejoins, or an earlier call): that answer.
+      if (covered && scope.joinedOn === this._conn && scope.joined) return scope.joined;
       joined = await this._ask(key, this._joinFrame(key, scope));
     } catch (err) {
       // Refused: forgotten. Not answered in time (or offline): still wanted, so rejoined
