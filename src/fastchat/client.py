@@ -377,6 +377,13 @@ class Client:
         name = user or (scope.user if scope else self.user)
         self._write(encode({"type": "TYPING", "room": room, "user": name}))
 
+    async def stop_typing(self, room: str, *, user: str | None = None) -> None:
+        """Tell the room's others this user stopped typing without sending (a message ends
+        it by itself)."""
+        scope = self._rooms.get(f"r:{room}")
+        name = user or (scope.user if scope else self.user)
+        self._write(encode({"type": "TYPING_STOPPED", "room": room, "user": name}))
+
     async def _send_pending(self, client_id: str, frame: bytes, scope: str) -> Any:
         already = self._pending.get(client_id)
         if already is not None:  # the same send, still in flight: the same answer

@@ -67,6 +67,14 @@ class Typing(ClientEvent, tag="TYPING", frozen=True):
     user: Name
 
 
+class TypingStopped(ClientEvent, tag="TYPING_STOPPED", frozen=True):
+    """The user stopped typing without sending (cleared the text): the others' "is typing"
+    goes at once rather than when it times out."""
+
+    room: Name
+    user: Name
+
+
 # A time: RFC 3339 / ISO 8601 text, 'YYYY-MM-DD HH:MM:SS', or a Unix number (timeparse.py).
 TimeRef = str | int | float
 HistoryLimit = Annotated[int, Meta(ge=1)]  # at most HISTORY_LIMIT_MAX (protocol.check_limit)
@@ -154,6 +162,7 @@ AnyClientEvent = (
     | SendMessage
     | SendComment
     | Typing
+    | TypingStopped
     | GetHistory
     | JoinPost
     | LeavePost
@@ -421,6 +430,11 @@ class TypingEvent(ServerEvent, tag="TYPING"):
     user: str
 
 
+class TypingStoppedEvent(ServerEvent, tag="TYPING_STOPPED"):
+    room: str
+    user: str
+
+
 class PostJoined(ServerEvent, tag="POST_JOINED"):
     post_id: int
     viewers: int
@@ -500,6 +514,7 @@ AnyServerEvent = (
     | UserLeft
     | PresenceEvent
     | TypingEvent
+    | TypingStoppedEvent
     | PostJoined
     | PostLeft
     | MessageEdited

@@ -163,6 +163,12 @@ class Session(Bucket):
         typing_at[key] = now
         return True
 
+    def stopped_typing(self, key: str) -> bool:
+        """A TYPING_STOPPED in `key`: relayed only if a TYPING there was (and not stopped
+        since); the next TYPING is relayed at once."""
+        typing_at = self.typing_at
+        return typing_at is not None and typing_at.pop(key, None) is not None
+
     def resume_started(self, key: str) -> bool:
         """A replay of `key` begins; False if one is already running (it will answer)."""
         resuming = self.resuming
@@ -364,6 +370,7 @@ _NAME_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     events.SendMessage: ("room", "user"),
     events.SendComment: ("user",),
     events.Typing: ("room", "user"),
+    events.TypingStopped: ("room", "user"),
     events.GetHistory: ("room",),
     events.JoinPost: ("user",),
     events.LeavePost: (),

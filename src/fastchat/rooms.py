@@ -29,6 +29,7 @@ from fastchat.events import (
     RoomJoined,
     RoomLeft,
     TypingEvent,
+    TypingStoppedEvent,
     UserJoined,
     UserLeft,
 )
@@ -148,6 +149,14 @@ class Rooms:
             request_id=ev.request_id,
         )
         self.hub.send(member, encode(page))
+
+    def typing_stopped(self, member: Member, room: str, user: str) -> None:
+        key = "r:" + room
+        if key not in member.rooms:
+            raise not_joined(room)
+        if member.state.stopped_typing(key):
+            self.ephemeral(key, encode(TypingStoppedEvent(room=room, user=user)), member)
+        # else nothing was announced: nothing to take back
 
     def typing(self, member: Member, room: str, user: str) -> None:
         key = "r:" + room

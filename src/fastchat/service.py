@@ -48,6 +48,7 @@ from fastchat.events import (
     SendComment,
     SendMessage,
     Typing,
+    TypingStopped,
 )
 from fastchat.health import StoreHealth
 from fastchat.history import History, NotFoundError, unreadable
@@ -237,6 +238,8 @@ class Chat:
                 self.rooms.leave(member, event)  # type: ignore[arg-type]
             elif kind is Typing:
                 self._typing(member, event)  # type: ignore[arg-type]
+            elif kind is TypingStopped:
+                self._typing_stopped(member, event)  # type: ignore[arg-type]
             elif kind is GetHistory:
                 self._history(member, event)  # type: ignore[arg-type]
             elif kind is JoinPost:
@@ -405,6 +408,9 @@ class Chat:
                 ev.last_change,
                 lambda sent, change: self.rooms.join(member, ev.room, user, sent, change),
             )
+
+    def _typing_stopped(self, member: Member, ev: TypingStopped) -> None:
+        self.rooms.typing_stopped(member, ev.room, name_for(member.state.identity, ev.user))
 
     def _typing(self, member: Member, ev: Typing) -> None:
         self.rooms.typing(member, ev.room, name_for(member.state.identity, ev.user))

@@ -533,6 +533,10 @@ function onEvent(ev) {
       stopTyping(ev.user);
       return;
     }
+    case "TYPING_STOPPED": {
+      if (ev.room === room) stopTyping(ev.user);
+      return;
+    }
     case "TYPING": {
       if (ev.room !== room || ev.user === me) return;
       clearTimeout(typers.get(ev.user));
@@ -640,9 +644,16 @@ composer.addEventListener("keydown", (e) => {
 composer.addEventListener("input", () => {
   autosize();
   const now = Date.now();
-  if (joined && composer.value.trim() && now - lastTypingSent > TYPING_EVERY_MS) {
-    lastTypingSent = now;
-    chat.typing(room, { user: me });
+  if (!joined) return;
+  if (composer.value.trim()) {
+    if (now - lastTypingSent > TYPING_EVERY_MS) {
+      lastTypingSent = now;
+      chat.typing(room, { user: me });
+    }
+  } else if (lastTypingSent && now - lastTypingSent < TYPING_SHOWN_MS) {
+    // Cleared without sending: the others' "is typing" goes now, not in a few seconds.
+    lastTypingSent = 0;
+    chat.stopTyping(room, { user: me });
   }
 });
 

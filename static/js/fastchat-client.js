@@ -48,6 +48,7 @@
 //   send(room, text, { user, clientId })       -> the stored CHAT_MESSAGE
 //   comment(postId, text, { user, clientId })  -> the stored POST_COMMENT
 //   typing(room, { user })            TYPING (dropped while offline; the server relays 1/s)
+//   stopTyping(room, { user })        TYPING_STOPPED (the text was cleared without sending)
 //   history({ room | postId, limit, before, after, since, until }) -> the HISTORY page;
 //     page.next is the next page's cursor: history({ room, ...page.next })
 //   membersPage(room, { after, limit }) -> a MEMBERS page; members(room) -> every name
@@ -404,6 +405,13 @@ export class FastchatClient extends EventTarget {
   typing(room, { user } = {}) {
     const name = user || this._scopes.get(`r:${room}`)?.user || this.user;
     this._write({ type: "TYPING", room, user: name });
+  }
+
+  /** Tell them this user stopped typing without sending (cleared the text): their "is
+   * typing" goes at once. Not needed after a send: the message ends it. */
+  stopTyping(room, { user } = {}) {
+    const name = user || this._scopes.get(`r:${room}`)?.user || this.user;
+    this._write({ type: "TYPING_STOPPED", room, user: name });
   }
 
   /** Unacknowledged sends, oldest first: [{ clientId, event }] (e.g. to show them pending). */

@@ -85,6 +85,31 @@ def test_two_people_chat_both_ways_and_other_rooms_see_nothing(
     expect(alice.locator("#members li[data-user]")).to_have_count(1)
 
 
+def test_typing_cleared_without_sending_ends_the_others_indicator(
+    server: Any, browsers: Browsers
+) -> None:
+    """Bob types, then deletes what he typed: his page says so (TYPING_STOPPED) and Alice's
+    "bob is typing…" goes; typing again shows it again."""
+    room = "typing-cleared"
+    url = f"{server.http}/chat"
+    alice = browsers.open(url)
+    bob_frames: list[str] = []
+    bob = browsers.open("about:blank")
+    bob.on("websocket", lambda ws: ws.on("framesent", lambda payload: bob_frames.append(payload)))
+    bob.goto(url)
+    join_chat(alice, "alice", room)
+    join_chat(bob, "bob", room)
+
+    bob.locator("#composer").press_sequentially("hel")
+    expect(alice.locator("#typing")).to_have_text("bob is typing…")
+    bob.locator("#composer").fill("")
+    expect(alice.locator("#typing")).to_have_text("")
+    stops = [json.loads(f) for f in bob_frames if '"TYPING_STOPPED"' in f]
+    assert stops == [{"type": "TYPING_STOPPED", "room": room, "user": "bob"}]
+    bob.locator("#composer").press_sequentially("again")
+    expect(alice.locator("#typing")).to_have_text("bob is typing…")
+
+
 def test_name_and_room_are_remembered_and_history_shown_on_entry(
     server: Any, browsers: Browsers
 ) -> None:

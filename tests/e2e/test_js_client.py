@@ -136,6 +136,10 @@ def test_typing_presence_and_members(server: ServerProcess, browsers: Browsers) 
     bob.evaluate("(room) => chat.typing(room)", room)
     alice.wait_for_function("() => typing.length === 1")
     assert alice.evaluate("() => typing") == ["bob"]
+    alice.evaluate("() => { chat.on('TYPING_STOPPED', (e) => typing.push(`${e.user} stopped`)); }")
+    bob.evaluate("(room) => chat.stopTyping(room)", room)
+    alice.wait_for_function("() => typing.length === 2")
+    assert alice.evaluate("() => typing") == ["bob", "bob stopped"]
     assert not bob.evaluate("() => events.some(e => e.type === 'TYPING')")
 
     names = alice.evaluate(

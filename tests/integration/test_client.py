@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from fastchat.client import Client, FastchatError, connect
-from fastchat.events import CommentEvent, MessageEvent
+from fastchat.events import CommentEvent, MessageEvent, TypingEvent, TypingStoppedEvent
 from tests.conftest import TIMEOUT, ServerProcess, start_server
 
 
@@ -113,6 +113,32 @@ async def test_a_send_made_while_its_join_is_on_its_way_waits_for_it(
         stored = await asyncio.wait_for(chat.send(room, "right away"), TIMEOUT)
         assert stored.message == "right away" and stored.room == room
         await asyncio.wait_for(joining, TIMEOUT)
+
+
+async def test_typing_and_its_end_reach_the_others(server: ServerProcess) -> None:
+    room = room_name()
+    async with (
+        connect(server.ws_fast, user="writer") as writer,
+        connect(server.ws_http, user="reader") as reader,
+    ):
+        await writer.join(room)
+        await reader.join(room)
+        await writer.typing(room)
+        await writer.stop_typing(room)
+
+        async def typing_events() -> list[tuple[str, str]]:
+            seen: list[tuple[str, str]] = []
+            async for event in reader:
+                if isinstance(event, TypingEvent | TypingStoppedEvent):
+                    seen.append((type(event).__name__, event.user))
+                    if len(seen) == 2:
+                        return seen
+            raise AssertionError("the client closed")
+
+        assert await asyncio.wait_for(typing_events(), TIMEOUT) == [
+            ("TypingEvent", "writer"),
+            ("TypingStoppedEvent", "writer"),
+        ]
 
 
 async def test_history_pages_back_to_the_first_message(server: ServerProcess) -> None:

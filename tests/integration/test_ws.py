@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +31,19 @@ def assert_rfc3339_utc(ts: str) -> None:
     assert ts.endswith("Z") and "T" in ts, ts
     parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     assert parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0
+
+
+@contextlib.asynccontextmanager
+async def alice_and_bob(server: ServerProcess, room: str) -> AsyncIterator[tuple[Client, Client]]:
+    """Alice on WS_PORT and Bob on PORT, both in `room`, Alice told of Bob's join."""
+    async with (
+        await Client.connect(server.ws_fast) as alice,
+        await Client.connect(server.ws_http) as bob,
+    ):
+        await alice.join(room, "alice")
+        await bob.join(room, "bob")
+        await alice.expect("USER_JOINED")
+        yield alice, bob
 
 
 @pytest.mark.parametrize("port", PORTS)
@@ -246,13 +261,7 @@ async def test_rest_test_message_reaches_live_clients(server: ServerProcess, por
 
 async def test_typing_is_relayed_to_others_not_stored(server: ServerProcess) -> None:
     room = room_name()
-    async with (
-        await Client.connect(server.ws_fast) as alice,
-        await Client.connect(server.ws_http) as bob,
-    ):
-        await alice.join(room, "alice")
-        await bob.join(room, "bob")
-        await alice.expect("USER_JOINED")
+    async with alice_and_bob(server, room) as (alice, bob):
         await alice.send({"type": "TYPING", "room": room, "user": "alice"})
         assert (await bob.expect("TYPING")) == {"type": "TYPING", "room": room, "user": "alice"}
         await alice.say(room, "alice", "done typing")
@@ -261,6 +270,30 @@ async def test_typing_is_relayed_to_others_not_stored(server: ServerProcess) -> 
     async with httpx.AsyncClient(base_url=server.http) as http:
         history = (await http.get(f"/api/v1/messages/{room}")).json()
     assert [m["message"] for m in history["messages"]] == ["done typing"]
+
+
+async def test_typing_stopped_is_relayed_once_after_a_typing(server: ServerProcess) -> None:
+    """TYPING_STOPPED takes back a relayed TYPING: relayed to the others once; one with no
+    TYPING before it (or a second one) is dropped; the next TYPING is relayed at once, not
+    a second later; outside the room: not_joined, naming the room."""
+    room = room_name()
+    async with alice_and_bob(server, room) as (alice, bob):
+        stop = {"type": "TYPING_STOPPED", "room": room, "user": "alice"}
+        await alice.send(stop)  # nothing announced: nothing to take back
+        await alice.send({"type": "TYPING", "room": room, "user": "alice"})
+        await alice.send(stop)
+        await alice.send(stop)  # already taken back
+        await alice.send({"type": "TYPING", "room": room, "user": "alice"})  # at once
+        await alice.say(room, "alice", "sent")
+        seen = []
+        while not seen or seen[-1]["type"] != "CHAT_MESSAGE":
+            seen.append(await bob.recv())
+        assert [e["type"] for e in seen] == ["TYPING", "TYPING_STOPPED", "TYPING", "CHAT_MESSAGE"]
+        assert seen[1] == stop
+        assert (await alice.recv())["type"] == "CHAT_MESSAGE"  # none of it to herself
+        await alice.send({"type": "TYPING_STOPPED", "room": "elsewhere", "user": "alice"})
+        error = await alice.expect("ERROR")
+        assert (error["code"], error["room"]) == ("not_joined", "elsewhere")
 
 
 async def test_many_messages_arrive_in_commit_order_on_both_ports(server: ServerProcess) -> None:
