@@ -31,6 +31,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     redis.stop(TIMEOUT)
 
 
+PRESENCE = ("USER_JOINED", "USER_LEFT", "PRESENCE")
+
+
 async def collect(client: Client, n: int) -> list[dict]:
     got = []
     while len(got) < n:
@@ -71,11 +74,13 @@ async def test_two_nodes_one_room_same_order_each_once(
             f"{b.http}/api/v1/test/message", params={"room": "cluster", "message": "rest"}
         )
         assert r.status_code == 200
+        # Another node's joins reach a member by the broker, in no fixed order with the
+        # messages (which come through the database): a late USER_JOINED may come first.
         for c in clients:
-            assert (await c.expect("CHAT_MESSAGE"))["message"] == "rest"
+            assert (await c.expect("CHAT_MESSAGE", skip=PRESENCE))["message"] == "rest"
         # Presence and typing are relayed too.
         await clients[0].send({"type": "TYPING", "room": "cluster", "user": "u0"})
-        assert (await clients[3].expect("TYPING"))["user"] == "u0"
+        assert (await clients[3].expect("TYPING", skip=PRESENCE))["user"] == "u0"
         for c in clients:
             await c.close()
     finally:
@@ -128,9 +133,10 @@ async def test_a_killed_node_s_clients_resume_on_the_other(
         )
         replay = await collect(resumed, 70)
         assert [e["message"] for e in replay] == [f"m{i}" for i in range(50, 120)]
-        assert (await resumed.expect("ROOM_JOINED"))["replayed"] == 70
+        # The dead node's users leave by the broker, whenever its heartbeat is missed.
+        assert (await resumed.expect("ROOM_JOINED", skip=PRESENCE))["replayed"] == 70
         await sender.say("failover", "s", "live")
-        assert (await resumed.expect("CHAT_MESSAGE"))["message"] == "live"
+        assert (await resumed.expect("CHAT_MESSAGE", skip=PRESENCE))["message"] == "live"
         await resumed.close()
         await sender.close()
     finally:
