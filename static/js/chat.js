@@ -64,6 +64,11 @@ let generation = 0; // bumps on every room switch; stale async results check it
 let historyLoaded = false;
 let historyLoading = false;
 let joined = false; // ROOM_JOINED received on the current connection
+let joinAsked = false; // this room's JOIN_ROOM handed to the client (its history is in)
+// Messages written in a room before its join was asked for (its history still loading):
+// the client would send them at once, and the server refuse them as not_joined. They go
+// when the join is asked for, and the client holds them until it is answered.
+const held = new Map(); // room -> items
 let lastId = 0; // highest message id seen in this room: the resume point
 let oldestId = null;
 let hasMore = false;
@@ -300,6 +305,7 @@ function historyUrl(params) {
 async function enter(newRoom, name) {
   if (room && room !== newRoom) leaveWhenSent(room);
   generation += 1;
+  joinAsked = false;
   historyLoading = false;
   room = newRoom;
   me = name;
@@ -339,8 +345,8 @@ async function enter(newRoom, name) {
 /** Leave `old` once what was sent there is stored (or refused): a send to a room left
  * would be refused as not_joined. */
 function leaveWhenSent(old) {
-  const waiting = [...sending.values()].filter((i) => i.event.room === old).map((i) => i.done);
-  Promise.allSettled(waiting).then(() => {
+  const waiting = [...sending.values()].filter((i) => i.event.room === old && i.done);
+  Promise.allSettled(waiting.map((i) => i.done)).then(() => {
     if (room !== old) chat.leave(old).catch(() => {});
   });
 }
@@ -394,7 +400,13 @@ function sendJoin() {
   // not answered in time (the server slow, or away) is tried again; a refusal is an ERROR
   // event (`onError`).
   const gen = generation;
-  chat.join(room, { user: me, lastId }).catch((err) => {
+  const asked = chat.join(room, { user: me, lastId });
+  if (!joinAsked) {
+    joinAsked = true;
+    for (const item of held.get(room) ?? []) transmit(item);
+    held.delete(room);
+  }
+  asked.catch((err) => {
     if (err instanceof FastchatError && err.code !== "timeout") return;
     setTimeout(() => {
       if (gen === generation && !joined) sendJoin();
@@ -580,7 +592,24 @@ function send() {
   // Stored: the event (above) has usually shown it already; an answer to a send repeated
   // after a reconnect may come as no event (the replay showed it), so show it here too.
   // Refused for good: marked. Rate limits and a busy database are retried by the client.
-  item.done = chat.send(room, text, { user: me, clientId: event.client_id }).then(
+  if (joinAsked) transmit(item);
+  else held.set(room, [...(held.get(room) ?? []), item]);
+  lastTypingSent = 0; // the others stop showing "typing" when this arrives; the next key restarts it
+  composer.value = "";
+  overLimit();
+  autosize();
+  scrollToBottom();
+}
+
+/** Hand a written message to the client: it sends it (again after reconnects) until it is
+ * stored or refused for good. */
+function transmit(item) {
+  const { event } = item;
+  const sent = chat.send(event.room, event.message, {
+    user: event.user,
+    clientId: event.client_id,
+  });
+  item.done = sent.then(
     (m) => {
       stored(m.client_id);
       if (m.room === room && addMessage(m)) scrollToBottom();
@@ -592,11 +621,6 @@ function send() {
       else refused.set(event.client_id, Object.assign(item, { refusal: err }));
     },
   );
-  lastTypingSent = 0; // the others stop showing "typing" when this arrives; the next key restarts it
-  composer.value = "";
-  overLimit();
-  autosize();
-  scrollToBottom();
 }
 
 function autosize() {

@@ -212,6 +212,50 @@ def test_restart_loses_nothing_and_offline_text_is_sent_once(
         first.kill()
 
 
+def test_a_message_written_while_the_history_loads_is_sent_after_the_join(
+    server: Any, browsers: Browsers
+) -> None:
+    """The room's history is slow to come (held here); a message written meanwhile is
+    pending, is not sent before the room is joined (it would be refused as not_joined), and
+    is stored once when it is."""
+    room = "slow-history"
+    held: list[Any] = []
+    frames: list[str] = []
+    page = browsers.open("about:blank")
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
+    holding = True
+
+    def hold(route: Any) -> None:
+        if holding:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(f"**/api/v1/messages/{room}?*", hold)
+    page.goto(f"{server.http}/chat")
+    page.fill("#name", "eager")
+    page.fill("#room", room)
+    page.click("#join")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for the history"
+    send_chat(page, "before the history")
+    expect(page.locator("#messages .message.pending")).to_have_count(1)
+    page.wait_for_timeout(300)
+    assert not any('"CHAT_MESSAGE"' in f for f in frames), frames
+
+    holding = False
+    for route in held:
+        route.continue_()
+    expect_joined(page, room)
+    expect(page.locator("#messages .message.pending")).to_have_count(0)
+    expect(chat_texts(page)).to_have_text(["before the history"])
+    assert [t for _, t in history(server.http, room)] == ["before the history"]
+    expect(page.locator("#messages .message.refused")).to_have_count(0)
+
+
 def test_a_message_queued_offline_goes_to_its_room_after_the_user_moved_on(
     tmp_path: Path, browsers: Browsers
 ) -> None:
