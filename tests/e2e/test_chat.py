@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,22 @@ def history(http: str, room: str, **params: Any) -> list[tuple[int, str]]:
     r = api.get(f"{http}/api/v1/messages/{room}", params={"limit": 1000, **params})
     r.raise_for_status()
     return [(m["id"], m["message"]) for m in r.json()["messages"]]
+
+
+def poll(page: Any, ready: Callable[[], bool], what: str) -> None:
+    """Wait (5 s at most) for a condition on the test's side (a held route, a frame seen)."""
+    for _ in range(100):
+        if ready():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"never happened: {what}")
+
+
+def choose(page: Any, name: str, room: str) -> None:
+    """Fill in a name and a room on /chat and press Join, without waiting for the join."""
+    page.fill("#name", name)
+    page.fill("#room", room)
+    page.click("#join")
 
 
 def post_message(http: str, room: str, user: str, text: str) -> None:
@@ -233,14 +250,8 @@ def test_a_message_written_while_the_history_loads_is_sent_after_the_join(
 
     page.route(f"**/api/v1/messages/{room}?*", hold)
     page.goto(f"{server.http}/chat")
-    page.fill("#name", "eager")
-    page.fill("#room", room)
-    page.click("#join")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the page never asked for the history"
+    choose(page, "eager", room)
+    poll(page, lambda: bool(held), "the page asked for the history")
     send_chat(page, "before the history")
     expect(page.locator("#messages .message.pending")).to_have_count(1)
     page.wait_for_timeout(300)
@@ -279,10 +290,7 @@ def test_a_message_queued_offline_goes_to_its_room_after_the_user_moved_on(
 
         second = start_server(db, port=first.port, ws_port=first.ws_port)
         expect_joined(page, "second-room")
-        for _ in range(100):
-            if history(second.http, "first-room"):
-                break
-            page.wait_for_timeout(50)
+        poll(page, lambda: bool(history(second.http, "first-room")), "the message stored")
         assert [t for _, t in history(second.http, "first-room")] == ["written in the first room"]
         send_chat(page, "and one here")
         expect(chat_texts(page)).to_have_text(["and one here"])
@@ -327,11 +335,7 @@ def test_dropped_connection_resumes_from_the_last_id(server: Any, browsers: Brow
     expect(page.locator("#chat-app")).to_have_attribute("data-joined", "false")
     # Its next connection opens, to nothing: it never rejoins, and the page does not claim
     # to be live.
-    for _ in range(100):
-        if routes[-1][1] is None:
-            break
-        page.wait_for_timeout(50)
-    assert routes[-1][1] is None
+    poll(page, lambda: routes[-1][1] is None, "a connection opened to nothing")
     expect(page.locator("#conn-state")).not_to_have_attribute("data-state", "connected")
     send_chat(page, "written during the outage")
     expect(page.locator("#messages .message.pending")).to_have_count(1)
@@ -382,15 +386,8 @@ def test_a_message_written_before_the_join_is_answered_waits_for_it(
     page = browsers.open("about:blank")
     page.route_web_socket(f"ws://127.0.0.1:{server.ws_port}/ws", route)
     page.goto(f"{server.http}/chat")
-    page.fill("#name", "quick")
-    page.fill("#room", room)
-    page.click("#join")
-    page.wait_for_function("() => document.querySelector('#chat-app').dataset.room")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the page never sent its JOIN_ROOM"
+    choose(page, "quick", room)
+    poll(page, lambda: bool(held), "the page sent its JOIN_ROOM")
     send_chat(page, "typed at once")
     pending = page.locator("#messages .message.pending")
     expect(pending).to_have_count(1)
