@@ -24,10 +24,6 @@ class ProtocolError(FastchatError):
         return error_payload(self.code, self.message)
 
 
-def error_payload(code: str, message: str) -> bytes:
-    return events.encode(ErrorEvent(code=code, message=message))
-
-
 class Refused(NamedTuple):
     """Which of a client's requests an ERROR refuses: its optional fields
     (events.ErrorEvent)."""
@@ -40,6 +36,10 @@ class Refused(NamedTuple):
 
 
 NOTHING_REFUSED: Final = Refused()
+
+
+def error_payload(code: str, message: str, about: Refused = NOTHING_REFUSED) -> bytes:
+    return events.encode(ErrorEvent(code=code, message=message, **about._asdict()))
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):

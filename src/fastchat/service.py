@@ -34,7 +34,6 @@ from fastchat.events import (
     DeleteMessage,
     EditComment,
     EditMessage,
-    ErrorEvent,
     GetHistory,
     GetMembers,
     JoinPost,
@@ -136,11 +135,10 @@ def _refused(event: object, data: bytes | str) -> Refused:
         # and a client waiting for a join there must not take it for the join's refusal).
         return Refused(id=event.id)  # type: ignore[attr-defined]
     if event is not None:
-        post = getattr(event, "post_id", None)
         return Refused(
             request_id=getattr(event, "request_id", None),
             room=getattr(event, "room", None),
-            post_id=post if type(post) is int else _post_id(post),
+            post_id=_post_id(getattr(event, "post_id", None)),
         )
     try:
         sent = events.sent_id_decoder.decode(data)
@@ -290,23 +288,7 @@ class Chat:
     ) -> None:
         """An ERROR to `member`; `about`: which of its requests it refuses."""
         self.errors[code] += 1
-        if about is NOTHING_REFUSED:
-            self.hub.send(member, error_payload(code, message))
-        else:
-            self.hub.send(
-                member,
-                encode(
-                    ErrorEvent(
-                        code=code,
-                        message=message,
-                        client_id=about.client_id,
-                        request_id=about.request_id,
-                        room=about.room,
-                        post_id=about.post_id,
-                        id=about.id,
-                    )
-                ),
-            )
+        self.hub.send(member, error_payload(code, message, about))
 
     def _send_message(self, member: Member, ev: SendMessage) -> None:
         if "r:" + ev.room not in member.rooms:
