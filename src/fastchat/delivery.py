@@ -334,6 +334,11 @@ class Delivery:
         elif write.future is not None and not write.future.done():
             write.future.set_exception(error)
 
+    @property
+    def replays_waiting(self) -> int:
+        """Replays paused until their client reads (a gauge for stats and metrics)."""
+        return len(self._writable)
+
     def on_writable(self, member: Member) -> None:
         """`member`'s socket drained (or closed): a replay waiting on it goes on."""
         waiter = self._writable.pop(member, None)

@@ -91,6 +91,11 @@ class ChatCollector(Collector):
             "Connections dropped for not reading",
             value=hub.slow_drops,
         )
+        yield GaugeMetricFamily(
+            "fastchat_replays_waiting",
+            "Resumes paused until their client reads what was replayed so far",
+            value=chat.delivery.replays_waiting,
+        )
         yield CounterMetricFamily(
             "fastchat_write_failures",
             "Connections whose socket write raised, each reported and closed (1011) so it resumes",

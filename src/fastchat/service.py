@@ -679,6 +679,7 @@ class Chat:
             "deliveries": hub.deliveries,
             "socket_writes": hub.writes,
             "slow_consumers_dropped": hub.slow_drops,
+            "replays_waiting": self.delivery.replays_waiting,
             "write_failures": hub.write_failures,
             "hub_flush": {
                 "flushes": hub.flushes,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 import uuid
 from datetime import datetime
 
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import TIMEOUT, ServerProcess
 from tests.integration.wsclient import Client, masked_frame, raw_handshake
 
 
@@ -123,7 +124,13 @@ async def test_a_replay_to_a_client_that_does_not_read_waits_for_it_then_complet
     try:
         join = {"type": "JOIN_ROOM", "room": room, "user": "slow", "last_id": 0}
         sock.sendall(masked_frame(0x1, json.dumps(join).encode()))
-        await asyncio.sleep(1.0)  # not reading: the replay must wait, not fail or drop it
+        # Not reading: the replay must wait for it (not fail or drop it). Read only once the
+        # server says a replay is paused on a client.
+        deadline = time.monotonic() + TIMEOUT
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            while (await http.get("/api/v1/stats")).json()["replays_waiting"] < 1:
+                assert time.monotonic() < deadline, "the replay never waited for its reader"
+                await asyncio.sleep(0.02)
         reader = RawReader(sock)
         events = await asyncio.to_thread(reader.until, "ROOM_JOINED")
         replayed = [e for e in events if e["type"] == "CHAT_MESSAGE"]

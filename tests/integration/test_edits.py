@@ -5,8 +5,10 @@ that resumes (no gap, no duplicate), over REST; and every refusal with its code.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -384,7 +386,10 @@ async def test_past_the_edit_window_only_moderators_may(tmp_path: Path) -> None:
             await joined(moderator, room)
             old = await said(ivy, room, "Ivy", "said in haste")
             await moderator.expect("CHAT_MESSAGE", skip=("PRESENCE", "USER_JOINED"))
-            await asyncio.sleep(1.2)  # past the window
+            # The window (1 s) closes one second after the message's own timestamp: wait
+            # for that instant, not a guess at it.
+            sent_at = datetime.fromisoformat(old["timestamp"].replace("Z", "+00:00"))
+            await asyncio.sleep(max(0.0, sent_at.timestamp() + 1.01 - time.time()))
             await ivy.send({"type": "EDIT_MESSAGE", "id": old["id"], "message": "repent"})
             refusal = await ivy.expect("ERROR", skip=NOISE)
             assert refusal["code"] == "edit_window_closed" and "1 s" in refusal["message"]
