@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import TIMEOUT, ServerProcess
-from tests.integration.wsclient import Client, masked_frame, raw_handshake
+from tests.integration.wsclient import Client, masked_frame, raw_handshake, two_in_a_room
 
 
 def room_name() -> str:
@@ -179,13 +179,7 @@ async def test_a_retried_send_is_stored_once_and_answered_with_the_original(
     server: ServerProcess,
 ) -> None:
     room = room_name()
-    async with (
-        await Client.connect(server.ws_fast) as alice,
-        await Client.connect(server.ws_http) as bob,
-    ):
-        await alice.join(room, "alice")
-        await bob.join(room, "bob")
-        await alice.expect("USER_JOINED")
+    async with two_in_a_room(server, room) as (alice, bob):
         for _ in range(3):
             await alice.say(room, "alice", "only once", client_id="retry-1")
         answers = [await alice.expect("CHAT_MESSAGE") for _ in range(3)]

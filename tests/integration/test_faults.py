@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from tests.conftest import TIMEOUT, ServerProcess, start_server
-from tests.integration.wsclient import Client, masked_frame, raw_handshake
+from tests.integration.wsclient import Client, masked_frame, raw_handshake, two_in_a_room
 from tests.pg import Postgres
 
 
@@ -488,13 +488,7 @@ async def test_nothing_leaves_before_its_transaction_commits(tmp_path: Path) -> 
     server = start_server(db, env={"SQLITE_BUSY_TIMEOUT_MS": "60000"})
     room = room_name()
     try:
-        async with (
-            await Client.connect(server.ws_fast) as sender,
-            await Client.connect(server.ws_http) as watcher,
-        ):
-            await sender.join(room, "s")
-            await watcher.join(room, "w")
-            await sender.expect("USER_JOINED")
+        async with two_in_a_room(server, room, ("s", "w")) as (sender, watcher):
             locker = apsw.Connection(str(db))
             locker.execute("BEGIN IMMEDIATE")
             try:

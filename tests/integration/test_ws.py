@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess, start_server
-from tests.integration.wsclient import Client, masked_frame, raw_handshake
+from tests.integration.wsclient import Client, masked_frame, raw_handshake, two_in_a_room
 
 PORTS = ["fast", "http"]
 
@@ -31,19 +29,6 @@ def assert_rfc3339_utc(ts: str) -> None:
     assert ts.endswith("Z") and "T" in ts, ts
     parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     assert parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0
-
-
-@contextlib.asynccontextmanager
-async def alice_and_bob(server: ServerProcess, room: str) -> AsyncIterator[tuple[Client, Client]]:
-    """Alice on WS_PORT and Bob on PORT, both in `room`, Alice told of Bob's join."""
-    async with (
-        await Client.connect(server.ws_fast) as alice,
-        await Client.connect(server.ws_http) as bob,
-    ):
-        await alice.join(room, "alice")
-        await bob.join(room, "bob")
-        await alice.expect("USER_JOINED")
-        yield alice, bob
 
 
 @pytest.mark.parametrize("port", PORTS)
@@ -84,13 +69,7 @@ async def test_two_clients_chat_and_each_message_has_id_and_timestamp(
 
 async def test_both_ports_share_rooms(server: ServerProcess) -> None:
     room = room_name()
-    async with (
-        await Client.connect(server.ws_fast) as fast,
-        await Client.connect(server.ws_http) as legacy,
-    ):
-        await fast.join(room, "fast")
-        await legacy.join(room, "legacy")
-        await fast.expect("USER_JOINED")
+    async with two_in_a_room(server, room, ("fast", "legacy")) as (fast, legacy):
         await legacy.say(room, "legacy", "from PORT")
         assert (await fast.expect("CHAT_MESSAGE"))["message"] == "from PORT"
         await legacy.expect("CHAT_MESSAGE")
@@ -261,7 +240,7 @@ async def test_rest_test_message_reaches_live_clients(server: ServerProcess, por
 
 async def test_typing_is_relayed_to_others_not_stored(server: ServerProcess) -> None:
     room = room_name()
-    async with alice_and_bob(server, room) as (alice, bob):
+    async with two_in_a_room(server, room) as (alice, bob):
         await alice.send({"type": "TYPING", "room": room, "user": "alice"})
         assert (await bob.expect("TYPING")) == {"type": "TYPING", "room": room, "user": "alice"}
         await alice.say(room, "alice", "done typing")
@@ -277,7 +256,7 @@ async def test_typing_stopped_is_relayed_once_after_a_typing(server: ServerProce
     TYPING before it (or a second one) is dropped; the next TYPING is relayed at once, not
     a second later; outside the room: not_joined, naming the room."""
     room = room_name()
-    async with alice_and_bob(server, room) as (alice, bob):
+    async with two_in_a_room(server, room) as (alice, bob):
         stop = {"type": "TYPING_STOPPED", "room": room, "user": "alice"}
         await alice.send(stop)  # nothing announced: nothing to take back
         await alice.send({"type": "TYPING", "room": room, "user": "alice"})

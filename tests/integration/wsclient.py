@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import websockets
 
 from tests.conftest import TIMEOUT
+
+
+class _Server(Protocol):
+    ws_fast: str
+    ws_http: str
+
+
+@contextlib.asynccontextmanager
+async def two_in_a_room(
+    server: _Server, room: str, names: tuple[str, str] = ("alice", "bob")
+) -> AsyncIterator[tuple[Client, Client]]:
+    """Two clients in `room`, the first on WS_PORT and the second on PORT (so the pair
+    crosses the two URLs), the first told of the second's join."""
+    first, second = names
+    async with (
+        await Client.connect(server.ws_fast) as a,
+        await Client.connect(server.ws_http) as b,
+    ):
+        await a.join(room, first)
+        await b.join(room, second)
+        await a.expect("USER_JOINED")
+        yield a, b
 
 
 class Client:
