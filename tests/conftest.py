@@ -3,6 +3,7 @@ real SQLite file in a temp dir."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -25,9 +26,20 @@ TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: each socket stays bound until all are picked (one at a time,
+    the kernel may hand out the same port twice, and a server given PORT == WS_PORT refuses
+    to start)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 @dataclass
@@ -98,8 +110,9 @@ def start_server(
     """Start `python -m fastchat serve` (or `command`, e.g. an installed wheel's entry point,
     from `cwd` with `base_env`) and wait until it answers its health check. Its stderr goes
     to `log_path` (default: beside the database)."""
-    port = port or free_port()
-    ws_port = ws_port or free_port()
+    fresh = free_ports(2)
+    port = port or next(p for p in fresh if p != ws_port)
+    ws_port = ws_port or next(p for p in fresh if p != port)
     full_env = {
         **(base_env if base_env is not None else os.environ),
         "HOST": "127.0.0.1",

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import TIMEOUT, free_port
+from tests.conftest import TIMEOUT, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,11 +30,12 @@ def read_until(proc: subprocess.Popen[bytes], needle: bytes, deadline: float) ->
 
 
 def test_reload_restarts_on_a_static_file_change(tmp_path: Path) -> None:
+    port, ws_port = free_ports(2)
     env = {
         **os.environ,
         "HOST": "127.0.0.1",
-        "PORT": str(free_port()),
-        "WS_PORT": str(free_port()),
+        "PORT": str(port),
+        "WS_PORT": str(ws_port),
         "DB_PATH": str(tmp_path / "dev.db"),
     }
     proc = subprocess.Popen(
