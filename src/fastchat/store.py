@@ -35,7 +35,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -137,6 +137,19 @@ Row = tuple[Any, ...]
 _MAX_ID: Final = 2**63 - 1
 _TABLE_OF: Final = {OP_MESSAGE: "messages", OP_COMMENT: "comments", OP_POST: "posts"}
 _TABLES: Final = {"messages": (MESSAGE_COLUMNS, "room"), "comments": (COMMENT_COLUMNS, "post_id")}
+# The messages not yet in message_rooms (migration 6): the table's tail, by id.
+_TRAILING: Final = "id > (SELECT id FROM message_rooms_upto)"
+# Messages left out of message_rooms at most after a commit (one scanned by every read of a
+# room's page while they trail); clustered, none (each insert reads its room's previous id).
+ROOMS_TRAILING: Final = 4096
+ROOMS_TRAILING_SQL: Final = (
+    "SELECT (SELECT coalesce(max(id), 0) FROM messages) - (SELECT id FROM message_rooms_upto)"
+)
+FILE_ROOMS_SQL: Final = (
+    f"INSERT INTO message_rooms(room, id) SELECT room, id FROM messages WHERE {_TRAILING} "
+    "ORDER BY room, id; "
+    "UPDATE message_rooms_upto SET id = (SELECT coalesce(max(id), 0) FROM messages)"
+)
 # A message's or comment's statements in the writer: the stored row of a retried send (same
 # scope, user, client_id); the scope's existence (posts only); the scope's newest id
 # (clustered: row[6]); the insert.
@@ -144,7 +157,8 @@ _WRITE_SQL: Final = {
     OP_MESSAGE: (
         f'SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND "user" = ? AND client_id = ?',
         None,
-        "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?",
+        "SELECT max((SELECT coalesce(max(id), 0) FROM message_rooms WHERE room = ?1), "
+        f"(SELECT coalesce(max(id), 0) FROM messages WHERE {_TRAILING} AND room = ?1))",
         'INSERT INTO messages(room, "user", message, ts, client_id, sub) '
         "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
     ),
@@ -167,6 +181,24 @@ WAL_CHECKPOINT_PAGES: Final = 1000
 # seldom coincides with the checkpointer finishing; so the WAL grows until a pause, or until
 # this bound, where the writer's own checkpoint finds most of it already copied.
 WAL_HARD_PAGES: Final = 10_000
+# One page of a scope's items, newest or oldest first ({order}): ids between the bounds, the
+# limit of them; (scope, lo, hi, limit). Over the scope's index: PostgreSQL's, SQLite's
+# comments; SQLite's messages: SQLITE_MESSAGES_PAGE_SQL.
+PAGE_SQL: Final = {
+    "messages": f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id > ? AND id < ? "
+    "ORDER BY id {order} LIMIT ?",
+    "comments": f"SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ? AND id > ? AND id < ? "
+    "ORDER BY id {order} LIMIT ?",
+}
+# A room's page from message_rooms and the trailing tail, each read as far as the page needs.
+SQLITE_MESSAGES_PAGE_SQL: Final = (
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ("
+    "SELECT id FROM (SELECT id FROM message_rooms WHERE room = ?1 AND id > ?2 AND id < ?3 "
+    "ORDER BY id {order} LIMIT ?4) UNION ALL "
+    "SELECT id FROM (SELECT id FROM messages WHERE id > max(?2, (SELECT id FROM "
+    "message_rooms_upto)) AND id < ?3 AND room = ?1 ORDER BY id {order} LIMIT ?4)"
+    ") ORDER BY id {order} LIMIT ?4"
+)
 
 
 class Page(NamedTuple):
@@ -187,7 +219,7 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 # A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
 BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -278,6 +310,26 @@ _MIGRATIONS: Final[dict[int, str]] = {
     ALTER TABLE posts ADD COLUMN slug TEXT;
     CREATE UNIQUE INDEX posts_slug ON posts(slug) WHERE slug IS NOT NULL;
     """,
+    # Each room's message ids, kept in bulk (issue 14): with the index messages(room, id),
+    # every commit wrote one 4 kB page per room in its batch (with rooms of 1-2 members,
+    # about one a message: 4 kB into the WAL, then checkpointed and synced). Now the rows
+    # after `message_rooms_upto` (at most ROOMS_TRAILING of them, one transaction's worth)
+    # are found by a scan of the table's tail, and a commit that leaves more trailing files
+    # them all here in (room, id) order: about one page per room per ROOMS_TRAILING rows.
+    6: """
+    CREATE TABLE message_rooms (
+        room TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (room, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE message_rooms_upto (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        id INTEGER NOT NULL
+    );
+    INSERT INTO message_rooms(room, id) SELECT room, id FROM messages ORDER BY room, id;
+    INSERT INTO message_rooms_upto VALUES (1, (SELECT coalesce(max(id), 0) FROM messages));
+    DROP INDEX messages_room_id;
+    """,
 }
 # One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
 # A search ranks (bm25) the newest SEARCH_WINDOW matches of each table, not every match: a
@@ -359,6 +411,8 @@ class Store:
     """
 
     OPEN_ERRORS: tuple[type[BaseException], ...] = ()
+    # A page of a scope's items (Store.page), per table.
+    page_sql: Mapping[str, str] = PAGE_SQL
 
     def __init__(self, *, batch_max: int = 1024, seed: bool = True) -> None:
         self.location = ""  # where the data is, for people: a path, a URL without password
@@ -470,7 +524,6 @@ class Store:
         oldest `limit` items above it (forward paging, resume); otherwise the newest `limit`
         below the upper bound. `has_more` says whether the same query has more beyond the page.
         """
-        columns, scope_col = _TABLES[table]
         lo = after if after is not None else 0
         hi = before if before is not None else _MAX_ID
         if since_ms is not None:
@@ -479,8 +532,7 @@ class Store:
             hi = min(hi, await self.first_id_at(table, until_ms + 1))
         forward = after is not None or since_ms is not None
         rows = await self._fetch(
-            f"SELECT {columns} FROM {table} WHERE {scope_col} = ? AND id > ? AND id < ? "
-            f"ORDER BY id {'ASC' if forward else 'DESC'} LIMIT ?",
+            self.page_sql[table].format(order="ASC" if forward else "DESC"),
             (scope, lo, hi, limit + 1),
         )
         more = len(rows) > limit
@@ -616,6 +668,7 @@ class SqliteStore(Store):
     must not block it (the embedded default)."""
 
     OPEN_ERRORS = (apsw.Error,)
+    page_sql: Mapping[str, str] = {**PAGE_SQL, "messages": SQLITE_MESSAGES_PAGE_SQL}
 
     def __init__(
         self,
@@ -982,6 +1035,10 @@ class SqliteStore(Store):
                     results.append(self._apply(conn, write, ts))
                 if run:
                     self._insert_messages(conn, run, ts, results)
+                if _value(conn, ROOMS_TRAILING_SQL) > (
+                    0 if self.track_previous else ROOMS_TRAILING
+                ):
+                    conn.execute(FILE_ROOMS_SQL)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -1012,6 +1069,10 @@ class SqliteStore(Store):
                 for write, row, duplicate in results:
                     if duplicate is False and write.op in _TABLE_OF:
                         conn.execute(f"DELETE FROM {_TABLE_OF[write.op]} WHERE id = ?", (row[0],))
+                    if duplicate is False and write.op == OP_MESSAGE:
+                        conn.execute(
+                            "DELETE FROM message_rooms WHERE room = ? AND id = ?", (row[1], row[0])
+                        )
         except apsw.Error as exc:
             log.warning("could not take a refused batch back out of the orphan: %r", exc)
 

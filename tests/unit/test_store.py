@@ -23,6 +23,7 @@ from fastchat.store import (
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
+    ROOMS_TRAILING,
     SAMPLE_POSTS,
     SCHEMA_VERSION,
     PostNotFound,
@@ -483,6 +484,74 @@ async def test_after_paging_walks_1000_messages_forward_exactly_once(writes: Wri
         rows[500:],
         False,
     )
+
+
+async def test_pages_are_whole_where_the_filed_rooms_meet_the_trailing_tail(
+    writes: Writes,
+) -> None:
+    """SQLite files each room's message ids in bulk (message_rooms, ROOMS_TRAILING rows at
+    a time) and finds the newer ones by a scan of the table's tail: a page spanning both,
+    either way, holds every message of its room once, in order, and none of another's."""
+    rooms = ["a", "b", "c"]
+    results = await done(
+        [writes.message(rooms[i % 3], "u", f"m{i}") for i in range(2 * ROOMS_TRAILING + 700)]
+    )
+    rows = {room: [r[1] for r in results if r[1][1] == room] for room in rooms}
+    if isinstance(writes.store, SqliteStore):
+        upto = outside(writes.store, "SELECT id FROM message_rooms_upto")
+        last = results[-1][1][0]
+        assert 0 < upto < last  # some filed, some trailing: the test spans both
+        assert outside(writes.store, "SELECT count(*) FROM message_rooms") == upto
+    for room in rooms:
+        for size in (50, 1000):
+            seen: list[tuple[Any, ...]] = []
+            before = None
+            while True:
+                page, more = await writes.store.recent_messages(room, size, before=before)
+                seen = page + seen
+                if not more:
+                    break
+                before = page[0][0]
+            assert seen == rows[room]
+            seen, after = [], 0
+            while True:
+                page, more = await writes.store.recent_messages(room, size, after=after)
+                seen += page
+                if not more:
+                    break
+                after = page[-1][0]
+            assert seen == rows[room]
+
+
+async def test_a_version_5_database_files_its_rooms_messages_and_pages_them(
+    db_path: Path,
+) -> None:
+    """Schema 6 replaced the index messages(room, id) by message_rooms: the messages of a
+    database from before are all filed by the migration and page as they did."""
+    from fastchat.store import _MIGRATIONS
+
+    conn = sqlite(db_path)
+    with conn:
+        for version in range(1, 6):
+            conn.execute(_MIGRATIONS[version])
+        conn.execute("PRAGMA user_version=5")
+        conn.executemany(
+            "INSERT INTO messages(room, user, message, ts) VALUES (?, 'u', ?, 1)",
+            [("r" if i % 2 else "s", f"old{i}") for i in range(300)],
+        )
+    conn.close()
+    writes = await Writes(SqliteStore(db_path)).open()
+    try:
+        assert outside(writes.store, "SELECT count(*) FROM message_rooms") == 300
+        assert outside(writes.store, "SELECT id FROM message_rooms_upto") == 300
+        _, new, _, _ = await done(writes.message("r", "u", "new"))
+        page, more = await writes.store.recent_messages("r", 3)
+        assert [r[3] for r in page] == ["old297", "old299", "new"] and more is True
+        page, _ = await writes.store.recent_messages("r", 500, after=0)
+        assert [r[3] for r in page] == [f"old{i}" for i in range(1, 300, 2)] + ["new"]
+        assert page[-1] == new
+    finally:
+        await writes.store.close()
 
 
 async def test_comment_paging_covers_every_comment_once(writes: Writes) -> None:
