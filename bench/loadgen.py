@@ -237,11 +237,14 @@ def client_frame(payload: bytes) -> bytes:
     return header + b"\0\0\0\0" + payload
 
 
-def chat_payload(room: str, user: str, seq: int, pad: str) -> bytes:
-    # Text: "<seq> <send monotonic ns> <padding>" (names and padding are plain ASCII).
+def chat_payload(room: str, user: str, seq: int, pad: str, client_ids: bool = False) -> bytes:
+    # Text: "<seq> <send monotonic ns> <padding>" (names and padding are plain ASCII). With
+    # `client_ids`, a client_id as fastchat's own clients send with every message (for the
+    # server to store a retry once): "<user>-<seq>".
+    cid = f',"client_id":"{user}-{seq}"' if client_ids else ""
     return (
         f'{{"type":"CHAT_MESSAGE","room":"{room}","user":"{user}",'
-        f'"message":"{seq} {time.monotonic_ns()} {pad}"}}'
+        f'"message":"{seq} {time.monotonic_ns()} {pad}"{cid}}}'
     ).encode()
 
 
@@ -299,6 +302,7 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
 
     decode_chat = msgspec.json.Decoder(Chat).decode
     pad = "x" * spec["pad"]
+    ids = spec["client_ids"]
     state = {"t_end": 0, "max_msgs": spec["max_msgs"]}
     monotonic_ns = time.monotonic_ns
     TEXT = WSMsgType.TEXT
@@ -378,7 +382,9 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                 self.running = False
                 return
             room, user, seq = self.room, self.user, self.sent
-            frames = [client_frame(chat_payload(room, user, seq + k, pad)) for k in range(want)]
+            frames = [
+                client_frame(chat_payload(room, user, seq + k, pad, ids)) for k in range(want)
+            ]
             self.sent += want
             self.transport.underlying_transport.write(b"".join(frames))
 
@@ -764,7 +770,7 @@ async def _paced(
             await asyncio.sleep(wait / 1e9)
         else:
             late_max = max(late_max, -wait)
-        transport.send(WSMsgType.TEXT, chat_payload(c.room, c.user, seq, pad))
+        transport.send(WSMsgType.TEXT, chat_payload(c.room, c.user, seq, pad, spec["client_ids"]))
         seq += 1
         c.sent = seq
     c.late_max_ns = late_max
@@ -792,6 +798,7 @@ class Coordinator:
                 "join": join,
                 "window": getattr(args, "window", 0),
                 "pad": args.pad,
+                "client_ids": getattr(args, "client_ids", False),
                 "max_msgs": args.max_msgs,
                 "interval_ms": getattr(args, "interval_ms", 10.0),
                 "receiver": getattr(args, "receiver", "c"),
@@ -1177,6 +1184,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         p.add_argument("--max-msgs", type=int, default=1_000_000, help="cap per sender")
         p.add_argument("--pad", type=int, default=48, help="characters of padding per message")
+        p.add_argument(
+            "--client-ids",
+            action="store_true",
+            help="each message carries a client_id, as fastchat's own clients send",
+        )
         p.add_argument(
             "--read-buffer", type=int, default=4096, help="picows read buffer per client"
         )

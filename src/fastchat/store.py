@@ -142,20 +142,33 @@ _TRAILING: Final = "id > (SELECT id FROM message_rooms_upto)"
 # Messages left out of message_rooms at most after a commit (one scanned by every read of a
 # room's page while they trail); clustered, none (each insert reads its room's previous id).
 ROOMS_TRAILING: Final = 4096
-ROOMS_TRAILING_SQL: Final = (
-    "SELECT (SELECT coalesce(max(id), 0) FROM messages) - (SELECT id FROM message_rooms_upto)"
-)
 FILE_ROOMS_SQL: Final = (
     f"INSERT INTO message_rooms(room, id) SELECT room, id FROM messages WHERE {_TRAILING} "
     "ORDER BY room, id; "
+    'INSERT OR IGNORE INTO message_clients(room, "user", client_id, id) '
+    f'SELECT room, "user", client_id, id FROM messages WHERE {_TRAILING} '
+    'AND client_id IS NOT NULL ORDER BY room, "user", client_id; '
     "UPDATE message_rooms_upto SET id = (SELECT coalesce(max(id), 0) FROM messages)"
 )
+# Where the tail starts and ends (at a commit's start: rows from other writers since).
+TAIL_SQL: Final = (
+    "SELECT (SELECT id FROM message_rooms_upto), (SELECT coalesce(max(id), 0) FROM messages)"
+)
+TAIL_CLIENTS_SQL: Final = (
+    'SELECT room, "user", client_id, id FROM messages WHERE id > ? AND client_id IS NOT NULL'
+)
+FILED_CLIENT_SQL: Final = (
+    'SELECT id FROM message_clients WHERE room = ? AND "user" = ? AND client_id = ?'
+)
+MESSAGE_SQL: Final = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+# A message's (room, user, client_id).
+ClientKey = tuple[Any, str, str]
 # A message's or comment's statements in the writer: the stored row of a retried send (same
 # scope, user, client_id); the scope's existence (posts only); the scope's newest id
 # (clustered: row[6]); the insert.
 _WRITE_SQL: Final = {
     OP_MESSAGE: (
-        f'SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND "user" = ? AND client_id = ?',
+        None,  # SqliteStore._stored_message: message_clients, or the tail's in memory
         None,
         "SELECT max((SELECT coalesce(max(id), 0) FROM message_rooms WHERE room = ?1), "
         f"(SELECT coalesce(max(id), 0) FROM messages WHERE {_TRAILING} AND room = ?1))",
@@ -310,12 +323,14 @@ _MIGRATIONS: Final[dict[int, str]] = {
     ALTER TABLE posts ADD COLUMN slug TEXT;
     CREATE UNIQUE INDEX posts_slug ON posts(slug) WHERE slug IS NOT NULL;
     """,
-    # Each room's message ids, kept in bulk (issue 14): with the index messages(room, id),
-    # every commit wrote one 4 kB page per room in its batch (with rooms of 1-2 members,
-    # about one a message: 4 kB into the WAL, then checkpointed and synced). Now the rows
-    # after `message_rooms_upto` (at most ROOMS_TRAILING of them, one transaction's worth)
-    # are found by a scan of the table's tail, and a commit that leaves more trailing files
-    # them all here in (room, id) order: about one page per room per ROOMS_TRAILING rows.
+    # Each room's message ids, and each client_id's message, kept in bulk (issue 14): with
+    # the indexes messages(room, id) and messages(room, user, client_id), every commit wrote
+    # one 4 kB page per room (and per sender) in its batch: with rooms of 1-2 members, about
+    # one a message each, into the WAL, then checkpointed and synced. Now the rows after
+    # `message_rooms_upto` (at most ROOMS_TRAILING of them, one transaction's worth) are
+    # found by a scan of the table's tail (their client ids: SqliteStore._tail_ids, kept in
+    # memory), and a commit that leaves more trailing files them all here, in key order:
+    # about one page per room per ROOMS_TRAILING rows.
     6: """
     CREATE TABLE message_rooms (
         room TEXT NOT NULL,
@@ -326,9 +341,20 @@ _MIGRATIONS: Final[dict[int, str]] = {
         one INTEGER PRIMARY KEY CHECK (one = 1),
         id INTEGER NOT NULL
     );
+    CREATE TABLE message_clients (
+        room TEXT NOT NULL,
+        user TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (room, user, client_id)
+    ) WITHOUT ROWID;
     INSERT INTO message_rooms(room, id) SELECT room, id FROM messages ORDER BY room, id;
+    INSERT INTO message_clients(room, user, client_id, id)
+        SELECT room, user, client_id, id FROM messages WHERE client_id IS NOT NULL
+        ORDER BY room, user, client_id;
     INSERT INTO message_rooms_upto VALUES (1, (SELECT coalesce(max(id), 0) FROM messages));
     DROP INDEX messages_room_id;
+    DROP INDEX messages_client;
     """,
 }
 # One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
@@ -659,7 +685,7 @@ LAST_TS_SQL: Final = (
 MAX_MESSAGE_ID_SQL: Final = "SELECT coalesce(max(id), 0) FROM messages"
 INSERT_MESSAGE_SQL: Final = (
     'INSERT INTO messages(id, room, "user", message, ts, client_id, sub) '
-    "VALUES (?, ?, ?, ?, ?, NULL, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -707,6 +733,14 @@ class SqliteStore(Store):
         self._wal_asked = 0  # WAL size when the checkpointer was last woken
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._lost: str | None = None  # why writes stop for good: see `_vanished`
+        # The client ids of the messages not yet filed in message_clients (migration 6):
+        # (room, user, client_id) -> id, as of message id `_tail_seen` and filing mark
+        # `_tail_upto`; brought up to date at each commit's start (other workers' rows).
+        self._tail_ids: dict[ClientKey, int] = {}
+        self._tail_seen = 0
+        self._tail_upto = -1
+        # The same for this transaction's own new rows, merged in once it is committed.
+        self._new_ids: dict[ClientKey, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1021,23 +1055,35 @@ class SqliteStore(Store):
             try:
                 last = _value(conn, LAST_TS_SQL)
                 ts = max(_now_ms(), last or 0)
-                # Plain chat messages (no client id to check, no previous id to read) go in
-                # runs, one executemany each; anything else row by row, in batch order.
+                self._catch_up_tail(conn)
+                self._new_ids = {}
+                # Chat messages (no previous id to read) go in runs, one executemany each;
+                # anything else row by row, in batch order. A retry of a stored message
+                # (same room, user and client_id) is answered with the stored row, in its
+                # place: the run before it goes in first (it may hold the original).
                 plain = not self.track_previous
                 run: list[Write] = []
+                in_run: set[ClientKey] = set()
                 for write in batch:
-                    if plain and write.op == OP_MESSAGE and write.client_id is None:
-                        run.append(write)
-                        continue
+                    if plain and write.op == OP_MESSAGE:
+                        cid = write.client_id
+                        if cid is None:
+                            run.append(write)
+                            continue
+                        key = (write.scope, write.user, cid)
+                        if key not in in_run and self._stored_id(conn, key) is None:
+                            in_run.add(key)
+                            run.append(write)
+                            continue
                     if run:
                         self._insert_messages(conn, run, ts, results)
-                        run = []
+                        run, in_run = [], set()
                     results.append(self._apply(conn, write, ts))
                 if run:
                     self._insert_messages(conn, run, ts, results)
-                if _value(conn, ROOMS_TRAILING_SQL) > (
-                    0 if self.track_previous else ROOMS_TRAILING
-                ):
+                upto, top = _row(conn, TAIL_SQL)
+                filed = top - upto > (0 if self.track_previous else ROOMS_TRAILING)
+                if filed:
                     conn.execute(FILE_ROOMS_SQL)
                 conn.execute("COMMIT")
             except BaseException:
@@ -1058,8 +1104,39 @@ class SqliteStore(Store):
         if lost is not None:
             self._take_back(conn, results)
             return self._refuse(batch, lost)
+        if filed:
+            self._tail_ids.clear()
+            self._tail_upto = top
+        else:
+            self._tail_ids.update(self._new_ids)
+        self._tail_seen = top
         self._committed(len(batch), started)
         return results
+
+    def _catch_up_tail(self, conn: apsw.Connection) -> None:
+        """At a commit's start: `_tail_ids` as the database has it (other workers sharing
+        the file may have added messages, or filed them, since this one last committed)."""
+        upto, top = _row(conn, TAIL_SQL)
+        if upto != self._tail_upto:
+            if upto < self._tail_upto:  # another file now (restored): read its tail whole
+                self._tail_seen = 0
+            self._tail_ids = {k: v for k, v in self._tail_ids.items() if v > upto}
+            self._tail_upto = upto
+        if top > self._tail_seen:
+            for room, user, cid, row_id in conn.execute(
+                TAIL_CLIENTS_SQL, (max(self._tail_seen, upto),)
+            ):
+                self._tail_ids[(room, user, cid)] = row_id
+            self._tail_seen = top
+
+    def _stored_id(self, conn: apsw.Connection, key: ClientKey) -> int | None:
+        """The id of the message stored with this (room, user, client_id), if there is one:
+        this transaction's, the tail's (in memory) or filed (message_clients)."""
+        found = self._new_ids.get(key) or self._tail_ids.get(key)
+        if found is None:
+            row = conn.execute(FILED_CLIENT_SQL, key).fetchone()
+            found = row[0] if row is not None else None
+        return found
 
     def _take_back(self, conn: apsw.Connection, results: list[Result]) -> None:
         """Delete a refused batch's new rows from the orphan it was committed into: reads go
@@ -1085,12 +1162,19 @@ class SqliteStore(Store):
         first = _value(conn, MAX_MESSAGE_ID_SQL) + 1
         conn.executemany(
             INSERT_MESSAGE_SQL,
-            [(first + i, w.scope, w.user, w.text, ts, w.sub) for i, w in enumerate(run)],
+            [
+                (first + i, w.scope, w.user, w.text, ts, w.client_id, w.sub)
+                for i, w in enumerate(run)
+            ],
         )
         results += [
-            (w, (first + i, w.scope, w.user, w.text, ts, None, None, None), False)
+            (w, (first + i, w.scope, w.user, w.text, ts, w.client_id, None, None), False)
             for i, w in enumerate(run)
         ]
+        new_ids = self._new_ids
+        for i, w in enumerate(run):
+            if w.client_id is not None:
+                new_ids[(w.scope, w.user, w.client_id)] = first + i
 
     def _apply(self, conn: apsw.Connection, write: Write, ts: int) -> Result:
         kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
@@ -1139,16 +1223,21 @@ class SqliteStore(Store):
             raise ValueError(f"unknown store operation {kind!r}")
         find, exists, previous, insert = sql
         if client_id is not None:
-            row = conn.execute(find, (a, b, client_id)).fetchone()
+            if find is None:  # a message: message_clients and the tail (_stored_id)
+                stored = self._stored_id(conn, (a, b, client_id))
+                row = None if stored is None else conn.execute(MESSAGE_SQL, (stored,)).fetchone()
+            else:
+                row = conn.execute(find, (a, b, client_id)).fetchone()
             if row is not None:
                 return (write, row, True)  # a retry of a stored send: the original
         if exists is not None and conn.execute(exists, (a,)).fetchone() is None:
             return (write, PostNotFound(int(a)), None)
-        if self.track_previous:
-            prev = _value(conn, previous, (a,))
-            new_id = _value(conn, insert, (a, b, c, ts, client_id, write.sub))
-            return (write, (new_id, a, b, c, ts, client_id, None, None, prev), False)
+        prev = _value(conn, previous, (a,)) if self.track_previous else None
         new_id = _value(conn, insert, (a, b, c, ts, client_id, write.sub))
+        if kind == OP_MESSAGE and client_id is not None:
+            self._new_ids[(a, b, client_id)] = new_id
+        if self.track_previous:
+            return (write, (new_id, a, b, c, ts, client_id, None, None, prev), False)
         return (write, (new_id, a, b, c, ts, client_id, None, None), False)
 
     # ------------------------------------------------------------------ reads
@@ -1300,11 +1389,16 @@ def decide_change(
     return (*item[:3], write.text, item[4], item[5], now, None)
 
 
-def _value(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    """The first column of the one row `sql` returns."""
+def _row(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """The one row `sql` returns."""
     row = conn.execute(sql, params).fetchone()
     assert row is not None, sql
-    return row[0]
+    return tuple(row)
+
+
+def _value(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the one row `sql` returns."""
+    return _row(conn, sql, params)[0]
 
 
 def _now_ms() -> int:

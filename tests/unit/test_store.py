@@ -407,6 +407,64 @@ async def test_a_retry_in_the_same_batch_is_stored_once(writes: Writes) -> None:
     assert len((await writes.store.recent_messages("r", 10))[0]) == 1
 
 
+async def test_a_retry_finds_its_original_wherever_it_is_kept(new_store: Factory) -> None:
+    """SQLite keeps the client ids of the newest messages in memory and files the older
+    ones in bulk (message_clients): a retry finds its original among the filed ones, the
+    trailing ones, those of its own batch, those another worker sharing the database
+    wrote, and the trailing ones again after a restart. Each retry is answered with the
+    original row and stores nothing."""
+    store = new_store()
+    writes = await Writes(store).open()
+    try:
+        results = await done(
+            [
+                writes.message(f"r{i % 7}", "ana", f"m{i}", f"c{i}")
+                for i in range(ROOMS_TRAILING + 1500)
+            ]
+        )
+        originals = {r[1][5]: r[1] for r in results}
+        last = results[-1][1][0]
+        if isinstance(store, SqliteStore):
+            upto = outside(store, "SELECT id FROM message_rooms_upto")
+            assert 0 < upto < last  # c0 filed, the last ones trailing
+        inject(
+            store,
+            'INSERT INTO messages(room, "user", message, ts, client_id) VALUES (?, ?, ?, ?, ?)',
+            ("r0", "ana", "theirs", results[-1][1][4], "other-worker"),
+        )
+        theirs = (await store.recent_messages("r0", 1))[0][0]
+        retries = ["c0", f"c{ROOMS_TRAILING + 1499}", "c0", "new", "new"]
+        again = await done(
+            [
+                writes.message(f"r{int(c[1:]) % 7}" if c[1:].isdigit() else "r0", "ana", "retry", c)
+                for c in retries
+            ]
+        )
+        assert [r[3] for r in again] == [True, True, True, False, True]
+        assert again[0][1] == again[2][1] == originals["c0"]
+        assert again[1][1] == originals[f"c{ROOMS_TRAILING + 1499}"]
+        assert again[3][1] == again[4][1] and again[3][1][3] == "retry"
+        _, found, _, dup = await done(writes.message("r0", "ana", "retry", "other-worker"))
+        assert dup is True and found == theirs
+    finally:
+        await store.close()
+    # After a restart the trailing ones are found as well (read back from the table's tail).
+    store = new_store()
+    writes = await Writes(store).open()
+    try:
+        newest = f"c{ROOMS_TRAILING + 1499}"
+        _, found, _, dup = await done(
+            writes.message(f"r{(ROOMS_TRAILING + 1499) % 7}", "ana", "x", newest)
+        )
+        assert dup is True and found == originals[newest]
+        _, found, _, dup = await done(writes.message("r0", "ana", "x", "other-worker"))
+        assert dup is True and found == theirs
+        count = outside(store, "SELECT count(*) FROM messages")
+        assert count == ROOMS_TRAILING + 1500 + 2  # the originals, theirs and "new"
+    finally:
+        await store.close()
+
+
 async def test_client_ids_are_scoped_to_room_and_user(writes: Writes) -> None:
     results = await done(
         [
@@ -828,8 +886,8 @@ FOREIGN = {
         r"table messages has columns \(a, b\), expected \(id, room, user,",
     ),
     "an index missing": (
-        "DROP INDEX messages_client",
-        f"schema version {SCHEMA_VERSION} but no index messages_client",
+        "DROP INDEX comments_client",
+        f"schema version {SCHEMA_VERSION} but no index comments_client",
     ),
     "tables but no version": ("CREATE TABLE foo(x)", r"it has tables \(foo\) but no schema"),
 }
