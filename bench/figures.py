@@ -14,6 +14,7 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "paced": ("issue 7: p99 < 7 ms at <= 55 % of a core", (7.0, 0.55)),
     "idle": ("issue 7: < 6 kB per idle connection", 6.0),
     "unpipelined": ("issue 14: msgs/CPU-s >= 80k (expert Go 77k)", 80_000),
+    "unpipelined-ids": ("issue 14's 80k msgs/CPU-s, with the client_id our clients send", 80_000),
     "fanout-port": PORT_RATIO,
     "ingest-port": PORT_RATIO,
     "unpipelined-port": PORT_RATIO,
@@ -26,8 +27,11 @@ NO_BASELINE = "n/a: no HTTP endpoint"
 
 
 def family(scenario: str) -> str:
-    """What a scenario measures, whatever the URL: `fanout-port` -> `fanout`."""
-    return "rest" if scenario.startswith("rest-") else scenario.removesuffix("-port")
+    """What a scenario measures, whatever the URL or the messages' client ids:
+    `fanout-port` -> `fanout`, `unpipelined-ids` -> `unpipelined`."""
+    if scenario.startswith("rest-"):
+        return "rest"
+    return scenario.removesuffix("-port").removesuffix("-ids")
 
 
 def headline(scenario: str, r: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ target (issues 7 and 14) and what limited the figure (server CPU, load-generator
 neither).
 
 Scenarios: `fanout`, `ingest`, `paced`, `idle` (issue 7) and, from issue 14, `unpipelined`
-(one message in flight per client, rooms of 1-2, no warm-up), `storm` (10,000 clients join
+(one message in flight per client, rooms of 1-2, no warm-up), `unpipelined-ids` (the same,
+each message with a `client_id` as fastchat's own clients send), `storm` (10,000 clients join
 one room), `rest-health` and `rest-history` (wrk; fastchat only, the baseline has no HTTP
 endpoint). `X-port` is scenario X on fastchat's `PORT` URL (`ws://HOST:PORT/ws`, the
 original's) instead of `WS_PORT`; the baseline has one port, so its figures for `X-port` are
@@ -63,6 +64,8 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "paced": ("bench.loadgen", "paced", "fast"),
     "idle": ("bench.loadgen", "idle", "fast"),
     "unpipelined": ("bench.loadgen", "unpipelined", "fast"),
+    # The same with a client_id in every message, as fastchat's own clients send.
+    "unpipelined-ids": ("bench.loadgen", "unpipelined", "fast"),
     "fanout-port": ("bench.loadgen", "fanout", "http"),
     "ingest-port": ("bench.loadgen", "ingest", "http"),
     "paced-port": ("bench.loadgen", "paced", "http"),
@@ -108,6 +111,7 @@ def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
     for name in SCENARIOS:
         if name.endswith("-port"):
             plan[name] = plan[family(name)]
+    plan["unpipelined-ids"] = [*plan["unpipelined"], "--client-ids"]
     return plan
 
 
