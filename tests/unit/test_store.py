@@ -581,6 +581,33 @@ async def test_pages_are_whole_where_the_filed_rooms_meet_the_trailing_tail(
             assert seen == rows[room]
 
 
+async def test_a_quiet_store_files_what_trails_and_still_finds_it(db_path: Path) -> None:
+    """Messages trailing after the last commit are filed `file_after` seconds later (the
+    default is one), even with no write to come: a quiet store reads through its tables
+    alone. Pages and retries find them as before."""
+    store = SqliteStore(db_path)
+    store.file_after = 0.05
+    writes = await Writes(store).open()
+    try:
+        rows = [
+            r[1]
+            for r in await done([writes.message("q", "u", f"m{i}", f"c{i}") for i in range(20)])
+        ]
+        deadline = time.monotonic() + TIMEOUT
+        while outside(store, "SELECT id FROM message_rooms_upto") != rows[-1][0]:
+            assert time.monotonic() < deadline, "the trailing messages were never filed"
+            await asyncio.sleep(0.01)
+        assert outside(store, "SELECT count(*) FROM message_rooms") == 20
+        assert await store.recent_messages("q", 50) == (rows, False)
+        assert await store.recent_messages("q", 5, after=rows[9][0]) == (rows[10:15], True)
+        _, again, _, dup = await done(writes.message("q", "u", "retry", "c19"))
+        assert dup is True and again == rows[19]
+        _, new, _, dup = await done(writes.message("q", "u", "new", "c20"))
+        assert dup is False and (await store.recent_messages("q", 1))[0] == [new]
+    finally:
+        await store.close()
+
+
 async def test_a_version_5_database_files_its_rooms_messages_and_pages_them(
     db_path: Path,
 ) -> None:
