@@ -172,7 +172,7 @@ ClientKey = tuple[Any, str, str]
 # (clustered: row[6]); the insert.
 _WRITE_SQL: Final = {
     OP_MESSAGE: (
-        None,  # SqliteStore._stored_message: message_clients, or the tail's in memory
+        None,  # SqliteStore._stored_id: message_clients, or the tail's in memory
         None,
         "SELECT max((SELECT coalesce(max(id), 0) FROM message_rooms WHERE room = ?1), "
         f"(SELECT coalesce(max(id), 0) FROM messages WHERE {_TRAILING} AND room = ?1))",
@@ -993,15 +993,18 @@ class SqliteStore(Store):
             return  # that commit is on its way
         conn = self._writer
         assert conn is not None
-        upto, top = _row(conn, TAIL_SQL)
-        if top <= upto:  # filed since (or nothing was trailing)
-            self._file_due = False
-            self._trailing = 0
-            return
         try:
+            upto, top = _row(conn, TAIL_SQL)
+            if top <= upto:  # filed since (or nothing was trailing)
+                self._file_due = False
+                self._trailing = 0
+                return
             conn.execute("BEGIN IMMEDIATE")
         except apsw.BusyError:  # another worker writes: try again later
             self._file_timer = self._loop.call_later(self.file_after, self._file_trailing)
+            return
+        except apsw.Error as exc:  # the next commit files them, or says what is wrong
+            log.warning("filing the newest messages of %s failed: %r", self.path, exc)
             return
         try:
             conn.execute(FILE_ROOMS_SQL)
