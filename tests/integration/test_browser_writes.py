@@ -208,7 +208,9 @@ def test_a_refused_write_keeps_the_connection_usable(site: ServerProcess) -> Non
                 + str(len(body)).encode()
                 + b"\r\n\r\n"
             )
-            time.sleep(0.05)  # the body in a segment of its own
+            # Not a wait for anything: a gap, so that the server has read the head (and
+            # could answer) before the body arrives, the case this test is about.
+            time.sleep(0.05)
             sock.sendall(body)
             assert reader.readline().startswith(b"HTTP/1.1 403")
             length = 0
