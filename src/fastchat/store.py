@@ -164,7 +164,6 @@ TAIL_CLIENTS_SQL: Final = (
 FILED_CLIENT_SQL: Final = (
     'SELECT id FROM message_clients WHERE room = ? AND "user" = ? AND client_id = ?'
 )
-MESSAGE_SQL: Final = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?"
 # A message's (room, user, client_id).
 ClientKey = tuple[Any, str, str]
 # A message's or comment's statements in the writer: the stored row of a retried send (same
@@ -1285,7 +1284,8 @@ class SqliteStore(Store):
         if client_id is not None:
             if find is None:  # a message: message_clients and the tail (_stored_id)
                 stored = self._stored_id(conn, (a, b, client_id))
-                row = None if stored is None else conn.execute(MESSAGE_SQL, (stored,)).fetchone()
+                # The item as an edit reads it, less its author's sub.
+                row = None if stored is None else _row(conn, ITEM_SQL["messages"], (stored,))[:-1]
             else:
                 row = conn.execute(find, (a, b, client_id)).fetchone()
             if row is not None:
