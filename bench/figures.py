@@ -18,6 +18,7 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "fanout-port": PORT_RATIO,
     "ingest-port": PORT_RATIO,
     "unpipelined-port": PORT_RATIO,
+    "unpipelined-ids-port": PORT_RATIO,
     "paced-port": ("issue 14: p99 <= 10 ms at 100k deliveries/s on PORT", 10.0),
     "storm": ("issue 14: all joined in <= 2 s; RSS after all left <= RSS connected", 2.0),
     "rest-health": ("issue 14: requests/CPU-s >= 30k", 30_000),
@@ -32,6 +33,11 @@ def family(scenario: str) -> str:
     if scenario.startswith("rest-"):
         return "rest"
     return scenario.removesuffix("-port").removesuffix("-ids")
+
+
+def on_ws_port(scenario: str) -> str:
+    """The scenario an `X-port` repeats on WS_PORT (and the baseline's one port): X."""
+    return scenario.removesuffix("-port")
 
 
 def headline(scenario: str, r: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +158,7 @@ def fast_port_twin(
     """For `X-port`, fastchat's run of X (the same load on WS_PORT) in this invocation."""
     if not scenario.endswith("-port"):
         return None
-    twin = results.get(family(scenario), {}).get("fastchat")
+    twin = results.get(on_ws_port(scenario), {}).get("fastchat")
     return twin["result"] if twin else None
 
 
@@ -162,10 +168,10 @@ def verdict(
     h = headline(scenario, fc)
     kind = family(scenario)
     target = TARGETS[scenario][1]
-    if scenario in ("fanout-port", "ingest-port", "unpipelined-port"):
+    if TARGETS[scenario] is PORT_RATIO:
         twin = fast_port_twin(scenario, results)
         if twin is None:
-            return f"n/a: run {family(scenario)} in the same invocation"
+            return f"n/a: run {on_ws_port(scenario)} in the same invocation"
         fast = headline(scenario, twin)["per_cpu"]
         share = (h["per_cpu"] or 0) / fast if fast else 0.0
         return f"{'MET' if share >= target else 'MISSED'} ({share:.2f}x)"

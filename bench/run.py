@@ -51,7 +51,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bench.figures import every_run, family, headline, median_run, table
+from bench.figures import every_run, family, headline, median_run, on_ws_port, table
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -70,6 +70,7 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "ingest-port": ("bench.loadgen", "ingest", "http"),
     "paced-port": ("bench.loadgen", "paced", "http"),
     "unpipelined-port": ("bench.loadgen", "unpipelined", "http"),
+    "unpipelined-ids-port": ("bench.loadgen", "unpipelined", "http"),
     "storm": ("bench.storm", "", "fast"),
     "rest-health": ("bench.rest", "", "http"),
     "rest-history": ("bench.rest", "", "http"),
@@ -108,10 +109,10 @@ def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
     plan["rest-health"] = ["--path", "/api/v1/health", *wrk]
     plan["rest-history"] = ["--path", HISTORY_PATH, "--seed", "200", "--seed-room", "general"]
     plan["rest-history"] += wrk
+    plan["unpipelined-ids"] = [*plan["unpipelined"], "--client-ids"]
     for name in SCENARIOS:
         if name.endswith("-port"):
-            plan[name] = plan[family(name)]
-    plan["unpipelined-ids"] = [*plan["unpipelined"], "--client-ids"]
+            plan[name] = plan[on_ws_port(name)]
     return plan
 
 
@@ -415,7 +416,9 @@ def main() -> int:
                 if not (k == "baseline" and scenario in FASTCHAT_ONLY)
             ]
             # The baseline has one port: its X-port is its X, when X ran in this invocation.
-            same = record["runs"].get(family(scenario), {}) if scenario.endswith("-port") else {}
+            same = (
+                record["runs"].get(on_ws_port(scenario), {}) if scenario.endswith("-port") else {}
+            )
             reused = {
                 label(k, v): same[label(k, v)]
                 for k, v in sides
