@@ -44,6 +44,7 @@ import msgspec
 
 from fastchat.errors import ErrorCode, FastchatError
 from fastchat.ftsindex import Indexer
+from fastchat.trailing import Trailing
 
 log = logging.getLogger("fastchat.store")
 
@@ -137,34 +138,32 @@ Row = tuple[Any, ...]
 _MAX_ID: Final = 2**63 - 1
 _TABLE_OF: Final = {OP_MESSAGE: "messages", OP_COMMENT: "comments", OP_POST: "posts"}
 _TABLES: Final = {"messages": (MESSAGE_COLUMNS, "room"), "comments": (COMMENT_COLUMNS, "post_id")}
-# The messages not yet in message_rooms (migration 6): the table's tail, by id.
+# The messages not yet in message_rooms (migration 6) for certain: the table's tail, by id.
+# Which of them are unfiled, by room, the writer keeps in memory (fastchat.trailing).
 _TRAILING: Final = "id > (SELECT id FROM message_rooms_upto)"
-# Messages left out of message_rooms at most after a commit (one scanned by every read of a
-# room's page while they trail); clustered, none (each insert reads its room's previous id).
-ROOMS_TRAILING: Final = 4096
-# Seconds after a commit that left messages trailing when they are filed anyway (if no
-# commit filed them since): a quiet store's reads go through the tables alone (a page of a
-# room: ~35 us here, against ~150 with 4,096 trailing; a resume ~10-20 us against 40-130).
+# Seconds after a commit that left messages unfiled when they are all filed (if no commit
+# filed them since): a quiet store's reads go through its tables alone, and a restart reads
+# back no tail.
 FILE_AFTER_S: Final = 1.0
-# OR IGNORE although no row is filed twice: a multi-row INSERT that may abort (the default
-# ABORT on the key) makes SQLite keep a statement journal, here a temp file holding the old
-# content of every page it changes (~500 pages of 4 kB a filing, 40 % of the loop thread's
-# page writes under unpipelined load, measured with strace).
-FILE_ROOMS_SQL: Final = (
-    "INSERT OR IGNORE INTO message_rooms(room, id) "
-    f"SELECT room, id FROM messages WHERE {_TRAILING} ORDER BY room, id; "
-    'INSERT OR IGNORE INTO message_clients(room, "user", client_id, id) '
-    f'SELECT room, "user", client_id, id FROM messages WHERE {_TRAILING} '
-    'AND client_id IS NOT NULL ORDER BY room, "user", client_id; '
-    "UPDATE message_rooms_upto SET id = (SELECT coalesce(max(id), 0) FROM messages)"
+# OR IGNORE: another worker sharing the file may have filed the same rows (and a multi-row
+# INSERT that may abort makes SQLite keep a statement journal, a temp file with the old
+# content of every page the statement changes).
+# A room's messages to file: its name and a JSON array of their ids, ascending (no Python
+# tuple or binding per row, no read of the rows); their client ids, read from the rows.
+FILE_ROOM_SQL: Final = (
+    "INSERT OR IGNORE INTO message_rooms(room, id) SELECT ?, value FROM json_each(?)"
 )
+FILE_CLIENTS_SQL: Final = (
+    'INSERT OR IGNORE INTO message_clients(room, "user", client_id, id) '
+    'SELECT room, "user", client_id, id FROM messages WHERE id IN (SELECT value FROM '
+    'json_each(?)) AND client_id IS NOT NULL ORDER BY room, "user", client_id'
+)
+UPTO_SQL: Final = "UPDATE message_rooms_upto SET id = ?"
 # Where the tail starts and ends (at a commit's start: rows from other writers since).
 TAIL_SQL: Final = (
     "SELECT (SELECT id FROM message_rooms_upto), (SELECT coalesce(max(id), 0) FROM messages)"
 )
-TAIL_CLIENTS_SQL: Final = (
-    'SELECT room, "user", client_id, id FROM messages WHERE id > ? AND client_id IS NOT NULL'
-)
+TAIL_ROWS_SQL: Final = 'SELECT id, room, "user", client_id FROM messages WHERE id > ? ORDER BY id'
 FILED_CLIENT_SQL: Final = (
     'SELECT id FROM message_clients WHERE room = ? AND "user" = ? AND client_id = ?'
 )
@@ -210,12 +209,14 @@ PAGE_SQL: Final = {
     "comments": f"SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ? AND id > ? AND id < ? "
     "ORDER BY id {order} LIMIT ?",
 }
-# A room's page from message_rooms and the trailing tail, each read as far as the page needs.
+# A room's page from message_rooms, the unfiled ids kept in memory (?5, an array bound
+# with apsw.carray: fastchat.trailing) and the rows this process has not looked at (above
+# ?6), each read as far as the page needs. An id in two of them is one row (IN).
 SQLITE_MESSAGES_PAGE_SQL: Final = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ("
     "SELECT id FROM (SELECT id FROM message_rooms WHERE room = ?1 AND id > ?2 AND id < ?3 "
-    "ORDER BY id {order} LIMIT ?4) UNION ALL "
-    "SELECT id FROM (SELECT id FROM messages WHERE id > max(?2, (SELECT id FROM "
+    "ORDER BY id {order} LIMIT ?4) UNION ALL SELECT value FROM carray(?5) UNION ALL "
+    "SELECT id FROM (SELECT id FROM messages WHERE id > max(?2, ?6, (SELECT id FROM "
     "message_rooms_upto)) AND id < ?3 AND room = ?1 ORDER BY id {order} LIMIT ?4)"
     ") ORDER BY id {order} LIMIT ?4"
 )
@@ -333,11 +334,9 @@ _MIGRATIONS: Final[dict[int, str]] = {
     # Each room's message ids, and each client_id's message, kept in bulk (issue 14): with
     # the indexes messages(room, id) and messages(room, user, client_id), every commit wrote
     # one 4 kB page per room (and per sender) in its batch: with rooms of 1-2 members, about
-    # one a message each, into the WAL, then checkpointed and synced. Now the rows after
-    # `message_rooms_upto` (at most ROOMS_TRAILING of them, one transaction's worth) are
-    # found by a scan of the table's tail (their client ids: SqliteStore._tail_ids, kept in
-    # memory), and a commit that leaves more trailing files them all here, in key order:
-    # about one page per room per ROOMS_TRAILING rows.
+    # one a message each, into the WAL, then checkpointed and synced. Now the writer keeps
+    # a room's newest messages in memory and files them here many at a time, one page for
+    # all of them (fastchat.trailing); every message up to `message_rooms_upto` is filed.
     6: """
     CREATE TABLE message_rooms (
         room TEXT NOT NULL,
@@ -566,13 +565,20 @@ class Store:
         forward = after is not None or since_ms is not None
         rows = await self._fetch(
             self.page_sql[table].format(order="ASC" if forward else "DESC"),
-            (scope, lo, hi, limit + 1),
+            self._page_params(table, scope, lo, hi, limit + 1, forward),
         )
         more = len(rows) > limit
         rows = [tuple(r) for r in rows[:limit]]
         if not forward:
             rows.reverse()
         return Page(rows, more, forward)
+
+    def _page_params(
+        self, table: str, scope: str | int, lo: int, hi: int, n: int, forward: bool
+    ) -> tuple[Any, ...]:
+        """The parameters of `page_sql[table]`: a page of `n` strictly between `lo` and
+        `hi`, the oldest (`forward`) or the newest."""
+        return (scope, lo, hi, n)
 
     async def recent_messages(
         self, room: str, limit: int, *, before: int | None = None, after: int | None = None
@@ -742,16 +748,12 @@ class SqliteStore(Store):
         self._lost: str | None = None  # why writes stop for good: see `_vanished`
         self.file_after = FILE_AFTER_S
         self._file_timer: asyncio.TimerHandle | None = None
-        self._file_due = False  # the next commit files whatever trails
-        self._trailing = 0  # messages left trailing by the last commit
-        # The client ids of the messages not yet filed in message_clients (migration 6):
-        # (room, user, client_id) -> id, as of message id `_tail_seen` and filing mark
-        # `_tail_upto`; brought up to date at each commit's start (other workers' rows).
-        self._tail_ids: dict[ClientKey, int] = {}
-        self._tail_seen = 0
-        self._tail_upto = -1
-        # The same for this transaction's own new rows, merged in once it is committed.
-        self._new_ids: dict[ClientKey, int] = {}
+        self._quiet_at = 0.0  # loop time after which, with no commit since, all is filed
+        # The messages not yet filed in message_rooms and message_clients (migration 6),
+        # by room, with their client ids; a transaction adds its own as it inserts them,
+        # and other workers' at its start.
+        self._tail = Trailing()
+        self._top = 0  # the newest message id of the open transaction
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -791,7 +793,9 @@ class SqliteStore(Store):
         self._checkpointer.start()
         self._indexer = Indexer(index_conn, committed=lambda: self.rows)
         self._indexer.start()
-        self._trailing = 1  # what trails from before is filed once the store is quiet
+        # What trails from before: read back now, filed once the store is quiet.
+        upto, top = _row(self._writer, TAIL_SQL)
+        self._tail.reset(upto, top, self._writer.execute(TAIL_ROWS_SQL, (upto,)))
         self._file_later()
 
     def prepare(self) -> None:
@@ -980,28 +984,25 @@ class SqliteStore(Store):
         self._file_later()
 
     def _file_later(self) -> None:
-        """On the loop, after a commit that left messages trailing: have them filed
-        `file_after` seconds on, whatever the traffic (FILE_AFTER_S)."""
-        if self._trailing and self._file_timer is None:
+        """On the loop, after a commit: once `file_after` seconds (FILE_AFTER_S) pass with
+        no other, whatever it left unfiled is filed."""
+        self._quiet_at = self._loop.time() + self.file_after
+        if self._tail and self._file_timer is None:
             self._file_timer = self._loop.call_later(self.file_after, self._file_trailing)
 
     def _file_trailing(self) -> None:
-        """The timer of `_file_later`: the next commit files what trails; with no write
-        queued, a transaction of its own does it now (on the loop: a few milliseconds)."""
+        """The timer of `_file_later`: a quiet store files every room now, in a transaction
+        of its own (on the loop: a few milliseconds); a busy one is asked again later."""
         self._file_timer = None
-        self._file_due = True
         if self._thread is None or self._lost is not None:
             return
-        if self._in_thread or self._batch or self._tick_due:
-            return  # that commit is on its way
+        wait = self._quiet_at - self._loop.time()
+        if wait > 0 or self._in_thread or self._batch or self._tick_due:
+            self._file_timer = self._loop.call_later(max(wait, 0.01), self._file_trailing)
+            return
         conn = self._writer
         assert conn is not None
         try:
-            upto, top = _row(conn, TAIL_SQL)
-            if top <= upto:  # filed since (or nothing was trailing)
-                self._file_due = False
-                self._trailing = 0
-                return
             conn.execute("BEGIN IMMEDIATE")
         except apsw.BusyError:  # another worker writes: try again later
             self._file_timer = self._loop.call_later(self.file_after, self._file_trailing)
@@ -1010,16 +1011,34 @@ class SqliteStore(Store):
             log.warning("filing the newest messages of %s failed: %r", self.path, exc)
             return
         try:
-            conn.execute(FILE_ROOMS_SQL)
+            self._catch_up_tail(conn)
+            filed, upto = self._file_rooms(conn, self._tail.seen, everything=True)
             conn.execute("COMMIT")
         except apsw.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             log.warning("filing the newest messages of %s failed: %r", self.path, exc)
             return
-        # `_tail_ids` follows at the next commit's start (`_catch_up_tail` prunes it).
-        self._file_due = False
-        self._trailing = 0
+        self._tail.committed(filed, upto, self._tail.seen)
+
+    def _file_rooms(
+        self, conn: apsw.Connection, top: int, *, everything: bool
+    ) -> tuple[list[str], int]:
+        """In a write transaction (newest message id `top`): file the rooms due
+        (fastchat.trailing), and move message_rooms_upto up to the oldest message left
+        unfiled. The rooms filed, and the mark."""
+        tail = self._tail
+        filed = tail.due(top, everything)
+        if filed:
+            rooms = [(room, tail.ids([room])) for room in filed]
+            conn.executemany(FILE_ROOM_SQL, rooms)
+            if tail.clients:
+                conn.execute(FILE_CLIENTS_SQL, (tail.ids(filed),))
+        upto = tail.mark(filed, top)
+        if upto > tail.upto:
+            conn.execute(UPTO_SQL, (upto,))
+            return filed, upto
+        return filed, tail.upto
 
     def _run(self) -> None:
         """The writer thread: commits the batches the loop hands it, one at a time."""
@@ -1116,7 +1135,7 @@ class SqliteStore(Store):
                 last = _value(conn, LAST_TS_SQL)
                 ts = max(_now_ms(), last or 0)
                 self._catch_up_tail(conn)
-                self._new_ids = {}
+                self._top = self._tail.seen
                 # Chat messages (no previous id to read) go in runs, one executemany each;
                 # anything else row by row, in batch order. A retry of a stored message
                 # (same room, user and client_id) is answered with the stored row, in its
@@ -1141,11 +1160,10 @@ class SqliteStore(Store):
                     results.append(self._apply(conn, write, ts))
                 if run:
                     self._insert_messages(conn, run, ts, results)
-                upto, top = _row(conn, TAIL_SQL)
-                limit = 0 if self.track_previous or self._file_due else ROOMS_TRAILING
-                filed = top - upto > limit
-                if filed:
-                    conn.execute(FILE_ROOMS_SQL)
+                top = self._top
+                # Clustered, every commit files everything: each insert reads its room's
+                # previous id through message_rooms and the rows after the mark.
+                filed, upto = self._file_rooms(conn, top, everything=self.track_previous)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -1165,37 +1183,29 @@ class SqliteStore(Store):
         if lost is not None:
             self._take_back(conn, results)
             return self._refuse(batch, lost)
-        if filed:
-            self._tail_ids.clear()
-            self._tail_upto = top
-            self._file_due = False
-        else:
-            self._tail_ids.update(self._new_ids)
-        self._tail_seen = top
-        self._trailing = 0 if filed else top - upto
+        self._tail.committed(filed, upto, top)
         self._committed(len(batch), started)
         return results
 
     def _catch_up_tail(self, conn: apsw.Connection) -> None:
-        """At a commit's start: `_tail_ids` as the database has it (other workers sharing
-        the file may have added messages, or filed them, since this one last committed)."""
+        """At a write transaction's start: `_tail` as the database has it. Other workers
+        sharing the file may have added messages since this one last looked (read here), or
+        filed some (they stay in `_tail`, filed again with OR IGNORE when their room is)."""
+        tail = self._tail
         upto, top = _row(conn, TAIL_SQL)
-        if upto != self._tail_upto:
-            if upto < self._tail_upto:  # another file now (restored): read its tail whole
-                self._tail_seen = 0
-            self._tail_ids = {k: v for k, v in self._tail_ids.items() if v > upto}
-            self._tail_upto = upto
-        if top > self._tail_seen:
-            for room, user, cid, row_id in conn.execute(
-                TAIL_CLIENTS_SQL, (max(self._tail_seen, upto),)
-            ):
-                self._tail_ids[(room, user, cid)] = row_id
-            self._tail_seen = top
+        # Read anew: another file now (restored), or a transaction that failed left rows.
+        if upto < tail.upto or top < tail.seen or tail.dirty:
+            tail.reset(upto, top, conn.execute(TAIL_ROWS_SQL, (upto,)))
+            return
+        if top > tail.seen:
+            tail.add(conn.execute(TAIL_ROWS_SQL, (max(tail.seen, upto),)))
+            tail.caught_up(top)
+        tail.upto = upto
 
     def _stored_id(self, conn: apsw.Connection, key: ClientKey) -> int | None:
         """The id of the message stored with this (room, user, client_id), if there is one:
         this transaction's, the tail's (in memory) or filed (message_clients)."""
-        found = self._new_ids.get(key) or self._tail_ids.get(key)
+        found = self._tail.clients.get(key)
         if found is None:
             row = conn.execute(FILED_CLIENT_SQL, key).fetchone()
             found = row[0] if row is not None else None
@@ -1234,10 +1244,8 @@ class SqliteStore(Store):
             (w, (first + i, w.scope, w.user, w.text, ts, w.client_id, None, None), False)
             for i, w in enumerate(run)
         ]
-        new_ids = self._new_ids
-        for i, w in enumerate(run):
-            if w.client_id is not None:
-                new_ids[(w.scope, w.user, w.client_id)] = first + i
+        self._tail.add((first + i, w.scope, w.user, w.client_id) for i, w in enumerate(run))
+        self._top = first + len(run) - 1
 
     def _apply(self, conn: apsw.Connection, write: Write, ts: int) -> Result:
         kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id
@@ -1298,8 +1306,9 @@ class SqliteStore(Store):
             return (write, PostNotFound(int(a)), None)
         prev = _value(conn, previous, (a,)) if self.track_previous else None
         new_id = _value(conn, insert, (a, b, c, ts, client_id, write.sub))
-        if kind == OP_MESSAGE and client_id is not None:
-            self._new_ids[(a, b, client_id)] = new_id
+        if kind == OP_MESSAGE:
+            self._tail.add([(new_id, a, b, client_id)])
+            self._top = new_id
         if self.track_previous:
             return (write, (new_id, a, b, c, ts, client_id, None, None, prev), False)
         return (write, (new_id, a, b, c, ts, client_id, None, None), False)
@@ -1310,6 +1319,17 @@ class SqliteStore(Store):
     def reader(self) -> apsw.Connection:
         assert self._reader is not None, "store is not open"
         return self._reader
+
+    def _page_params(
+        self, table: str, scope: str | int, lo: int, hi: int, n: int, forward: bool
+    ) -> tuple[Any, ...]:
+        if table != "messages":
+            return (scope, lo, hi, n)
+        # `seen` before the ids (fastchat.trailing: what the ids miss is above it).
+        seen = self._tail.seen
+        assert isinstance(scope, str)
+        ids = self._tail.candidates(scope, lo, hi, n, forward, seen)
+        return (scope, lo, hi, n, apsw.carray(ids), seen)
 
     async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         # A local file: a bounded index read takes microseconds, so it runs right here on

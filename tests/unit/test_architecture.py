@@ -19,6 +19,7 @@ RANK = {
     "client": 1,  # fastchat.client: events and errors only, never a server module
     "config": 2,
     "ftsindex": 1.5,  # the SQLite store's search index, kept off the write path
+    "trailing": 1.5,  # the SQLite store's unfiled messages, kept in memory by room
     "store": 2,
     "_hub": 2,
     "logs": 2,

@@ -19,11 +19,11 @@ import pytest
 
 from fastchat.pgstore import PostgresStore
 from fastchat.store import (
+    MESSAGE_COLUMNS,
     OP_BAN,
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
-    ROOMS_TRAILING,
     SAMPLE_POSTS,
     SCHEMA_VERSION,
     PostNotFound,
@@ -32,6 +32,7 @@ from fastchat.store import (
     StoreError,
     Write,
 )
+from fastchat.trailing import FILE_ROWS
 from tests.pg import Postgres
 
 # One scalable unit for every wait (tests/conftest.py does the same).
@@ -408,32 +409,33 @@ async def test_a_retry_in_the_same_batch_is_stored_once(writes: Writes) -> None:
 
 
 async def test_a_retry_finds_its_original_wherever_it_is_kept(new_store: Factory) -> None:
-    """SQLite keeps the client ids of the newest messages in memory and files the older
-    ones in bulk (message_clients): a retry finds its original among the filed ones, the
-    trailing ones, those of its own batch, those another worker sharing the database
-    wrote, and the trailing ones again after a restart. Each retry is answered with the
-    original row and stores nothing."""
+    """SQLite keeps the client ids of a room's newest messages in memory and files them
+    in bulk (message_clients, FILE_ROWS at a time): a retry finds its original among the
+    filed ones, the unfiled ones, those of its own batch, those another worker sharing the
+    database wrote, and the unfiled ones again after a restart. Each retry is answered
+    with the original row and stores nothing."""
     store = new_store()
     writes = await Writes(store).open()
+    n = 7 * FILE_ROWS + 30  # 7 rooms: each filed once, then a few more each, unfiled
     try:
         results = await done(
-            [
-                writes.message(f"r{i % 7}", "ana", f"m{i}", f"c{i}")
-                for i in range(ROOMS_TRAILING + 1500)
-            ]
+            [writes.message(f"r{i % 7}", "ana", f"m{i}", f"c{i}") for i in range(n - 30)]
+        )
+        results += await done(
+            [writes.message(f"r{i % 7}", "ana", f"m{i}", f"c{i}") for i in range(n - 30, n)]
         )
         originals = {r[1][5]: r[1] for r in results}
         last = results[-1][1][0]
         if isinstance(store, SqliteStore):
             upto = outside(store, "SELECT id FROM message_rooms_upto")
-            assert 0 < upto < last  # c0 filed, the last ones trailing
+            assert 0 < upto < last  # c0 filed, the last ones unfiled
         inject(
             store,
             'INSERT INTO messages(room, "user", message, ts, client_id) VALUES (?, ?, ?, ?, ?)',
             ("r0", "ana", "theirs", results[-1][1][4], "other-worker"),
         )
         theirs = (await store.recent_messages("r0", 1))[0][0]
-        retries = ["c0", f"c{ROOMS_TRAILING + 1499}", "c0", "new", "new"]
+        retries = ["c0", f"c{n - 1}", "c0", "new", "new"]
         again = await done(
             [
                 writes.message(f"r{int(c[1:]) % 7}" if c[1:].isdigit() else "r0", "ana", "retry", c)
@@ -442,25 +444,23 @@ async def test_a_retry_finds_its_original_wherever_it_is_kept(new_store: Factory
         )
         assert [r[3] for r in again] == [True, True, True, False, True]
         assert again[0][1] == again[2][1] == originals["c0"]
-        assert again[1][1] == originals[f"c{ROOMS_TRAILING + 1499}"]
+        assert again[1][1] == originals[f"c{n - 1}"]
         assert again[3][1] == again[4][1] and again[3][1][3] == "retry"
         _, found, _, dup = await done(writes.message("r0", "ana", "retry", "other-worker"))
         assert dup is True and found == theirs
     finally:
         await store.close()
-    # After a restart the trailing ones are found as well (read back from the table's tail).
+    # After a restart the unfiled ones are found as well (read back from the table's tail).
     store = new_store()
     writes = await Writes(store).open()
     try:
-        newest = f"c{ROOMS_TRAILING + 1499}"
-        _, found, _, dup = await done(
-            writes.message(f"r{(ROOMS_TRAILING + 1499) % 7}", "ana", "x", newest)
-        )
+        newest = f"c{n - 1}"
+        _, found, _, dup = await done(writes.message(f"r{(n - 1) % 7}", "ana", "x", newest))
         assert dup is True and found == originals[newest]
         _, found, _, dup = await done(writes.message("r0", "ana", "x", "other-worker"))
         assert dup is True and found == theirs
         count = outside(store, "SELECT count(*) FROM messages")
-        assert count == ROOMS_TRAILING + 1500 + 2  # the originals, theirs and "new"
+        assert count == n + 2  # the originals, theirs and "new"
     finally:
         await store.close()
 
@@ -544,41 +544,70 @@ async def test_after_paging_walks_1000_messages_forward_exactly_once(writes: Wri
     )
 
 
-async def test_pages_are_whole_where_the_filed_rooms_meet_the_trailing_tail(
-    writes: Writes,
+async def test_pages_are_whole_where_filed_unfiled_and_unseen_messages_meet(
+    writes: Writes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SQLite files each room's message ids in bulk (message_rooms, ROOMS_TRAILING rows at
-    a time) and finds the newer ones by a scan of the table's tail: a page spanning both,
-    either way, holds every message of its room once, in order, and none of another's."""
-    rooms = ["a", "b", "c"]
-    results = await done(
-        [writes.message(rooms[i % 3], "u", f"m{i}") for i in range(2 * ROOMS_TRAILING + 700)]
-    )
-    rows = {room: [r[1] for r in results if r[1][1] == room] for room in rooms}
-    if isinstance(writes.store, SqliteStore):
-        upto = outside(writes.store, "SELECT id FROM message_rooms_upto")
-        last = results[-1][1][0]
-        assert 0 < upto < last  # some filed, some trailing: the test spans both
-        assert outside(writes.store, "SELECT count(*) FROM message_rooms") == upto
+    """SQLite files a room's message ids in bulk (message_rooms: FILE_ROWS of a busy room
+    at a time, a quiet room's once they are TRAILING_MAX behind), keeps the unfiled ones in
+    memory, and scans for what another worker sharing the file added since it last looked;
+    that worker may file rows too. Pages spanning all of it, either way, in several sizes,
+    hold every message of their room once, in order, and none of another's."""
+    monkeypatch.setattr("fastchat.trailing.TRAILING_MAX", 500)
+    store = writes.store
+    rooms = ["a", "b", "c", "quiet"]
+
+    def burst(start: int, n: int) -> list[asyncio.Future[Any]]:
+        return [
+            writes.message("quiet" if i % 97 == 0 else rooms[i % 3], "u", f"m{i}")
+            for i in range(start, start + n)
+        ]
+
+    first = await done(burst(0, 6 * FILE_ROWS + 50))
+    theirs_sql = 'INSERT INTO messages(room, "user", message, ts) VALUES (?, ?, ?, ?)'
+    for k in range(5):  # another worker's messages: caught up at our next commit
+        inject(store, theirs_sql, (rooms[k % 4], "w", f"theirs{k}", first[-1][1][4]))
+    if isinstance(store, SqliteStore):  # ... and its filing of everything so far
+        inject(store, "INSERT OR IGNORE INTO message_rooms SELECT room, id FROM messages", ())
+        inject(store, "UPDATE message_rooms_upto SET id = (SELECT max(id) FROM messages)", ())
+    await done(burst(10_000, 4 * FILE_ROWS + 7))
+    await done(writes.message("quiet", "u", "alone"))  # left unfiled: the mark stays below
+    await done(burst(20_001, 3 * FILE_ROWS + 20))  # a, b and c filed, above the mark
+    last = await done(burst(30_001, 20))  # too few to file
+    for k in range(3):  # and more of its messages, not yet seen by any commit of ours
+        inject(store, theirs_sql, (rooms[k], "w", f"late{k}", last[-1][1][4]))
+    if isinstance(store, SqliteStore):
+        upto = outside(store, "SELECT id FROM message_rooms_upto")
+        assert 0 < upto < last[-1][1][0]  # some filed, some not: the test spans both
+        filed = outside(store, "SELECT count(*) FROM message_rooms")
+        assert upto < filed < outside(store, "SELECT count(*) FROM messages")
     for room in rooms:
-        for size in (50, 1000):
+        want = [
+            tuple(r)
+            for r in (
+                await store._fetch(
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY id", (room,)
+                )
+            )
+        ]
+        assert len(want) > 5
+        for size in (1, 7, 50, 1000):
             seen: list[tuple[Any, ...]] = []
             before = None
             while True:
-                page, more = await writes.store.recent_messages(room, size, before=before)
+                page, more = await store.recent_messages(room, size, before=before)
                 seen = page + seen
                 if not more:
                     break
                 before = page[0][0]
-            assert seen == rows[room]
+            assert seen == want, (room, size)
             seen, after = [], 0
             while True:
-                page, more = await writes.store.recent_messages(room, size, after=after)
+                page, more = await store.recent_messages(room, size, after=after)
                 seen += page
                 if not more:
                     break
                 after = page[-1][0]
-            assert seen == rows[room]
+            assert seen == want, (room, size)
 
 
 async def test_a_quiet_store_files_what_trails_and_still_finds_it(db_path: Path) -> None:
@@ -980,6 +1009,24 @@ async def test_a_write_sqlite_cannot_take_is_a_store_error_and_the_writer_goes_o
     _, row, _, _ = await done(writes.message("r", "u", "fine"))
     assert row[3] == "fine"
     await writes.store.check()
+
+
+async def test_a_rolled_back_batch_leaves_nothing_in_any_rooms_pages(writes: Writes) -> None:
+    """A batch is one transaction: a message that went in before a later write of the
+    batch failed is rolled back with it, and its id goes to the next message, here in
+    another room. Neither room's page shows a message that is not its own."""
+    store = writes.store
+    _, before, _, _ = await done(writes.message("r", "u", "before"))
+    post_id = (await store.posts())[0][0]
+    results = await done(
+        [writes.message("r", "u", "gone"), writes.comment(post_id, "u", "lone \udc80")]
+    )
+    assert all(isinstance(r[1], StoreError) for r in results)
+    assert await store.recent_messages("r", 10) == ([before], False)
+    _, other, _, _ = await done(writes.message("elsewhere", "u", "next"))
+    assert await store.recent_messages("r", 10) == ([before], False)
+    assert await store.recent_messages("r", 10, after=0) == ([before], False)
+    assert await store.recent_messages("elsewhere", 10) == ([other], False)
 
 
 # ------------------------------------------------------------------ checked in the transaction

@@ -1,0 +1,171 @@
+"""The messages the SQLite store has not filed yet, kept in memory by room.
+
+SQLite keeps each room's message ids in `message_rooms` and each client id's message in
+`message_clients` (schema 6): tables a commit does not write row by row, because one row in
+a room's part of a b-tree costs a 4 kB page in the WAL (checkpointed and synced later), and
+with small rooms that is about a page a message. So the writer files a room's messages once
+it has FILE_ROWS of them unfiled (one page for all of them), and any room whose oldest
+unfiled message is more than TRAILING_MAX behind the newest; a quiet store files them all.
+
+Until then they are here: each room's unfiled ids, in order, and their client ids (the
+retries the writer must recognise). A page of a room takes the ids it needs from here, up to
+`seen` (`candidates`), the filed ones from `message_rooms`, and scans only the rows above
+`seen`: what this process's writer has not committed or looked at yet (other workers
+sharing the file).
+
+The invariant: every message with `upto` < id <= `seen` is in `message_rooms`, or here, or
+both; every message with id <= `upto` is in `message_rooms`. The writer keeps it: a
+transaction adds its rows here as it inserts them (`add`), above `seen`, where no reader
+looks; after its COMMIT it takes the rooms it filed out and moves `seen` on (`committed`).
+A transaction that fails leaves rows here that were never stored: the writer reads the tail
+back from the database (`reset`) before its next one. Other workers' rows are read at each
+transaction's start, under the write lock. Rows another worker filed may stay here too: they
+are filed again (OR IGNORE) when their room is.
+
+Threads: one writer at a time changes it (the loop, or the writer thread while the loop
+waits for that batch); pages read it on the loop, with no lock. A reader reads `seen`
+first, then a room's ids up to it (one GIL-held slice of an array): a room taken out after
+its COMMIT is in `message_rooms` for that reader, and what it misses here is above `seen`.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from typing import Any, Final
+
+# A room's unfiled messages that get it filed: its ids go into one page of message_rooms
+# (a page holds ~200), where filing every room at once after 4,096 messages put about 8.
+FILE_ROWS: Final = 64
+# How far (in ids) a room's oldest unfiled message may trail the newest before the room is
+# filed however few it has: bounds this module's memory and the rows read back at start.
+TRAILING_MAX: Final = 32768
+
+ClientKey = tuple[Any, str, str]
+# (id, room, user, client_id) of a message, as a commit adds it.
+Row = tuple[int, Any, str, Any]
+
+
+class Trailing:
+    """The unfiled messages, by room (see the module's docstring)."""
+
+    __slots__ = ("_added", "_touched", "clients", "rooms", "seen", "upto")
+
+    def __init__(self) -> None:
+        # room -> its unfiled ids, ascending. Insertion order is the order of each room's
+        # oldest unfiled id: a room enters with the newest id so far and leaves when filed.
+        self.rooms: dict[str, array[int]] = {}
+        # (room, user, client_id) -> id, of every unfiled message with a client id (and,
+        # until the next prune, of some filed ones: still right, only not needed).
+        self.clients: dict[ClientKey, int] = {}
+        self.seen = 0  # the newest id committed or looked at: up to it, filed or here
+        self.upto = -1  # message_rooms_upto as last read or written; -1: never read
+        self._touched: set[str] = set()  # rooms added to by the open transaction
+        self._added = 0  # ids here
+
+    def __len__(self) -> int:
+        return len(self.rooms)
+
+    def reset(self, upto: int, seen: int, rows: Iterable[Row]) -> None:
+        """Start again from the database's tail: `rows`, in id order, are every message
+        after `upto` up to `seen`."""
+        fresh = Trailing()
+        fresh.add(rows)
+        # Swapped in whole, `seen` last: a reader never sees a half-built map.
+        self.rooms, self.clients, self._added = fresh.rooms, fresh.clients, fresh._added
+        self._touched = set()
+        self.upto = upto
+        self.seen = seen
+
+    def add(self, rows: Iterable[Row]) -> None:
+        """Messages after `seen`, in id order: a transaction's own as it inserts them, or
+        other workers' (then `seen` moves on to the newest of them: `caught_up`)."""
+        rooms, clients, touched = self.rooms, self.clients, self._touched
+        n = 0
+        for row_id, room, user, client_id in rows:
+            ids = rooms.get(room)
+            if ids is None:
+                rooms[room] = ids = array("q")
+            ids.append(row_id)
+            touched.add(room)
+            n += 1
+            if client_id is not None:
+                clients[(room, user, client_id)] = row_id
+        self._added += n
+
+    def caught_up(self, seen: int) -> None:
+        self.seen = seen
+
+    @property
+    def dirty(self) -> bool:
+        """Whether a transaction added rows here and never committed (read back the tail)."""
+        return bool(self._touched)
+
+    def due(self, top: int, everything: bool) -> list[str]:
+        """The rooms the open transaction (newest id `top`) files, in key order: each it
+        added to that has FILE_ROWS unfiled, each whose oldest is more than TRAILING_MAX
+        behind, or, `everything`, all of them."""
+        rooms = self.rooms
+        if everything:
+            return sorted(rooms)
+        due = {room for room in self._touched if len(rooms[room]) >= FILE_ROWS}
+        floor = top - TRAILING_MAX
+        for room, ids in rooms.items():  # oldest first
+            if ids[0] > floor:
+                break
+            due.add(room)
+        return sorted(due)
+
+    def ids(self, rooms: list[str]) -> str:
+        """The ids of the messages filing `rooms` files, as a JSON array."""
+        found = self.rooms
+        return "[" + ",".join([str(i) for room in rooms for i in found[room]]) + "]"
+
+    def mark(self, filed: list[str], top: int) -> int:
+        """message_rooms_upto once `filed` are: just below the oldest message left
+        unfiled, or `top` if none is."""
+        skip = set(filed)
+        for room, ids in self.rooms.items():  # oldest first
+            if room not in skip:
+                return ids[0] - 1
+        return top
+
+    def committed(self, filed: list[str], upto: int, top: int) -> None:
+        """After the COMMIT of the open transaction, which filed `filed`, left
+        message_rooms_upto at `upto` and added ids up to `top`."""
+        rooms = self.rooms
+        for room in filed:
+            self._added -= len(rooms.pop(room))
+        self._touched = set()
+        self.upto = upto
+        self.seen = top
+        if len(self.clients) > 2 * self._added + 4096:  # drop the filed ones'
+            self.clients = {
+                key: row_id
+                for key, row_id in self.clients.items()
+                if (ids := rooms.get(key[0])) is not None and row_id >= ids[0]
+            }
+
+    def candidates(
+        self, room: str, lo: int, hi: int, n: int, forward: bool, seen: int
+    ) -> array[int]:
+        """The room's unfiled ids strictly between `lo` and `hi` and up to `seen` (read
+        before this), at most `n`, the oldest (`forward`) or the newest; a copy. None: [0],
+        an id no message has (SQLite's carray takes no empty array)."""
+        ids = self.rooms.get(room)
+        if not ids:
+            return array("q", _NONE)
+        i = bisect_right(ids, lo)
+        j = bisect_left(ids, min(hi, seen + 1))
+        if j - i > n:
+            if forward:
+                j = i + n
+            else:
+                i = j - n
+        if i >= j:
+            return array("q", _NONE)
+        return ids[i:j]
+
+
+_NONE: Final = (0,)
