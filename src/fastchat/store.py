@@ -222,6 +222,12 @@ SQLITE_MESSAGES_PAGE_SQL: Final = (
 )
 
 
+# Connections without SQLite's own mutex ("multi-thread" mode): each is used by one thread at
+# a time (the writer's is handed between the loop and its thread), and APSW refuses a call
+# on a connection or cursor already in one (ThreadingViolation) rather than let two run.
+_OPEN_FLAGS: Final = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOMUTEX
+
+
 class Page(NamedTuple):
     rows: list[Row]
     has_more: bool
@@ -875,7 +881,7 @@ class SqliteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the folder of {self.path}: {exc}") from exc
-        conn = apsw.Connection(self.path)
+        conn = apsw.Connection(self.path, flags=_OPEN_FLAGS)
         try:
             conn.set_busy_timeout(self.busy_timeout_ms)
             version = self._version(conn) if migrate else SCHEMA_VERSION
