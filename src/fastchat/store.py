@@ -887,6 +887,11 @@ class SqliteStore(Store):
             version = self._version(conn) if migrate else SCHEMA_VERSION
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            # Checkpoints are the checkpointer thread's (and, past WAL_HARD_PAGES, the
+            # writer's): SQLite's own would run one, with its fsync, after any commit of
+            # this connection that leaves the WAL over 1,000 pages (the search indexer's:
+            # under load, every one).
+            conn.wal_autocheckpoint(0)
             if migrate:
                 self._migrate(conn, version)
         except BaseException:
@@ -1250,7 +1255,7 @@ class SqliteStore(Store):
             (w, (first + i, w.scope, w.user, w.text, ts, w.client_id, None, None), False)
             for i, w in enumerate(run)
         ]
-        self._tail.add((first + i, w.scope, w.user, w.client_id) for i, w in enumerate(run))
+        self._tail.add_run(first, run)
         self._top = first + len(run) - 1
 
     def _apply(self, conn: apsw.Connection, write: Write, ts: int) -> Result:

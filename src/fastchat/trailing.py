@@ -50,7 +50,7 @@ Row = tuple[int, Any, str, Any]
 class Trailing:
     """The unfiled messages, by room (see the module's docstring)."""
 
-    __slots__ = ("_added", "_touched", "clients", "rooms", "seen", "upto")
+    __slots__ = ("_added", "_full", "_open", "clients", "rooms", "seen", "upto")
 
     def __init__(self) -> None:
         # room -> its unfiled ids, ascending. Insertion order is the order of each room's
@@ -61,7 +61,8 @@ class Trailing:
         self.clients: dict[ClientKey, int] = {}
         self.seen = 0  # the newest id committed or looked at: up to it, filed or here
         self.upto = -1  # message_rooms_upto as last read or written; -1: never read
-        self._touched: set[str] = set()  # rooms added to by the open transaction
+        self._full: set[str] = set()  # rooms with FILE_ROWS unfiled
+        self._open = False  # rows added by a transaction not committed yet
         self._added = 0  # ids here
 
     def __len__(self) -> int:
@@ -74,25 +75,46 @@ class Trailing:
         fresh.add(rows)
         # Swapped in whole, `seen` last: a reader never sees a half-built map.
         self.rooms, self.clients, self._added = fresh.rooms, fresh.clients, fresh._added
-        self._touched = set()
+        self._full, self._open = fresh._full, False
         self.upto = upto
         self.seen = seen
 
     def add(self, rows: Iterable[Row]) -> None:
         """Messages after `seen`, in id order: a transaction's own as it inserts them, or
         other workers' (then `seen` moves on to the newest of them: `caught_up`)."""
-        rooms, clients, touched = self.rooms, self.clients, self._touched
+        rooms, clients = self.rooms, self.clients
         n = 0
         for row_id, room, user, client_id in rows:
             ids = rooms.get(room)
             if ids is None:
                 rooms[room] = ids = array("q")
             ids.append(row_id)
-            touched.add(room)
+            if len(ids) >= FILE_ROWS:
+                self._full.add(room)
             n += 1
             if client_id is not None:
                 clients[(room, user, client_id)] = row_id
         self._added += n
+        self._open = True
+
+    def add_run(self, first: int, writes: Iterable[Any]) -> None:
+        """`add` for a run of messages inserted with ids from `first` on, given as the
+        store's Write objects (their scope, user and client_id): no tuple per row."""
+        rooms, clients, full = self.rooms, self.clients, self._full
+        row_id = first
+        for write in writes:
+            room = write.scope
+            ids = rooms.get(room)
+            if ids is None:
+                rooms[room] = ids = array("q")
+            ids.append(row_id)
+            if len(ids) >= FILE_ROWS:
+                full.add(room)
+            if write.client_id is not None:
+                clients[(room, write.user, write.client_id)] = row_id
+            row_id += 1
+        self._added += row_id - first
+        self._open = True
 
     def caught_up(self, seen: int) -> None:
         self.seen = seen
@@ -100,16 +122,16 @@ class Trailing:
     @property
     def dirty(self) -> bool:
         """Whether a transaction added rows here and never committed (read back the tail)."""
-        return bool(self._touched)
+        return self._open
 
     def due(self, top: int, everything: bool) -> list[str]:
-        """The rooms the open transaction (newest id `top`) files, in key order: each it
-        added to that has FILE_ROWS unfiled, each whose oldest is more than TRAILING_MAX
-        behind, or, `everything`, all of them."""
+        """The rooms the open transaction (newest id `top`) files, in key order: each with
+        FILE_ROWS unfiled, each whose oldest is more than TRAILING_MAX behind, or,
+        `everything`, all of them."""
         rooms = self.rooms
         if everything:
             return sorted(rooms)
-        due = {room for room in self._touched if len(rooms[room]) >= FILE_ROWS}
+        due = set(self._full)
         floor = top - TRAILING_MAX
         for room, ids in rooms.items():  # oldest first
             if ids[0] > floor:
@@ -137,7 +159,8 @@ class Trailing:
         rooms = self.rooms
         for room in filed:
             self._added -= len(rooms.pop(room))
-        self._touched = set()
+        self._full.difference_update(filed)
+        self._open = False
         self.upto = upto
         self.seen = top
         if len(self.clients) > 2 * self._added + 4096:  # drop the filed ones'
