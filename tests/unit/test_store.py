@@ -450,10 +450,17 @@ async def test_a_retry_finds_its_original_wherever_it_is_kept(new_store: Factory
         assert dup is True and found == theirs
     finally:
         await store.close()
-    # After a restart the unfiled ones are found as well (read back from the table's tail).
+    # After a restart the unfiled ones are found as well (read back from the table's tail),
+    # by retries and by pages.
     store = new_store()
     writes = await Writes(store).open()
     try:
+        for room in ("r0", "r6"):
+            page, more = await store.recent_messages(room, 1000)
+            every = await store._fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY id", (room,)
+            )
+            assert more is False and page == [tuple(r) for r in every]
         newest = f"c{n - 1}"
         _, found, _, dup = await done(writes.message(f"r{(n - 1) % 7}", "ana", "x", newest))
         assert dup is True and found == originals[newest]
