@@ -44,7 +44,7 @@ import msgspec
 
 from fastchat.errors import ErrorCode, FastchatError
 from fastchat.ftsindex import Indexer
-from fastchat.trailing import Trailing
+from fastchat.trailing import ClientKeys, Trailing
 
 log = logging.getLogger("fastchat.store")
 
@@ -164,6 +164,7 @@ TAIL_SQL: Final = (
     "SELECT (SELECT id FROM message_rooms_upto), (SELECT coalesce(max(id), 0) FROM messages)"
 )
 TAIL_ROWS_SQL: Final = 'SELECT id, room, "user", client_id FROM messages WHERE id > ? ORDER BY id'
+FILED_KEYS_SQL: Final = 'SELECT room, "user", client_id FROM message_clients'
 FILED_CLIENT_SQL: Final = (
     'SELECT id FROM message_clients WHERE room = ? AND "user" = ? AND client_id = ?'
 )
@@ -760,6 +761,12 @@ class SqliteStore(Store):
         # and other workers' at its start.
         self._tail = Trailing()
         self._top = 0  # the newest message id of the open transaction
+        # The filter of every stored client id (trailing.ClientKeys), as read from
+        # message_clients by its own thread at start: (generation, filter), merged by the
+        # writer; a generation that is not the store's (the file was replaced) is dropped.
+        self._keys_filled: tuple[int, ClientKeys] | None = None
+        self._keys_generation = 0
+        self._filler: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -785,6 +792,7 @@ class SqliteStore(Store):
             # file was moved away or deleted would create an empty database at its path).
             self._searcher = self._connect()
             index_conn = self._connect()
+            keys_conn = self._connect()
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._stopping = False
@@ -799,10 +807,37 @@ class SqliteStore(Store):
         self._checkpointer.start()
         self._indexer = Indexer(index_conn, committed=lambda: self.rows)
         self._indexer.start()
-        # What trails from before: read back now, filed once the store is quiet.
+        # What trails from before: read back now, filed once the store is quiet. The client
+        # ids filed before: read by a thread of their own (a table as big as the history).
         upto, top = _row(self._writer, TAIL_SQL)
+        bits = ClientKeys.size_for(min(2 * top, 1 << 23))  # 16 MB at most
+        self._tail = Trailing(ClientKeys(bits))
         self._tail.reset(upto, top, self._writer.execute(TAIL_ROWS_SQL, (upto,)))
+        self._keys_generation += 1
+        self._keys_filled = None
+        self._filler = threading.Thread(
+            target=self._fill_keys,
+            args=(keys_conn, self._keys_generation, bits),
+            name="fastchat-client-ids",
+            daemon=True,
+        )
+        self._filler.start()
         self._file_later()
+
+    def _fill_keys(self, conn: apsw.Connection, generation: int, bits: int) -> None:
+        """The thread that reads every filed client id into a filter for the writer to
+        merge (`_catch_up_tail`). Stops early when the store closes."""
+        try:
+            filled = ClientKeys(bits)
+            for n, key in enumerate(conn.execute(FILED_KEYS_SQL)):
+                filled.add(key)
+                if not n % 65536 and self._stopping:
+                    return
+            self._keys_filled = (generation, filled)
+        except apsw.Error as exc:  # retries are looked up in the table, as before
+            log.warning("reading the client ids stored in %s failed: %r", self.path, exc)
+        finally:
+            conn.close()
 
     def prepare(self) -> None:
         try:
@@ -828,6 +863,10 @@ class SqliteStore(Store):
             async with self._search_lock:
                 self._indexer.stop()
             self._indexer = None
+        if self._filler is not None:
+            self._stopping = True
+            self._filler.join()
+            self._filler = None
         if self._checkpointer is not None:
             self._stopping = True
             self._checkpoint_due.set()
@@ -1203,9 +1242,20 @@ class SqliteStore(Store):
         sharing the file may have added messages since this one last looked (read here), or
         filed some (they stay in `_tail`, filed again with OR IGNORE when their room is)."""
         tail = self._tail
+        filled = self._keys_filled
+        if filled is not None:
+            self._keys_filled = None
+            if filled[0] == self._keys_generation:
+                tail.keys.merge(filled[1])
         upto, top = _row(conn, TAIL_SQL)
-        # Read anew: another file now (restored), or a transaction that failed left rows.
-        if upto < tail.upto or top < tail.seen or tail.dirty:
+        if upto < tail.upto or top < tail.seen:
+            # Another file now (restored): its client ids are looked up in its table from
+            # now on (a filter that is never filled says "maybe" to every key).
+            self._keys_generation += 1
+            tail.keys = ClientKeys(8)
+            tail.reset(upto, top, conn.execute(TAIL_ROWS_SQL, (upto,)))
+            return
+        if tail.dirty:  # a transaction that failed left rows: read the tail anew
             tail.reset(upto, top, conn.execute(TAIL_ROWS_SQL, (upto,)))
             return
         if top > tail.seen:
@@ -1217,7 +1267,7 @@ class SqliteStore(Store):
         """The id of the message stored with this (room, user, client_id), if there is one:
         this transaction's, the tail's (in memory) or filed (message_clients)."""
         found = self._tail.clients.get(key)
-        if found is None:
+        if found is None and self._tail.keys.may_hold(key):
             row = conn.execute(FILED_CLIENT_SQL, key).fetchone()
             found = row[0] if row is not None else None
         return found

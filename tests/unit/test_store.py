@@ -472,6 +472,43 @@ async def test_a_retry_finds_its_original_wherever_it_is_kept(new_store: Factory
         await store.close()
 
 
+async def test_sqlite_a_retry_of_a_message_filed_before_a_restart_is_found(
+    db_path: Path,
+) -> None:
+    """SQLite reads the client ids filed before a start into a filter (a thread of its own,
+    merged at a later commit) and from then on reads message_clients only for keys the
+    filter may hold: every retry of a message stored before the restart, filed, is still
+    answered with its original, and a new one is stored."""
+    store = SqliteStore(db_path)
+    writes = await Writes(store).open()
+    n = 7 * FILE_ROWS  # 7 rooms of FILE_ROWS: every message filed
+    rows = [
+        r[1]
+        for r in await done(
+            [writes.message(f"r{i % 7}", "ana", f"m{i}", f"c{i}") for i in range(n)]
+        )
+    ]
+    assert outside(store, "SELECT count(*) FROM message_clients") == n
+    await store.close()
+    store = SqliteStore(db_path)
+    writes = await Writes(store).open()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        tick = 0
+        while not store._tail.keys.ready:  # the filter is merged at a commit's start
+            assert time.monotonic() < deadline, "the stored client ids were never read"
+            await done(writes.message("elsewhere", "bob", "tick", f"tick{tick}"))
+            tick += 1
+            await asyncio.sleep(0.01)
+        again = await done([writes.message(f"r{i % 7}", "ana", "retry", f"c{i}") for i in range(n)])
+        assert [r[3] for r in again] == [True] * n
+        assert [r[1] for r in again] == rows
+        _, new, _, dup = await done(writes.message("r0", "ana", "new", "fresh"))
+        assert dup is False and new[3] == "new"
+    finally:
+        await store.close()
+
+
 async def test_client_ids_are_scoped_to_room_and_user(writes: Writes) -> None:
     results = await done(
         [

@@ -1,0 +1,31 @@
+"""The SQLite store's in-memory bookkeeping (fastchat.trailing), alone: what the store's own
+tests cannot reach through a database, the filter's guarantee that a key it was given is
+never reported absent."""
+
+from __future__ import annotations
+
+from fastchat.trailing import ClientKeys
+
+
+def keys(start: int, n: int) -> list[tuple[str, str, str]]:
+    return [(f"room-{i % 500}", f"user-{i % 750}", f"c-{i}") for i in range(start, start + n)]
+
+
+def test_the_client_id_filter_never_forgets_a_key_added_or_filled_and_merged() -> None:
+    live = ClientKeys(1 << 20)
+    assert live.may_hold(("r", "u", "never added"))  # not filled yet: "maybe" to everything
+    filled = ClientKeys(1 << 20)
+    filled.fill(keys(0, 30_000))  # read from the table by the filler thread
+    for key in keys(30_000, 30_000):  # added by the writer meanwhile
+        live.add(key)
+    live.merge(filled)
+    assert all(live.may_hold(key) for key in keys(0, 60_000))
+    # Keys never added are mostly told absent: what spares the table a read.
+    absent = sum(not live.may_hold(key) for key in keys(100_000, 10_000))
+    assert absent > 9_500
+
+
+def test_the_filter_is_sized_for_its_keys() -> None:
+    assert ClientKeys.size_for(0) == 1 << 23
+    assert ClientKeys.size_for(1 << 20) == 1 << 24
+    assert ClientKeys.size_for(3_000_000) >= 16 * 3_000_000
