@@ -240,8 +240,9 @@ def client_frame(payload: bytes) -> bytes:
 def chat_payload(room: str, user: str, seq: int, pad: str, client_ids: bool = False) -> bytes:
     # Text: "<seq> <send monotonic ns> <padding>" (names and padding are plain ASCII). With
     # `client_ids`, a client_id as fastchat's own clients send with every message (for the
-    # server to store a retry once): "<user>-<seq>".
-    cid = f',"client_id":"{user}-{seq}"' if client_ids else ""
+    # server to store a retry once): 32 random hex digits, as the JS client's
+    # crypto.randomUUID() without its dashes and the Python client's uuid4().hex.
+    cid = f',"client_id":"{os.urandom(16).hex()}"' if client_ids else ""
     return (
         f'{{"type":"CHAT_MESSAGE","room":"{room}","user":"{user}",'
         f'"message":"{seq} {time.monotonic_ns()} {pad}"{cid}}}'
