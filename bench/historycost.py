@@ -42,8 +42,13 @@ def prefill(path: Path, n: int, ids: str) -> None:
             rows,
         )
         conn.execute(
-            'INSERT INTO message_clients(room, "user", client_id, id) '
-            'SELECT room, "user", client_id, id FROM messages ORDER BY 1, 2, 3'
+            'INSERT INTO message_clients(bucket, room, "user", client_id, id) '
+            f'SELECT id >> {store.CLIENT_BUCKET_BITS}, room, "user", client_id, id '
+            "FROM messages ORDER BY 1, 2, 3, 4"
+        )
+        conn.execute(
+            'INSERT INTO client_buckets(room, "user", bucket) SELECT DISTINCT room, "user", '
+            f"id >> {store.CLIENT_BUCKET_BITS} FROM messages ORDER BY 1, 2, 3"
         )
         conn.execute(
             "INSERT INTO message_rooms(room, id) SELECT room, id FROM messages ORDER BY 1, 2"

@@ -122,7 +122,19 @@ class Trailing:
         self._added += row_id - first
         self._open = True
 
-    def caught_up(self, seen: int) -> None:
+    def caught_up(self, rows: Iterable[Row], upto: int, seen: int) -> None:
+        """Other workers' messages since `seen`, in id order, up to the new `seen`: those
+        after `upto` are unfiled (added here); those up to it another worker has filed
+        already, and only their client ids are kept (in `keys`: a retry of one must not
+        be taken for a new message)."""
+        keys = self.keys
+        unfiled = []
+        for row in rows:
+            if row[0] > upto:
+                unfiled.append(row)
+            elif row[3] is not None:
+                keys.add((row[1], row[2], row[3]))
+        self.add(unfiled)
         self.seen = seen
 
     @property
