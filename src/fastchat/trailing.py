@@ -1,7 +1,7 @@
 """The messages the SQLite store has not filed yet, kept in memory by room.
 
 SQLite keeps each room's message ids in `message_rooms` and each client id's message in
-`message_clients` (schema 6): tables a commit does not write row by row, because one row in
+`message_clients` (schemas 6 and 7): tables a commit does not write row by row: one row in
 a room's part of a b-tree costs a 4 kB page in the WAL (checkpointed and synced later), and
 with small rooms that is about a page a message. So the writer files a room's messages once
 it has FILE_ROWS of them unfiled (one page for all of them), and any room whose oldest
@@ -26,6 +26,9 @@ Threads: one writer at a time changes it (the loop, or the writer thread while t
 waits for that batch); pages read it on the loop, with no lock. A reader reads `seen`
 first, then a room's ids up to it (one GIL-held slice of an array): a room taken out after
 its COMMIT is in `message_rooms` for that reader, and what it misses here is above `seen`.
+
+`ClientKeys`, below: a filter of every client id ever stored, so that a new message's retry
+check reads `message_clients` only when the id may be there.
 """
 
 from __future__ import annotations
