@@ -801,12 +801,6 @@ class SqliteStore(Store):
         # and other workers' at its start.
         self._tail = Trailing()
         self._top = 0  # the newest message id of the open transaction
-        # The filter of every stored client id (trailing.ClientKeys), as read from
-        # message_clients by its own thread at start: (generation, filter), merged by the
-        # writer; a generation that is not the store's (the file was replaced) is dropped.
-        self._keys_filled: tuple[int, ClientKeys] | None = None
-        self._keys_generation = 0
-        self._filler: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -832,7 +826,16 @@ class SqliteStore(Store):
             # file was moved away or deleted would create an empty database at its path).
             self._searcher = self._connect()
             index_conn = self._connect()
-            keys_conn = self._connect()
+            # What trails from before, read back now (filed once the store is quiet), and
+            # every client id stored, read into the filter of them (trailing.ClientKeys)
+            # before the first write: about a second per million, off the loop; until
+            # then the store is not open (readiness: "starting").
+            upto, top = _row(self._writer, TAIL_SQL)
+            keys = ClientKeys(ClientKeys.size_for(min(2 * top, 1 << 23)))  # 16 MB at most
+            writer = self._writer
+            await asyncio.to_thread(lambda: keys.fill(writer.execute(FILED_KEYS_SQL)))
+            self._tail = Trailing(keys)
+            self._tail.reset(upto, top, self._writer.execute(TAIL_ROWS_SQL, (upto,)))
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._stopping = False
@@ -847,37 +850,7 @@ class SqliteStore(Store):
         self._checkpointer.start()
         self._indexer = Indexer(index_conn, committed=lambda: self.rows)
         self._indexer.start()
-        # What trails from before: read back now, filed once the store is quiet. The client
-        # ids filed before: read by a thread of their own (a table as big as the history).
-        upto, top = _row(self._writer, TAIL_SQL)
-        bits = ClientKeys.size_for(min(2 * top, 1 << 23))  # 16 MB at most
-        self._tail = Trailing(ClientKeys(bits))
-        self._tail.reset(upto, top, self._writer.execute(TAIL_ROWS_SQL, (upto,)))
-        self._keys_generation += 1
-        self._keys_filled = None
-        self._filler = threading.Thread(
-            target=self._fill_keys,
-            args=(keys_conn, self._keys_generation, bits),
-            name="fastchat-client-ids",
-            daemon=True,
-        )
-        self._filler.start()
         self._file_later()
-
-    def _fill_keys(self, conn: apsw.Connection, generation: int, bits: int) -> None:
-        """The thread that reads every filed client id into a filter for the writer to
-        merge (`_catch_up_tail`). Stops early when the store closes."""
-        try:
-            filled = ClientKeys(bits)
-            for n, key in enumerate(conn.execute(FILED_KEYS_SQL)):
-                filled.add(key)
-                if not n % 65536 and self._stopping:
-                    return
-            self._keys_filled = (generation, filled)
-        except apsw.Error as exc:  # retries are looked up in the table, as before
-            log.warning("reading the client ids stored in %s failed: %r", self.path, exc)
-        finally:
-            conn.close()
 
     def prepare(self) -> None:
         try:
@@ -903,10 +876,6 @@ class SqliteStore(Store):
             async with self._search_lock:
                 self._indexer.stop()
             self._indexer = None
-        if self._filler is not None:
-            self._stopping = True
-            self._filler.join()
-            self._filler = None
         if self._checkpointer is not None:
             self._stopping = True
             self._checkpoint_due.set()
@@ -1284,16 +1253,10 @@ class SqliteStore(Store):
         sharing the file may have added messages since this one last looked (read here), or
         filed some (they stay in `_tail`, filed again with OR IGNORE when their room is)."""
         tail = self._tail
-        filled = self._keys_filled
-        if filled is not None:
-            self._keys_filled = None
-            if filled[0] == self._keys_generation:
-                tail.keys.merge(filled[1])
         upto, top = _row(conn, TAIL_SQL)
         if upto < tail.upto or top < tail.seen:
             # Another file now (restored): its client ids are looked up in its table from
             # now on (a filter that is never filled says "maybe" to every key).
-            self._keys_generation += 1
             tail.keys = ClientKeys(8)
             tail.reset(upto, top, conn.execute(TAIL_ROWS_SQL, (upto,)))
             return

@@ -221,12 +221,13 @@ class ClientKeys:
     b-tree seek into a table as big as the history: ~2.5 us for each message with a client
     id, nearly all of them misses). A key it holds may be stored: the table is read.
 
-    Filled from `message_clients` by a thread of its own at start (`fill`, into a filter of
-    its own, then `merge`d by the writer) and, from the start, with every key the writer
-    inserts or sees other workers insert (`add`). Until the fill is merged `may_hold` says
-    yes to everything. A key added for a transaction that was rolled back only costs a read
-    later. Only the writer (one thread at a time) calls `add`, `merge` and `may_hold`, so
-    no bit is lost between two threads (that would be a retry stored twice)."""
+    Filled from `message_clients` when the store opens (`fill`, before the first write:
+    about a second per million keys) and from then on with every key the writer inserts or
+    sees other workers insert (`add`). A filter never filled (`ready` False: the file was
+    replaced under the store) says "maybe" to every key. A key added for a transaction that
+    was rolled back only costs a read later. Only the writer (one thread at a time) calls
+    `add` and `may_hold`, so no bit is lost between two threads (that would be a retry
+    stored twice)."""
 
     __slots__ = ("_bits", "_mask", "ready")
 
@@ -255,15 +256,10 @@ class ClientKeys:
         bits[spot >> 3] |= 1 << (spot & 7)
 
     def fill(self, keys: Iterable[ClientKey]) -> None:
+        """Every key stored: from now on a key it does not hold was never stored."""
         add = self.add
         for key in keys:
             add(key)
-
-    def merge(self, filled: ClientKeys) -> None:
-        """Take in a filter of the same size `fill`ed meanwhile: from now on a key it does
-        not hold was never stored."""
-        merged = int.from_bytes(self._bits, "little") | int.from_bytes(filled._bits, "little")
-        self._bits[:] = merged.to_bytes(len(self._bits), "little")
         self.ready = True
 
     def may_hold(self, key: ClientKey) -> bool:

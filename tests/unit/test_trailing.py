@@ -7,21 +7,19 @@ from __future__ import annotations
 from fastchat.trailing import ClientKeys
 
 
-def keys(start: int, n: int) -> list[tuple[str, str, str]]:
+def keys_of(start: int, n: int) -> list[tuple[str, str, str]]:
     return [(f"room-{i % 500}", f"user-{i % 750}", f"c-{i}") for i in range(start, start + n)]
 
 
-def test_the_client_id_filter_never_forgets_a_key_added_or_filled_and_merged() -> None:
-    live = ClientKeys(1 << 20)
-    assert live.may_hold(("r", "u", "never added"))  # not filled yet: "maybe" to everything
-    filled = ClientKeys(1 << 20)
-    filled.fill(keys(0, 30_000))  # read from the table by the filler thread
-    for key in keys(30_000, 30_000):  # added by the writer meanwhile
-        live.add(key)
-    live.merge(filled)
-    assert all(live.may_hold(key) for key in keys(0, 60_000))
+def test_the_client_id_filter_never_forgets_a_key_filled_or_added() -> None:
+    keys = ClientKeys(1 << 20)
+    assert keys.may_hold(("r", "u", "never added"))  # not filled: "maybe" to everything
+    keys.fill(keys_of(0, 30_000))  # read from message_clients when the store opens
+    for key in keys_of(30_000, 30_000):  # added by the writer from then on
+        keys.add(key)
+    assert all(keys.may_hold(key) for key in keys_of(0, 60_000))
     # Keys never added are mostly told absent: what spares the table a read.
-    absent = sum(not live.may_hold(key) for key in keys(100_000, 10_000))
+    absent = sum(not keys.may_hold(key) for key in keys_of(100_000, 10_000))
     assert absent > 9_500
 
 
