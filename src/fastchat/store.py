@@ -148,10 +148,11 @@ FILE_AFTER_S: Final = 1.0
 # OR IGNORE: another worker sharing the file may have filed the same rows (and a multi-row
 # INSERT that may abort makes SQLite keep a statement journal, a temp file with the old
 # content of every page the statement changes).
-# A room's messages to file: its name and a JSON array of their ids, ascending (no Python
-# tuple or binding per row, no read of the rows); their client ids, read from the rows.
+# A room's messages to file: its name and their ids, ascending, bound as an array
+# (apsw.carray: no Python tuple or binding per row, no read of the rows); their client ids,
+# read from the rows.
 FILE_ROOM_SQL: Final = (
-    "INSERT OR IGNORE INTO message_rooms(room, id) SELECT ?, value FROM json_each(?)"
+    "INSERT OR IGNORE INTO message_rooms(room, id) SELECT ?, value FROM carray(?)"
 )
 # message_clients is keyed by the id's bucket first (migration 7), so that filing appends to
 # the newest bucket; client_buckets lists the buckets each sender has ids in.
@@ -159,13 +160,13 @@ CLIENT_BUCKET_BITS: Final = 16
 FILE_CLIENTS_SQL: Final = (
     'INSERT OR IGNORE INTO message_clients(bucket, room, "user", client_id, id) '
     f'SELECT id >> {CLIENT_BUCKET_BITS}, room, "user", client_id, id FROM messages '
-    "WHERE id IN (SELECT value FROM json_each(?1)) AND client_id IS NOT NULL "
+    "WHERE id IN (SELECT value FROM carray(?1)) AND client_id IS NOT NULL "
     'ORDER BY 1, room, "user", client_id'
 )
 FILE_CLIENT_BUCKETS_SQL: Final = (
     'INSERT OR IGNORE INTO client_buckets(room, "user", bucket) '
     f'SELECT DISTINCT room, "user", id >> {CLIENT_BUCKET_BITS} FROM messages '
-    "WHERE id IN (SELECT value FROM json_each(?1)) AND client_id IS NOT NULL"
+    "WHERE id IN (SELECT value FROM carray(?1)) AND client_id IS NOT NULL"
 )
 UPTO_SQL: Final = "UPDATE message_rooms_upto SET id = ?"
 # Where the tail starts and ends (at a commit's start: rows from other writers since).
@@ -1089,10 +1090,12 @@ class SqliteStore(Store):
         tail = self._tail
         filed = tail.due(top, everything)
         if filed:
-            rooms = [(room, tail.ids([room])) for room in filed]
-            conn.executemany(FILE_ROOM_SQL, rooms)
+            # Copies (`ids`) are bound: an array bound to a statement cannot grow.
+            conn.executemany(
+                FILE_ROOM_SQL, [(room, apsw.carray(tail.ids([room]))) for room in filed]
+            )
             if tail.clients:
-                ids = tail.ids(filed)
+                ids = apsw.carray(tail.ids(filed))
                 conn.execute(FILE_CLIENTS_SQL, (ids,))
                 conn.execute(FILE_CLIENT_BUCKETS_SQL, (ids,))
         upto = tail.mark(filed, top)

@@ -160,10 +160,14 @@ class Trailing:
             due.add(room)
         return sorted(due)
 
-    def ids(self, rooms: list[str]) -> str:
-        """The ids of the messages filing `rooms` files, as a JSON array."""
+    def ids(self, rooms: list[str]) -> array[int]:
+        """The ids of the messages filing `rooms` files: a new array (never empty: a room
+        here has at least one)."""
         found = self.rooms
-        return "[" + ",".join([str(i) for room in rooms for i in found[room]]) + "]"
+        ids = array("q")
+        for room in rooms:
+            ids += found[room]
+        return ids
 
     def mark(self, filed: list[str], top: int) -> int:
         """message_rooms_upto once `filed` are: just below the oldest message left
