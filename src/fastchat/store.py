@@ -1094,7 +1094,7 @@ class SqliteStore(Store):
             conn.executemany(
                 FILE_ROOM_SQL, [(room, apsw.carray(tail.ids([room]))) for room in filed]
             )
-            if tail.clients:
+            if tail.has_clients(filed):
                 ids = apsw.carray(tail.ids(filed))
                 conn.execute(FILE_CLIENTS_SQL, (ids,))
                 conn.execute(FILE_CLIENT_BUCKETS_SQL, (ids,))
@@ -1275,7 +1275,7 @@ class SqliteStore(Store):
     def _stored_id(self, conn: apsw.Connection, key: ClientKey) -> int | None:
         """The id of the message stored with this (room, user, client_id), if there is one:
         this transaction's, the tail's (in memory) or filed (message_clients)."""
-        found = self._tail.clients.get(key)
+        found = self._tail.client(key)
         if found is None and self._tail.keys.may_hold(key):
             row = conn.execute(FILED_CLIENT_SQL, key).fetchone()
             found = row[0] if row is not None else None

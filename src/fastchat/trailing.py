@@ -59,9 +59,9 @@ class Trailing:
         # room -> its unfiled ids, ascending. Insertion order is the order of each room's
         # oldest unfiled id: a room enters with the newest id so far and leaves when filed.
         self.rooms: dict[str, array[int]] = {}
-        # (room, user, client_id) -> id, of every unfiled message with a client id (and,
-        # until the next prune, of some filed ones: still right, only not needed).
-        self.clients: dict[ClientKey, int] = {}
+        # room -> {(user, client_id): id}, of every unfiled message with a client id: a
+        # room filed leaves with its client ids.
+        self.clients: dict[str, dict[tuple[str, str], int]] = {}
         self.seen = 0  # the newest id committed or looked at: up to it, filed or here
         self.upto = -1  # message_rooms_upto as last read or written; -1: never read
         self._full: set[str] = set()  # rooms with FILE_ROWS unfiled
@@ -98,9 +98,11 @@ class Trailing:
                 self._full.add(room)
             n += 1
             if client_id is not None:
-                key = (room, user, client_id)
-                clients[key] = row_id
-                self.keys.add(key)
+                of_room = clients.get(room)
+                if of_room is None:
+                    clients[room] = of_room = {}
+                of_room[user, client_id] = row_id
+                self.keys.add((room, user, client_id))
         self._added += n
         self._open = True
 
@@ -118,9 +120,11 @@ class Trailing:
             if len(ids) >= FILE_ROWS:
                 full.add(room)
             if write.client_id is not None:
-                key = (room, write.user, write.client_id)
-                clients[key] = row_id
-                self.keys.add(key)
+                of_room = clients.get(room)
+                if of_room is None:
+                    clients[room] = of_room = {}
+                of_room[write.user, write.client_id] = row_id
+                self.keys.add((room, write.user, write.client_id))
             row_id += 1
         self._added += row_id - first
         self._open = True
@@ -181,19 +185,24 @@ class Trailing:
     def committed(self, filed: list[str], upto: int, top: int) -> None:
         """After the COMMIT of the open transaction, which filed `filed`, left
         message_rooms_upto at `upto` and added ids up to `top`."""
-        rooms = self.rooms
+        rooms, clients = self.rooms, self.clients
         for room in filed:
             self._added -= len(rooms.pop(room))
+            clients.pop(room, None)
         self._full.difference_update(filed)
         self._open = False
         self.upto = upto
         self.seen = top
-        if len(self.clients) > 2 * self._added + 4096:  # drop the filed ones'
-            self.clients = {
-                key: row_id
-                for key, row_id in self.clients.items()
-                if (ids := rooms.get(key[0])) is not None and row_id >= ids[0]
-            }
+
+    def client(self, key: ClientKey) -> int | None:
+        """The id of the unfiled message with this (room, user, client_id), if any."""
+        of_room = self.clients.get(key[0])
+        return None if of_room is None else of_room.get((key[1], key[2]))
+
+    def has_clients(self, rooms: list[str]) -> bool:
+        """Whether any of `rooms` has an unfiled message with a client id."""
+        clients = self.clients
+        return any(room in clients for room in rooms)
 
     def candidates(
         self, room: str, lo: int, hi: int, n: int, forward: bool, seen: int
