@@ -743,7 +743,6 @@ LAST_TS_SQL: Final = (
 )
 
 
-MAX_MESSAGE_ID_SQL: Final = "SELECT coalesce(max(id), 0) FROM messages"
 INSERT_MESSAGE_SQL: Final = (
     'INSERT INTO messages(id, room, "user", message, ts, client_id, sub) '
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -1299,10 +1298,11 @@ class SqliteStore(Store):
     def _insert_messages(
         self, conn: apsw.Connection, run: list[Write], ts: int, results: list[Result]
     ) -> None:
-        """Insert a run of plain messages (no client id) in one executemany, with the ids
-        the table would give them (max + 1 onwards: the write lock is held). Measured, 20
-        rows into 500 rooms: 140 us, against 270-370 us one `INSERT ... RETURNING` each."""
-        first = _value(conn, MAX_MESSAGE_ID_SQL) + 1
+        """Insert a run of chat messages in one executemany, with the ids the table would
+        give them (max + 1 onwards: the write lock is held; `_top` is the max, read at the
+        transaction's start and moved by every insert since). Measured, 20 rows into 500
+        rooms: 140 us, against 270-370 us one `INSERT ... RETURNING` each."""
+        first = self._top + 1
         conn.executemany(
             INSERT_MESSAGE_SQL,
             [
