@@ -10,6 +10,10 @@ fastchat's protocol the load generator uses:
   of the room, the sender included, through `websockets.broadcast`: one frame built per
   recipient and one `send(2)` per frame per recipient. That is the naive design whose cost
   fastchat's coalesced fan-out and group commit exist to remove; nothing here is tuned.
+* `{"type": "JOIN_POST", "post_id"}` -> `{"type": "POST_JOINED", "post_id", "viewers"}`, and
+  `{"type": "POST_COMMENT", "post_id", "user", "comment", "client_id"?}` -> the same INSERT
+  and COMMIT into `comments`, then `{"type": "POST_COMMENT", "id", "post_id", "user",
+  "comment", "timestamp"}` to every viewer of the post (any post id: there are no posts).
 
     python -m bench.baseline_server --port 9001 --db /tmp/baseline.db
 
@@ -39,6 +43,15 @@ CREATE TABLE IF NOT EXISTS messages (
     client_id TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_room_id ON messages(room, id);
+CREATE TABLE IF NOT EXISTS comments (
+    id INTEGER PRIMARY KEY,
+    post_id INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    client_id TEXT
+);
+CREATE INDEX IF NOT EXISTS comments_post_id ON comments(post_id, id);
 """
 
 
@@ -89,7 +102,21 @@ class Baseline:
                     if room not in joined:
                         await self.error(ws, "not_joined", f"join room {room!r} first")
                         continue
-                    self.chat_message(room, event)
+                    self.store_and_send("messages", "room", room, event)
+                elif kind == "JOIN_POST":
+                    post = str(event.get("post_id", ""))
+                    viewers = self.rooms.setdefault(f"post:{post}", set())
+                    viewers.add(ws)
+                    joined.add(f"post:{post}")
+                    await ws.send(
+                        dumps({"type": "POST_JOINED", "post_id": post, "viewers": len(viewers)})
+                    )
+                elif kind == "POST_COMMENT":
+                    post = str(event.get("post_id", ""))
+                    if f"post:{post}" not in joined:
+                        await self.error(ws, "not_joined", f"join post {post!r} first")
+                        continue
+                    self.store_and_send("comments", "post_id", post, event)
                 else:
                     await self.error(ws, "unknown_type", f"unknown type {kind!r}")
         finally:
@@ -100,28 +127,37 @@ class Baseline:
                     if not members:
                         del self.rooms[room]
 
-    def chat_message(self, room: str, event: dict[str, Any]) -> None:
+    def store_and_send(self, table: str, scope_key: str, scope: str, event: dict[str, Any]) -> None:
+        """A CHAT_MESSAGE (`messages`, scope: the room) or a POST_COMMENT (`comments`, scope:
+        the post id): stored, then sent to the scope's members."""
         user = str(event.get("user", "anonymous"))
-        text = str(event.get("message", ""))
+        kind, text_key, key = (
+            ("CHAT_MESSAGE", "message", scope)
+            if table == "messages"
+            else ("POST_COMMENT", "comment", f"post:{scope}")
+        )
+        value: str | int = scope if table == "messages" else int(scope)
+        text = str(event.get(text_key, ""))
         ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         # One transaction per message, committed before anyone hears of it.
         cur = self.db.execute("BEGIN")
         cur = self.db.execute(
-            "INSERT INTO messages(room, user, message, ts, client_id) VALUES (?, ?, ?, ?, ?)",
-            (room, user, text, ts, event.get("client_id")),
+            f"INSERT INTO {table}({scope_key}, user, {text_key}, ts, client_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (value, user, text, ts, event.get("client_id")),
         )
         self.db.execute("COMMIT")
         payload = dumps(
             {
-                "type": "CHAT_MESSAGE",
+                "type": kind,
                 "id": cur.lastrowid,
-                "room": room,
+                scope_key: value,
                 "user": user,
-                "message": text,
+                text_key: text,
                 "timestamp": ts,
             }
         )
-        broadcast(self.rooms.get(room, ()), payload)
+        broadcast(self.rooms.get(key, ()), payload)
 
 
 async def main(port: int, db_path: str, host: str) -> None:

@@ -15,6 +15,7 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "idle": ("issue 7: < 6 kB per idle connection", 6.0),
     "unpipelined": ("issue 14: msgs/CPU-s >= 80k (expert Go 77k)", 80_000),
     "unpipelined-ids": ("issue 14's 80k msgs/CPU-s, with the client_id our clients send", 80_000),
+    "unpipelined-comments": ("issue 14's 80k msgs/CPU-s, as posts' live comments", 80_000),
     "fanout-port": PORT_RATIO,
     "ingest-port": PORT_RATIO,
     "unpipelined-port": PORT_RATIO,
@@ -28,11 +29,11 @@ NO_BASELINE = "n/a: no HTTP endpoint"
 
 
 def family(scenario: str) -> str:
-    """What a scenario measures, whatever the URL or the messages' client ids:
-    `fanout-port` -> `fanout`, `unpipelined-ids` -> `unpipelined`."""
+    """What a scenario measures, whatever the URL, the messages' client ids or whether they
+    are comments: `fanout-port` -> `fanout`, `unpipelined-ids` -> `unpipelined`."""
     if scenario.startswith("rest-"):
         return "rest"
-    return scenario.removesuffix("-port").removesuffix("-ids")
+    return scenario.removesuffix("-port").removesuffix("-ids").removesuffix("-comments")
 
 
 def on_ws_port(scenario: str) -> str:

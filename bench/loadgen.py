@@ -19,7 +19,9 @@ Scenarios (each prints one JSON object on stdout; progress goes to stderr):
   its own echo is back. No warm-up and no settle: each client starts sending as soon as its
   ROOM_JOINED arrives, and the window (server CPU included) opens before the joins. A
   member owes its room-mate's messages from the first one it saw: the mate's sequence
-  numbers must then follow one by one up to its last.
+  numbers must then follow one by one up to its last. With `--comments`, the same through
+  posts' live comments: each client views a post (JOIN_POST) and comments on it
+  (POST_COMMENT); the posts are made first through fastchat's API (`--posts-url`).
 * `idle`: N connections that only connect; reports the server's RSS delta per connection.
 
 The join storm and REST under wrk have modules of their own (`bench.storm`, `bench.rest`).
@@ -63,6 +65,9 @@ HOST = "127.0.0.1"  # never anything else: this tool only loads the local machin
 CHAT_PREFIX = b'{"type":"CHAT_MESSAGE","id":'
 ID_AT = len(CHAT_PREFIX)
 JOINED_PREFIX = b'{"type":"ROOM_JOINED"'
+# `unpipelined --comments`: the same shape through a post's live comments.
+COMMENT_PREFIX = b'{"type":"POST_COMMENT","id":'
+POST_JOINED_PREFIX = b'{"type":"POST_JOINED"'
 # The chat text (`chat_payload`) follows this key; the timed receivers slice it out.
 MESSAGE_KEY = b'"message":"'
 MESSAGE_AT = len(MESSAGE_KEY)
@@ -237,20 +242,52 @@ def client_frame(payload: bytes) -> bytes:
     return header + b"\0\0\0\0" + payload
 
 
-def chat_payload(room: str, user: str, seq: int, pad: str, client_ids: bool = False) -> bytes:
+def chat_payload(
+    room: str, user: str, seq: int, pad: str, client_ids: bool = False, comments: bool = False
+) -> bytes:
     # Text: "<seq> <send monotonic ns> <padding>" (names and padding are plain ASCII). With
     # `client_ids`, a client_id as fastchat's own clients send with every message (for the
     # server to store a retry once): 32 random hex digits, as the JS client's
-    # crypto.randomUUID() without its dashes and the Python client's uuid4().hex.
+    # crypto.randomUUID() without its dashes and the Python client's uuid4().hex. With
+    # `comments`, a POST_COMMENT to post `room` (its id) instead.
     cid = f',"client_id":"{os.urandom(16).hex()}"' if client_ids else ""
+    kind, scope, text = (
+        ("POST_COMMENT", "post_id", "comment") if comments else ("CHAT_MESSAGE", "room", "message")
+    )
     return (
-        f'{{"type":"CHAT_MESSAGE","room":"{room}","user":"{user}",'
-        f'"message":"{seq} {time.monotonic_ns()} {pad}"{cid}}}'
+        f'{{"type":"{kind}","{scope}":"{room}","user":"{user}",'
+        f'"{text}":"{seq} {time.monotonic_ns()} {pad}"{cid}}}'
     ).encode()
 
 
 def join_payload(room: str, user: str) -> bytes:
     return f'{{"type":"JOIN_ROOM","room":"{room}","user":"{user}"}}'.encode()
+
+
+def join_post_payload(post: str, user: str) -> bytes:
+    return f'{{"type":"JOIN_POST","post_id":"{post}"}}'.encode()
+
+
+def create_posts(base_url: str, n: int) -> list[str]:
+    """`n` posts created through fastchat's REST API (`base_url`: http://127.0.0.1:PORT);
+    their ids. Without an API (the baseline), posts 1..n are taken as given."""
+    if not base_url:
+        return [str(i + 1) for i in range(n)]
+    import urllib.request
+
+    ids = []
+    for i in range(n):
+        body = json.dumps({"title": f"post {i}", "content": "load test", "author": "loadgen"})
+        req = urllib.request.Request(
+            f"{base_url}/api/v1/posts/",
+            data=body.encode(),
+            # Same-site, as the browser UI's own requests (fastchat refuses cross-site writes).
+            headers={"content-type": "application/json", "origin": base_url},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            ids.append(str(json.loads(resp.read())["id"]))
+    return ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +338,17 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
         user: str
         message: str
 
-    decode_chat = msgspec.json.Decoder(Chat).decode
+    class Comment(msgspec.Struct, rename={"message": "comment"}):
+        id: int
+        user: str
+        message: str
+
+    # `--comments` (unpipelined only): posts' live comments instead of rooms' messages.
+    comments = spec["comments"]
+    decode_chat = msgspec.json.Decoder(Comment if comments else Chat).decode
+    item_prefix = COMMENT_PREFIX if comments else CHAT_PREFIX
+    joined_prefix = POST_JOINED_PREFIX if comments else JOINED_PREFIX
+    join_of = join_post_payload if comments else join_payload
     pad = "x" * spec["pad"]
     ids = spec["client_ids"]
     state = {"t_end": 0, "max_msgs": spec["max_msgs"]}
@@ -334,7 +381,7 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                 self.joined.set_exception(ConnectionError("disconnected before ROOM_JOINED"))
 
         def other(self, p: bytes) -> None:
-            if p.startswith(JOINED_PREFIX):
+            if p.startswith(joined_prefix):
                 if self.joined is not None and not self.joined.done():
                     self.joined.set_result(None)
             elif p.startswith(ERROR_PREFIX):
@@ -384,7 +431,8 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                 return
             room, user, seq = self.room, self.user, self.sent
             frames = [
-                client_frame(chat_payload(room, user, seq + k, pad, ids)) for k in range(want)
+                client_frame(chat_payload(room, user, seq + k, pad, ids, comments))
+                for k in range(want)
             ]
             self.sent += want
             self.transport.underlying_transport.write(b"".join(frames))
@@ -394,7 +442,7 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             if frame.msg_type is TEXT:
                 now = monotonic_ns()
                 p = frame.get_payload_as_bytes()
-                if p.startswith(CHAT_PREFIX):
+                if p.startswith(item_prefix):
                     msg = decode_chat(p)
                     if msg.id <= self.last_id:
                         self.disorder += 1
@@ -580,7 +628,7 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             await asyncio.sleep(delay / 1e9)
         try:
             c.joined = loop.create_future()
-            c.transport.send(TEXT, join_payload(c.room, c.user))
+            c.transport.send(TEXT, join_of(c.room, c.user))
             await asyncio.wait_for(c.joined, 30)
         except Exception as exc:
             failed.append(f"{type(exc).__name__}: {exc}")
@@ -800,6 +848,7 @@ class Coordinator:
                 "window": getattr(args, "window", 0),
                 "pad": args.pad,
                 "client_ids": getattr(args, "client_ids", False),
+                "comments": getattr(args, "comments", False),
                 "max_msgs": args.max_msgs,
                 "interval_ms": getattr(args, "interval_ms", 10.0),
                 "receiver": getattr(args, "receiver", "c"),
@@ -1085,7 +1134,11 @@ def run_unpipelined(args: argparse.Namespace) -> dict[str, Any]:
     if not args.rooms <= args.clients <= 2 * args.rooms:
         raise SystemExit("unpipelined: rooms of 1-2 need rooms <= clients <= 2 * rooms")
     # The first `rooms` clients one per room, the rest second members of the first rooms.
-    clients = [("ping", f"ping{i % args.rooms}", f"p{i}") for i in range(args.clients)]
+    if args.comments:  # rooms are posts
+        posts = create_posts(args.posts_url, args.rooms)
+        clients = [("ping", posts[i % args.rooms], f"p{i}") for i in range(args.clients)]
+    else:
+        clients = [("ping", f"ping{i % args.rooms}", f"p{i}") for i in range(args.clients)]
     co = Coordinator(args, split(numbered(clients), args.workers), join=True)
     try:
         out = co.eager()
@@ -1230,6 +1283,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common(p, 1, 10.0)
     p.add_argument("--clients", type=int, default=750)
     p.add_argument("--rooms", type=int, default=500, help="at most 2 clients per room")
+    p.add_argument(
+        "--comments",
+        action="store_true",
+        help="comment on posts (JOIN_POST, POST_COMMENT) instead of chatting in rooms",
+    )
+    p.add_argument(
+        "--posts-url",
+        default="",
+        help="with --comments: fastchat's http://127.0.0.1:PORT, to create the posts "
+        "(without it, posts 1..rooms are taken as existing: the baseline's case)",
+    )
 
     p = sub.add_parser("paced", help="N members, one message per interval, latency")
     common(p, 1, 10.0)

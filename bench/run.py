@@ -9,7 +9,8 @@ neither).
 
 Scenarios: `fanout`, `ingest`, `paced`, `idle` (issue 7) and, from issue 14, `unpipelined`
 (one message in flight per client, rooms of 1-2, no warm-up), `unpipelined-ids` (the same,
-each message with a `client_id` as fastchat's own clients send), `storm` (10,000 clients join
+each message with a `client_id` as fastchat's own clients send), `unpipelined-comments` (the
+same through posts' live comments: JOIN_POST and POST_COMMENT), `storm` (10,000 clients join
 one room), `rest-health` and `rest-history` (wrk; fastchat only, the baseline has no HTTP
 endpoint). `X-port` is scenario X on fastchat's `PORT` URL (`ws://HOST:PORT/ws`, the
 original's) instead of `WS_PORT`; the baseline has one port, so its figures for `X-port` are
@@ -66,6 +67,8 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "unpipelined": ("bench.loadgen", "unpipelined", "fast"),
     # The same with a client_id in every message, as fastchat's own clients send.
     "unpipelined-ids": ("bench.loadgen", "unpipelined", "fast"),
+    # The same through posts' live comments (JOIN_POST, POST_COMMENT).
+    "unpipelined-comments": ("bench.loadgen", "unpipelined", "fast"),
     "fanout-port": ("bench.loadgen", "fanout", "http"),
     "ingest-port": ("bench.loadgen", "ingest", "http"),
     "paced-port": ("bench.loadgen", "paced", "http"),
@@ -110,6 +113,7 @@ def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
     plan["rest-history"] = ["--path", HISTORY_PATH, "--seed", "200", "--seed-room", "general"]
     plan["rest-history"] += wrk
     plan["unpipelined-ids"] = [*plan["unpipelined"], "--client-ids"]
+    plan["unpipelined-comments"] = [*plan["unpipelined"], "--comments"]
     for name in SCENARIOS:
         if name.endswith("-port"):
             plan[name] = plan[on_ws_port(name)]
@@ -270,6 +274,12 @@ def loadgen(
         "--server-pid",
         str(srv.pid),
         *(["--stats-url", stats] if stats else []),
+        # The posts to comment on are made through fastchat's API (the baseline has none).
+        *(
+            ["--posts-url", f"http://127.0.0.1:{srv.http_port}"]
+            if "--comments" in args and stats
+            else []
+        ),
         *args,
     ]
     done = subprocess.run(cmd, cwd=where, capture_output=True, timeout=timeout, check=False)
