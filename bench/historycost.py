@@ -6,8 +6,10 @@ The client ids are random (as fastchat's clients send them: `--ids random`) or a
 user (`--ids ascending`): with random ones each filed id lands on its own page of its
 user's part of `message_clients` once that part spans many pages (schema 6), so the cost
 grew with the history. The search indexer is told the history is indexed (it indexes only
-the new messages, on its thread, as in production). The last column is how long the store
-took to open: it reads every stored client id into its filter first.
+the new messages, on its thread, as in production). The last two columns are how long the
+store took to open: first with no filter saved (after a crash, or a database from before
+migration 8: it reads every stored client id into its filter), then after a clean close
+(which saved the filter: it reads it back, and the ids stored after it).
 
     .venv/bin/python -m bench.historycost --stored 200000 2000000 --ids random ascending
 """
@@ -62,7 +64,7 @@ def prefill(path: Path, n: int, ids: str) -> None:
     conn.close()
 
 
-async def measure(n: int, ids: str) -> tuple[float, float]:
+async def measure(n: int, ids: str) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.db"
         s = store.SqliteStore(str(path))
@@ -91,8 +93,13 @@ async def measure(n: int, ids: str) -> tuple[float, float]:
             if s._commit(batch, on_loop=True) is not None:  # None: the indexer held the lock
                 done += len(batch)
         elapsed = time.perf_counter() - started
+        await s.close()  # saves the filter
+        s = store.SqliteStore(str(path))
+        reopened = time.perf_counter()
+        await s.open(lambda results: None)  # reads it back
+        reopened = time.perf_counter() - reopened
         await s.close()
-        return elapsed / done * 1e6, opened
+        return elapsed / done * 1e6, opened, reopened
 
 
 def main() -> None:
@@ -100,12 +107,15 @@ def main() -> None:
     parser.add_argument("--stored", type=int, nargs="+", default=[0, 200_000, 2_000_000])
     parser.add_argument("--ids", nargs="+", default=["random", "ascending"])
     args = parser.parse_args()
-    print("| messages stored | client ids | writer's loop time a message | open (filter filled) |")
-    print("|---|---|---|---|")
+    print(
+        "| messages stored | client ids | writer's loop time a message | open (filter filled) "
+        "| open after a clean close (filter saved) |"
+    )
+    print("|---|---|---|---|---|")
     for n in args.stored:
         for ids in args.ids:
-            us, opened = asyncio.run(measure(n, ids))
-            print(f"| {n:,} | {ids} | {us:.2f} us | {opened:.2f} s |")
+            us, opened, reopened = asyncio.run(measure(n, ids))
+            print(f"| {n:,} | {ids} | {us:.2f} us | {opened:.2f} s | {reopened:.2f} s |")
 
 
 if __name__ == "__main__":

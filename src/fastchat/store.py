@@ -175,6 +175,14 @@ TAIL_SQL: Final = (
 )
 TAIL_ROWS_SQL: Final = 'SELECT id, room, "user", client_id FROM messages WHERE id > ? ORDER BY id'
 FILED_KEYS_SQL: Final = 'SELECT room, "user", client_id FROM message_clients'
+# The saved filter (migration 8), and the client ids stored after it.
+SAVED_KEYS_SQL: Final = "SELECT scheme, upto, bits FROM client_keys"
+SAVE_KEYS_SQL: Final = (
+    "INSERT OR REPLACE INTO client_keys(one, scheme, upto, bits) VALUES (1, ?, ?, ?)"
+)
+KEYS_AFTER_SQL: Final = (
+    'SELECT room, "user", client_id FROM messages WHERE id > ? AND client_id IS NOT NULL'
+)
 # A client id's message: in each of its sender's buckets, newest first, one seek each.
 FILED_CLIENT_SQL: Final = (
     "SELECT m.id FROM client_buckets b JOIN message_clients m ON m.bucket = b.bucket "
@@ -260,7 +268,7 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 # A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
 BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -409,6 +417,18 @@ _MIGRATIONS: Final[dict[int, str]] = {
     ) WITHOUT ROWID;
     INSERT INTO client_buckets(room, user, bucket)
         SELECT DISTINCT room, user, bucket FROM message_clients ORDER BY 1, 2, 3;
+    """,
+    # The filter of every stored client id (trailing.ClientKeys), saved by a clean close
+    # and deleted by the next open as it reads it back: a restart then reads the client ids
+    # stored after `upto` instead of all of them (about a second per million). A crash
+    # leaves none, and that open fills the filter from message_clients.
+    8: """
+    CREATE TABLE client_keys (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        scheme INTEGER NOT NULL,
+        upto INTEGER NOT NULL,
+        bits BLOB NOT NULL
+    );
     """,
 }
 # One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
@@ -827,13 +847,10 @@ class SqliteStore(Store):
             self._searcher = self._connect()
             index_conn = self._connect()
             # What trails from before, read back now (filed once the store is quiet), and
-            # every client id stored, read into the filter of them (trailing.ClientKeys)
-            # before the first write: about a second per million, off the loop; until
-            # then the store is not open (readiness: "starting").
+            # the filter of every client id stored (trailing.ClientKeys), before the first
+            # write, off the loop; until then the store is not open (readiness: "starting").
             upto, top = _row(self._writer, TAIL_SQL)
-            keys = ClientKeys(ClientKeys.size_for(min(2 * top, 1 << 23)))  # 16 MB at most
-            writer = self._writer
-            await asyncio.to_thread(lambda: keys.fill(writer.execute(FILED_KEYS_SQL)))
+            keys = await asyncio.to_thread(self._client_keys, self._writer, top)
             self._tail = Trailing(keys)
             self._tail.reset(upto, top, self._writer.execute(TAIL_ROWS_SQL, (upto,)))
         except self.OPEN_ERRORS as exc:
@@ -881,6 +898,7 @@ class SqliteStore(Store):
             self._checkpoint_due.set()
             self._checkpointer.join()
             self._checkpointer = None
+        self._save_client_keys()
         # Closing the last connection checkpoints what is left and removes the WAL.
         async with self._search_lock:  # a search in flight finishes on its thread first
             for conn in (self._searcher, self._reader, self._writer):
@@ -890,6 +908,56 @@ class SqliteStore(Store):
 
     def _writer_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def _client_keys(self, conn: apsw.Connection, top: int) -> ClientKeys:
+        """At open (on a thread): the filter of every client id stored. The one the last
+        clean close saved, with the ids stored after it, or, if there is none (a crash, a
+        first start, a database from before migration 8) or it is too small for the
+        history by now, one filled from message_clients (about a second per million ids).
+        The saved one is deleted as it is read: what this process stores is not in it.
+        A new filter has room for twice the history (16 MB at most); a saved one is kept
+        while it has 16 bits for each id stored (under 0.5 % false positives)."""
+        conn.set_busy_timeout(self.busy_timeout_ms)  # other workers may be writing
+        try:
+            # The write lock first: a read snapshot could not be upgraded to the DELETE
+            # once another worker had committed after it.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                saved = conn.execute(SAVED_KEYS_SQL).fetchone()
+                if saved is not None:
+                    conn.execute("DELETE FROM client_keys")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.set_busy_timeout(0)
+        if saved is not None:
+            scheme, upto, bits = saved
+            if scheme == ClientKeys.SCHEME and len(bits) * 8 >= ClientKeys.size_for(
+                min(top, 1 << 23)
+            ):
+                keys = ClientKeys(saved=bits)
+                keys.fill(conn.execute(KEYS_AFTER_SQL, (upto,)))
+                return keys
+        keys = ClientKeys(ClientKeys.size_for(min(2 * top, 1 << 23)))
+        keys.fill(conn.execute(FILED_KEYS_SQL))
+        return keys
+
+    def _save_client_keys(self) -> None:
+        """At a clean close, every write committed: the filter of stored client ids, for the
+        next open (`_client_keys`). It holds every id up to `seen` (the writer's own, and
+        other workers' it caught up with); the next open adds those stored after."""
+        conn, tail = self._writer, self._tail
+        if conn is None or not tail.keys.ready or self._lost is not None:
+            return  # a filter never filled (the file replaced) saves nothing
+        try:
+            conn.set_busy_timeout(self.busy_timeout_ms)
+            with conn:
+                conn.execute(SAVE_KEYS_SQL, (ClientKeys.SCHEME, tail.seen, tail.keys.to_bytes()))
+        except apsw.Error as exc:  # the next open fills one from message_clients
+            log.warning("could not save the client-id filter of %s: %r", self.path, exc)
 
     async def check(self) -> None:
         lost = self._vanished()

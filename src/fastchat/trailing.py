@@ -38,6 +38,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from typing import Any, Final
 
+import mmh3
+
 # A room's unfiled messages that get it filed: its ids go into one page of message_rooms
 # (a page holds ~200), where filing every room at once after 4,096 messages put about 8.
 FILE_ROWS: Final = 64
@@ -234,20 +236,36 @@ class ClientKeys:
     b-tree seek into a table as big as the history: ~2.5 us for each message with a client
     id, nearly all of them misses). A key it holds may be stored: the table is read.
 
-    Filled from `message_clients` when the store opens (`fill`, before the first write:
-    about a second per million keys) and from then on with every key the writer inserts or
-    sees other workers insert (`add`). A filter never filled (`ready` False: the file was
-    replaced under the store) says "maybe" to every key. A key added for a transaction that
-    was rolled back only costs a read later. Only the writer (one thread at a time) calls
-    `add` and `may_hold`, so no bit is lost between two threads (that would be a retry
-    stored twice)."""
+    A clean close saves it in the database (`to_bytes`) and the next open reads it back
+    (`saved`) with the keys stored since; otherwise the open fills one from
+    `message_clients` (`fill`, before the first write: about a second per million keys).
+    From then on the writer adds every key it inserts or sees other workers insert
+    (`add`). So the bits must mean the same in every process: the key's hash is MurmurHash3
+    (`mmh3.hash128` of its parts joined by NUL: names and client ids hold no NUL), not
+    Python's `hash()`, which differs from one process to the next. A filter never filled
+    (`ready` False: the file was replaced under the store) says "maybe" to every key. A key
+    added for a transaction that was rolled back only costs a read later. Only the writer
+    (one thread at a time) calls `add` and `may_hold`, so no bit is lost between two
+    threads (that would be a retry stored twice)."""
 
     __slots__ = ("_bits", "_mask", "ready")
 
-    def __init__(self, bits: int = 1 << 23) -> None:
-        self._bits = bytearray(bits // 8)
-        self._mask = bits - 1
+    # What `to_bytes` holds: the hash above, three spots a key. Saved with the bits; a saved
+    # filter of another scheme is not read back.
+    SCHEME: Final = 1
+
+    def __init__(self, bits: int = 1 << 23, saved: bytes | None = None) -> None:
+        """`bits` zero bits (a power of two), or the `saved` ones (`to_bytes`)."""
+        self._bits = bytearray(bits // 8) if saved is None else bytearray(saved)
+        self._mask = len(self._bits) * 8 - 1
         self.ready = False
+
+    def to_bytes(self) -> bytes:
+        return bytes(self._bits)
+
+    @property
+    def bits(self) -> int:
+        return len(self._bits) * 8
 
     @staticmethod
     def size_for(keys: int) -> int:
@@ -259,8 +277,8 @@ class ClientKeys:
         return bits
 
     def add(self, key: ClientKey) -> None:
-        h = hash(key) & 0xFFFFFFFFFFFFFFFF
-        a, b, mask, bits = h & 0xFFFFFFFF, (h >> 32) | 1, self._mask, self._bits
+        h = _hash128("\0".join(key))
+        a, b, mask, bits = h & 0xFFFFFFFF, ((h >> 64) & 0xFFFFFFFF) | 1, self._mask, self._bits
         spot = a & mask
         bits[spot >> 3] |= 1 << (spot & 7)
         spot = (a + b) & mask
@@ -279,8 +297,8 @@ class ClientKeys:
         if not self.ready:
             return True
         # `add`'s three spots: this runs for every new message with a client id.
-        h = hash(key) & 0xFFFFFFFFFFFFFFFF
-        a, b, mask, bits = h & 0xFFFFFFFF, (h >> 32) | 1, self._mask, self._bits
+        h = _hash128("\0".join(key))
+        a, b, mask, bits = h & 0xFFFFFFFF, ((h >> 64) & 0xFFFFFFFF) | 1, self._mask, self._bits
         spot = a & mask
         if not bits[spot >> 3] & (1 << (spot & 7)):
             return False
@@ -289,3 +307,6 @@ class ClientKeys:
             return False
         spot = (a + 2 * b) & mask
         return bool(bits[spot >> 3] & (1 << (spot & 7)))
+
+
+_hash128: Final = mmh3.hash128  # x64, seed 0, unsigned: ClientKeys.SCHEME 1

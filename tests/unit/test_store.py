@@ -19,6 +19,7 @@ import pytest
 
 from fastchat.pgstore import PostgresStore
 from fastchat.store import (
+    FILED_KEYS_SQL,
     MESSAGE_COLUMNS,
     OP_BAN,
     OP_COMMENT,
@@ -131,6 +132,17 @@ def outside(store: Store, sql: str) -> Any:
         row = pg.execute(sql).fetchone()
         assert row is not None
         return row[0]
+
+
+# What another worker sharing a SQLite file runs to file every message, as a quiet store.
+FILE_EVERYTHING = (
+    "INSERT OR IGNORE INTO message_rooms SELECT room, id FROM messages",
+    'INSERT OR IGNORE INTO message_clients SELECT id >> 16, room, "user", client_id, '
+    "id FROM messages WHERE client_id IS NOT NULL",
+    'INSERT OR IGNORE INTO client_buckets SELECT DISTINCT room, "user", id >> 16 '
+    "FROM messages WHERE client_id IS NOT NULL",
+    "UPDATE message_rooms_upto SET id = (SELECT max(id) FROM messages)",
+)
 
 
 def inject(store: Store, sql: str, params: tuple[Any, ...]) -> None:
@@ -472,13 +484,15 @@ async def test_a_retry_finds_its_original_wherever_it_is_kept(new_store: Factory
         await store.close()
 
 
+@pytest.mark.parametrize("closed", ["cleanly", "by-a-crash"])
 async def test_sqlite_a_retry_of_a_message_filed_before_a_restart_is_found(
-    db_path: Path,
+    db_path: Path, closed: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SQLite reads the client ids filed before a start into a filter as it opens, and from
-    then on reads message_clients only for keys the filter may hold: every retry of a
-    message stored before the restart, filed, is still answered with its original, and a
-    new one is stored."""
+    """SQLite keeps a filter of the client ids stored, and reads message_clients only for
+    keys it may hold. A clean close saves the filter and the next open reads it back
+    (deleting it: what happens next is not in it); after a crash there is none, and the
+    open fills one from message_clients. Either way every retry of a message stored before
+    the restart, filed, is still answered with its original, and a new one is stored."""
     store = SqliteStore(db_path)
     writes = await Writes(store).open()
     n = 7 * FILE_ROWS  # 7 rooms of FILE_ROWS: every message filed
@@ -489,16 +503,58 @@ async def test_sqlite_a_retry_of_a_message_filed_before_a_restart_is_found(
         )
     ]
     assert outside(store, "SELECT count(*) FROM message_clients") == n
+    if closed == "by-a-crash":  # nothing saved, as when the process dies
+        monkeypatch.setattr(store, "_save_client_keys", lambda: None)
     await store.close()
+    saved = outside(store, "SELECT count(*) FROM client_keys")
+    assert saved == (1 if closed == "cleanly" else 0)
+    if saved:  # the saved filter answers: message_clients is not read into one
+        assert outside(store, "SELECT upto FROM client_keys") == rows[-1][0]
+        monkeypatch.setattr("fastchat.store.FILED_KEYS_SQL", FILED_KEYS_SQL + " WHERE 0")
     store = SqliteStore(db_path)
     writes = await Writes(store).open()
     try:
         assert store._tail.keys.ready  # filled as the store opened: misses skip the table
+        assert outside(store, "SELECT count(*) FROM client_keys") == 0  # read, and gone
         again = await done([writes.message(f"r{i % 7}", "ana", "retry", f"c{i}") for i in range(n)])
         assert [r[3] for r in again] == [True] * n
         assert [r[1] for r in again] == rows
         _, new, _, dup = await done(writes.message("r0", "ana", "new", "fresh"))
         assert dup is False and new[3] == "new"
+    finally:
+        await store.close()
+
+
+async def test_sqlite_a_saved_filter_learns_what_was_stored_after_it(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker sharing the file goes on after this one's clean close, and stores and
+    files a message with a client id. Reopened, this one reads its saved filter back and the
+    client ids stored after it: a retry of the other worker's message is answered with the
+    original, not stored again."""
+    store = SqliteStore(db_path)
+    writes = await Writes(store).open()
+    await done(writes.message("r", "ana", "mine", "k0"))
+    await store.close()
+    assert outside(store, "SELECT count(*) FROM client_keys") == 1
+    inject(
+        store,
+        'INSERT INTO messages(room, "user", message, ts, client_id) VALUES (?, ?, ?, ?, ?)',
+        ("r", "bob", "theirs", 1, "k1"),
+    )
+    for sql in FILE_EVERYTHING:
+        inject(store, sql, ())
+    theirs = outside(store, "SELECT max(id) FROM messages")
+    # Only the saved filter and what came after it: message_clients is not read whole.
+    monkeypatch.setattr("fastchat.store.FILED_KEYS_SQL", FILED_KEYS_SQL + " WHERE 0")
+    store = SqliteStore(db_path)
+    writes = await Writes(store).open()
+    try:
+        _, row, _, dup = await done(writes.message("r", "bob", "again", "k1"))
+        assert dup is True and row[0] == theirs and row[3] == "theirs"
+        _, row, _, dup = await done(writes.message("r", "ana", "again", "k0"))
+        assert dup is True and row[3] == "mine"
+        assert outside(store, "SELECT count(*) FROM messages") == 2
     finally:
         await store.close()
 
@@ -519,14 +575,7 @@ async def test_sqlite_a_retry_of_what_another_worker_stored_and_filed_is_found(
             'INSERT INTO messages(room, "user", message, ts, client_id) VALUES (?, ?, ?, ?, ?)',
             ("r", "bob", "theirs", 1, "k1"),
         )
-        for sql in (  # the other worker files everything, as its quiet store would
-            "INSERT OR IGNORE INTO message_rooms SELECT room, id FROM messages",
-            'INSERT OR IGNORE INTO message_clients SELECT id >> 16, room, "user", client_id, '
-            "id FROM messages WHERE client_id IS NOT NULL",
-            'INSERT OR IGNORE INTO client_buckets SELECT DISTINCT room, "user", id >> 16 '
-            "FROM messages WHERE client_id IS NOT NULL",
-            "UPDATE message_rooms_upto SET id = (SELECT max(id) FROM messages)",
-        ):
+        for sql in FILE_EVERYTHING:  # the other worker files everything, as a quiet store
             inject(store, sql, ())
         theirs = outside(store, "SELECT max(id) FROM messages")
         _, row, _, dup = await done(writes.message("r", "bob", "again", "k1"))

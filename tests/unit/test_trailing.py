@@ -4,6 +4,11 @@ never reported absent."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from fastchat.trailing import ClientKeys
 
 
@@ -27,3 +32,38 @@ def test_the_filter_is_sized_for_its_keys() -> None:
     assert ClientKeys.size_for(0) == 1 << 23
     assert ClientKeys.size_for(1 << 20) == 1 << 24
     assert ClientKeys.size_for(3_000_000) >= 16 * 3_000_000
+
+
+def test_a_saved_filter_means_the_same_in_another_process(tmp_path: Path) -> None:
+    """The store saves the filter at a clean close and the next process reads it back
+    (store.SqliteStore._client_keys): its bits must not depend on the process's string
+    hashing (Python's `hash()` is seeded anew in every process)."""
+    keys = ClientKeys(1 << 20)
+    keys.fill(keys_of(0, 20_000))
+    saved = tmp_path / "keys"
+    saved.write_bytes(keys.to_bytes())
+    check = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fastchat.trailing import ClientKeys\n"
+        "from tests.unit.test_trailing import keys_of\n"
+        "keys = ClientKeys(saved=Path(sys.argv[1]).read_bytes())\n"
+        "keys.fill([])\n"
+        "held = sum(keys.may_hold(key) for key in keys_of(0, 20_000))\n"
+        "absent = sum(not keys.may_hold(key) for key in keys_of(100_000, 10_000))\n"
+        "print(keys.bits, held, absent)\n"
+    )
+    for seed in ("1", "2"):  # two other hash seeds than this process's (random) one
+        out = subprocess.run(
+            [sys.executable, "-c", check, str(saved)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.split()
+        bits, held, absent = map(int, out)
+        assert bits == 1 << 20
+        assert held == 20_000  # every key given here is there
+        assert absent > 9_500  # and the rest mostly told absent, as here
