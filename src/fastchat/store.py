@@ -915,8 +915,8 @@ class SqliteStore(Store):
         first start, a database from before migration 8) or it is too small for the
         history by now, one filled from message_clients (about a second per million ids).
         The saved one is deleted as it is read: what this process stores is not in it.
-        A new filter has room for twice the history (16 MB at most); a saved one is kept
-        while it has 16 bits for each id stored (under 0.5 % false positives)."""
+        A new filter has room for twice the history (ClientKeys.MAX_KEYS at most); a saved
+        one is kept while it has 16 bits for each id stored (under 0.5 % false positives)."""
         conn.set_busy_timeout(self.busy_timeout_ms)  # other workers may be writing
         try:
             # The write lock first: a read snapshot could not be upgraded to the DELETE
@@ -936,12 +936,12 @@ class SqliteStore(Store):
         if saved is not None:
             scheme, upto, bits = saved
             if scheme == ClientKeys.SCHEME and len(bits) * 8 >= ClientKeys.size_for(
-                min(top, 1 << 23)
+                min(top, ClientKeys.MAX_KEYS)
             ):
                 keys = ClientKeys(saved=bits)
                 keys.fill(conn.execute(KEYS_AFTER_SQL, (upto,)))
                 return keys
-        keys = ClientKeys(ClientKeys.size_for(min(2 * top, 1 << 23)))
+        keys = ClientKeys(ClientKeys.size_for(min(2 * top, ClientKeys.MAX_KEYS)))
         keys.fill(conn.execute(FILED_KEYS_SQL))
         return keys
 
