@@ -418,10 +418,9 @@ _MIGRATIONS: Final[dict[int, str]] = {
     INSERT INTO client_buckets(room, user, bucket)
         SELECT DISTINCT room, user, bucket FROM message_clients ORDER BY 1, 2, 3;
     """,
-    # The filter of every stored client id (trailing.ClientKeys), saved by a clean close
-    # and deleted by the next open as it reads it back: a restart then reads the client ids
-    # stored after `upto` instead of all of them (about a second per million). A crash
-    # leaves none, and that open fills the filter from message_clients.
+    # The filter of every stored client id (trailing.ClientKeys) up to message `upto`, saved
+    # by a clean close: an open reads it back and the client ids stored after `upto` (after
+    # a crash too), instead of all of them (about a second per million).
     8: """
     CREATE TABLE client_keys (
         one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -910,34 +909,25 @@ class SqliteStore(Store):
         return self._thread is not None and self._thread.is_alive()
 
     def _client_keys(self, conn: apsw.Connection, top: int) -> ClientKeys:
-        """At open (on a thread): the filter of every client id stored. The one the last
-        clean close saved, with the ids stored after it, or, if there is none (a crash, a
-        first start, a database from before migration 8) or it is too small for the
-        history by now, one filled from message_clients (about a second per million ids).
-        The saved one is deleted as it is read: what this process stores is not in it.
-        A new filter has room for twice the history (ClientKeys.MAX_KEYS at most); a saved
-        one is kept while it has 16 bits for each id stored (under 0.5 % false positives)."""
-        conn.set_busy_timeout(self.busy_timeout_ms)  # other workers may be writing
-        try:
-            # The write lock first: a read snapshot could not be upgraded to the DELETE
-            # once another worker had committed after it.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                saved = conn.execute(SAVED_KEYS_SQL).fetchone()
-                if saved is not None:
-                    conn.execute("DELETE FROM client_keys")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.set_busy_timeout(0)
+        """At open (on a thread): the filter of every client id stored (newest id `top`).
+
+        The one saved by the last clean close (`_save_client_keys`, by this worker or any
+        other sharing the file) holds every client id up to its `upto`; the ones stored
+        since are read from the table's tail. That holds after a crash too: ids only grow
+        (a new row's is the newest + 1), so whatever was stored after the save is above
+        `upto`. Otherwise (none saved, another scheme, too small for the history by now, or
+        so old that the rows after it are half the history) one is filled from message_clients,
+        about a second per million ids. A new filter has room for twice the history
+        (ClientKeys.MAX_KEYS at most); a saved one is used while it has 16 bits for each id
+        stored (under 0.5 % false positives)."""
+        saved = conn.execute(SAVED_KEYS_SQL).fetchone()
         if saved is not None:
             scheme, upto, bits = saved
-            if scheme == ClientKeys.SCHEME and len(bits) * 8 >= ClientKeys.size_for(
-                min(top, ClientKeys.MAX_KEYS)
-            ):
+            big_enough = len(bits) * 8 >= ClientKeys.size_for(min(top, ClientKeys.MAX_KEYS))
+            # Reading the tail costs about what filling does per id, and it reads whole rows:
+            # past half the history (and 65,536 rows), filling is the cheaper.
+            recent = top - upto <= max(top // 2, 1 << 16)
+            if scheme == ClientKeys.SCHEME and big_enough and recent:
                 keys = ClientKeys(saved=bits)
                 keys.fill(conn.execute(KEYS_AFTER_SQL, (upto,)))
                 return keys

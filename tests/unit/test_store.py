@@ -489,10 +489,10 @@ async def test_sqlite_a_retry_of_a_message_filed_before_a_restart_is_found(
     db_path: Path, closed: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite keeps a filter of the client ids stored, and reads message_clients only for
-    keys it may hold. A clean close saves the filter and the next open reads it back
-    (deleting it: what happens next is not in it); after a crash there is none, and the
-    open fills one from message_clients. Either way every retry of a message stored before
-    the restart, filed, is still answered with its original, and a new one is stored."""
+    keys it may hold. A clean close saves the filter and the next open reads it back; after
+    a crash before any clean close there is none, and the open fills one from
+    message_clients. Either way every retry of a message stored before the restart, filed,
+    is still answered with its original, and a new one is stored."""
     store = SqliteStore(db_path)
     writes = await Writes(store).open()
     n = 7 * FILE_ROWS  # 7 rooms of FILE_ROWS: every message filed
@@ -515,7 +515,6 @@ async def test_sqlite_a_retry_of_a_message_filed_before_a_restart_is_found(
     writes = await Writes(store).open()
     try:
         assert store._tail.keys.ready  # filled as the store opened: misses skip the table
-        assert outside(store, "SELECT count(*) FROM client_keys") == 0  # read, and gone
         again = await done([writes.message(f"r{i % 7}", "ana", "retry", f"c{i}") for i in range(n)])
         assert [r[3] for r in again] == [True] * n
         assert [r[1] for r in again] == rows
@@ -531,7 +530,8 @@ async def test_sqlite_a_saved_filter_learns_what_was_stored_after_it(
     """Another worker sharing the file goes on after this one's clean close, and stores and
     files a message with a client id. Reopened, this one reads its saved filter back and the
     client ids stored after it: a retry of the other worker's message is answered with the
-    original, not stored again."""
+    original, not stored again. The saved filter stays: after a crash (no new one saved)
+    the next open reads it again, and what was stored since."""
     store = SqliteStore(db_path)
     writes = await Writes(store).open()
     await done(writes.message("r", "ana", "mine", "k0"))
@@ -554,7 +554,23 @@ async def test_sqlite_a_saved_filter_learns_what_was_stored_after_it(
         assert dup is True and row[0] == theirs and row[3] == "theirs"
         _, row, _, dup = await done(writes.message("r", "ana", "again", "k0"))
         assert dup is True and row[3] == "mine"
-        assert outside(store, "SELECT count(*) FROM messages") == 2
+        _, later, _, dup = await done(writes.message("r", "ana", "later", "k2"))
+        assert dup is False
+        assert outside(store, "SELECT count(*) FROM messages") == 3
+    finally:
+        monkeypatch.setattr(store, "_save_client_keys", lambda: None)  # as a crash would
+        await store.close()
+    for sql in FILE_EVERYTHING:  # "later" filed too: found through the filter alone
+        inject(store, sql, ())
+    store = SqliteStore(db_path)
+    writes = await Writes(store).open()
+    try:
+        for cid, user, original in (("k0", "ana", "mine"), ("k1", "bob", "theirs")):
+            _, row, _, dup = await done(writes.message("r", user, "again", cid))
+            assert dup is True and row[3] == original
+        _, row, _, dup = await done(writes.message("r", "ana", "again", "k2"))
+        assert dup is True and row[0] == later[0]
+        assert outside(store, "SELECT count(*) FROM messages") == 3
     finally:
         await store.close()
 
