@@ -173,7 +173,13 @@ def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
     if not before or not after:
         return {}
     out: dict[str, Any] = {}
-    for key in ("messages_received", "deliveries", "socket_writes", "slow_consumers_dropped"):
+    for key in (
+        "messages_received",
+        "comments_received",
+        "deliveries",
+        "socket_writes",
+        "slow_consumers_dropped",
+    ):
         if isinstance(after.get(key), int) and isinstance(before.get(key), int):
             out[key] = after[key] - before[key]
     b, a = before.get("store") or {}, after.get("store") or {}
