@@ -236,17 +236,17 @@ class ClientKeys:
     b-tree seek into a table as big as the history: ~2.5 us for each message with a client
     id, nearly all of them misses). A key it holds may be stored: the table is read.
 
-    A clean close saves it in the database (`to_bytes`) and the next open reads it back
-    (`saved`) with the keys stored since; otherwise the open fills one from
+    A clean close saves it in the database (`to_bytes`), and every later open reads it back
+    (`saved`) with the keys stored since; with none saved the open fills one from
     `message_clients` (`fill`, before the first write: about a second per million keys).
     From then on the writer adds every key it inserts or sees other workers insert
     (`add`). So the bits must mean the same in every process: the key's hash is MurmurHash3
-    (`mmh3.hash128` of its parts joined by NUL: names and client ids hold no NUL), not
-    Python's `hash()`, which differs from one process to the next. A filter never filled
-    (`ready` False: the file was replaced under the store) says "maybe" to every key. A key
-    added for a transaction that was rolled back only costs a read later. Only the writer
-    (one thread at a time) calls `add` and `may_hold`, so no bit is lost between two
-    threads (that would be a retry stored twice)."""
+    (`mmh3.hash128` of its parts joined by NUL; two keys that join the same only share
+    spots, a read), not Python's `hash()`, which differs from one process to the next. A
+    filter never filled (`ready` False: the file was replaced under the store) says "maybe"
+    to every key. A key added for a transaction that was rolled back only costs a read
+    later. Only the writer (one thread at a time) calls `add` and `may_hold`, so no bit is
+    lost between two threads (that would be a retry stored twice)."""
 
     __slots__ = ("_bits", "_mask", "ready")
 
