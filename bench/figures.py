@@ -16,6 +16,10 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "unpipelined": ("issue 14: msgs/CPU-s >= 80k (expert Go 77k)", 80_000),
     "unpipelined-ids": ("issue 14's 80k msgs/CPU-s, with the client_id our clients send", 80_000),
     "unpipelined-comments": ("issue 14's 80k msgs/CPU-s, as posts' live comments", 80_000),
+    "unpipelined-comments-ids": (
+        "issue 14's 80k msgs/CPU-s, as live comments with the client_id our clients send",
+        80_000,
+    ),
     "fanout-port": PORT_RATIO,
     "ingest-port": PORT_RATIO,
     "unpipelined-port": PORT_RATIO,

@@ -10,7 +10,8 @@ neither).
 Scenarios: `fanout`, `ingest`, `paced`, `idle` (issue 7) and, from issue 14, `unpipelined`
 (one message in flight per client, rooms of 1-2, no warm-up), `unpipelined-ids` (the same,
 each message with a `client_id` as fastchat's own clients send), `unpipelined-comments` (the
-same through posts' live comments: JOIN_POST and POST_COMMENT), `storm` (10,000 clients join
+same through posts' live comments: JOIN_POST and POST_COMMENT; `unpipelined-comments-ids`
+with client ids), `storm` (10,000 clients join
 one room), `rest-health` and `rest-history` (wrk; fastchat only, the baseline has no HTTP
 endpoint). `X-port` is scenario X on fastchat's `PORT` URL (`ws://HOST:PORT/ws`, the
 original's) instead of `WS_PORT`; the baseline has one port, so its figures for `X-port` are
@@ -69,6 +70,7 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "unpipelined-ids": ("bench.loadgen", "unpipelined", "fast"),
     # The same through posts' live comments (JOIN_POST, POST_COMMENT).
     "unpipelined-comments": ("bench.loadgen", "unpipelined", "fast"),
+    "unpipelined-comments-ids": ("bench.loadgen", "unpipelined", "fast"),
     "fanout-port": ("bench.loadgen", "fanout", "http"),
     "ingest-port": ("bench.loadgen", "ingest", "http"),
     "paced-port": ("bench.loadgen", "paced", "http"),
@@ -114,6 +116,7 @@ def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
     plan["rest-history"] += wrk
     plan["unpipelined-ids"] = [*plan["unpipelined"], "--client-ids"]
     plan["unpipelined-comments"] = [*plan["unpipelined"], "--comments"]
+    plan["unpipelined-comments-ids"] = [*plan["unpipelined-comments"], "--client-ids"]
     for name in SCENARIOS:
         if name.endswith("-port"):
             plan[name] = plan[on_ws_port(name)]
