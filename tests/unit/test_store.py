@@ -145,6 +145,15 @@ FILE_EVERYTHING = (
 )
 
 
+def outside_rows(store: SqliteStore, sql: str) -> list[tuple[Any, ...]]:
+    """Every row of `sql`, read over a connection of the test's own (SQLite)."""
+    conn = sqlite(Path(store.path))
+    try:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
+
+
 def inject(store: Store, sql: str, params: tuple[Any, ...]) -> None:
     """Write behind the store's back, as another worker or node sharing the database would."""
     if isinstance(store, SqliteStore):
@@ -807,6 +816,47 @@ async def test_a_version_5_database_files_its_rooms_messages_and_pages_them(
         await writes.store.close()
 
 
+async def test_a_version_8_database_counts_each_posts_comments_once(db_path: Path) -> None:
+    """Schema 9 keeps each post's comment count in its row, moved by every commit that adds
+    comments to it: a database from before gets the counts of what it holds, and from then
+    on a listing says what a count would, retries and refusals not counted."""
+    from fastchat.store import _MIGRATIONS
+
+    conn = sqlite(db_path)
+    with conn:
+        for version in range(1, 9):
+            conn.execute(_MIGRATIONS[version])
+        conn.execute("PRAGMA user_version=8")
+        conn.executemany(
+            "INSERT INTO posts(id, title, content, author, ts) VALUES (?, ?, 'c', 'a', 1)",
+            [(i, f"p{i}") for i in (1, 2, 3)],
+        )
+        conn.executemany(
+            "INSERT INTO comments(post_id, user, comment, ts, client_id) "
+            "VALUES (?, 'u', 'x', 1, ?)",
+            [(1 + i % 2, f"k{i}") for i in range(7)],  # 4 on post 1, 3 on post 2
+        )
+    conn.close()
+    writes = await Writes(SqliteStore(db_path, seed=False)).open()
+    try:
+        assert [(r[0], r[5]) for r in await writes.store.posts()] == [(3, 0), (2, 3), (1, 4)]
+        results = await done(
+            [writes.comment(3, "u", f"n{i}", f"m{i}") for i in range(5)]
+            + [writes.comment(1, "u", "again", "k0")]  # a retry: the original, not counted
+            + [writes.comment(99, "u", "nowhere")]  # no such post: refused
+            + [writes.comment(2, "u", "new")]
+        )
+        assert [r[3] for r in results] == [False] * 5 + [True, None, False]
+        counted = {r[0]: r[5] for r in await writes.store.posts()}
+        assert counted == {1: 4, 2: 4, 3: 5}
+        assert counted == dict(
+            outside_rows(writes.store, "SELECT post_id, count(*) FROM comments GROUP BY 1")
+        )
+        assert (await writes.store.post(3))[5] == 5
+    finally:
+        await writes.store.close()
+
+
 async def test_comment_paging_covers_every_comment_once(writes: Writes) -> None:
     post_id = (await writes.store.posts())[0][0]
     other = (await writes.store.posts())[1][0]
@@ -1151,14 +1201,19 @@ async def test_a_write_sqlite_cannot_take_is_a_store_error_and_the_writer_goes_o
 
 
 async def test_a_rolled_back_batch_leaves_nothing_in_any_rooms_pages(writes: Writes) -> None:
-    """A batch is one transaction: a message that went in before a later write of the
-    batch failed is rolled back with it, and its id goes to the next message, here in
-    another room. Neither room's page shows a message that is not its own."""
+    """A batch is one transaction: a message (or comment) that went in before a later write
+    of the batch failed is rolled back with it, and its id goes to the next message, here in
+    another room. Neither room's page shows a message that is not its own, and the post's
+    comment count counts no comment that is not there."""
     store = writes.store
     _, before, _, _ = await done(writes.message("r", "u", "before"))
     post_id = (await store.posts())[0][0]
     results = await done(
-        [writes.message("r", "u", "gone"), writes.comment(post_id, "u", "lone \udc80")]
+        [
+            writes.message("r", "u", "gone"),
+            writes.comment(post_id, "u", "gone too"),
+            writes.comment(post_id, "u", "lone \udc80"),
+        ]
     )
     assert all(isinstance(r[1], StoreError) for r in results)
     assert await store.recent_messages("r", 10) == ([before], False)
@@ -1166,6 +1221,8 @@ async def test_a_rolled_back_batch_leaves_nothing_in_any_rooms_pages(writes: Wri
     assert await store.recent_messages("r", 10) == ([before], False)
     assert await store.recent_messages("r", 10, after=0) == ([before], False)
     assert await store.recent_messages("elsewhere", 10) == ([other], False)
+    await done(writes.comment(post_id, "u", "kept"))
+    assert (await store.post(post_id))[5] == 1
 
 
 # ------------------------------------------------------------------ checked in the transaction
