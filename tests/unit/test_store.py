@@ -145,6 +145,18 @@ FILE_EVERYTHING = (
 )
 
 
+def database_at(path: Path, version: int) -> apsw.Connection:
+    """A SQLite database at an earlier schema `version`, as that fastchat left it."""
+    from fastchat.store import _MIGRATIONS
+
+    conn = sqlite(path)
+    with conn:
+        for target in range(1, version + 1):
+            conn.execute(_MIGRATIONS[target])
+        conn.execute(f"PRAGMA user_version={version}")
+    return conn
+
+
 def outside_rows(store: SqliteStore, sql: str) -> list[tuple[Any, ...]]:
     """Every row of `sql`, read over a connection of the test's own (SQLite)."""
     conn = sqlite(Path(store.path))
@@ -787,13 +799,8 @@ async def test_a_version_5_database_files_its_rooms_messages_and_pages_them(
 ) -> None:
     """Schema 6 replaced the index messages(room, id) by message_rooms: the messages of a
     database from before are all filed by the migration and page as they did."""
-    from fastchat.store import _MIGRATIONS
-
-    conn = sqlite(db_path)
+    conn = database_at(db_path, 5)
     with conn:
-        for version in range(1, 6):
-            conn.execute(_MIGRATIONS[version])
-        conn.execute("PRAGMA user_version=5")
         conn.executemany(
             "INSERT INTO messages(room, user, message, ts, client_id) VALUES (?, 'u', ?, 1, ?)",
             [("r" if i % 2 else "s", f"old{i}", f"k{i}" if i % 3 else None) for i in range(300)],
@@ -817,16 +824,11 @@ async def test_a_version_5_database_files_its_rooms_messages_and_pages_them(
 
 
 async def test_a_version_8_database_counts_each_posts_comments_once(db_path: Path) -> None:
-    """Schema 9 keeps each post's comment count in its row, moved by every commit that adds
-    comments to it: a database from before gets the counts of what it holds, and from then
-    on a listing says what a count would, retries and refusals not counted."""
-    from fastchat.store import _MIGRATIONS
-
-    conn = sqlite(db_path)
+    """Schema 9 keeps each post's comment count (post_counts), moved by every commit that
+    adds comments to it: a database from before gets the counts of what it holds, and from
+    then on a listing says what a count would, retries and refusals not counted."""
+    conn = database_at(db_path, 8)
     with conn:
-        for version in range(1, 9):
-            conn.execute(_MIGRATIONS[version])
-        conn.execute("PRAGMA user_version=8")
         conn.executemany(
             "INSERT INTO posts(id, title, content, author, ts) VALUES (?, ?, 'c', 'a', 1)",
             [(i, f"p{i}") for i in (1, 2, 3)],
