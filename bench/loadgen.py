@@ -56,6 +56,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import urllib.request
 from array import array
 from typing import Any
 
@@ -274,26 +275,27 @@ def join_post_payload(post: str, user: str) -> bytes:
     return f'{{"type":"JOIN_POST","post_id":"{post}"}}'.encode()
 
 
+def post_json(url: str, doc: dict[str, Any]) -> Any:
+    """POST `doc` as JSON to fastchat's REST API; the 201's document."""
+    req = urllib.request.Request(
+        url, data=json.dumps(doc).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        if resp.status != 201:
+            raise SystemExit(f"POST {url} answered {resp.status}")
+        return json.loads(resp.read())
+
+
 def create_posts(base_url: str, n: int) -> list[str]:
     """`n` posts created through fastchat's REST API (`base_url`: http://127.0.0.1:PORT);
     their ids. Without an API (the baseline), posts 1..n are taken as given."""
     if not base_url:
         return [str(i + 1) for i in range(n)]
-    import urllib.request
-
-    ids = []
-    for i in range(n):
-        body = json.dumps({"title": f"post {i}", "content": "load test", "author": "loadgen"})
-        req = urllib.request.Request(
-            f"{base_url}/api/v1/posts/",
-            data=body.encode(),
-            # Same-site, as the browser UI's own requests (fastchat refuses cross-site writes).
-            headers={"content-type": "application/json", "origin": base_url},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            ids.append(str(json.loads(resp.read())["id"]))
-    return ids
+    doc = {"content": "load test", "author": "loadgen"}
+    return [
+        str(post_json(f"{base_url}/api/v1/posts/", {**doc, "title": f"post {i}"})["id"])
+        for i in range(n)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,23 +27,26 @@ import urllib.request
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bench.loadgen import HOST, busy_share, cores_busy, log, proc_cpu, report, server_cpu
+from bench.loadgen import (
+    HOST,
+    busy_share,
+    cores_busy,
+    log,
+    post_json,
+    proc_cpu,
+    report,
+    server_cpu,
+)
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
 def seed(port: int, room: str, n: int) -> None:
     for i in range(n):
-        body = json.dumps({"user": "seed", "message": f"seed message {i} " + "x" * 48}).encode()
-        req = urllib.request.Request(
+        post_json(
             f"http://{HOST}:{port}/api/v1/messages/{room}",
-            data=body,
-            headers={"Content-Type": "application/json"},
-            method="POST",
+            {"user": "seed", "message": f"seed message {i} " + "x" * 48},
         )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            if resp.status != 201:
-                raise SystemExit(f"rest: seeding answered {resp.status}")
 
 
 def probe(url: str) -> dict[str, Any]:
