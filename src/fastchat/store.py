@@ -1425,7 +1425,7 @@ class SqliteStore(Store):
         if kind == OP_POST:
             if client_id is not None:  # a thread's slug: the post made for it, if there is one
                 row = conn.execute(
-                    f"SELECT {SQLITE_POST_COLUMNS} FROM posts p WHERE slug = ?", (client_id,)
+                    f"SELECT {self.post_columns} FROM posts p WHERE slug = ?", (client_id,)
                 ).fetchone()
                 if row is not None:
                     return (write, row, True)
@@ -1469,7 +1469,7 @@ class SqliteStore(Store):
         if kind == OP_MESSAGE:
             self._tail.add([(new_id, a, b, client_id)])
             self._top = new_id
-        else:
+        else:  # OP_COMMENT: its post's count (COUNT_COMMENTS_SQL at the transaction's end)
             post = int(a)
             self._new_comments[post] = self._new_comments.get(post, 0) + 1
         if self.track_previous:
