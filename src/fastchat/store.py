@@ -148,21 +148,15 @@ _MAX_ID: Final = 2**63 - 1
 _TABLE_OF: Final = {OP_MESSAGE: "messages", OP_COMMENT: "comments", OP_POST: "posts"}
 _TABLES: Final = {"messages": (MESSAGE_COLUMNS, "room"), "comments": (COMMENT_COLUMNS, "post_id")}
 # The messages not yet in message_rooms (migration 6) for certain: the table's tail, by id.
-# Which of them are unfiled, by room, the writer keeps in memory (fastchat.trailing).
+# Which of them are unfiled, by room, the writer keeps in memory (fastchat.trailing); the
+# same for comments, by post, and comment_posts (migration 10).
 _TRAILING: Final = "id > (SELECT id FROM message_rooms_upto)"
+_COMMENTS_TRAILING: Final = "id > (SELECT id FROM comment_posts_upto)"
 # Seconds after a commit that left messages unfiled when they are all filed (if no commit
 # filed them since): a quiet store's reads go through its tables alone, and a restart reads
 # back no tail.
 FILE_AFTER_S: Final = 1.0
-# OR IGNORE: another worker sharing the file may have filed the same rows (and a multi-row
-# INSERT that may abort makes SQLite keep a statement journal, a temp file with the old
-# content of every page the statement changes).
-# A room's messages to file: its name and their ids, ascending, bound as an array
-# (apsw.carray: no Python tuple or binding per row, no read of the rows); their client ids,
-# read from the rows.
-FILE_ROOM_SQL: Final = (
-    "INSERT OR IGNORE INTO message_rooms(room, id) SELECT ?, value FROM carray(?)"
-)
+# Filed messages' client ids, read from their rows (Filing.file_sql files their ids):
 # message_clients is keyed by the id's bucket first (migration 7), so that filing appends to
 # the newest bucket; client_buckets lists the buckets each sender has ids in.
 CLIENT_BUCKET_BITS: Final = 16
@@ -177,12 +171,6 @@ FILE_CLIENT_BUCKETS_SQL: Final = (
     f'SELECT DISTINCT room, "user", id >> {CLIENT_BUCKET_BITS} FROM messages '
     "WHERE id IN (SELECT value FROM carray(?1)) AND client_id IS NOT NULL"
 )
-UPTO_SQL: Final = "UPDATE message_rooms_upto SET id = ?"
-# Where the tail starts and ends (at a commit's start: rows from other writers since).
-TAIL_SQL: Final = (
-    "SELECT (SELECT id FROM message_rooms_upto), (SELECT coalesce(max(id), 0) FROM messages)"
-)
-TAIL_ROWS_SQL: Final = 'SELECT id, room, "user", client_id FROM messages WHERE id > ? ORDER BY id'
 FILED_KEYS_SQL: Final = 'SELECT room, "user", client_id FROM message_clients'
 # The saved filter (migration 8), and the client ids stored after it.
 SAVED_KEYS_SQL: Final = "SELECT scheme, upto, bits FROM client_keys"
@@ -216,7 +204,8 @@ _WRITE_SQL: Final = {
         f"SELECT {COMMENT_COLUMNS} FROM comments "
         'WHERE post_id = ? AND "user" = ? AND client_id = ?',
         "SELECT 1 FROM posts WHERE id = ?",
-        "SELECT coalesce(max(id), 0) FROM comments WHERE post_id = ?",
+        "SELECT max((SELECT coalesce(max(id), 0) FROM comment_posts WHERE post_id = ?1), "
+        f"(SELECT coalesce(max(id), 0) FROM comments WHERE {_COMMENTS_TRAILING} AND post_id = ?1))",
         'INSERT INTO comments(post_id, "user", comment, ts, client_id, sub) '
         "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
     ),
@@ -233,24 +222,65 @@ WAL_CHECKPOINT_PAGES: Final = 1000
 WAL_HARD_PAGES: Final = 10_000
 # One page of a scope's items, newest or oldest first ({order}): ids between the bounds, the
 # limit of them; (scope, lo, hi, limit). Over the scope's index: PostgreSQL's, SQLite's
-# comments; SQLite's messages: SQLITE_MESSAGES_PAGE_SQL.
+# SQLite's messages and comments: SQLITE_PAGE_SQL.
 PAGE_SQL: Final = {
     "messages": f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id > ? AND id < ? "
     "ORDER BY id {order} LIMIT ?",
     "comments": f"SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ? AND id > ? AND id < ? "
     "ORDER BY id {order} LIMIT ?",
 }
-# A room's page from message_rooms, the unfiled ids kept in memory (?5, an array bound
-# with apsw.carray: fastchat.trailing) and the rows this process has not looked at (above
-# ?6), each read as far as the page needs. An id in two of them is one row (IN).
-SQLITE_MESSAGES_PAGE_SQL: Final = (
-    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ("
-    "SELECT id FROM (SELECT id FROM message_rooms WHERE room = ?1 AND id > ?2 AND id < ?3 "
-    "ORDER BY id {order} LIMIT ?4) UNION ALL SELECT value FROM carray(?5) UNION ALL "
-    "SELECT id FROM (SELECT id FROM messages WHERE id > max(?2, ?6, (SELECT id FROM "
-    "message_rooms_upto)) AND id < ?3 AND room = ?1 ORDER BY id {order} LIMIT ?4)"
-    ") ORDER BY id {order} LIMIT ?4"
-)
+
+
+class Filing:
+    """A table whose ids SQLite's writer files by scope in bulk (fastchat.trailing): messages
+    by room in message_rooms (migration 6), comments by post in comment_posts (migration 10).
+    Each has its `filed` table, `filed`_upto (every row up to it is filed) and a Trailing of
+    what is not filed yet; these are its statements."""
+
+    __slots__ = ("file_sql", "filed", "scope", "table", "tail_rows_sql", "tail_sql", "upto_sql")
+
+    def __init__(self, table: str, scope: str, filed: str) -> None:
+        self.table, self.scope, self.filed = table, scope, filed
+        # Where the tail starts and ends (at a commit's start: rows from other writers since).
+        self.tail_sql = (
+            f"SELECT (SELECT id FROM {filed}_upto), (SELECT coalesce(max(id), 0) FROM {table})"
+        )
+        # Every row after an id: (id, scope, user, client_id). A comment's client id is left
+        # out: its retries are found through the index comments_client.
+        client_id = "client_id" if table == "messages" else "NULL"
+        self.tail_rows_sql = (
+            f'SELECT id, {scope}, "user", {client_id} FROM {table} WHERE id > ? ORDER BY id'
+        )
+        # A scope's rows to file: its name (id) and their ids, ascending, bound as an array
+        # (apsw.carray: no Python tuple or binding per row, no read of the rows). OR IGNORE:
+        # another worker sharing the file may have filed the same rows (and a multi-row
+        # INSERT that may abort makes SQLite keep a statement journal, a temp file with the
+        # old content of every page the statement changes).
+        self.file_sql = f"INSERT OR IGNORE INTO {filed}({scope}, id) SELECT ?, value FROM carray(?)"
+        self.upto_sql = f"UPDATE {filed}_upto SET id = ?"
+
+    def page_sql(self, columns: str) -> str:
+        """A scope's page from `filed`, the unfiled ids kept in memory (?5, an array bound
+        with apsw.carray: fastchat.trailing) and the rows this process has not looked at
+        (above ?6), each read as far as the page needs. An id in two of them is one row
+        (IN). `{order}` is left to fill."""
+        table, scope, filed = self.table, self.scope, self.filed
+        return (
+            f"SELECT {columns} FROM {table} WHERE id IN ("
+            f"SELECT id FROM (SELECT id FROM {filed} WHERE {scope} = ?1 AND id > ?2 AND id < ?3 "
+            "ORDER BY id {order} LIMIT ?4) UNION ALL SELECT value FROM carray(?5) UNION ALL "
+            f"SELECT id FROM (SELECT id FROM {table} WHERE id > max(?2, ?6, (SELECT id FROM "
+            f"{filed}_upto)) AND id < ?3 AND {scope} = ?1 ORDER BY id {{order}} LIMIT ?4)"
+            ") ORDER BY id {order} LIMIT ?4"
+        )
+
+
+MESSAGE_FILING: Final = Filing("messages", "room", "message_rooms")
+COMMENT_FILING: Final = Filing("comments", "post_id", "comment_posts")
+SQLITE_PAGE_SQL: Final = {
+    "messages": MESSAGE_FILING.page_sql(MESSAGE_COLUMNS),
+    "comments": COMMENT_FILING.page_sql(COMMENT_COLUMNS),
+}
 
 
 # Connections without SQLite's own mutex ("multi-thread" mode): each is used by one thread at
@@ -277,7 +307,7 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 # A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
 BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -449,6 +479,23 @@ _MIGRATIONS: Final[dict[int, str]] = {
     );
     INSERT INTO post_counts(post_id, comments)
         SELECT post_id, count(*) FROM comments GROUP BY post_id;
+    """,
+    # Each post's comment ids, kept in bulk like message_rooms (migration 6): with the index
+    # comments(post_id, id), a commit of comments to many posts wrote one 4 kB page per
+    # post in its batch (bench: unpipelined-comments, 500 posts).
+    10: """
+    CREATE TABLE comment_posts (
+        post_id INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (post_id, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE comment_posts_upto (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        id INTEGER NOT NULL
+    );
+    INSERT INTO comment_posts(post_id, id) SELECT post_id, id FROM comments ORDER BY post_id, id;
+    INSERT INTO comment_posts_upto VALUES (1, (SELECT coalesce(max(id), 0) FROM comments));
+    DROP INDEX comments_post_id;
     """,
 }
 # One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
@@ -796,7 +843,7 @@ class SqliteStore(Store):
     must not block it (the embedded default)."""
 
     OPEN_ERRORS = (apsw.Error,)
-    page_sql: Mapping[str, str] = {**PAGE_SQL, "messages": SQLITE_MESSAGES_PAGE_SQL}
+    page_sql: Mapping[str, str] = SQLITE_PAGE_SQL
     post_columns = SQLITE_POST_COLUMNS
 
     def __init__(
@@ -844,6 +891,10 @@ class SqliteStore(Store):
         # and other workers' at its start.
         self._tail = Trailing()
         self._top = 0  # the newest message id of the open transaction
+        # The same for comments, by post (comment_posts, migration 10), without their client
+        # ids (the index comments_client finds a retry).
+        self._comment_tail = Trailing()
+        self._comment_top = 0
         self._new_comments: dict[int, int] = {}  # the open transaction's, by post
 
     # ------------------------------------------------------------------ lifecycle
@@ -873,10 +924,13 @@ class SqliteStore(Store):
             # What trails from before, read back now (filed once the store is quiet), and
             # the filter of every client id stored (trailing.ClientKeys), before the first
             # write, off the loop; until then the store is not open (readiness: "starting").
-            upto, top = _row(self._writer, TAIL_SQL)
+            _, top = _row(self._writer, MESSAGE_FILING.tail_sql)
             keys = await asyncio.to_thread(self._client_keys, self._writer, top)
             self._tail = Trailing(keys)
-            self._tail.reset(upto, top, self._writer.execute(TAIL_ROWS_SQL, (upto,)))
+            self._comment_tail = Trailing()
+            for tail, filing in self._tails():
+                upto, top = _row(self._writer, filing.tail_sql)
+                tail.reset(upto, top, self._writer.execute(filing.tail_rows_sql, (upto,)))
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._stopping = False
@@ -932,6 +986,10 @@ class SqliteStore(Store):
 
     def _writer_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def _tails(self) -> tuple[tuple[Trailing, Filing], ...]:
+        """What the writer files in bulk, and what of it trails."""
+        return ((self._tail, MESSAGE_FILING), (self._comment_tail, COMMENT_FILING))
 
     def _client_keys(self, conn: apsw.Connection, top: int) -> ClientKeys:
         """At open (on a thread): the filter of every client id stored (newest id `top`).
@@ -1129,7 +1187,7 @@ class SqliteStore(Store):
         """On the loop, after a commit: once `file_after` seconds (FILE_AFTER_S) pass with
         no other, whatever it left unfiled is filed."""
         self._quiet_at = self._loop.time() + self.file_after
-        if self._tail and self._file_timer is None:
+        if (self._tail or self._comment_tail) and self._file_timer is None:
             self._file_timer = self._loop.call_later(self.file_after, self._file_trailing)
 
     def _file_trailing(self) -> None:
@@ -1150,39 +1208,41 @@ class SqliteStore(Store):
             self._file_timer = self._loop.call_later(self.file_after, self._file_trailing)
             return
         except apsw.Error as exc:  # the next commit files them, or says what is wrong
-            log.warning("filing the newest messages of %s failed: %r", self.path, exc)
+            log.warning("filing the newest rows of %s failed: %r", self.path, exc)
             return
         try:
-            self._catch_up_tail(conn)
-            filed, upto = self._file_rooms(conn, self._tail.seen, everything=True)
+            done = []
+            for tail, filing in self._tails():
+                self._catch_up_tail(conn, tail, filing)
+                done.append(self._file_rooms(conn, tail, filing, tail.seen, everything=True))
             conn.execute("COMMIT")
         except apsw.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            log.warning("filing the newest messages of %s failed: %r", self.path, exc)
+            log.warning("filing the newest rows of %s failed: %r", self.path, exc)
             return
-        self._tail.committed(filed, upto, self._tail.seen)
+        for (tail, _), (filed, upto) in zip(self._tails(), done, strict=True):
+            tail.committed(filed, upto, tail.seen)
 
     def _file_rooms(
-        self, conn: apsw.Connection, top: int, *, everything: bool
-    ) -> tuple[list[str], int]:
-        """In a write transaction (newest message id `top`): file the rooms due
-        (fastchat.trailing), and move message_rooms_upto up to the oldest message left
-        unfiled. The rooms filed, and the mark."""
-        tail = self._tail
+        self, conn: apsw.Connection, tail: Trailing, filing: Filing, top: int, *, everything: bool
+    ) -> tuple[list[Any], int]:
+        """In a write transaction (newest id `top` of `filing.table`): file the rooms (posts)
+        due (fastchat.trailing), and move the filing's upto mark up to the oldest row left
+        unfiled. The rooms (posts) filed, and the mark."""
         filed = tail.due(top, everything)
         if filed:
             # Copies (`ids`) are bound: an array bound to a statement cannot grow.
             conn.executemany(
-                FILE_ROOM_SQL, [(room, apsw.carray(tail.ids([room]))) for room in filed]
+                filing.file_sql, [(room, apsw.carray(tail.ids([room]))) for room in filed]
             )
-            if tail.has_clients(filed):
+            if tail.has_clients(filed):  # messages only (Filing.tail_rows_sql)
                 ids = apsw.carray(tail.ids(filed))
                 conn.execute(FILE_CLIENTS_SQL, (ids,))
                 conn.execute(FILE_CLIENT_BUCKETS_SQL, (ids,))
         upto = tail.mark(filed, top)
         if upto > tail.upto:
-            conn.execute(UPTO_SQL, (upto,))
+            conn.execute(filing.upto_sql, (upto,))
             return filed, upto
         return filed, tail.upto
 
@@ -1281,8 +1341,10 @@ class SqliteStore(Store):
                 last = _value(conn, LAST_TS_SQL)
                 ts = max(_now_ms(), last or 0)
                 self._new_comments.clear()  # post id -> comments this transaction adds
-                self._catch_up_tail(conn)
+                for tail, filing in self._tails():
+                    self._catch_up_tail(conn, tail, filing)
                 self._top = self._tail.seen
+                self._comment_top = self._comment_tail.seen
                 # Chat messages (no previous id to read) go in runs, one executemany each;
                 # anything else row by row, in batch order. A retry of a stored message
                 # (same room, user and client_id) is answered with the stored row, in its
@@ -1311,10 +1373,14 @@ class SqliteStore(Store):
                     conn.executemany(
                         COUNT_COMMENTS_SQL, [(n, p) for p, n in self._new_comments.items()]
                     )
-                top = self._top
+                tops = (self._top, self._comment_top)
                 # Clustered, every commit files everything: each insert reads its room's
-                # previous id through message_rooms and the rows after the mark.
-                filed, upto = self._file_rooms(conn, top, everything=self.track_previous)
+                # (post's) previous id through message_rooms (comment_posts) and the rows
+                # after the mark.
+                done = [
+                    self._file_rooms(conn, tail, filing, top, everything=self.track_previous)
+                    for (tail, filing), top in zip(self._tails(), tops, strict=True)
+                ]
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -1334,29 +1400,29 @@ class SqliteStore(Store):
         if lost is not None:
             self._take_back(conn, results)
             return self._refuse(batch, lost)
-        self._tail.committed(filed, upto, top)
+        for (tail, _), (filed, upto), top in zip(self._tails(), done, tops, strict=True):
+            tail.committed(filed, upto, top)
         self._committed(len(batch), started)
         return results
 
-    def _catch_up_tail(self, conn: apsw.Connection) -> None:
-        """At a write transaction's start: `_tail` as the database has it. Other workers
-        sharing the file may have added messages since this one last looked (read here), or
-        filed some (they stay in `_tail`, filed again with OR IGNORE when their room is)."""
-        tail = self._tail
-        upto, top = _row(conn, TAIL_SQL)
+    def _catch_up_tail(self, conn: apsw.Connection, tail: Trailing, filing: Filing) -> None:
+        """At a write transaction's start: `tail` as the database has it. Other workers
+        sharing the file may have added rows since this one last looked (read here), or
+        filed some (they stay in `tail`, filed again with OR IGNORE when their room is)."""
+        upto, top = _row(conn, filing.tail_sql)
         if upto < tail.upto or top < tail.seen:
             # Another file now (restored): its client ids are looked up in its table from
             # now on (a filter that is never filled says "maybe" to every key).
             tail.keys = ClientKeys(8)
-            tail.reset(upto, top, conn.execute(TAIL_ROWS_SQL, (upto,)))
+            tail.reset(upto, top, conn.execute(filing.tail_rows_sql, (upto,)))
             return
         if tail.dirty:  # a transaction that failed left rows: read the tail anew
             if upto > tail.seen:  # and the client ids of what others filed since
-                tail.caught_up(conn.execute(TAIL_ROWS_SQL, (tail.seen,)), upto, top)
-            tail.reset(upto, top, conn.execute(TAIL_ROWS_SQL, (upto,)))
+                tail.caught_up(conn.execute(filing.tail_rows_sql, (tail.seen,)), upto, top)
+            tail.reset(upto, top, conn.execute(filing.tail_rows_sql, (upto,)))
             return
         if top > tail.seen:
-            tail.caught_up(conn.execute(TAIL_ROWS_SQL, (tail.seen,)), upto, top)
+            tail.caught_up(conn.execute(filing.tail_rows_sql, (tail.seen,)), upto, top)
         tail.upto = upto
 
     def _stored_id(self, conn: apsw.Connection, key: ClientKey) -> int | None:
@@ -1381,6 +1447,10 @@ class SqliteStore(Store):
                             "DELETE FROM message_rooms WHERE room = ? AND id = ?", (row[1], row[0])
                         )
                     if duplicate is False and write.op == OP_COMMENT:
+                        conn.execute(
+                            "DELETE FROM comment_posts WHERE post_id = ? AND id = ?",
+                            (row[1], row[0]),
+                        )
                         conn.execute(COUNT_COMMENTS_SQL, (-1, int(row[1])))
         except apsw.Error as exc:
             log.warning("could not take a refused batch back out of the orphan: %r", exc)
@@ -1471,6 +1541,8 @@ class SqliteStore(Store):
             self._top = new_id
         else:  # OP_COMMENT: its post's count (COUNT_COMMENTS_SQL at the transaction's end)
             post = int(a)
+            self._comment_tail.add([(new_id, post, b, None)])
+            self._comment_top = new_id
             self._new_comments[post] = self._new_comments.get(post, 0) + 1
         if self.track_previous:
             return (write, (new_id, a, b, c, ts, client_id, None, None, prev), False)
@@ -1486,12 +1558,13 @@ class SqliteStore(Store):
     def _page_params(
         self, table: str, scope: str | int, lo: int, hi: int, n: int, forward: bool
     ) -> tuple[Any, ...]:
-        if table != "messages":
-            return (scope, lo, hi, n)
+        if table == "messages":
+            tail = self._tail
+        else:  # a post's, by its id (a number, as the tail holds it)
+            tail, scope = self._comment_tail, int(scope)
         # `seen` before the ids (fastchat.trailing: what the ids miss is above it).
-        seen = self._tail.seen
-        assert isinstance(scope, str)
-        ids = self._tail.candidates(scope, lo, hi, n, forward, seen)
+        seen = tail.seen
+        ids = tail.candidates(scope, lo, hi, n, forward, seen)
         return (scope, lo, hi, n, apsw.carray(ids), seen)
 
     async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:

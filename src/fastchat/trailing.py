@@ -1,4 +1,6 @@
-"""The messages the SQLite store has not filed yet, kept in memory by room.
+"""The messages the SQLite store has not filed yet, kept in memory by room (and its
+comments by post: the same, with `comment_posts` for `message_rooms`, schema 10, and their
+client ids left to the index comments_client).
 
 SQLite keeps each room's message ids in `message_rooms` and each client id's message in
 `message_clients` (schemas 6 and 7): tables a commit does not write row by row: one row in
@@ -60,13 +62,13 @@ class Trailing:
     def __init__(self, keys: ClientKeys | None = None) -> None:
         # room -> its unfiled ids, ascending. Insertion order is the order of each room's
         # oldest unfiled id: a room enters with the newest id so far and leaves when filed.
-        self.rooms: dict[str, array[int]] = {}
+        self.rooms: dict[Any, array[int]] = {}
         # room -> {(user, client_id): id}, of every unfiled message with a client id: a
         # room filed leaves with its client ids.
-        self.clients: dict[str, dict[tuple[str, str], int]] = {}
+        self.clients: dict[Any, dict[tuple[str, str], int]] = {}
         self.seen = 0  # the newest id committed or looked at: up to it, filed or here
         self.upto = -1  # message_rooms_upto as last read or written; -1: never read
-        self._full: set[str] = set()  # rooms with FILE_ROWS unfiled
+        self._full: set[Any] = set()  # rooms with FILE_ROWS unfiled
         self._open = False  # rows added by a transaction not committed yet
         self._added = 0  # ids here
         # Every client id added here goes into `keys` too (the filter of all stored ones).
@@ -151,7 +153,7 @@ class Trailing:
         """Whether a transaction added rows here and never committed (read back the tail)."""
         return self._open
 
-    def due(self, top: int, everything: bool) -> list[str]:
+    def due(self, top: int, everything: bool) -> list[Any]:
         """The rooms the open transaction (newest id `top`) files, in key order: each with
         FILE_ROWS unfiled, each whose oldest is more than TRAILING_MAX behind, or,
         `everything`, all of them."""
@@ -166,7 +168,7 @@ class Trailing:
             due.add(room)
         return sorted(due)
 
-    def ids(self, rooms: list[str]) -> array[int]:
+    def ids(self, rooms: list[Any]) -> array[int]:
         """The ids of the messages filing `rooms` files: a new array (never empty: a room
         here has at least one)."""
         found = self.rooms
@@ -175,7 +177,7 @@ class Trailing:
             ids += found[room]
         return ids
 
-    def mark(self, filed: list[str], top: int) -> int:
+    def mark(self, filed: list[Any], top: int) -> int:
         """message_rooms_upto once `filed` are: just below the oldest message left
         unfiled, or `top` if none is."""
         skip = set(filed)
@@ -184,7 +186,7 @@ class Trailing:
                 return ids[0] - 1
         return top
 
-    def committed(self, filed: list[str], upto: int, top: int) -> None:
+    def committed(self, filed: list[Any], upto: int, top: int) -> None:
         """After the COMMIT of the open transaction, which filed `filed`, left
         message_rooms_upto at `upto` and added ids up to `top`."""
         rooms, clients = self.rooms, self.clients
@@ -201,13 +203,13 @@ class Trailing:
         of_room = self.clients.get(key[0])
         return None if of_room is None else of_room.get((key[1], key[2]))
 
-    def has_clients(self, rooms: list[str]) -> bool:
+    def has_clients(self, rooms: list[Any]) -> bool:
         """Whether any of `rooms` has an unfiled message with a client id."""
         clients = self.clients
         return any(room in clients for room in rooms)
 
     def candidates(
-        self, room: str, lo: int, hi: int, n: int, forward: bool, seen: int
+        self, room: Any, lo: int, hi: int, n: int, forward: bool, seen: int
     ) -> array[int]:
         """The room's unfiled ids strictly between `lo` and `hi` and up to `seen` (read
         before this), at most `n`, the oldest (`forward`) or the newest; a copy. None: [0],

@@ -19,6 +19,7 @@ import pytest
 
 from fastchat.pgstore import PostgresStore
 from fastchat.store import (
+    COMMENT_COLUMNS,
     FILED_KEYS_SQL,
     MESSAGE_COLUMNS,
     OP_BAN,
@@ -142,6 +143,8 @@ FILE_EVERYTHING = (
     'INSERT OR IGNORE INTO client_buckets SELECT DISTINCT room, "user", id >> 16 '
     "FROM messages WHERE client_id IS NOT NULL",
     "UPDATE message_rooms_upto SET id = (SELECT max(id) FROM messages)",
+    "INSERT OR IGNORE INTO comment_posts SELECT post_id, id FROM comments",
+    "UPDATE comment_posts_upto SET id = (SELECT coalesce(max(id), 0) FROM comments)",
 )
 
 
@@ -701,70 +704,96 @@ async def test_after_paging_walks_1000_messages_forward_exactly_once(writes: Wri
     )
 
 
-async def test_pages_are_whole_where_filed_unfiled_and_unseen_messages_meet(
-    writes: Writes, monkeypatch: pytest.MonkeyPatch
+async def both_ways(read: Any, scope: Any, size: int) -> tuple[list[Any], list[Any]]:
+    """Every row of a room (`read`: recent_messages) or a post (comments), read page by page
+    of `size` from the newest back, and from the oldest on."""
+    back: list[Any] = []
+    before = None
+    while True:
+        page, more = await read(scope, size, before=before)
+        back = page + back
+        if not more:
+            break
+        before = page[0][0]
+    forward: list[Any] = []
+    after = 0
+    while True:
+        page, more = await read(scope, size, after=after)
+        forward += page
+        if not more:
+            break
+        after = page[-1][0]
+    return back, forward
+
+
+@pytest.mark.parametrize("kind", ["messages", "comments"])
+async def test_pages_are_whole_where_filed_unfiled_and_unseen_rows_meet(
+    writes: Writes, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """SQLite files a room's message ids in bulk (message_rooms: FILE_ROWS of a busy room
-    at a time, a quiet room's once they are TRAILING_MAX behind), keeps the unfiled ones in
-    memory, and scans for what another worker sharing the file added since it last looked;
-    that worker may file rows too. Pages spanning all of it, either way, in several sizes,
-    hold every message of their room once, in order, and none of another's."""
+    at a time, a quiet room's once they are TRAILING_MAX behind), and a post's comment ids
+    (comment_posts), keeps the unfiled ones in memory, and scans for what another worker
+    sharing the file added since it last looked; that worker may file rows too. Pages
+    spanning all of it, either way, in several sizes, hold every row of their room (post)
+    once, in order, and none of another's."""
     monkeypatch.setattr("fastchat.trailing.TRAILING_MAX", 500)
     store = writes.store
-    rooms = ["a", "b", "c", "quiet"]
+    if kind == "messages":
+        scopes: list[Any] = ["a", "b", "c", "quiet"]
+        send, read, scope_column, filed = (
+            writes.message,
+            store.recent_messages,
+            "room",
+            "message_rooms",
+        )
+        columns, theirs_sql = (
+            MESSAGE_COLUMNS,
+            'INSERT INTO messages(room, "user", message, ts) VALUES (?, ?, ?, ?)',
+        )
+        file_everything = FILE_EVERYTHING[:-2]
+    else:
+        scopes = [(await done(writes.post(f"p{i}", "c", "a")))[1][0] for i in range(4)]
+        send, read, scope_column, filed = writes.comment, store.comments, "post_id", "comment_posts"
+        columns, theirs_sql = (
+            COMMENT_COLUMNS,
+            'INSERT INTO comments(post_id, "user", comment, ts) VALUES (?, ?, ?, ?)',
+        )
+        file_everything = FILE_EVERYTHING[-2:]
+    busy, quiet = scopes[:3], scopes[3]
 
     def burst(start: int, n: int) -> list[asyncio.Future[Any]]:
         return [
-            writes.message("quiet" if i % 97 == 0 else rooms[i % 3], "u", f"m{i}")
+            send(quiet if i % 97 == 0 else busy[i % 3], "u", f"m{i}")
             for i in range(start, start + n)
         ]
 
     first = await done(burst(0, 6 * FILE_ROWS + 50))
-    theirs_sql = 'INSERT INTO messages(room, "user", message, ts) VALUES (?, ?, ?, ?)'
-    for k in range(5):  # another worker's messages: caught up at our next commit
-        inject(store, theirs_sql, (rooms[k % 4], "w", f"theirs{k}", first[-1][1][4]))
+    for k in range(5):  # another worker's rows: caught up at our next commit
+        inject(store, theirs_sql, (scopes[k % 4], "w", f"theirs{k}", first[-1][1][4]))
     if isinstance(store, SqliteStore):  # ... and its filing of everything so far
-        inject(store, "INSERT OR IGNORE INTO message_rooms SELECT room, id FROM messages", ())
-        inject(store, "UPDATE message_rooms_upto SET id = (SELECT max(id) FROM messages)", ())
+        for sql in file_everything:
+            inject(store, sql, ())
     await done(burst(10_000, 4 * FILE_ROWS + 7))
-    await done(writes.message("quiet", "u", "alone"))  # left unfiled: the mark stays below
-    await done(burst(20_001, 3 * FILE_ROWS + 20))  # a, b and c filed, above the mark
+    await done(send(quiet, "u", "alone"))  # left unfiled: the mark stays below
+    await done(burst(20_001, 3 * FILE_ROWS + 20))  # the busy ones filed, above the mark
     last = await done(burst(30_001, 20))  # too few to file
-    for k in range(3):  # and more of its messages, not yet seen by any commit of ours
-        inject(store, theirs_sql, (rooms[k], "w", f"late{k}", last[-1][1][4]))
+    for k in range(3):  # and more of its rows, not yet seen by any commit of ours
+        inject(store, theirs_sql, (busy[k], "w", f"late{k}", last[-1][1][4]))
     if isinstance(store, SqliteStore):
-        upto = outside(store, "SELECT id FROM message_rooms_upto")
+        upto = outside(store, f"SELECT id FROM {filed}_upto")
         assert 0 < upto < last[-1][1][0]  # some filed, some not: the test spans both
-        filed = outside(store, "SELECT count(*) FROM message_rooms")
-        assert upto < filed < outside(store, "SELECT count(*) FROM messages")
-    for room in rooms:
+        filed_rows = outside(store, f"SELECT count(*) FROM {filed}")
+        assert upto < filed_rows < outside(store, f"SELECT count(*) FROM {kind}")
+    for scope in scopes:
         want = [
             tuple(r)
-            for r in (
-                await store._fetch(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY id", (room,)
-                )
+            for r in await store._fetch(
+                f"SELECT {columns} FROM {kind} WHERE {scope_column} = ? ORDER BY id", (scope,)
             )
         ]
         assert len(want) > 5
         for size in (1, 7, 50, 1000):
-            seen: list[tuple[Any, ...]] = []
-            before = None
-            while True:
-                page, more = await store.recent_messages(room, size, before=before)
-                seen = page + seen
-                if not more:
-                    break
-                before = page[0][0]
-            assert seen == want, (room, size)
-            seen, after = [], 0
-            while True:
-                page, more = await store.recent_messages(room, size, after=after)
-                seen += page
-                if not more:
-                    break
-                after = page[-1][0]
-            assert seen == want, (room, size)
+            assert await both_ways(read, scope, size) == (want, want), (scope, size)
 
 
 async def test_a_quiet_store_files_what_trails_and_still_finds_it(db_path: Path) -> None:
@@ -821,6 +850,69 @@ async def test_a_version_5_database_files_its_rooms_messages_and_pages_them(
         assert dup is True and again[3] == "old295"
     finally:
         await writes.store.close()
+
+
+async def test_a_quiet_store_files_its_trailing_comments_and_still_finds_them(
+    db_path: Path,
+) -> None:
+    """Comments left unfiled by the last commit are filed `file_after` seconds later too;
+    pages and retries find them as before."""
+    store = SqliteStore(db_path)
+    store.file_after = 0.05
+    writes = await Writes(store).open()
+    try:
+        post_id = (await store.posts())[0][0]
+        rows = [
+            r[1]
+            for r in await done([writes.comment(post_id, "u", f"c{i}", f"k{i}") for i in range(20)])
+        ]
+        assert outside(store, "SELECT count(*) FROM comment_posts") == 0  # trailing, for now
+        deadline = time.monotonic() + TIMEOUT
+        while outside(store, "SELECT id FROM comment_posts_upto") != rows[-1][0]:
+            assert time.monotonic() < deadline, "the trailing comments were never filed"
+            await asyncio.sleep(0.01)
+        assert outside(store, "SELECT count(*) FROM comment_posts") == 20
+        assert await store.comments(post_id, 50) == (rows, False)
+        assert await store.comments(post_id, 5, after=rows[9][0]) == (rows[10:15], True)
+        _, again, _, dup = await done(writes.comment(post_id, "u", "retry", "k19"))
+        assert dup is True and again == rows[19]
+    finally:
+        await store.close()
+
+
+async def test_a_version_9_database_files_its_posts_comments_and_pages_them(
+    db_path: Path,
+) -> None:
+    """Schema 10 replaced the index comments(post_id, id) by comment_posts: the comments of
+    a database from before are all filed by the migration and page as they did."""
+    conn = database_at(db_path, 9)
+    with conn:
+        conn.executemany(
+            "INSERT INTO posts(id, title, content, author, ts) VALUES (?, ?, 'c', 'a', 1)",
+            [(1, "p1"), (2, "p2")],
+        )
+        conn.executemany(
+            "INSERT INTO comments(post_id, user, comment, ts, client_id) VALUES (?, 'u', ?, 1, ?)",
+            [(1 + i % 2, f"old{i}", f"k{i}") for i in range(300)],
+        )
+    conn.close()
+    writes = await Writes(SqliteStore(db_path, seed=False)).open()
+    store = writes.store
+    try:
+        assert outside(store, "SELECT count(*) FROM comment_posts") == 300
+        assert outside(store, "SELECT id FROM comment_posts_upto") == 300
+        indexes = outside_rows(store, "SELECT name FROM sqlite_master WHERE type = 'index'")
+        assert ("comments_post_id",) not in indexes
+        _, new, _, _ = await done(writes.comment(2, "u", "new"))
+        page, more = await store.comments(2, 3)
+        assert [r[3] for r in page] == ["old297", "old299", "new"] and more is True
+        page, _ = await store.comments(2, 500, after=0)
+        assert [r[3] for r in page] == [f"old{i}" for i in range(1, 300, 2)] + ["new"]
+        assert page[-1] == new
+        _, again, _, dup = await done(writes.comment(1, "u", "retry", "k296"))
+        assert dup is True and again[3] == "old296"
+    finally:
+        await store.close()
 
 
 async def test_a_version_8_database_counts_each_posts_comments_once(db_path: Path) -> None:
@@ -1223,6 +1315,12 @@ async def test_a_rolled_back_batch_leaves_nothing_in_any_rooms_pages(writes: Wri
     assert await store.recent_messages("r", 10) == ([before], False)
     assert await store.recent_messages("r", 10, after=0) == ([before], False)
     assert await store.recent_messages("elsewhere", 10) == ([other], False)
+    # The comments' ids go to another post's: the first post's pages stay empty.
+    elsewhere = (await store.posts())[1][0]
+    _, theirs, _, _ = await done(writes.comment(elsewhere, "u", "next"))
+    assert await store.comments(post_id, 10) == ([], False)
+    assert await store.comments(post_id, 10, after=0) == ([], False)
+    assert await store.comments(elsewhere, 10) == ([theirs], False)
     await done(writes.comment(post_id, "u", "kept"))
     assert (await store.post(post_id))[5] == 1
 
