@@ -156,44 +156,16 @@ _COMMENTS_TRAILING: Final = "id > (SELECT id FROM comment_posts_upto)"
 # filed them since): a quiet store's reads go through its tables alone, and a restart reads
 # back no tail.
 FILE_AFTER_S: Final = 1.0
-# Filed messages' client ids, read from their rows (Filing.file_sql files their ids):
-# message_clients is keyed by the id's bucket first (migration 7), so that filing appends to
-# the newest bucket; client_buckets lists the buckets each sender has ids in.
+# message_clients and comment_clients are keyed by the id's bucket first (migrations 7 and
+# 11), so that filing appends to the newest bucket (Filing).
 CLIENT_BUCKET_BITS: Final = 16
-FILE_CLIENTS_SQL: Final = (
-    'INSERT OR IGNORE INTO message_clients(bucket, room, "user", client_id, id) '
-    f'SELECT id >> {CLIENT_BUCKET_BITS}, room, "user", client_id, id FROM messages '
-    "WHERE id IN (SELECT value FROM carray(?1)) AND client_id IS NOT NULL "
-    'ORDER BY 1, room, "user", client_id'
-)
-FILE_CLIENT_BUCKETS_SQL: Final = (
-    'INSERT OR IGNORE INTO client_buckets(room, "user", bucket) '
-    f'SELECT DISTINCT room, "user", id >> {CLIENT_BUCKET_BITS} FROM messages '
-    "WHERE id IN (SELECT value FROM carray(?1)) AND client_id IS NOT NULL"
-)
-FILED_KEYS_SQL: Final = 'SELECT room, "user", client_id FROM message_clients'
-# The saved filter (migration 8), and the client ids stored after it.
-SAVED_KEYS_SQL: Final = "SELECT scheme, upto, bits FROM client_keys"
-SAVE_KEYS_SQL: Final = (
-    "INSERT OR REPLACE INTO client_keys(one, scheme, upto, bits) VALUES (1, ?, ?, ?)"
-)
-KEYS_AFTER_SQL: Final = (
-    'SELECT room, "user", client_id FROM messages WHERE id > ? AND client_id IS NOT NULL'
-)
-# A client id's message: in each of its sender's buckets, newest first, one seek each.
-FILED_CLIENT_SQL: Final = (
-    "SELECT m.id FROM client_buckets b JOIN message_clients m ON m.bucket = b.bucket "
-    'AND m.room = b.room AND m."user" = b."user" AND m.client_id = ?3 '
-    'WHERE b.room = ?1 AND b."user" = ?2 ORDER BY b.bucket DESC LIMIT 1'
-)
-# A message's (room, user, client_id).
+# A message's (room, user, client_id), a comment's (post id, user, client_id).
 ClientKey = tuple[Any, str, str]
-# A message's or comment's statements in the writer: the stored row of a retried send (same
-# scope, user, client_id); the scope's existence (posts only); the scope's newest id
+# A message's or comment's statements in the writer (a retried send is found by
+# SqliteStore._stored_id): the scope's existence (posts only); the scope's newest id
 # (clustered: row[6]); the insert.
 _WRITE_SQL: Final = {
     OP_MESSAGE: (
-        None,  # SqliteStore._stored_id: message_clients, or the tail's in memory
         None,
         "SELECT max((SELECT coalesce(max(id), 0) FROM message_rooms WHERE room = ?1), "
         f"(SELECT coalesce(max(id), 0) FROM messages WHERE {_TRAILING} AND room = ?1))",
@@ -201,8 +173,6 @@ _WRITE_SQL: Final = {
         "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
     ),
     OP_COMMENT: (
-        f"SELECT {COMMENT_COLUMNS} FROM comments "
-        'WHERE post_id = ? AND "user" = ? AND client_id = ?',
         "SELECT 1 FROM posts WHERE id = ?",
         "SELECT max((SELECT coalesce(max(id), 0) FROM comment_posts WHERE post_id = ?1), "
         f"(SELECT coalesce(max(id), 0) FROM comments WHERE {_COMMENTS_TRAILING} AND post_id = ?1))",
@@ -234,22 +204,38 @@ PAGE_SQL: Final = {
 class Filing:
     """A table whose ids SQLite's writer files by scope in bulk (fastchat.trailing): messages
     by room in message_rooms (migration 6), comments by post in comment_posts (migration 10).
-    Each has its `filed` table, `filed`_upto (every row up to it is filed) and a Trailing of
-    what is not filed yet; these are its statements."""
+    Each has its `filed` table, `filed`_upto (every row up to it is filed), its client ids'
+    (`clients`, with each sender's `buckets`), the saved filter of every client id stored
+    (`keys`), and a Trailing of what is not filed yet; these are its statements."""
 
-    __slots__ = ("file_sql", "filed", "scope", "table", "tail_rows_sql", "tail_sql", "upto_sql")
+    __slots__ = (
+        "file_client_buckets_sql",
+        "file_clients_sql",
+        "file_sql",
+        "filed",
+        "filed_client_sql",
+        "filed_keys_sql",
+        "keys_after_sql",
+        "save_keys_sql",
+        "saved_keys_sql",
+        "scope",
+        "table",
+        "tail_rows_sql",
+        "tail_sql",
+        "upto_sql",
+    )
 
-    def __init__(self, table: str, scope: str, filed: str) -> None:
+    def __init__(
+        self, table: str, scope: str, filed: str, clients: str, buckets: str, keys: str
+    ) -> None:
         self.table, self.scope, self.filed = table, scope, filed
         # Where the tail starts and ends (at a commit's start: rows from other writers since).
         self.tail_sql = (
             f"SELECT (SELECT id FROM {filed}_upto), (SELECT coalesce(max(id), 0) FROM {table})"
         )
-        # Every row after an id: (id, scope, user, client_id). A comment's client id is left
-        # out: its retries are found through the index comments_client.
-        client_id = "client_id" if table == "messages" else "NULL"
+        # Every row after an id: (id, scope, user, client_id).
         self.tail_rows_sql = (
-            f'SELECT id, {scope}, "user", {client_id} FROM {table} WHERE id > ? ORDER BY id'
+            f'SELECT id, {scope}, "user", client_id FROM {table} WHERE id > ? ORDER BY id'
         )
         # A scope's rows to file: its name (id) and their ids, ascending, bound as an array
         # (apsw.carray: no Python tuple or binding per row, no read of the rows). OR IGNORE:
@@ -258,6 +244,36 @@ class Filing:
         # old content of every page the statement changes).
         self.file_sql = f"INSERT OR IGNORE INTO {filed}({scope}, id) SELECT ?, value FROM carray(?)"
         self.upto_sql = f"UPDATE {filed}_upto SET id = ?"
+        # The filed rows' client ids, read from the rows (ids bound as an array), each in
+        # its id's bucket, and the buckets each sender has ids in.
+        bucket = f"id >> {CLIENT_BUCKET_BITS}"
+        self.file_clients_sql = (
+            f'INSERT OR IGNORE INTO {clients}(bucket, {scope}, "user", client_id, id) '
+            f'SELECT {bucket}, {scope}, "user", client_id, id FROM {table} '
+            "WHERE id IN (SELECT value FROM carray(?1)) AND client_id IS NOT NULL "
+            f'ORDER BY 1, {scope}, "user", client_id'
+        )
+        self.file_client_buckets_sql = (
+            f'INSERT OR IGNORE INTO {buckets}({scope}, "user", bucket) '
+            f'SELECT DISTINCT {scope}, "user", {bucket} FROM {table} '
+            "WHERE id IN (SELECT value FROM carray(?1)) AND client_id IS NOT NULL"
+        )
+        # A client id's row: in each of its sender's buckets, newest first, one seek each.
+        self.filed_client_sql = (
+            f"SELECT m.id FROM {buckets} b JOIN {clients} m ON m.bucket = b.bucket "
+            f'AND m.{scope} = b.{scope} AND m."user" = b."user" AND m.client_id = ?3 '
+            f'WHERE b.{scope} = ?1 AND b."user" = ?2 ORDER BY b.bucket DESC LIMIT 1'
+        )
+        # Every client id filed (to fill a filter); the saved filter (migrations 8 and 11),
+        # and the client ids stored after it.
+        self.filed_keys_sql = f'SELECT {scope}, "user", client_id FROM {clients}'
+        self.saved_keys_sql = f"SELECT scheme, upto, bits FROM {keys}"
+        self.save_keys_sql = (
+            f"INSERT OR REPLACE INTO {keys}(one, scheme, upto, bits) VALUES (1, ?, ?, ?)"
+        )
+        self.keys_after_sql = (
+            f'SELECT {scope}, "user", client_id FROM {table} WHERE id > ? AND client_id IS NOT NULL'
+        )
 
     def page_sql(self, columns: str) -> str:
         """A scope's page from `filed`, the unfiled ids kept in memory (?5, an array bound
@@ -275,8 +291,17 @@ class Filing:
         )
 
 
-MESSAGE_FILING: Final = Filing("messages", "room", "message_rooms")
-COMMENT_FILING: Final = Filing("comments", "post_id", "comment_posts")
+MESSAGE_FILING: Final = Filing(
+    "messages", "room", "message_rooms", "message_clients", "client_buckets", "client_keys"
+)
+COMMENT_FILING: Final = Filing(
+    "comments",
+    "post_id",
+    "comment_posts",
+    "comment_clients",
+    "comment_client_buckets",
+    "comment_client_keys",
+)
 SQLITE_PAGE_SQL: Final = {
     "messages": MESSAGE_FILING.page_sql(MESSAGE_COLUMNS),
     "comments": COMMENT_FILING.page_sql(COMMENT_COLUMNS),
@@ -307,7 +332,7 @@ OnCommitted = Callable[[list[Result]], None]
 
 _STOP: Final = object()
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 # A ban's row: (sub, room, kind, until_ms or None, by, reason, ts).
 BAN_COLUMNS: Final = "sub, room, kind, until_ms, by, reason, ts"
 _MIGRATIONS: Final[dict[int, str]] = {
@@ -496,6 +521,37 @@ _MIGRATIONS: Final[dict[int, str]] = {
     INSERT INTO comment_posts(post_id, id) SELECT post_id, id FROM comments ORDER BY post_id, id;
     INSERT INTO comment_posts_upto VALUES (1, (SELECT coalesce(max(id), 0) FROM comments));
     DROP INDEX comments_post_id;
+    """,
+    # Each comment's client id, kept in bulk like a message's (migrations 6-8): with the
+    # index comments(post_id, user, client_id), a commit wrote one 4 kB page per comment
+    # with a client id, which is every comment our clients send.
+    11: """
+    CREATE TABLE comment_clients (
+        bucket INTEGER NOT NULL,
+        post_id INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (bucket, post_id, user, client_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE comment_client_buckets (
+        post_id INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        PRIMARY KEY (post_id, user, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE comment_client_keys (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        scheme INTEGER NOT NULL,
+        upto INTEGER NOT NULL,
+        bits BLOB NOT NULL
+    );
+    INSERT INTO comment_clients(bucket, post_id, user, client_id, id)
+        SELECT id >> 16, post_id, user, client_id, id FROM comments
+        WHERE client_id IS NOT NULL ORDER BY 1, 2, 3, 4;
+    INSERT INTO comment_client_buckets(post_id, user, bucket)
+        SELECT DISTINCT post_id, user, bucket FROM comment_clients ORDER BY 1, 2, 3;
+    DROP INDEX comments_client;
     """,
 }
 # One search page's rows: (kind "m"/"c", id, room or post id, user, ts, text).
@@ -891,8 +947,8 @@ class SqliteStore(Store):
         # and other workers' at its start.
         self._tail = Trailing()
         self._top = 0  # the newest message id of the open transaction
-        # The same for comments, by post (comment_posts, migration 10), without their client
-        # ids (the index comments_client finds a retry).
+        # The same for comments, by post (comment_posts and comment_clients, migrations 10
+        # and 11).
         self._comment_tail = Trailing()
         self._comment_top = 0
         self._new_comments: dict[int, int] = {}  # the open transaction's, by post
@@ -924,13 +980,15 @@ class SqliteStore(Store):
             # What trails from before, read back now (filed once the store is quiet), and
             # the filter of every client id stored (trailing.ClientKeys), before the first
             # write, off the loop; until then the store is not open (readiness: "starting").
-            _, top = _row(self._writer, MESSAGE_FILING.tail_sql)
-            keys = await asyncio.to_thread(self._client_keys, self._writer, top)
-            self._tail = Trailing(keys)
-            self._comment_tail = Trailing()
-            for tail, filing in self._tails():
+            for filing in (MESSAGE_FILING, COMMENT_FILING):
                 upto, top = _row(self._writer, filing.tail_sql)
+                keys = await asyncio.to_thread(self._client_keys, self._writer, top, filing)
+                tail = Trailing(keys)
                 tail.reset(upto, top, self._writer.execute(filing.tail_rows_sql, (upto,)))
+                if filing is MESSAGE_FILING:
+                    self._tail = tail
+                else:
+                    self._comment_tail = tail
         except self.OPEN_ERRORS as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._stopping = False
@@ -991,19 +1049,20 @@ class SqliteStore(Store):
         """What the writer files in bulk, and what of it trails."""
         return ((self._tail, MESSAGE_FILING), (self._comment_tail, COMMENT_FILING))
 
-    def _client_keys(self, conn: apsw.Connection, top: int) -> ClientKeys:
-        """At open (on a thread): the filter of every client id stored (newest id `top`).
+    def _client_keys(self, conn: apsw.Connection, top: int, filing: Filing) -> ClientKeys:
+        """At open (on a thread): the filter of every client id stored in `filing.table`
+        (newest id `top`).
 
         The one saved by the last clean close (`_save_client_keys`, by this worker or any
         other sharing the file) holds every client id up to its `upto`; the ones stored
         since are read from the table's tail. That holds after a crash too: ids only grow
         (a new row's is the newest + 1), so whatever was stored after the save is above
         `upto`. Otherwise (none saved, another scheme, too small for the history by now, or
-        so old that the rows after it are half the history) one is filled from message_clients,
+        so old that the rows after it are half the history) one is filled from its clients,
         about a second per million ids. A new filter has room for twice the history
         (ClientKeys.MAX_KEYS at most); a saved one is used while it has 16 bits for each id
         stored (under 0.5 % false positives)."""
-        saved = conn.execute(SAVED_KEYS_SQL).fetchone()
+        saved = conn.execute(filing.saved_keys_sql).fetchone()
         if saved is not None:
             scheme, upto, bits = saved
             big_enough = len(bits) * 8 >= ClientKeys.size_for(min(top, ClientKeys.MAX_KEYS))
@@ -1012,25 +1071,29 @@ class SqliteStore(Store):
             recent = top - upto <= max(top // 2, 1 << 16)
             if scheme == ClientKeys.SCHEME and big_enough and recent:
                 keys = ClientKeys(saved=bits)
-                keys.fill(conn.execute(KEYS_AFTER_SQL, (upto,)))
+                keys.fill(conn.execute(filing.keys_after_sql, (upto,)))
                 return keys
         keys = ClientKeys(ClientKeys.size_for(min(2 * top, ClientKeys.MAX_KEYS)))
-        keys.fill(conn.execute(FILED_KEYS_SQL))
+        keys.fill(conn.execute(filing.filed_keys_sql))
         return keys
 
     def _save_client_keys(self) -> None:
-        """At a clean close, every write committed: the filter of stored client ids, for the
-        next open (`_client_keys`). It holds every id up to `seen` (the writer's own, and
-        other workers' it caught up with); the next open adds those stored after."""
-        conn, tail = self._writer, self._tail
-        if conn is None or not tail.keys.ready or self._lost is not None:
-            return  # a filter never filled (the file replaced) saves nothing
+        """At a clean close, every write committed: the filters of stored client ids, for
+        the next open (`_client_keys`). Each holds every id up to its tail's `seen` (the
+        writer's own, and other workers' it caught up with); the next open adds those
+        stored after."""
+        conn = self._writer
+        if conn is None or self._lost is not None:
+            return
         try:
             conn.set_busy_timeout(self.busy_timeout_ms)
             with conn:
-                conn.execute(SAVE_KEYS_SQL, (ClientKeys.SCHEME, tail.seen, tail.keys.to_bytes()))
-        except apsw.Error as exc:  # the next open fills one from message_clients
-            log.warning("could not save the client-id filter of %s: %r", self.path, exc)
+                for tail, filing in self._tails():
+                    if tail.keys.ready:  # a filter never filled (the file replaced): not saved
+                        saved = (ClientKeys.SCHEME, tail.seen, tail.keys.to_bytes())
+                        conn.execute(filing.save_keys_sql, saved)
+        except apsw.Error as exc:  # the next open fills them from the clients tables
+            log.warning("could not save the client-id filters of %s: %r", self.path, exc)
 
     async def check(self) -> None:
         lost = self._vanished()
@@ -1236,10 +1299,10 @@ class SqliteStore(Store):
             conn.executemany(
                 filing.file_sql, [(room, apsw.carray(tail.ids([room]))) for room in filed]
             )
-            if tail.has_clients(filed):  # messages only (Filing.tail_rows_sql)
+            if tail.has_clients(filed):
                 ids = apsw.carray(tail.ids(filed))
-                conn.execute(FILE_CLIENTS_SQL, (ids,))
-                conn.execute(FILE_CLIENT_BUCKETS_SQL, (ids,))
+                conn.execute(filing.file_clients_sql, (ids,))
+                conn.execute(filing.file_client_buckets_sql, (ids,))
         upto = tail.mark(filed, top)
         if upto > tail.upto:
             conn.execute(filing.upto_sql, (upto,))
@@ -1359,7 +1422,7 @@ class SqliteStore(Store):
                             run.append(write)
                             continue
                         key = (write.scope, write.user, cid)
-                        if key not in in_run and self._stored_id(conn, key) is None:
+                        if key not in in_run and self._stored_id(conn, key, self._tail) is None:
                             in_run.add(key)
                             run.append(write)
                             continue
@@ -1425,12 +1488,15 @@ class SqliteStore(Store):
             tail.caught_up(conn.execute(filing.tail_rows_sql, (tail.seen,)), upto, top)
         tail.upto = upto
 
-    def _stored_id(self, conn: apsw.Connection, key: ClientKey) -> int | None:
-        """The id of the message stored with this (room, user, client_id), if there is one:
-        this transaction's, the tail's (in memory) or filed (message_clients)."""
-        found = self._tail.client(key)
-        if found is None and self._tail.keys.may_hold(key):
-            row = conn.execute(FILED_CLIENT_SQL, key).fetchone()
+    def _stored_id(
+        self, conn: apsw.Connection, key: ClientKey, tail: Trailing, filing: Filing = MESSAGE_FILING
+    ) -> int | None:
+        """The id of the message (comment) stored with this (room (post id), user,
+        client_id), if there is one: this transaction's, the tail's (in memory) or filed
+        (message_clients, comment_clients)."""
+        found = tail.client(key)
+        if found is None and tail.keys.may_hold(key):
+            row = conn.execute(filing.filed_client_sql, key).fetchone()
             found = row[0] if row is not None else None
         return found
 
@@ -1522,16 +1588,15 @@ class SqliteStore(Store):
         sql = _WRITE_SQL.get(kind)
         if sql is None:
             raise ValueError(f"unknown store operation {kind!r}")
-        find, exists, previous, insert = sql
-        if client_id is not None:
-            if find is None:  # a message: message_clients and the tail (_stored_id)
-                stored = self._stored_id(conn, (a, b, client_id))
-                # The item as an edit reads it, less its author's sub.
-                row = None if stored is None else _row(conn, ITEM_SQL["messages"], (stored,))[:-1]
+        exists, previous, insert = sql
+        if client_id is not None:  # a retry of a stored send is answered with the original
+            if kind == OP_MESSAGE:
+                stored = self._stored_id(conn, (a, b, client_id), self._tail)
             else:
-                row = conn.execute(find, (a, b, client_id)).fetchone()
-            if row is not None:
-                return (write, row, True)  # a retry of a stored send: the original
+                key = (int(a), b, client_id)
+                stored = self._stored_id(conn, key, self._comment_tail, COMMENT_FILING)
+            if stored is not None:  # the item as an edit reads it, less its author's sub
+                return (write, _row(conn, ITEM_SQL[_TABLE_OF[kind]], (stored,))[:-1], True)
         if exists is not None and conn.execute(exists, (a,)).fetchone() is None:
             return (write, PostNotFound(int(a)), None)
         prev = _value(conn, previous, (a,)) if self.track_previous else None
@@ -1541,7 +1606,7 @@ class SqliteStore(Store):
             self._top = new_id
         else:  # OP_COMMENT: its post's count (COUNT_COMMENTS_SQL at the transaction's end)
             post = int(a)
-            self._comment_tail.add([(new_id, post, b, None)])
+            self._comment_tail.add([(new_id, post, b, client_id)])
             self._comment_top = new_id
             self._new_comments[post] = self._new_comments.get(post, 0) + 1
         if self.track_previous:

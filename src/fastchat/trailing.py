@@ -1,6 +1,5 @@
 """The messages the SQLite store has not filed yet, kept in memory by room (and its
-comments by post: the same, with `comment_posts` for `message_rooms`, schema 10, and their
-client ids left to the index comments_client).
+comments by post: the same, with `comment_posts` and `comment_clients`, schemas 10 and 11).
 
 SQLite keeps each room's message ids in `message_rooms` and each client id's message in
 `message_clients` (schemas 6 and 7): tables a commit does not write row by row: one row in
@@ -233,10 +232,12 @@ _NONE: Final = (0,)
 
 
 class ClientKeys:
-    """Every (room, user, client_id) stored, as a Bloom filter: a key it does not hold was
-    never stored, so a new message's retry check needs no read of `message_clients` (a
-    b-tree seek into a table as big as the history: ~2.5 us for each message with a client
-    id, nearly all of them misses). A key it holds may be stored: the table is read.
+    """Every (room, user, client_id) stored (comments have a filter of their own, of
+    (post id, user, client_id), and `comment_clients`), as a Bloom filter: a key it does
+    not hold was never stored, so a new message's retry check needs no read of
+    `message_clients` (a b-tree seek into a table as big as the history: ~2.5 us for each
+    message with a client id, nearly all of them misses). A key it holds may be stored: the
+    table is read.
 
     A clean close saves it in the database (`to_bytes`), and every later open reads it back
     (`saved`) with the keys stored since; with none saved the open fills one from
@@ -284,7 +285,7 @@ class ClientKeys:
         return bits
 
     def add(self, key: ClientKey) -> None:
-        h = _hash128("\0".join(key))
+        h = _hash128(f"{key[0]}\0{key[1]}\0{key[2]}")
         a, b, mask, bits = h & 0xFFFFFFFF, ((h >> 64) & 0xFFFFFFFF) | 1, self._mask, self._bits
         spot = a & mask
         bits[spot >> 3] |= 1 << (spot & 7)
@@ -304,7 +305,7 @@ class ClientKeys:
         if not self.ready:
             return True
         # `add`'s three spots: this runs for every new message with a client id.
-        h = _hash128("\0".join(key))
+        h = _hash128(f"{key[0]}\0{key[1]}\0{key[2]}")
         a, b, mask, bits = h & 0xFFFFFFFF, ((h >> 64) & 0xFFFFFFFF) | 1, self._mask, self._bits
         spot = a & mask
         if not bits[spot >> 3] & (1 << (spot & 7)):

@@ -20,8 +20,9 @@ import pytest
 from fastchat.pgstore import PostgresStore
 from fastchat.store import (
     COMMENT_COLUMNS,
-    FILED_KEYS_SQL,
+    COMMENT_FILING,
     MESSAGE_COLUMNS,
+    MESSAGE_FILING,
     OP_BAN,
     OP_COMMENT,
     OP_MESSAGE,
@@ -135,6 +136,7 @@ def outside(store: Store, sql: str) -> Any:
         return row[0]
 
 
+FILED_KEYS_SQL = MESSAGE_FILING.filed_keys_sql
 # What another worker sharing a SQLite file runs to file every message, as a quiet store.
 FILE_EVERYTHING = (
     "INSERT OR IGNORE INTO message_rooms SELECT room, id FROM messages",
@@ -144,6 +146,10 @@ FILE_EVERYTHING = (
     "FROM messages WHERE client_id IS NOT NULL",
     "UPDATE message_rooms_upto SET id = (SELECT max(id) FROM messages)",
     "INSERT OR IGNORE INTO comment_posts SELECT post_id, id FROM comments",
+    'INSERT OR IGNORE INTO comment_clients SELECT id >> 16, post_id, "user", client_id, '
+    "id FROM comments WHERE client_id IS NOT NULL",
+    'INSERT OR IGNORE INTO comment_client_buckets SELECT DISTINCT post_id, "user", id >> 16 '
+    "FROM comments WHERE client_id IS NOT NULL",
     "UPDATE comment_posts_upto SET id = (SELECT coalesce(max(id), 0) FROM comments)",
 )
 
@@ -534,7 +540,7 @@ async def test_sqlite_a_retry_of_a_message_filed_before_a_restart_is_found(
     assert saved == (1 if closed == "cleanly" else 0)
     if saved:  # the saved filter answers: message_clients is not read into one
         assert outside(store, "SELECT upto FROM client_keys") == rows[-1][0]
-        monkeypatch.setattr("fastchat.store.FILED_KEYS_SQL", FILED_KEYS_SQL + " WHERE 0")
+        monkeypatch.setattr(MESSAGE_FILING, "filed_keys_sql", FILED_KEYS_SQL + " WHERE 0")
     store = SqliteStore(db_path)
     writes = await Writes(store).open()
     try:
@@ -570,7 +576,7 @@ async def test_sqlite_a_saved_filter_learns_what_was_stored_after_it(
         inject(store, sql, ())
     theirs = outside(store, "SELECT max(id) FROM messages")
     # Only the saved filter and what came after it: message_clients is not read whole.
-    monkeypatch.setattr("fastchat.store.FILED_KEYS_SQL", FILED_KEYS_SQL + " WHERE 0")
+    monkeypatch.setattr(MESSAGE_FILING, "filed_keys_sql", FILED_KEYS_SQL + " WHERE 0")
     store = SqliteStore(db_path)
     writes = await Writes(store).open()
     try:
@@ -647,6 +653,104 @@ async def test_a_retried_comment_is_stored_once(writes: Writes) -> None:
     assert dup is True and again == first
     assert dup_other is False and other[0] != first[0]
     assert (await writes.store.post(post_id))[5] == 2
+
+
+async def test_a_retried_comment_finds_its_original_wherever_it_is_kept(
+    new_store: Factory,
+) -> None:
+    """Comments' client ids are kept as messages' are (SQLite: comment_clients, schema 11,
+    filed with their post): a retry finds its original among the filed ones, the unfiled
+    ones, those of its own batch and those another worker sharing the database wrote, and
+    again after a restart. The same client id from the same user on another post is a new
+    comment."""
+    store = new_store()
+    writes = await Writes(store).open()
+    posts = [(await done(writes.post(f"p{i}", "c", "a")))[1][0] for i in range(7)]
+    n = 7 * FILE_ROWS + 30  # 7 posts: each filed once, then a few more each, unfiled
+    try:
+        results = []
+        for part in (range(n - 30), range(n - 30, n)):  # the second too few to file
+            results += await done(
+                [writes.comment(posts[i % 7], "ana", f"m{i}", f"c{i}") for i in part]
+            )
+        originals = {r[1][5]: r[1] for r in results}
+        if isinstance(store, SqliteStore):
+            upto = outside(store, "SELECT id FROM comment_posts_upto")
+            assert 0 < upto < results[-1][1][0]  # c0 filed, the last ones unfiled
+            assert 0 < outside(store, "SELECT count(*) FROM comment_clients") < n
+        inject(
+            store,
+            'INSERT INTO comments(post_id, "user", comment, ts, client_id) VALUES (?, ?, ?, ?, ?)',
+            (posts[0], "ana", "theirs", results[-1][1][4], "other-worker"),
+        )
+        theirs = outside(store, "SELECT max(id) FROM comments")
+        newest = f"c{n - 1}"
+        retries = [(0, "c0"), ((n - 1) % 7, newest), (0, "c0"), (0, "new"), (0, "new")]
+        again = await done([writes.comment(posts[p], "ana", "retry", c) for p, c in retries])
+        assert [r[3] for r in again] == [True, True, True, False, True]
+        assert again[0][1] == again[2][1] == originals["c0"]
+        assert again[1][1] == originals[newest]
+        assert again[3][1] == again[4][1] and again[3][1][3] == "retry"
+        _, found, _, dup = await done(writes.comment(posts[0], "ana", "retry", "other-worker"))
+        assert dup is True and found[0] == theirs and found[3] == "theirs"
+        _, elsewhere, _, dup = await done(writes.comment(posts[1], "ana", "there", "c0"))
+        assert dup is False and elsewhere[3] == "there"
+    finally:
+        await store.close()
+    store = new_store()
+    writes = await Writes(store).open()
+    try:
+        for p, cid in ((0, "c0"), ((n - 1) % 7, newest)):
+            _, found, _, dup = await done(writes.comment(posts[p], "ana", "x", cid))
+            assert dup is True and found == originals[cid]
+        _, found, _, dup = await done(writes.comment(posts[0], "ana", "x", "other-worker"))
+        assert dup is True and found[0] == theirs
+        # the originals, theirs, "new" and the one on the other post
+        assert outside(store, "SELECT count(*) FROM comments") == n + 3
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("closed", ["cleanly", "by-a-crash"])
+async def test_sqlite_a_retry_of_a_comment_filed_before_a_restart_is_found(
+    db_path: Path, closed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Comments have a client-id filter of their own, saved by a clean close
+    (comment_client_keys) and filled from comment_clients after a crash: either way every
+    retry of a comment filed before the restart is answered with its original."""
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    posts = [(await done(writes.post(f"p{i}", "c", "a")))[1][0] for i in range(7)]
+    n = 7 * FILE_ROWS  # 7 posts of FILE_ROWS: every comment filed
+    rows = [
+        r[1]
+        for r in await done(
+            [writes.comment(posts[i % 7], "ana", f"m{i}", f"c{i}") for i in range(n)]
+        )
+    ]
+    assert outside(store, "SELECT count(*) FROM comment_clients") == n
+    if closed == "by-a-crash":  # nothing saved, as when the process dies
+        monkeypatch.setattr(store, "_save_client_keys", lambda: None)
+    await store.close()
+    saved = outside(store, "SELECT count(*) FROM comment_client_keys")
+    assert saved == (1 if closed == "cleanly" else 0)
+    if saved:  # the saved filter answers: comment_clients is not read into one
+        assert outside(store, "SELECT upto FROM comment_client_keys") == rows[-1][0]
+        filed_keys = COMMENT_FILING.filed_keys_sql
+        monkeypatch.setattr(COMMENT_FILING, "filed_keys_sql", filed_keys + " WHERE 0")
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    try:
+        assert store._comment_tail.keys.ready  # misses skip the table
+        again = await done(
+            [writes.comment(posts[i % 7], "ana", "retry", f"c{i}") for i in range(n)]
+        )
+        assert [r[3] for r in again] == [True] * n
+        assert [r[1] for r in again] == rows
+        _, new, _, dup = await done(writes.comment(posts[0], "ana", "new", "fresh"))
+        assert dup is False and new[3] == "new"
+    finally:
+        await store.close()
 
 
 # --------------------------------------------------------------------------- history
@@ -750,7 +854,7 @@ async def test_pages_are_whole_where_filed_unfiled_and_unseen_rows_meet(
             MESSAGE_COLUMNS,
             'INSERT INTO messages(room, "user", message, ts) VALUES (?, ?, ?, ?)',
         )
-        file_everything = FILE_EVERYTHING[:-2]
+        file_everything = FILE_EVERYTHING[:-4]
     else:
         scopes = [(await done(writes.post(f"p{i}", "c", "a")))[1][0] for i in range(4)]
         send, read, scope_column, filed = writes.comment, store.comments, "post_id", "comment_posts"
@@ -758,7 +862,7 @@ async def test_pages_are_whole_where_filed_unfiled_and_unseen_rows_meet(
             COMMENT_COLUMNS,
             'INSERT INTO comments(post_id, "user", comment, ts) VALUES (?, ?, ?, ?)',
         )
-        file_everything = FILE_EVERYTHING[-2:]
+        file_everything = FILE_EVERYTHING[-4:]
     busy, quiet = scopes[:3], scopes[3]
 
     def burst(start: int, n: int) -> list[asyncio.Future[Any]]:
@@ -902,7 +1006,8 @@ async def test_a_version_9_database_files_its_posts_comments_and_pages_them(
         assert outside(store, "SELECT count(*) FROM comment_posts") == 300
         assert outside(store, "SELECT id FROM comment_posts_upto") == 300
         indexes = outside_rows(store, "SELECT name FROM sqlite_master WHERE type = 'index'")
-        assert ("comments_post_id",) not in indexes
+        assert ("comments_post_id",) not in indexes and ("comments_client",) not in indexes
+        assert outside(store, "SELECT count(*) FROM comment_clients") == 300
         _, new, _, _ = await done(writes.comment(2, "u", "new"))
         page, more = await store.comments(2, 3)
         assert [r[3] for r in page] == ["old297", "old299", "new"] and more is True
@@ -1225,8 +1330,8 @@ FOREIGN = {
         r"table messages has columns \(a, b\), expected \(id, room, user,",
     ),
     "an index missing": (
-        "DROP INDEX comments_client",
-        f"schema version {SCHEMA_VERSION} but no index comments_client",
+        "DROP INDEX changes_scope",
+        f"schema version {SCHEMA_VERSION} but no index changes_scope",
     ),
     "tables but no version": ("CREATE TABLE foo(x)", r"it has tables \(foo\) but no schema"),
 }
