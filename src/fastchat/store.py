@@ -892,6 +892,10 @@ INSERT_MESSAGE_SQL: Final = (
     'INSERT INTO messages(id, room, "user", message, ts, client_id, sub) '
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_COMMENT_SQL: Final = (
+    'INSERT INTO comments(id, post_id, "user", comment, ts, client_id, sub) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class SqliteStore(Store):
@@ -951,6 +955,7 @@ class SqliteStore(Store):
         # and 11).
         self._comment_tail = Trailing()
         self._comment_top = 0
+        self._posts: set[int] = set()  # posts known to exist (a comment run's check)
         self._new_comments: dict[int, int] = {}  # the open transaction's, by post
 
     # ------------------------------------------------------------------ lifecycle
@@ -1408,15 +1413,20 @@ class SqliteStore(Store):
                     self._catch_up_tail(conn, tail, filing)
                 self._top = self._tail.seen
                 self._comment_top = self._comment_tail.seen
-                # Chat messages (no previous id to read) go in runs, one executemany each;
-                # anything else row by row, in batch order. A retry of a stored message
-                # (same room, user and client_id) is answered with the stored row, in its
-                # place: the run before it goes in first (it may hold the original).
+                # Chat messages and comments (no previous id to read) go in runs, one
+                # executemany each; anything else row by row, in batch order. A retry of a
+                # stored message (same room, user and client_id) or comment, or a comment on
+                # a missing post, is answered in its place: the run before it goes in first
+                # (it may hold the original).
                 plain = not self.track_previous
                 run: list[Write] = []
+                comments: list[Write] = []  # a run of comments (one of the two is empty)
                 in_run: set[ClientKey] = set()
                 for write in batch:
                     if plain and write.op == OP_MESSAGE:
+                        if comments:
+                            self._insert_comments(conn, comments, ts, results)
+                            comments, in_run = [], set()
                         cid = write.client_id
                         if cid is None:
                             run.append(write)
@@ -1426,12 +1436,24 @@ class SqliteStore(Store):
                             in_run.add(key)
                             run.append(write)
                             continue
+                    elif plain and write.op == OP_COMMENT:
+                        if run:
+                            self._insert_messages(conn, run, ts, results)
+                            run, in_run = [], set()
+                        if self._fits_run(conn, write, in_run):
+                            comments.append(write)
+                            continue
                     if run:
                         self._insert_messages(conn, run, ts, results)
                         run, in_run = [], set()
+                    if comments:
+                        self._insert_comments(conn, comments, ts, results)
+                        comments, in_run = [], set()
                     results.append(self._apply(conn, write, ts))
                 if run:
                     self._insert_messages(conn, run, ts, results)
+                if comments:
+                    self._insert_comments(conn, comments, ts, results)
                 if self._new_comments:  # each post's count, once (migration 9)
                     conn.executemany(
                         COUNT_COMMENTS_SQL, [(n, p) for p, n in self._new_comments.items()]
@@ -1542,6 +1564,45 @@ class SqliteStore(Store):
         ]
         self._tail.add_run(first, run)
         self._top = first + len(run) - 1
+
+    def _fits_run(self, conn: apsw.Connection, write: Write, in_run: set[ClientKey]) -> bool:
+        """Whether a comment goes into the open run of comments: its post exists (posts are
+        never deleted: one seen is remembered), and it is not a retry of one stored or in
+        the run (`_apply` answers those, and refuses a comment on a missing post, in its
+        place)."""
+        post = int(write.scope)
+        if post not in self._posts:
+            if conn.execute("SELECT 1 FROM posts WHERE id = ?", (post,)).fetchone() is None:
+                return False
+            self._posts.add(post)
+        cid = write.client_id
+        if cid is None:
+            return True
+        key = (post, write.user, cid)
+        if key in in_run:
+            return False
+        if self._stored_id(conn, key, self._comment_tail, COMMENT_FILING) is not None:
+            return False
+        in_run.add(key)
+        return True
+
+    def _insert_comments(
+        self, conn: apsw.Connection, run: list[Write], ts: int, results: list[Result]
+    ) -> None:
+        """`_insert_messages` for a run of comments (`_fits_run`), and their posts' counts."""
+        first = self._comment_top + 1
+        rows = [
+            (first + i, int(w.scope), w.user, w.text, ts, w.client_id) for i, w in enumerate(run)
+        ]
+        conn.executemany(
+            INSERT_COMMENT_SQL, [(*row, w.sub) for row, w in zip(rows, run, strict=True)]
+        )
+        results += [(w, (*row, None, None), False) for row, w in zip(rows, run, strict=True)]
+        self._comment_tail.add([(row[0], row[1], row[2], row[5]) for row in rows])
+        counts = self._new_comments
+        for row in rows:
+            counts[row[1]] = counts.get(row[1], 0) + 1
+        self._comment_top = first + len(run) - 1
 
     def _apply(self, conn: apsw.Connection, write: Write, ts: int) -> Result:
         kind, a, b, c, client_id = write.op, write.scope, write.user, write.text, write.client_id

@@ -655,6 +655,56 @@ async def test_a_retried_comment_is_stored_once(writes: Writes) -> None:
     assert (await writes.store.post(post_id))[5] == 2
 
 
+async def test_a_batch_of_messages_and_comments_is_answered_in_its_order(
+    writes: Writes,
+) -> None:
+    """Chat messages and comments go into the database in runs, one statement per run:
+    a batch that mixes them, with a comment on a missing post and retries among them, is
+    answered write by write in the order it came, each kind's ids in that order too."""
+    store = writes.store
+    post_id = (await store.posts())[0][0]
+    results = await done(
+        [
+            writes.message("r", "u", "m1"),
+            writes.comment(post_id, "u", "c1"),
+            writes.comment(post_id, "u", "c2", "k"),
+            writes.message("r", "u", "m2", "k"),
+            writes.comment(999_999, "u", "nowhere"),
+            writes.comment(post_id, "u", "c2 again", "k"),
+            writes.message("r", "u", "m2 again", "k"),
+            writes.comment(post_id, "u", "c3"),
+            writes.message("r", "u", "m3"),
+        ]
+    )
+    assert [r[3] for r in results] == [False, False, False, False, None, True, True, False, False]
+    assert isinstance(results[4][1], PostNotFound)
+    assert [r[1][3] for i, r in enumerate(results) if i != 4] == [
+        "m1",
+        "c1",
+        "c2",
+        "m2",
+        "c2",
+        "m2",
+        "c3",
+        "m3",
+    ]
+    messages = [results[i][1] for i in (0, 3, 8)]
+    comments = [results[i][1] for i in (1, 2, 7)]
+    assert [m[0] for m in messages] == sorted(m[0] for m in messages)
+    assert [c[0] for c in comments] == sorted(c[0] for c in comments)
+    assert await store.recent_messages("r", 10) == (messages, False)
+    assert await store.comments(post_id, 10) == (comments, False)
+    assert (await store.post(post_id))[5] == 3
+
+
+async def test_a_retried_comment_in_the_same_batch_is_stored_once(writes: Writes) -> None:
+    post_id = (await writes.store.posts())[0][0]
+    results = await done([writes.comment(post_id, "ana", "hi", "same") for _ in range(5)])
+    assert [r[3] for r in results] == [False, True, True, True, True]
+    assert len({r[1] for r in results}) == 1
+    assert (await writes.store.post(post_id))[5] == 1
+
+
 async def test_a_retried_comment_finds_its_original_wherever_it_is_kept(
     new_store: Factory,
 ) -> None:
