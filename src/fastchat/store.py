@@ -1497,8 +1497,10 @@ class SqliteStore(Store):
         upto, top = _row(conn, filing.tail_sql)
         if upto < tail.upto or top < tail.seen:
             # Another file now (restored): its client ids are looked up in its table from
-            # now on (a filter that is never filled says "maybe" to every key).
+            # now on (a filter that is never filled says "maybe" to every key), and its
+            # posts too.
             tail.keys = ClientKeys(8)
+            self._posts.clear()
             tail.reset(upto, top, conn.execute(filing.tail_rows_sql, (upto,)))
             return
         if tail.dirty:  # a transaction that failed left rows: read the tail anew

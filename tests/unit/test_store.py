@@ -631,6 +631,38 @@ async def test_sqlite_a_retry_of_what_another_worker_stored_and_filed_is_found(
         await store.close()
 
 
+async def test_sqlite_an_older_copy_restored_into_the_live_file_is_read_anew(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """Someone copies an older backup into the live file (SQLite's backup API: the same
+    file, so writes go on). The next commit reads what trails and which posts exist anew: a
+    comment on a post the copy does not have is refused, not stored for a missing post."""
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    older = tmp_path / "older.db"
+
+    def copy(source: Path, target: Path) -> None:
+        src, dst = sqlite(source), sqlite(target)
+        try:
+            with dst.backup("main", src, "main") as backup:
+                backup.step()
+        finally:
+            src.close()
+            dst.close()
+
+    try:
+        copy(db_path, older)  # no post yet
+        post_id = (await done(writes.post("p", "c", "a")))[1][0]
+        _, first, _, _ = await done(writes.comment(post_id, "u", "before"))
+        assert first[3] == "before"
+        copy(older, db_path)
+        _, row, _, _ = await done(writes.comment(post_id, "u", "after"))
+        assert isinstance(row, PostNotFound)
+        assert outside(store, "SELECT count(*) FROM comments") == 0
+    finally:
+        await store.close()
+
+
 async def test_client_ids_are_scoped_to_room_and_user(writes: Writes) -> None:
     results = await done(
         [
