@@ -147,11 +147,6 @@ Row = tuple[Any, ...]
 _MAX_ID: Final = 2**63 - 1
 _TABLE_OF: Final = {OP_MESSAGE: "messages", OP_COMMENT: "comments", OP_POST: "posts"}
 _TABLES: Final = {"messages": (MESSAGE_COLUMNS, "room"), "comments": (COMMENT_COLUMNS, "post_id")}
-# The messages not yet in message_rooms (migration 6) for certain: the table's tail, by id.
-# Which of them are unfiled, by room, the writer keeps in memory (fastchat.trailing); the
-# same for comments, by post, and comment_posts (migration 10).
-_TRAILING: Final = "id > (SELECT id FROM message_rooms_upto)"
-_COMMENTS_TRAILING: Final = "id > (SELECT id FROM comment_posts_upto)"
 # Seconds after a commit that left messages unfiled when they are all filed (if no commit
 # filed them since): a quiet store's reads go through its tables alone, and a restart reads
 # back no tail.
@@ -161,25 +156,6 @@ FILE_AFTER_S: Final = 1.0
 CLIENT_BUCKET_BITS: Final = 16
 # A message's (room, user, client_id), a comment's (post id, user, client_id).
 ClientKey = tuple[Any, str, str]
-# A message's or comment's statements in the writer (a retried send is found by
-# SqliteStore._stored_id): the scope's existence (posts only); the scope's newest id
-# (clustered: row[6]); the insert.
-_WRITE_SQL: Final = {
-    OP_MESSAGE: (
-        None,
-        "SELECT max((SELECT coalesce(max(id), 0) FROM message_rooms WHERE room = ?1), "
-        f"(SELECT coalesce(max(id), 0) FROM messages WHERE {_TRAILING} AND room = ?1))",
-        'INSERT INTO messages(room, "user", message, ts, client_id, sub) '
-        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-    ),
-    OP_COMMENT: (
-        "SELECT 1 FROM posts WHERE id = ?",
-        "SELECT max((SELECT coalesce(max(id), 0) FROM comment_posts WHERE post_id = ?1), "
-        f"(SELECT coalesce(max(id), 0) FROM comments WHERE {_COMMENTS_TRAILING} AND post_id = ?1))",
-        'INSERT INTO comments(post_id, "user", comment, ts, client_id, sub) '
-        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-    ),
-}
 # Changed items replayed per read (a resume's edits and deletions).
 CHANGES_PAGE: Final = 500
 # WAL pages (4 kB) written since the checkpointer was last woken that wake it again: SQLite's
@@ -216,6 +192,7 @@ class Filing:
         "filed_client_sql",
         "filed_keys_sql",
         "keys_after_sql",
+        "previous_sql",
         "save_keys_sql",
         "saved_keys_sql",
         "scope",
@@ -244,6 +221,14 @@ class Filing:
         # old content of every page the statement changes).
         self.file_sql = f"INSERT OR IGNORE INTO {filed}({scope}, id) SELECT ?, value FROM carray(?)"
         self.upto_sql = f"UPDATE {filed}_upto SET id = ?"
+        # A scope's newest id (clustered: each insert's previous): the filed ones, and the
+        # table's tail after the mark (the rows not filed for certain; which of them are,
+        # the writer keeps in memory: fastchat.trailing).
+        self.previous_sql = (
+            f"SELECT max((SELECT coalesce(max(id), 0) FROM {filed} WHERE {scope} = ?1), "
+            f"(SELECT coalesce(max(id), 0) FROM {table} WHERE id > (SELECT id FROM "
+            f"{filed}_upto) AND {scope} = ?1))"
+        )
         # The filed rows' client ids, read from the rows (ids bound as an array), each in
         # its id's bucket, and the buckets each sender has ids in.
         bucket = f"id >> {CLIENT_BUCKET_BITS}"
@@ -305,6 +290,23 @@ COMMENT_FILING: Final = Filing(
 SQLITE_PAGE_SQL: Final = {
     "messages": MESSAGE_FILING.page_sql(MESSAGE_COLUMNS),
     "comments": COMMENT_FILING.page_sql(COMMENT_COLUMNS),
+}
+# A message's or comment's statements in the writer (a retried send is found by
+# SqliteStore._stored_id): the scope's existence (posts only); the scope's newest id
+# (clustered: row[6]); the insert.
+_WRITE_SQL: Final = {
+    OP_MESSAGE: (
+        None,
+        MESSAGE_FILING.previous_sql,
+        'INSERT INTO messages(room, "user", message, ts, client_id, sub) '
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    ),
+    OP_COMMENT: (
+        "SELECT 1 FROM posts WHERE id = ?",
+        COMMENT_FILING.previous_sql,
+        'INSERT INTO comments(post_id, "user", comment, ts, client_id, sub) '
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    ),
 }
 
 
