@@ -26,7 +26,7 @@ from typing import Any
 
 import apsw
 
-from fastchat import store
+from fastchat import sqlitestore, store
 
 BATCH = 200
 BATCHES = 600
@@ -46,12 +46,12 @@ def prefill(path: Path, n: int, ids: str) -> None:
         )
         conn.execute(
             'INSERT INTO message_clients(bucket, room, "user", client_id, id) '
-            f'SELECT id >> {store.CLIENT_BUCKET_BITS}, room, "user", client_id, id '
+            f'SELECT id >> {sqlitestore.CLIENT_BUCKET_BITS}, room, "user", client_id, id '
             "FROM messages ORDER BY 1, 2, 3, 4"
         )
         conn.execute(
             'INSERT INTO client_buckets(room, "user", bucket) SELECT DISTINCT room, "user", '
-            f"id >> {store.CLIENT_BUCKET_BITS} FROM messages ORDER BY 1, 2, 3"
+            f"id >> {sqlitestore.CLIENT_BUCKET_BITS} FROM messages ORDER BY 1, 2, 3"
         )
         conn.execute(
             "INSERT INTO message_rooms(room, id) SELECT room, id FROM messages ORDER BY 1, 2"
@@ -67,11 +67,11 @@ def prefill(path: Path, n: int, ids: str) -> None:
 async def measure(n: int, ids: str) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.db"
-        s = store.SqliteStore(str(path))
+        s = sqlitestore.SqliteStore(str(path))
         await s.open(lambda results: None)  # creates and migrates the schema
         await s.close()
         prefill(path, n, ids)
-        s = store.SqliteStore(str(path))
+        s = sqlitestore.SqliteStore(str(path))
         opened = time.perf_counter()
         await s.open(lambda results: None)  # reads the stored client ids into the filter
         opened = time.perf_counter() - opened
@@ -94,7 +94,7 @@ async def measure(n: int, ids: str) -> tuple[float, float, float]:
                 done += len(batch)
         elapsed = time.perf_counter() - started
         await s.close()  # saves the filter
-        s = store.SqliteStore(str(path))
+        s = sqlitestore.SqliteStore(str(path))
         reopened = time.perf_counter()
         await s.open(lambda results: None)  # reads it back
         reopened = time.perf_counter() - reopened

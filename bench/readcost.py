@@ -21,7 +21,7 @@ from typing import Any
 
 import apsw
 
-from fastchat import store, trailing
+from fastchat import sqliteschema, sqlitestore, store, trailing
 
 FILED = 200_000
 READS = 500
@@ -42,7 +42,7 @@ def schema5(path: Path) -> dict[str, float]:
     insert = 'INSERT INTO messages(room, "user", message, ts, client_id) VALUES (?, ?, ?, 1, ?)'
     with conn:
         for target in range(1, 6):
-            conn.execute(store._MIGRATIONS[target])
+            conn.execute(sqliteschema.MIGRATIONS[target])
         conn.executemany(insert, ROWS)
     sql = {
         forward: f"SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id > ? "
@@ -60,7 +60,7 @@ def schema5(path: Path) -> dict[str, float]:
 
 
 async def schema6(path: Path) -> tuple[dict[str, float], dict[str, float], int]:
-    s = store.SqliteStore(str(path))
+    s = sqlitestore.SqliteStore(str(path))
     left = [len(ROWS)]
     done = asyncio.Event()
 

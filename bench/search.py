@@ -33,7 +33,7 @@ from typing import Any
 import apsw
 import httpx
 
-from fastchat.store import SqliteStore
+from fastchat.sqlitestore import SqliteStore
 from tests.conftest import start_server
 
 VOCABULARY = 20_000

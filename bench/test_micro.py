@@ -40,7 +40,8 @@ import pytest
 from fastchat import events
 from fastchat._hub import Hub, frame_text
 from fastchat.pgstore import PostgresStore
-from fastchat.store import OP_MESSAGE, SqliteStore, Store, Write
+from fastchat.sqlitestore import SqliteStore
+from fastchat.store import OP_MESSAGE, Store, Write
 from fastchat.trailing import ClientKeys
 from tests.conftest import free_port
 from tests.pg import Postgres

@@ -43,7 +43,8 @@ from fastchat.front import start_front
 from fastchat.lifecycle import Readiness
 from fastchat.metrics import Metrics
 from fastchat.service import Chat
-from fastchat.store import SqliteStore, Store, StoreError
+from fastchat.sqlitestore import SqliteStore
+from fastchat.store import Store, StoreError
 
 log = logging.getLogger("fastchat")
 

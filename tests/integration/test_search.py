@@ -188,13 +188,13 @@ def test_bad_queries_are_refused_with_a_code(
 def test_a_database_from_before_search_gets_its_index(tmp_path: Path) -> None:
     """Schema 3 had no search index: the migration builds it for the rows already there,
     and new rows are indexed from then on."""
-    from fastchat.store import _MIGRATIONS
+    from fastchat.sqliteschema import MIGRATIONS
 
     db = tmp_path / "old.db"
     conn = apsw.Connection(str(db))
     with conn:
         for version in (1, 2, 3):
-            conn.execute(_MIGRATIONS[version])
+            conn.execute(MIGRATIONS[version])
         conn.execute("PRAGMA user_version=3")
         conn.execute(
             "INSERT INTO messages(room, user, message, ts) VALUES ('old', 'u', 'ancient lore', 1)"

@@ -29,6 +29,8 @@ RANK = {
     "broker": 2,
     "presence": 1,
     "framing": 1,  # sans-I/O WebSocket message rules
+    "sqliteschema": 0,  # the SQLite schema: migrations, the check of an opened file
+    "sqlitestore": 3,  # the embedded default store
     "pgstore": 3,
     "auth": 3,  # tokens (PyJWT) and room rules, from the settings
     "moderation": 1,  # bans and mutes in memory (sans-I/O)

@@ -296,7 +296,8 @@ def test_events_and_protocol_import_no_io_library() -> None:
     code = (
         "import sys, fastchat.events, fastchat.protocol, fastchat.timeparse\n"
         "heavy = ('asyncio', 'apsw', 'picows', 'litestar', 'granian', 'uvloop', 'sqlite3',"
-        " 'click', 'fastchat.store', 'fastchat._hub', 'fastchat.service', 'fastchat.server')\n"
+        " 'click', 'fastchat.store', 'fastchat.sqlitestore', 'fastchat._hub', 'fastchat.service',"
+        " 'fastchat.server')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(

@@ -23,7 +23,7 @@ from fastchat._hub import Hub
 from fastchat.config import Settings
 from fastchat.fastport import start_fast_port
 from fastchat.service import Chat
-from fastchat.store import SqliteStore
+from fastchat.sqlitestore import SqliteStore
 
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import apsw
 
 from fastchat.ftsindex import Indexer
-from fastchat.store import SqliteStore
+from fastchat.sqlitestore import SqliteStore
 
 
 def database(path: Path) -> apsw.Connection:

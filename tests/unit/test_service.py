@@ -21,7 +21,8 @@ import pytest
 
 from fastchat._hub import Hub, Member
 from fastchat.service import Chat
-from fastchat.store import Row, SqliteStore, StoreError
+from fastchat.sqlitestore import SqliteStore
+from fastchat.store import Row, StoreError
 from tests.unit.limits import limits_with
 
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))

@@ -18,19 +18,17 @@ import psycopg
 import pytest
 
 from fastchat.pgstore import PostgresStore
+from fastchat.sqliteschema import MIGRATIONS, SCHEMA_VERSION
+from fastchat.sqlitestore import COMMENT_FILING, MESSAGE_FILING, SqliteStore
 from fastchat.store import (
     COMMENT_COLUMNS,
-    COMMENT_FILING,
     MESSAGE_COLUMNS,
-    MESSAGE_FILING,
     OP_BAN,
     OP_COMMENT,
     OP_MESSAGE,
     OP_POST,
     SAMPLE_POSTS,
-    SCHEMA_VERSION,
     PostNotFound,
-    SqliteStore,
     Store,
     StoreError,
     Write,
@@ -156,12 +154,10 @@ FILE_EVERYTHING = (
 
 def database_at(path: Path, version: int) -> apsw.Connection:
     """A SQLite database at an earlier schema `version`, as that fastchat left it."""
-    from fastchat.store import _MIGRATIONS
-
     conn = sqlite(path)
     with conn:
         for target in range(1, version + 1):
-            conn.execute(_MIGRATIONS[target])
+            conn.execute(MIGRATIONS[target])
         conn.execute(f"PRAGMA user_version={version}")
     return conn
 
@@ -222,11 +218,9 @@ async def test_sqlite_fresh_file_gets_the_schema_in_wal_mode(db_path: Path) -> N
 async def test_a_version_1_database_is_migrated_and_keeps_its_rows(db_path: Path) -> None:
     """Session 6 added the bans table (schema 2): a database from before keeps everything
     and gains it."""
-    from fastchat.store import _MIGRATIONS
-
     conn = sqlite(db_path)
     with conn:
-        conn.execute(_MIGRATIONS[1])
+        conn.execute(MIGRATIONS[1])
         conn.execute("PRAGMA user_version=1")
         conn.execute("INSERT INTO messages(room, user, message, ts) VALUES ('r', 'u', 'old', 1)")
     conn.close()
@@ -1203,7 +1197,7 @@ async def test_sqlite_the_checkpointer_is_woken_per_wal_growth_not_per_commit(
 ) -> None:
     # Under steady writes the WAL seldom restarts: past the threshold, every commit woke
     # the checkpointer again. Now it is woken each time the WAL has grown by the threshold.
-    monkeypatch.setattr("fastchat.store.WAL_CHECKPOINT_PAGES", 50)
+    monkeypatch.setattr("fastchat.sqlitestore.WAL_CHECKPOINT_PAGES", 50)
     store = SqliteStore(db_path, seed=False)
     woken = []
 
@@ -1222,8 +1216,8 @@ async def test_sqlite_the_writer_checkpoints_itself_when_the_checkpointer_falls_
 ) -> None:
     # The checkpointer is never woken here; past the hard limit the writer checkpoints
     # between batches, so the WAL stays bounded whatever happens to the other thread.
-    monkeypatch.setattr("fastchat.store.WAL_CHECKPOINT_PAGES", 10**9)
-    monkeypatch.setattr("fastchat.store.WAL_HARD_PAGES", 200)
+    monkeypatch.setattr("fastchat.sqlitestore.WAL_CHECKPOINT_PAGES", 10**9)
+    monkeypatch.setattr("fastchat.sqlitestore.WAL_HARD_PAGES", 200)
     store = SqliteStore(db_path, seed=False)
     writes = await Writes(store).open()
     try:

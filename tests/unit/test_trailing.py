@@ -36,7 +36,7 @@ def test_the_filter_is_sized_for_its_keys() -> None:
 
 def test_a_saved_filter_means_the_same_in_another_process(tmp_path: Path) -> None:
     """The store saves the filter at a clean close and the next process reads it back
-    (store.SqliteStore._client_keys): its bits must not depend on the process's string
+    (sqlitestore.SqliteStore._client_keys): its bits must not depend on the process's string
     hashing (Python's `hash()` is seeded anew in every process)."""
     keys = ClientKeys(1 << 20)
     keys.fill(keys_of(0, 20_000))
