@@ -24,6 +24,7 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "ingest-port": PORT_RATIO,
     "unpipelined-port": PORT_RATIO,
     "unpipelined-ids-port": PORT_RATIO,
+    "unpipelined-comments-ids-port": PORT_RATIO,
     "paced-port": ("issue 14: p99 <= 10 ms at 100k deliveries/s on PORT", 10.0),
     "storm": ("issue 14: all joined in <= 2 s; RSS after all left <= RSS connected", 2.0),
     "rest-health": ("issue 14: requests/CPU-s >= 30k", 30_000),

@@ -11,11 +11,11 @@ Scenarios: `fanout`, `ingest`, `paced`, `idle` (issue 7) and, from issue 14, `un
 (one message in flight per client, rooms of 1-2, no warm-up), `unpipelined-ids` (the same,
 each message with a `client_id` as fastchat's own clients send), `unpipelined-comments` (the
 same through posts' live comments: JOIN_POST and POST_COMMENT; `unpipelined-comments-ids`
-with client ids), `storm` (10,000 clients join
-one room), `rest-health` and `rest-history` (wrk; fastchat only, the baseline has no HTTP
-endpoint). `X-port` is scenario X on fastchat's `PORT` URL (`ws://HOST:PORT/ws`, the
-original's) instead of `WS_PORT`; the baseline has one port, so its figures for `X-port` are
-its `X` run's when X ran in the same invocation.
+with client ids; `unpipelined-comments-ids-port` is what the embeddable comments widget
+sends), `storm` (10,000 clients join one room), `rest-health` and `rest-history` (wrk;
+fastchat only, the baseline has no HTTP endpoint). `X-port` is scenario X on fastchat's
+`PORT` URL (`ws://HOST:PORT/ws`, the original's) instead of `WS_PORT`; the baseline has one
+port, so its figures for `X-port` are its `X` run's when X ran in the same invocation.
 
     python -m bench.run            # full run, a few minutes; writes build/bench/results.json
     python -m bench.run --quick    # under a minute, small sizes; writes build/bench-quick.json
@@ -76,6 +76,8 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "paced-port": ("bench.loadgen", "paced", "http"),
     "unpipelined-port": ("bench.loadgen", "unpipelined", "http"),
     "unpipelined-ids-port": ("bench.loadgen", "unpipelined", "http"),
+    # What the embeddable comments widget (embed.js) sends: the PORT URL, client ids.
+    "unpipelined-comments-ids-port": ("bench.loadgen", "unpipelined", "http"),
     "storm": ("bench.storm", "", "fast"),
     "rest-health": ("bench.rest", "", "http"),
     "rest-history": ("bench.rest", "", "http"),
