@@ -1,6 +1,6 @@
 """The store on PostgreSQL (`DATABASE_URL=postgresql://...`) through psycopg 3's asyncio API.
 
-Same contract as the SQLite store (`store.py`): writes queue from the loop, one writer
+Same contract as the SQLite store (`sqlitestore.py`): writes queue from the loop, one writer
 commits everything that queued up since its last commit in one transaction, and results
 reach the service only after COMMIT. Here the writer is a task on the loop owning one
 `AsyncConnection`, and a batch is pipelined: the lock and the newest stamp in one round

@@ -1,6 +1,6 @@
 """Full-text search over messages and comments: what a query's words are, who may see which
 hit, pages with cursors, and snippets in parts. The stores do the matching and the ranking
-(store.py: SQLite FTS5; pgstore.py: PostgreSQL tsvector) and hand back the texts; the
+(sqlitestore.py: SQLite FTS5; pgstore.py: PostgreSQL tsvector) and hand back the texts; the
 snippets are made here, the same way for both."""
 
 from __future__ import annotations
