@@ -194,7 +194,7 @@ class PostNotFound(StoreError):
 
 
 class Store:
-    """What the service needs from a database; `SqliteStore` (the embedded default) and
+    """What the service needs from a database; `sqlitestore.SqliteStore` (the embedded default) and
     `pgstore.PostgresStore` implement it.
 
     Writes: `submit(write)` queues one operation from the loop; a single writer commits whatever
