@@ -27,6 +27,10 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "unpipelined-comments-ids-port": PORT_RATIO,
     "paced-port": ("issue 14: p99 <= 10 ms at 100k deliveries/s on PORT", 10.0),
     "storm": ("issue 14: all joined in <= 2 s; RSS after all left <= RSS connected", 2.0),
+    "storm-resume": (
+        "issue 14's storm, each client resuming (last_id) in a room with history",
+        2.0,
+    ),
     "rest-health": ("issue 14: requests/CPU-s >= 30k", 30_000),
     "rest-history": ("issue 14: requests/CPU-s >= 10k (Go original 4.8k)", 10_000),
 }
@@ -35,10 +39,16 @@ NO_BASELINE = "n/a: no HTTP endpoint"
 
 def family(scenario: str) -> str:
     """What a scenario measures, whatever the URL, the messages' client ids or whether they
-    are comments: `fanout-port` -> `fanout`, `unpipelined-ids` -> `unpipelined`."""
+    are comments, or whether clients resume: `fanout-port` -> `fanout`, `unpipelined-ids`
+    -> `unpipelined`, `storm-resume` -> `storm`."""
     if scenario.startswith("rest-"):
         return "rest"
-    return scenario.removesuffix("-port").removesuffix("-ids").removesuffix("-comments")
+    return (
+        scenario.removesuffix("-port")
+        .removesuffix("-ids")
+        .removesuffix("-comments")
+        .removesuffix("-resume")
+    )
 
 
 def on_ws_port(scenario: str) -> str:

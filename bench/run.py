@@ -12,7 +12,8 @@ Scenarios: `fanout`, `ingest`, `paced`, `idle` (issue 7) and, from issue 14, `un
 each message with a `client_id` as fastchat's own clients send), `unpipelined-comments` (the
 same through posts' live comments: JOIN_POST and POST_COMMENT; `unpipelined-comments-ids`
 with client ids; `unpipelined-comments-ids-port` is what the embeddable comments widget
-sends), `storm` (10,000 clients join one room), `rest-health` and `rest-history` (wrk;
+sends), `storm` (10,000 clients join one room; `storm-resume`: into a room with history,
+each resuming as our clients do after a deploy), `rest-health` and `rest-history` (wrk;
 fastchat only, the baseline has no HTTP endpoint). `X-port` is scenario X on fastchat's
 `PORT` URL (`ws://HOST:PORT/ws`, the original's) instead of `WS_PORT`; the baseline has one
 port, so its figures for `X-port` are its `X` run's when X ran in the same invocation.
@@ -79,12 +80,15 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     # What the embeddable comments widget (embed.js) sends: the PORT URL, client ids.
     "unpipelined-comments-ids-port": ("bench.loadgen", "unpipelined", "http"),
     "storm": ("bench.storm", "", "fast"),
+    # The same storm as fastchat's own clients make it after a deploy: a room with history,
+    # each client resuming (last_id, last_change) having missed 0-20 of its newest messages.
+    "storm-resume": ("bench.storm", "", "fast"),
     "rest-health": ("bench.rest", "", "http"),
     "rest-history": ("bench.rest", "", "http"),
 }
 DEFAULT_SCENARIOS = ",".join(SCENARIOS)
 # Run once by default (the others three times, the median shown).
-ONCE = {"idle", "storm", "rest-health", "rest-history"}
+ONCE = {"idle", "storm", "storm-resume", "rest-health", "rest-history"}
 # Nothing to measure on the baseline: it serves no HTTP.
 FASTCHAT_ONLY = {"rest-health", "rest-history"}
 HISTORY_PATH = "/api/v1/messages/general?limit=50"
@@ -116,6 +120,7 @@ def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
     plan["rest-health"] = ["--path", "/api/v1/health", *wrk]
     plan["rest-history"] = ["--path", HISTORY_PATH, "--seed", "200", "--seed-room", "general"]
     plan["rest-history"] += wrk
+    plan["storm-resume"] = [*plan["storm"], "--history", "1000", "--resume", "20"]
     plan["unpipelined-ids"] = [*plan["unpipelined"], "--client-ids"]
     plan["unpipelined-comments"] = [*plan["unpipelined"], "--comments"]
     plan["unpipelined-comments-ids"] = [*plan["unpipelined-comments"], "--client-ids"]

@@ -11,6 +11,12 @@ none: its open file descriptors back to the count before the storm).
     python -m bench.storm --port 8081 --server-pid 1234 \
         --stats-url http://127.0.0.1:8080/api/v1/stats --clients 10000 --concurrency 200
 
+With `--history N --resume K` the storm is the one fastchat's own clients make after a
+deploy: N messages are stored in the room first (through one WebSocket client: both
+servers speak it), and each client rejoins as they do, with `last_id` (having missed 0 to K
+of the newest messages) and `last_change`. A server that replays from its database reads it
+once a client; the replayed messages count in the bytes received.
+
 Prints one JSON object (as `bench.loadgen` does): seconds until all joined (the last
 ROOM_JOINED), the server's CPU seconds per phase (join, quiet, leave), its VmRSS before, while
 all are connected (after the quiet spell), at its peak (VmHWM), and once all have left.
@@ -45,9 +51,11 @@ import time
 from typing import Any
 
 from bench.loadgen import (
+    CHAT_PREFIX,
     HOST,
     JOINED_PREFIX,
     busy_share,
+    chat_payload,
     client_frame,
     cores_busy,
     join_payload,
@@ -278,6 +286,47 @@ class Phases:
         }
 
 
+async def seed_history(port: int, request: bytes, room: str, n: int) -> int:
+    """Store `n` messages in `room` through one WebSocket client of the server's (both
+    servers speak it; the baseline has no REST), each echo awaited in the end; the newest
+    id stored."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise SystemExit(f"storm: seeding {room}: {head[:80]!r}")
+        writer.write(client_frame(join_payload(room, "seed")))
+        for i in range(n):
+            writer.write(client_frame(chat_payload(room, "seed", i, "x" * 48)))
+            if i % 100 == 99:
+                await writer.drain()
+        newest, seen = 0, 0
+        while seen < n:
+            b0, b1 = await asyncio.wait_for(reader.readexactly(2), 30)
+            size = b1 & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await reader.readexactly(8), "big")
+            payload = await reader.readexactly(size)
+            if b0 & 0x0F == 1 and payload.startswith(CHAT_PREFIX):
+                seen += 1
+                newest = max(newest, int(json.loads(payload)["id"]))
+        return newest
+    finally:
+        writer.close()
+
+
+def resume_payload(room: str, user: str, last_id: int) -> bytes:
+    """JOIN_ROOM as fastchat's own clients send it when they reconnect: the newest message
+    they hold (`last_id`) and the newest change (`last_change`: none here)."""
+    return (
+        f'{{"type":"JOIN_ROOM","room":"{room}","user":"{user}",'
+        f'"last_id":{last_id},"last_change":0}}'
+    ).encode()
+
+
 async def storm(args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     pid = args.server_pid
@@ -287,10 +336,16 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
-    clients = [
-        StormClient(st, request, client_frame(join_payload(args.room, f"u{i}")))
+    newest = await seed_history(args.port, request, args.room, args.history) if args.history else 0
+    # With --resume K, client i missed the newest i % (K + 1) messages (a reconnect after a
+    # deploy: the clients were cut off at different moments of it).
+    joins = [
+        resume_payload(args.room, f"u{i}", newest - i % (args.resume + 1))
+        if args.resume is not None
+        else join_payload(args.room, f"u{i}")
         for i in range(args.clients)
     ]
+    clients = [StormClient(st, request, client_frame(join)) for join in joins]
     failed: list[str] = []
     slots = asyncio.Semaphore(args.concurrency)
 
@@ -381,6 +436,8 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "clients": args.clients,
         "concurrency": args.concurrency,
+        "history": args.history,
+        "resume": args.resume,
         "joined": st.joined,
         "connect_failed": len(failed),
         "failure_samples": failed[:5],
@@ -443,10 +500,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--after", type=float, default=1.0, help="a last RSS sample this long after all left"
     )
+    parser.add_argument(
+        "--history", type=int, default=0, help="messages stored in the room before the storm"
+    )
+    parser.add_argument(
+        "--resume",
+        type=int,
+        default=None,
+        metavar="K",
+        help="each client rejoins with last_id, having missed 0 to K of the newest messages",
+    )
     parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between pongs")
     parser.add_argument("--timeout", type=float, default=60.0, help="bound on each phase, s")
     parser.add_argument("--label", default="", help="free text copied into the JSON")
     args = parser.parse_args(argv)
+    if args.resume is not None and args.history <= args.resume:
+        parser.error("--resume K needs a --history of more than K messages")
     raise_fd_limit(args.clients + 64)
     import uvloop
 
