@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -56,6 +57,30 @@ WRITABLE_RECHECK: Final = 0.25
 
 # Relayed edits and deletions go to the other nodes under this prefix and their room's key.
 CHANGE_RELAY: Final = "!change:"
+# A room's (post's) newest events kept as sent, for the resumes that missed no more than
+# these (`Delivery.replay_recent`), in this many rooms at most (the most recently filled).
+RECENT_ROWS: Final = 64
+RECENT_SCOPES: Final = 1024
+
+
+class Recent:
+    """A room's newest events as they were broadcast: (id, payload), oldest first, and
+    `floor`: every message of the room with a greater id (up to the published mark) is
+    here. Appended as messages are published; dropped when one of the room's items
+    changes (an edit or deletion), so each payload is still the item as it is stored."""
+
+    __slots__ = ("changed", "events", "floor")
+
+    def __init__(self, events: list[tuple[int, bytes]], floor: int, changed: int) -> None:
+        self.events: deque[tuple[int, bytes]] = deque(events, maxlen=RECENT_ROWS)
+        self.floor = floor
+        self.changed = changed  # the room's newest change when these were read
+
+    def add(self, item_id: int, payload: bytes) -> None:
+        events = self.events
+        if len(events) == RECENT_ROWS:
+            self.floor = events[0][0]  # the oldest leaves: ids up to it are no longer here
+        events.append((item_id, payload))
 
 
 class _ChangeId(msgspec.Struct):
@@ -148,6 +173,11 @@ class Delivery:
         # its hints tell), bumped before anything committed is acknowledged: a copy of a
         # room's page read at version v is current while the version is still v.
         self.versions: dict[str, int] = {}
+        # Single process: room key -> its newest events (`replay_recent`), for the rooms
+        # that were resumed into.
+        self._recent: dict[str, Recent] = {}
+        # Resumes done (joined), by where their replay came from.
+        self.resumes = {"memory": 0, "database": 0}
         # Replays waiting for their member's socket to drain (see `replay`).
         self._writable: dict[Member, asyncio.Future[None]] = {}
 
@@ -193,6 +223,9 @@ class Delivery:
                     if row[0] > self._published_message_id:
                         self._published_message_id = row[0]
                     hub.publish(key, payload)
+                    recent = self._recent.get(key)
+                    if recent is not None:
+                        recent.add(row[0], payload)
                 if member is not None:
                     if key not in member.rooms:  # left since: the broadcast missed it
                         hub.send(member, payload)
@@ -211,6 +244,9 @@ class Delivery:
                     if row[0] > self._published_comment_id:
                         self._published_comment_id = row[0]
                     hub.publish(key, payload)
+                    recent = self._recent.get(key)
+                    if recent is not None:
+                        recent.add(row[0], payload)
                 if member is not None:
                     if key not in member.rooms:
                         hub.send(member, payload)  # the sender's acknowledgement
@@ -231,6 +267,7 @@ class Delivery:
         messages = CHANGE_OPS[write.op][0] == "messages"
         key = ("r:" if messages else "p:") + str(row[1])
         self.versions[key] = self.versions.get(key, 0) + 1
+        self._recent.pop(key, None)  # its payloads may show the item as it was
         if row[8] > self._published_change_id:
             self._published_change_id = row[8]
         payload = encode((message_change_of if messages else comment_change_of)(row))
@@ -442,11 +479,66 @@ class Delivery:
             if not more and self.mark(key) == mark and self.change_mark() == change_mark:
                 # Caught up, in the same callback: no gap, no duplicate.
                 finish(sent, max(last_change, change_mark))
+                self.resumes["database"] += 1
+                await self._keep_recent(key, table, scope)
                 return
             if not more and not self.clustered:
                 last_change = max(last_change, change_mark)  # read up to it, in this room
             # More was broadcast while the reads (or the client) were awaited: read that.
             after = max(after, mark)
+
+    def replay_recent(
+        self,
+        member: Member,
+        table: str,
+        scope: str | int,
+        after: int,
+        finish: Callable[[int, int], None],
+        backlog: int,
+        last_change: int | None,
+    ) -> bool:
+        """`replay` from memory, in this callback, when it can be: single process, the room's
+        newest events kept (`Recent`, filled by the last replay from the database) reach
+        back to `after`, and no item of the room changed after `last_change`. Then the
+        events after `after` are sent and the room joined, as `replay` would; False: use
+        `replay`. A reconnect storm (every client of a big room back after a deploy, each
+        having missed a few messages) reads the database once, not once a client."""
+        if self.clustered or last_change is None:
+            return False
+        recent = self._recent.get(("r:" if table == "messages" else "p:") + str(scope))
+        if recent is None or after < recent.floor or last_change < recent.changed:
+            return False
+        missed = [payload for item_id, payload in recent.events if item_id > after]
+        if missed and member.backlog + sum(map(len, missed)) > backlog:
+            return False  # `replay` sends them as the client reads
+        for payload in missed:
+            self.hub.send(member, payload)
+        finish(len(missed), max(last_change, self._published_change_id))
+        self.resumes["memory"] += 1
+        return True
+
+    async def _keep_recent(self, key: str, table: str, scope: str | int) -> None:
+        """After a replay from the database: the room's newest events, kept for the next
+        resumes (`replay_recent`). Read up to the published marks, and kept only if
+        nothing was published meanwhile (a database whose reads wait)."""
+        if self.clustered or key in self._recent:
+            return
+        mark, change_mark = self.mark(key), self._published_change_id
+        page = await self.store.page(table, scope, RECENT_ROWS, before=mark + 1)
+        changed = await self.store.last_change(table, scope)
+        if self.mark(key) != mark or self._published_change_id != change_mark:
+            return
+        if key in self._recent:
+            return
+        if len(self._recent) >= RECENT_SCOPES:
+            del self._recent[next(iter(self._recent))]  # the longest kept
+        encode_row = message_event_of if table == "messages" else comment_event_of
+        rows = page.rows
+        self._recent[key] = Recent(
+            [(row[0], encode(encode_row(row))) for row in rows],
+            rows[0][0] - 1 if page.has_more else 0,
+            changed,
+        )
 
     async def _send_rows(
         self, member: Member, rows: list[Row], encode_row: Callable[[Row], Any], backlog: int

@@ -130,6 +130,11 @@ class History:
         session: Session = member.state
         if not session.resume_started(key):
             return
+        if self.delivery.replay_recent(
+            member, table, scope, last_id, finish, self.replay_backlog, last_change
+        ):
+            session.resume_ended(key)
+            return
         what = f"room {scope!r}" if table == "messages" else f"post {scope}"
 
         async def resume() -> None:

@@ -91,6 +91,14 @@ class ChatCollector(Collector):
             "Connections dropped for not reading",
             value=hub.slow_drops,
         )
+        resumes = CounterMetricFamily(
+            "fastchat_resumes",
+            "Resumes (joins with last_id) done, by where their replay came from",
+            labels=["source"],
+        )
+        for source, n in chat.delivery.resumes.items():
+            resumes.add_metric([source], n)
+        yield resumes
         yield GaugeMetricFamily(
             "fastchat_replays_waiting",
             "Resumes paused until their client reads what was replayed so far",

@@ -680,6 +680,7 @@ class Chat:
             "socket_writes": hub.writes,
             "slow_consumers_dropped": hub.slow_drops,
             "replays_waiting": self.delivery.replays_waiting,
+            "resumes": dict(self.delivery.resumes),
             "write_failures": hub.write_failures,
             "hub_flush": {
                 "flushes": hub.flushes,

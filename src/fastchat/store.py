@@ -428,6 +428,15 @@ class Store:
         row = await self._one(f"SELECT ts FROM {table} WHERE id = ?", (item_id,))
         return None if row is None else int(row[0])
 
+    async def last_change(self, table: str, scope: str | int) -> int:
+        """The newest edit or deletion of an item of a room (`table="messages"`) or post (0:
+        none)."""
+        row = await self._one(
+            "SELECT coalesce(max(id), 0) FROM changes WHERE kind = ? AND scope = ?",
+            (CHANGE_KIND[table], str(scope)),
+        )
+        return 0 if row is None else int(row[0])
+
     async def counts(self) -> dict[str, int]:
         # max(id) is O(log n) where count(*) scans; ids are never reused or deleted here.
         row = await self._one(

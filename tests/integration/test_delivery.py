@@ -71,6 +71,86 @@ async def test_resume_after_500_missed_gets_exactly_those_then_live(
     await sender.close()
 
 
+async def resumed(
+    url: str, room: str, user: str, last_id: int, last_change: int
+) -> tuple[list[str], dict]:
+    """A client back in `room` as fastchat's own clients come back: the texts it was
+    replayed, in order, and its ROOM_JOINED."""
+    async with await Client.connect(url) as client:
+        await client.send(
+            {
+                "type": "JOIN_ROOM",
+                "room": room,
+                "user": user,
+                "last_id": last_id,
+                "last_change": last_change,
+            }
+        )
+        replayed: list[str] = []
+        while (event := await client.recv())["type"] != "ROOM_JOINED":
+            if event["type"] == "CHAT_MESSAGE":
+                replayed.append(event["message"])
+        return replayed, event
+
+
+async def test_a_reconnect_storm_replays_each_client_exactly_what_it_missed(
+    server: ServerProcess,
+) -> None:
+    """Every client of a room back at once (after a deploy), each having missed a different
+    number of messages: each gets exactly those, in order, then joins. The first resume
+    reads the database; then the room's newest events are kept, and the resumes that missed
+    no more than those are replayed from memory (`resumes` in the stats), the others from
+    the database."""
+    room = room_name()
+    sender = await Client.connect(server.ws_fast)
+    last_change = (await sender.join(room, "sender")).get("last_change", 0)
+    for i in range(100):
+        await sender.say(room, "sender", f"m{i}")
+    ids = [m["id"] for m in await collect_messages(sender, 100)]
+    texts = [f"m{i}" for i in range(100)]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        before = (await http.get("/api/v1/stats")).json()["resumes"]
+        first = await resumed(server.ws_http, room, "first", ids[-71], last_change)
+        assert first[0] == texts[-70:] and first[1]["replayed"] == 70
+        # Up to 63 missed: within the 64 newest kept, whatever other ids lie between.
+        missed = [0, 1, 5, 20, 63, 65, 80, 99]
+        storm = await asyncio.gather(
+            *(
+                resumed(url, room, f"u{k}", ids[-1 - k], last_change)
+                for k in missed
+                for url in (server.ws_fast, server.ws_http)
+            )
+        )
+        after = (await http.get("/api/v1/stats")).json()["resumes"]
+    for k, (replayed, joined) in zip([k for k in missed for _ in "ab"], storm, strict=True):
+        assert replayed == texts[100 - k :], k
+        assert joined.get("replayed", 0) == k
+    assert after["memory"] - before["memory"] == 2 * 5
+    assert after["database"] - before["database"] == 1 + 2 * 3
+    # Kept as they are sent: 80 more, the oldest of those kept leave as the newest come.
+    for i in range(100, 180):
+        await sender.say(room, "sender", f"m{i}")
+    ids += [m["id"] for m in await collect_messages(sender, 80)]
+    texts += [f"m{i}" for i in range(100, 180)]
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        before = (await http.get("/api/v1/stats")).json()["resumes"]
+        for k in (0, 63, 66, 90):
+            replayed, joined = await resumed(
+                server.ws_fast, room, f"v{k}", ids[-1 - k], last_change
+            )
+            assert replayed == texts[180 - k :] and joined.get("replayed", 0) == k, k
+        after = (await http.get("/api/v1/stats")).json()["resumes"]
+    assert (after["memory"] - before["memory"], after["database"] - before["database"]) == (2, 2)
+    # Joined: what is sent next comes live, once.
+    async with await Client.connect(server.ws_fast) as late:
+        await late.send({"type": "JOIN_ROOM", "room": room, "user": "late", "last_id": ids[-3]})
+        assert [(await late.expect("CHAT_MESSAGE"))["message"] for _ in range(2)] == texts[-2:]
+        await late.expect("ROOM_JOINED")
+        await sender.say(room, "sender", "live")
+        assert (await late.expect("CHAT_MESSAGE", skip=("USER_JOINED",)))["message"] == "live"
+    await sender.close()
+
+
 class RawReader:
     """Server frames (unmasked, unfragmented text) off a raw socket, decoded."""
 

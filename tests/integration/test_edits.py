@@ -340,6 +340,69 @@ async def test_a_resuming_client_gets_the_edits_and_deletions_it_missed(
             ]
 
 
+async def test_a_resume_served_from_memory_shows_items_as_they_are_now(
+    server: ServerProcess,
+) -> None:
+    """A room's newest events are kept for resumes once one read them (a reconnect storm
+    reads the database once): an edit or deletion drops them, so what a later resume is
+    replayed, from memory or not, is each item as it is stored now."""
+    room = room_name()
+
+    async def resume(last_id: int, last_change: int) -> list[dict[str, Any]]:
+        async with await connect(server.ws_fast, None) as reader:
+            await reader.send(
+                {
+                    "type": "JOIN_ROOM",
+                    "room": room,
+                    "user": "reader",
+                    "last_id": last_id,
+                    "last_change": last_change,
+                }
+            )
+            got = []
+            while (event := await next_event(reader))["type"] != "ROOM_JOINED":
+                got.append(event)
+            return got
+
+    async def resumes(http: httpx.AsyncClient) -> dict[str, int]:
+        return (await http.get("/api/v1/stats")).json()["resumes"]  # type: ignore[no-any-return]
+
+    async with (
+        await connect(server.ws_fast, "hana", name="Hana") as hana,
+        httpx.AsyncClient(base_url=server.http) as http,
+    ):
+        change = (await joined(hana, room)).get("last_change", 0)
+        first = await said(hana, room, "Hana", "one")
+        await said(hana, room, "Hana", "two")
+        three = await said(hana, room, "Hana", "three")
+        assert [e["message"] for e in await resume(first["id"], change)] == ["two", "three"]
+        before = await resumes(http)
+        assert [e["message"] for e in await resume(first["id"], change)] == ["two", "three"]
+        assert (await resumes(http))["memory"] == before["memory"] + 1
+        # An edit: what was kept showed "three" as it was.
+        await hana.send({"type": "EDIT_MESSAGE", "id": three["id"], "message": "three!"})
+        change = (await hana.expect("MESSAGE_EDITED", skip=NOISE))["change"]
+        for _ in range(2):  # read anew, then kept again
+            got = await resume(first["id"], change)
+            assert [(e["type"], e["message"]) for e in got] == [
+                ("CHAT_MESSAGE", "two"),
+                ("CHAT_MESSAGE", "three!"),
+            ]
+            assert got[1]["edited_at"]
+        assert (await resumes(http))["memory"] == before["memory"] + 2
+        # A deletion: its tombstone, never its text.
+        await hana.send({"type": "DELETE_MESSAGE", "id": three["id"]})
+        change = (await hana.expect("MESSAGE_DELETED", skip=NOISE))["change"]
+        for _ in range(2):
+            got = await resume(first["id"], change)
+            assert [(e["type"], e["message"]) for e in got] == [
+                ("CHAT_MESSAGE", "two"),
+                ("CHAT_MESSAGE", ""),
+            ]
+            assert got[1]["deleted_at"] and "edited_at" not in got[0]
+        assert (await resumes(http))["memory"] == before["memory"] + 3
+
+
 async def test_a_post_viewer_resumes_with_the_comment_changes(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.http, timeout=TIMEOUT) as http:
         post = (await http.post("/api/v1/posts", json={"title": "R", "content": "C"})).json()
