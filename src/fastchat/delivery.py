@@ -480,7 +480,10 @@ class Delivery:
                 # Caught up, in the same callback: no gap, no duplicate.
                 finish(sent, max(last_change, change_mark))
                 self.resumes["database"] += 1
-                await self._keep_recent(key, table, scope)
+                try:
+                    await self._keep_recent(key, table, scope)
+                except (StoreError, *self.store.OPEN_ERRORS) as exc:  # joined all the same
+                    log.debug("newest events of %s not kept: %r", key, exc)
                 return
             if not more and not self.clustered:
                 last_change = max(last_change, change_mark)  # read up to it, in this room

@@ -1,5 +1,6 @@
 """fastchat.delivery, clustered: each committed row reaches the hub once, in id order, whatever
-order the commit callbacks and the other nodes' hints arrive in.
+order the commit callbacks and the other nodes' hints arrive in; single process, a resume
+whose read after its join fails.
 
 The hub, the store and the broker are fakes of our own interfaces: the orders tested here are
 races between threads and nodes that a real cluster produces only now and then.
@@ -14,7 +15,7 @@ import msgspec
 
 from fastchat.broker import Broker
 from fastchat.delivery import Delivery
-from fastchat.store import OP_MESSAGE, Page, Result, Row, Write
+from fastchat.store import OP_MESSAGE, Page, Result, Row, StoreError, Write
 
 
 def committed(stored: Row, future: asyncio.Future[Any]) -> Result:
@@ -107,3 +108,51 @@ async def test_our_commit_after_a_row_we_have_not_seen_waits_for_the_catch_up() 
     d.on_hint("r:room", 1)  # late: nothing more
     await settle()
     assert hub.published == [("r:room", 1), ("r:room", 2)]
+
+
+class Reader:
+    """A member as `Delivery.replay` sees it: nothing queued, open."""
+
+    backlog = 0
+    closed = False
+
+
+class FailingAfterTheJoin(FakeStore):
+    """A database whose read of a room's newest change fails: the read `_keep_recent` makes
+    once the resume has joined."""
+
+    OPEN_ERRORS = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+
+    async def page(  # type: ignore[override]
+        self, table: str, scope: Any, limit: int, *, after: int = 0, before: int
+    ) -> Page:
+        return await super().page(table, scope, limit, after=after, before=before)
+
+    async def changes(self, *_: Any, **__: Any) -> tuple[list[Row], bool]:
+        return [], False
+
+    async def last_change(self, table: str, scope: Any) -> int:
+        raise StoreError("the database went away")
+
+
+async def test_a_resume_that_cannot_keep_the_newest_events_has_joined_all_the_same() -> None:
+    """Keeping a room's newest events is for the next resumes: a read failing there, after
+    this resume joined, is no error of this one's (no ERROR saying "not joined"), and nothing
+    half-read is kept."""
+    hub, store = FakeHub(), FailingAfterTheJoin()
+    hub.send = lambda member, payload: store.sent.append(payload)  # type: ignore[attr-defined]
+    d = Delivery(hub, store, Broker(), lambda *_: None)  # type: ignore[arg-type]
+    store.rows += [row(1, 0), row(2, 1)]
+    loop = asyncio.get_running_loop()
+    d.on_committed([committed(r, loop.create_future()) for r in store.rows])
+    joined: list[tuple[int, int]] = []
+    member: Any = Reader()
+    await d.replay(member, "messages", "room", 1, lambda n, c: joined.append((n, c)), 1 << 20, 0)
+    assert joined == [(1, 0)]
+    assert [msgspec.json.decode(p)["id"] for p in store.sent] == [2]
+    assert d.resumes == {"memory": 0, "database": 1}
+    assert not d.replay_recent(member, "messages", "room", 1, lambda *_: None, 1 << 20, 0)
