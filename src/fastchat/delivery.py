@@ -178,6 +178,7 @@ class Delivery:
         self._recent: dict[str, Recent] = {}
         # Resumes done (joined), by where their replay came from.
         self.resumes = {"memory": 0, "database": 0}
+        self._read_errors: tuple[type[BaseException], ...] = (StoreError, *store.OPEN_ERRORS)
         # Replays waiting for their member's socket to drain (see `replay`).
         self._writable: dict[Member, asyncio.Future[None]] = {}
 
@@ -482,7 +483,7 @@ class Delivery:
                 self.resumes["database"] += 1
                 try:
                     await self._keep_recent(key, table, scope)
-                except (StoreError, *self.store.OPEN_ERRORS) as exc:  # joined all the same
+                except self._read_errors as exc:  # joined all the same
                     log.debug("newest events of %s not kept: %r", key, exc)
                 return
             if not more and not self.clustered:

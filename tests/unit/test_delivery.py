@@ -37,6 +37,8 @@ class FakeHub:
 class FakeStore:
     """The shared database: the rows every node has committed, in id order."""
 
+    OPEN_ERRORS = ()
+
     def __init__(self) -> None:
         self.rows: list[Row] = []
 
@@ -120,8 +122,6 @@ class Reader:
 class FailingAfterTheJoin(FakeStore):
     """A database whose read of a room's newest change fails: the read `_keep_recent` makes
     once the resume has joined."""
-
-    OPEN_ERRORS = ()
 
     def __init__(self) -> None:
         super().__init__()
