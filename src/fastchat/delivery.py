@@ -223,6 +223,8 @@ class Delivery:
                 else:
                     if row[0] > self._published_message_id:
                         self._published_message_id = row[0]
+                    else:  # ids went back: an older copy restored into the live file
+                        self._recent.clear()
                     hub.publish(key, payload)
                     recent = self._recent.get(key)
                     if recent is not None:
@@ -244,6 +246,8 @@ class Delivery:
                 else:
                     if row[0] > self._published_comment_id:
                         self._published_comment_id = row[0]
+                    else:  # ids went back: an older copy restored into the live file
+                        self._recent.clear()
                     hub.publish(key, payload)
                     recent = self._recent.get(key)
                     if recent is not None:

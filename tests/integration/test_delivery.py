@@ -8,11 +8,13 @@ import socket
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
+import apsw
 import httpx
 import pytest
 
-from tests.conftest import TIMEOUT, ServerProcess
+from tests.conftest import TIMEOUT, ServerProcess, start_server
 from tests.integration.wsclient import Client, masked_frame, raw_handshake, two_in_a_room
 
 
@@ -149,6 +151,46 @@ async def test_a_reconnect_storm_replays_each_client_exactly_what_it_missed(
         await sender.say(room, "sender", "live")
         assert (await late.expect("CHAT_MESSAGE", skip=("USER_JOINED",)))["message"] == "live"
     await sender.close()
+
+
+async def test_a_resume_after_an_older_copy_was_restored_into_the_live_file(
+    tmp_path: Path,
+) -> None:
+    """Someone copies an older backup into the live database file (SQLite's backup API:
+    the same file, writes go on, ids go back). What was kept in memory for resumes is of
+    the other history: a resume now gets what the file holds, not messages it lost."""
+
+    def copy(source: Path, target: Path) -> None:
+        src, dst = apsw.Connection(str(source)), apsw.Connection(str(target))
+        try:
+            with dst.backup("main", src, "main") as backup:
+                backup.step()
+        finally:
+            src.close()
+            dst.close()
+
+    db = tmp_path / "chat.db"
+    srv = start_server(db, env={"RATE_LIMIT": "0"})
+    room = room_name()
+    try:
+        async with await Client.connect(srv.ws_fast) as sender:
+            last_change = (await sender.join(room, "sender")).get("last_change", 0)
+            for text in ("a", "b"):
+                await sender.say(room, "sender", text)
+            kept = [m["id"] for m in await collect_messages(sender, 2)]
+            copy(db, tmp_path / "older.db")
+            for text in ("c", "d"):
+                await sender.say(room, "sender", text)
+            await collect_messages(sender, 2)
+            replayed, _ = await resumed(srv.ws_fast, room, "r1", kept[-1], last_change)
+            assert replayed == ["c", "d"]  # from the database; the newest events kept
+            copy(tmp_path / "older.db", db)
+            await sender.say(room, "sender", "e")
+            assert (await collect_messages(sender, 1))[0]["message"] == "e"
+            replayed, joined = await resumed(srv.ws_fast, room, "r2", kept[-1], last_change)
+            assert replayed == ["e"] and joined.get("replayed", 0) == 1
+    finally:
+        srv.stop()
 
 
 class RawReader:
