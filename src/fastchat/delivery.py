@@ -179,6 +179,7 @@ class Delivery:
         # Resumes done (joined), by where their replay came from.
         self.resumes = {"memory": 0, "database": 0}
         self._read_errors: tuple[type[BaseException], ...] = (StoreError, *store.OPEN_ERRORS)
+        self._keeping: dict[str, asyncio.Task[None]] = {}  # reads of rooms' newest events
         # Replays waiting for their member's socket to drain (see `replay`).
         self._writable: dict[Member, asyncio.Future[None]] = {}
 
@@ -485,10 +486,7 @@ class Delivery:
                 # Caught up, in the same callback: no gap, no duplicate.
                 finish(sent, max(last_change, change_mark))
                 self.resumes["database"] += 1
-                try:
-                    await self._keep_recent(key, table, scope)
-                except self._read_errors as exc:  # joined all the same
-                    log.debug("newest events of %s not kept: %r", key, exc)
+                self._keep_later(key, table, scope)
                 return
             if not more and not self.clustered:
                 last_change = max(last_change, change_mark)  # read up to it, in this room
@@ -525,11 +523,28 @@ class Delivery:
         self.resumes["memory"] += 1
         return True
 
+    def _keep_later(self, key: str, table: str, scope: str | int) -> None:
+        """After a replay from the database (joined): read the room's newest events for the
+        next resumes, in a task of its own. Not in the replay's: the connection's resume of
+        the room is over, and another join of it must not wait for this read (or be taken
+        for a second join while the first runs)."""
+        if self.clustered or key in self._recent or key in self._keeping:
+            return
+        task = asyncio.get_running_loop().create_task(self._keep_recent(key, table, scope))
+        self._keeping[key] = task
+        task.add_done_callback(lambda _: self._keeping.pop(key, None))
+
     async def _keep_recent(self, key: str, table: str, scope: str | int) -> None:
-        """After a replay from the database: the room's newest events, kept for the next
-        resumes (`replay_recent`). Read up to the published marks, and kept only if
-        nothing was published meanwhile (a database whose reads wait)."""
-        if self.clustered or key in self._recent:
+        """The room's newest events, kept for the next resumes (`replay_recent`). Read up to
+        the published marks, and kept only if nothing was published meanwhile (a database
+        whose reads wait). A read that fails keeps nothing: the next resume reads again."""
+        try:
+            await self._read_recent(key, table, scope)
+        except self._read_errors as exc:
+            log.debug("newest events of %s not kept: %r", key, exc)
+
+    async def _read_recent(self, key: str, table: str, scope: str | int) -> None:
+        if key in self._recent:
             return
         mark, change_mark = self.mark(key), self._published_change_id
         page = await self.store.page(table, scope, RECENT_ROWS, before=mark + 1)
