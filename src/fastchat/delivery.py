@@ -178,7 +178,6 @@ class Delivery:
         self._recent: dict[str, Recent] = {}
         # Resumes done (joined), by where their replay came from.
         self.resumes = {"memory": 0, "database": 0}
-        self._read_errors: tuple[type[BaseException], ...] = (StoreError, *store.OPEN_ERRORS)
         self._keeping: dict[str, asyncio.Task[None]] = {}  # reads of rooms' newest events
         # Replays waiting for their member's socket to drain (see `replay`).
         self._writable: dict[Member, asyncio.Future[None]] = {}
@@ -540,7 +539,7 @@ class Delivery:
         whose reads wait). A read that fails keeps nothing: the next resume reads again."""
         try:
             await self._read_recent(key, table, scope)
-        except self._read_errors as exc:
+        except self.store.read_errors as exc:
             log.debug("newest events of %s not kept: %r", key, exc)
 
     async def _read_recent(self, key: str, table: str, scope: str | int) -> None:

@@ -46,7 +46,7 @@ class History:
         self._spawn = spawn
         self.replay_backlog = replay_backlog
         # A read that fails raises the store's own error or its driver's (APSW, psycopg).
-        self.read_errors: tuple[type[BaseException], ...] = (StoreError, *store.OPEN_ERRORS)
+        self.read_errors = store.read_errors
 
     async def page(
         self,

@@ -204,6 +204,11 @@ class Store:
     """
 
     OPEN_ERRORS: tuple[type[BaseException], ...] = ()
+
+    @property
+    def read_errors(self) -> tuple[type[BaseException], ...]:
+        """What a failed read raises: a StoreError, or the driver's own errors."""
+        return (StoreError, *self.OPEN_ERRORS)
     # A page of a scope's items (Store.page), per table.
     page_sql: Mapping[str, str] = PAGE_SQL
     # A post's columns, its comment count last (SqliteStore keeps it in the row).

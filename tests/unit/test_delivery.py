@@ -38,7 +38,7 @@ class FakeHub:
 class FakeStore:
     """The shared database: the rows every node has committed, in id order."""
 
-    OPEN_ERRORS = ()
+    read_errors = (StoreError,)
 
     def __init__(self) -> None:
         self.rows: list[Row] = []
