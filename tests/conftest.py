@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import apsw
 import httpx
 import pytest
 
@@ -23,6 +24,18 @@ from tests.pg import Postgres
 # One scalable unit for every wait in the tests (the websockets model): slow machines
 # set FASTCHAT_TEST_TIMEOUT higher.
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """`source`'s whole database into `target` through SQLite's backup API: into a live
+    file, the same file with other contents (an older backup restored while it runs)."""
+    src, dst = apsw.Connection(str(source)), apsw.Connection(str(target))
+    try:
+        with dst.backup("main", src, "main") as backup:
+            backup.step()
+    finally:
+        src.close()
+        dst.close()
 
 
 def free_port() -> int:

@@ -10,11 +10,10 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-import apsw
 import httpx
 import pytest
 
-from tests.conftest import TIMEOUT, ServerProcess, start_server
+from tests.conftest import TIMEOUT, ServerProcess, copy_database, start_server
 from tests.integration.wsclient import Client, masked_frame, raw_handshake, two_in_a_room
 
 
@@ -99,7 +98,8 @@ async def until_kept(
     http: httpx.AsyncClient, url: str, room: str, last_id: int, last_change: int
 ) -> None:
     """Resumes that missed nothing, until one is replayed from memory: a room's newest
-    events are read in a task of their own after a resume read the database."""
+    events are read in a task of their own after a resume read the database. Each probe
+    waits for its own ROOM_JOINED, a round trip through the server: no sleep between."""
     deadline = time.monotonic() + TIMEOUT
     while True:
         before = (await http.get("/api/v1/stats")).json()["resumes"]["memory"]
@@ -107,7 +107,6 @@ async def until_kept(
         if (await http.get("/api/v1/stats")).json()["resumes"]["memory"] > before:
             return
         assert time.monotonic() < deadline, "the room's newest events were never kept"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_reconnect_storm_replays_each_client_exactly_what_it_missed(
@@ -179,15 +178,6 @@ async def test_a_resume_after_an_older_copy_was_restored_into_the_live_file(
     the same file, writes go on, ids go back). What was kept in memory for resumes is of
     the other history: a resume now gets what the file holds, not messages it lost."""
 
-    def copy(source: Path, target: Path) -> None:
-        src, dst = apsw.Connection(str(source)), apsw.Connection(str(target))
-        try:
-            with dst.backup("main", src, "main") as backup:
-                backup.step()
-        finally:
-            src.close()
-            dst.close()
-
     db = tmp_path / "chat.db"
     srv = start_server(db, env={"RATE_LIMIT": "0"})
     room = room_name()
@@ -197,13 +187,13 @@ async def test_a_resume_after_an_older_copy_was_restored_into_the_live_file(
             for text in ("a", "b"):
                 await sender.say(room, "sender", text)
             kept = [m["id"] for m in await collect_messages(sender, 2)]
-            copy(db, tmp_path / "older.db")
+            copy_database(db, tmp_path / "older.db")
             for text in ("c", "d"):
                 await sender.say(room, "sender", text)
             await collect_messages(sender, 2)
             replayed, _ = await resumed(srv.ws_fast, room, "r1", kept[-1], last_change)
             assert replayed == ["c", "d"]  # from the database; the newest events kept
-            copy(tmp_path / "older.db", db)
+            copy_database(tmp_path / "older.db", db)
             await sender.say(room, "sender", "e")
             assert (await collect_messages(sender, 1))[0]["message"] == "e"
             replayed, joined = await resumed(srv.ws_fast, room, "r2", kept[-1], last_change)

@@ -34,6 +34,7 @@ from fastchat.store import (
     Write,
 )
 from fastchat.trailing import FILE_ROWS
+from tests.conftest import copy_database
 from tests.pg import Postgres
 
 # One scalable unit for every wait (tests/conftest.py does the same).
@@ -634,22 +635,12 @@ async def test_sqlite_an_older_copy_restored_into_the_live_file_is_read_anew(
     store = SqliteStore(db_path, seed=False)
     writes = await Writes(store).open()
     older = tmp_path / "older.db"
-
-    def copy(source: Path, target: Path) -> None:
-        src, dst = sqlite(source), sqlite(target)
-        try:
-            with dst.backup("main", src, "main") as backup:
-                backup.step()
-        finally:
-            src.close()
-            dst.close()
-
     try:
-        copy(db_path, older)  # no post yet
+        copy_database(db_path, older)  # no post yet
         post_id = (await done(writes.post("p", "c", "a")))[1][0]
         _, first, _, _ = await done(writes.comment(post_id, "u", "before"))
         assert first[3] == "before"
-        copy(older, db_path)
+        copy_database(older, db_path)
         _, row, _, _ = await done(writes.comment(post_id, "u", "after"))
         assert isinstance(row, PostNotFound)
         assert outside(store, "SELECT count(*) FROM comments") == 0
