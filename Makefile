@@ -59,25 +59,27 @@ screenshots: $(STAMP)
 # is shared, and a run started under someone else's load measures them too. The REST
 # scenarios need wrk (Debian's package; installed here when missing and we are root).
 bench: $(STAMP) bench-build
-	bash scripts/system-deps.sh bench
 	$(BIN)/python -m bench.run --wait-quiet
 	$(BIN)/python -m bench.scaling
 
 # `make bench`, its results written to the tracked bench/results.json on purpose (the figures
 # bench/RESULTS.md quotes); `make bench` alone writes build/bench/results.json.
 bench-record: $(STAMP) bench-build
-	bash scripts/system-deps.sh bench
 	$(BIN)/python -m bench.run --wait-quiet --json bench/results.json
 	$(BIN)/python -m bench.scaling
 
 bench-quick: $(STAMP) bench-build
-	bash scripts/system-deps.sh bench
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.search --messages 100000 --queries 100
 
-# The load generator's timed receiver in C (bench/_recv.pyx), so it keeps up with the server.
+# The load generator's timed receiver in C (bench/_recv.pyx), so it keeps up with the server,
+# and the expert Go build fastchat is measured beside (bench/goexpert: Debian's Go and its
+# packaged gorilla/websocket and go-sqlite3; no network).
 bench-build: $(STAMP)
+	bash scripts/system-deps.sh bench
 	$(BIN)/python bench/build_recv.py
+	GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$(CURDIR)/build/gocache \
+	  go build -o build/goexpert ./bench/goexpert
 
 bench-micro: $(STAMP)
 	$(BIN)/python -m pytest bench -p no:cacheprovider --benchmark-only -o testpaths=bench

@@ -1,5 +1,5 @@
-"""The tables `bench.run` prints: each scenario's figures, fastchat beside the baseline, each
-against its target (issues 7 and 14), and what limited it."""
+"""The tables `bench.run` prints: each scenario's figures, fastchat beside the baseline and the
+expert Go build, each against its target (issues 7 and 14), and what limited it."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "rest-history": ("issue 14: requests/CPU-s >= 10k (Go original 4.8k)", 10_000),
 }
 NO_BASELINE = "n/a: no HTTP endpoint"
+# The other servers, as bench.run names them.
+BASELINE, GO_EXPERT = "baseline", "go-expert"
+# Where a target quotes an expert Go build's figure, the verdict also says how fastchat
+# compares with ours in the same invocation (the hour's speed cancels out of the ratio).
+GO_COMPARED = ("fanout", "ingest", "unpipelined")
 # bench.storm's RSS sample `--after` seconds (default 1) after the last connection left.
 SETTLED_RSS_KEY = "server_rss_after_1s_kb"
 
@@ -185,6 +190,18 @@ def fast_port_twin(
 
 
 def verdict(
+    scenario: str, fc: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
+) -> str:
+    said = target_verdict(scenario, fc, results)
+    go = results.get(scenario, {}).get(GO_EXPERT)
+    if go is None or family(scenario) not in GO_COMPARED or scenario.endswith("-port"):
+        return said
+    per_cpu = headline(scenario, fc)["per_cpu"]
+    go_per_cpu = headline(scenario, go["result"])["per_cpu"]
+    return f"{said}; {ratio(per_cpu, go_per_cpu)} the expert Go build's per CPU-s"
+
+
+def target_verdict(
     scenario: str, fc: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
 ) -> str:
     h = headline(scenario, fc)
@@ -355,18 +372,25 @@ def storm_rows(fc: dict[str, Any], base: dict[str, Any] | None) -> list[Row]:
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     rows = [
-        "| scenario | figure | fastchat | baseline | fastchat / baseline | zero loss (fc / base) |",
-        "|---|---|---|---|---|---|",
+        "| scenario | figure | fastchat | baseline | fastchat / baseline | expert Go "
+        "| fastchat / expert Go | zero loss (fc / base / Go) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for scenario, by_server in results.items():
         fc = by_server.get("fastchat", {}).get("result")
-        base = by_server.get("baseline", {}).get("result")
-        if fc is None or (base is None and family(scenario) != "rest"):
+        base = by_server.get(BASELINE, {}).get("result")
+        go = by_server.get(GO_EXPERT, {}).get("result")
+        if fc is None or (base is None and go is None and family(scenario) != "rest"):
             continue
-        on_base = ("yes" if base["zero_loss"] else "NO") if base else "n/a"
-        loss = f"{'yes' if fc['zero_loss'] else 'NO'} / {on_base}"
-        for i, (name, f, g, r) in enumerate(figure_rows(scenario, fc, base, results)):
-            rows.append(f"| {scenario} | {name} | {f} | {g} | {r} | {loss if i == 0 else ''} |")
+        loss = " / ".join(("yes" if r["zero_loss"] else "NO") if r else "-" for r in (fc, base, go))
+        beside_base = figure_rows(scenario, fc, base, results)
+        beside_go = figure_rows(scenario, fc, go, results) if go else []
+        for i, (name, f, g, r) in enumerate(beside_base):
+            _, _, gg, gr = beside_go[i] if beside_go else ("", "", "-", "")
+            rows.append(
+                f"| {scenario} | {name} | {f} | {g} | {r} | {gg} | {gr} | "
+                f"{loss if i == 0 else ''} |"
+            )
     rows.append("")
     rows.append(
         "| scenario | target for fastchat | verdict "

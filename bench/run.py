@@ -1,4 +1,5 @@
-"""`make bench`: fastchat and the baseline, same scenarios, one invocation, ratios printed.
+"""`make bench`: fastchat, the baseline and the expert Go build, same scenarios, one
+invocation, ratios printed.
 
 Each server runs alone, pinned to core 0 (`taskset -c 0`), with a fresh database, for one
 scenario at a time; the load generator (`bench.loadgen`, `bench.storm` or `bench.rest`) is
@@ -30,8 +31,14 @@ is printed. E.g. the load generator at HEAD against the one in the working tree:
     python -m bench.run --scenarios paced --servers fastchat --repeat 3 \
         --variant old:loadgen=/tmp/base --variant new
 
-Runs vary by 15-20 % on this machine: compare fastchat and the baseline within one invocation
-only, and prefer the per-CPU-second columns when the load generator was the limit.
+The expert Go build (`go-expert`, bench/goexpert: the original's Go stack with frames built
+once, one writev per socket and group commit, `make bench-build` builds it) runs the
+scenarios whose targets were set against such a build (GO_EXPERT_SCENARIOS); it is run
+without the original's history index (`-index=false`), its fastest form.
+
+Runs vary by 15-20 % on this machine, and by more from one hour to the next: compare the
+servers within one invocation only, and prefer the per-CPU-second columns when the load
+generator was the limit.
 """
 
 from __future__ import annotations
@@ -92,6 +99,19 @@ ONCE = {"idle", "storm", "storm-resume", "rest-health", "rest-history"}
 # Nothing to measure on the baseline: it serves no HTTP.
 FASTCHAT_ONLY = {"rest-health", "rest-history"}
 HISTORY_PATH = "/api/v1/messages/general?limit=50"
+# The expert Go build: built by `make bench-build`, run on the scenarios whose targets quote
+# an expert Go build (issues 7 and 14), and on their `-port` twins through its one port.
+GO_EXPERT = ROOT / "build" / "goexpert"
+GO_EXPERT_SCENARIOS = {
+    "fanout",
+    "ingest",
+    "paced",
+    "unpipelined",
+    "unpipelined-ids",
+    "unpipelined-comments",
+    "unpipelined-comments-ids",
+    "storm",
+}
 
 
 def sizes(quick: bool, idle: int | None) -> dict[str, list[str]]:
@@ -181,7 +201,7 @@ def pin(core: int | None) -> list[str]:
 
 class Running(NamedTuple):
     """A started server: its WebSocket fast port (fastchat's WS_PORT), its PID, fastchat's stats
-    URL ("" for the baseline) and its HTTP port (fastchat's PORT; the baseline's only port)."""
+    URL ("" for the others) and its HTTP port (fastchat's PORT; the others' only port)."""
 
     port: int
     pid: int
@@ -224,6 +244,10 @@ def server(
         env.update(extra_env or {})
         cmd = [*pin(core), PY, "-m", "fastchat", "serve"]
         stats_url = f"http://127.0.0.1:{port}/api/v1/stats"
+    elif kind == "go-expert":
+        port = ws_port = free_port()
+        stats_url = ""
+        cmd = [*pin(core), str(GO_EXPERT), "-port", str(port), "-db", str(db), "-index=false"]
     else:
         port = ws_port = free_port()
         stats_url = ""
@@ -350,7 +374,11 @@ def main() -> int:
         default=DEFAULT_SCENARIOS,
         help=f"comma-separated, in this order by default: {DEFAULT_SCENARIOS}",
     )
-    parser.add_argument("--servers", default="fastchat,baseline")
+    parser.add_argument(
+        "--servers",
+        default="fastchat,baseline,go-expert",
+        help="any of fastchat, baseline, go-expert (default all three)",
+    )
     parser.add_argument(
         "--repeat",
         type=int,
@@ -406,6 +434,11 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown scenarios {unknown}; known: {DEFAULT_SCENARIOS}")
     servers = [s for s in opts.servers.split(",") if s]
+    unknown = [s for s in servers if s not in ("fastchat", "baseline", "go-expert")]
+    if unknown:
+        raise SystemExit(f"unknown servers {unknown}; known: fastchat, baseline, go-expert")
+    if "go-expert" in servers and not GO_EXPERT.exists():
+        raise SystemExit(f"{GO_EXPERT} is missing: `make bench-build` builds it")
     out_path = opts.json or (
         ROOT / ("build/bench-quick.json" if opts.quick else "build/bench/results.json")
     )
@@ -434,15 +467,16 @@ def main() -> int:
                 for k in servers
                 for v in variants
                 if not (k == "baseline" and scenario in FASTCHAT_ONLY)
+                and not (k == "go-expert" and on_ws_port(scenario) not in GO_EXPERT_SCENARIOS)
             ]
-            # The baseline has one port: its X-port is its X, when X ran in this invocation.
+            # The others have one port: their X-port is their X, when X ran in this invocation.
             same = (
                 record["runs"].get(on_ws_port(scenario), {}) if scenario.endswith("-port") else {}
             )
             reused = {
                 label(k, v): same[label(k, v)]
                 for k, v in sides
-                if k == "baseline" and label(k, v) in same
+                if k != "fastchat" and label(k, v) in same
             }
             sides = [(k, v) for k, v in sides if label(k, v) not in reused]
             runs: dict[str, list[dict[str, Any]]] = {label(k, v): [] for k, v in sides}
@@ -488,7 +522,8 @@ def main() -> int:
     elapsed = time.time() - started
     print()
     print(
-        f"fastchat vs baseline ({record['date']}, {elapsed:.0f} s, server on core 0, "
+        f"fastchat vs {' and '.join(s for s in servers if s != 'fastchat') or 'itself'} "
+        f"({record['date']}, {elapsed:.0f} s, server on core 0, "
         f"load generator on core 1, median of runs)"
     )
     print(text)

@@ -4,12 +4,17 @@
 #   scripts/system-deps.sh          make test: chromium (browser tests), redis-server and
 #                                   postgresql (the cluster and store tests start their own
 #                                   servers on free ports)
-#   scripts/system-deps.sh bench    make bench: wrk (REST under load, bench/rest.py)
+#   scripts/system-deps.sh bench    make bench: wrk (REST under load, bench/rest.py), Go with
+#                                   gorilla/websocket and go-sqlite3 (bench/goexpert)
 set -euo pipefail
 target=${1:-test}
 missing=()
 if [ "$target" = bench ]; then
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v go >/dev/null 2>&1 || missing+=(golang-go)
+  for pkg in golang-github-gorilla-websocket-dev golang-github-mattn-go-sqlite3-dev; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
 else
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
