@@ -39,7 +39,7 @@ NO_BASELINE = "n/a: no HTTP endpoint"
 BASELINE, GO_EXPERT = "baseline", "go-expert"
 # Where a target quotes an expert Go build's figure, the verdict also says how fastchat
 # compares with ours in the same invocation (the hour's speed cancels out of the ratio).
-GO_COMPARED = ("fanout", "ingest", "unpipelined")
+GO_COMPARED = ("fanout", "ingest", "paced", "unpipelined")
 # bench.storm's RSS sample `--after` seconds (default 1) after the last connection left.
 SETTLED_RSS_KEY = "server_rss_after_1s_kb"
 
@@ -196,9 +196,13 @@ def verdict(
     go = results.get(scenario, {}).get(GO_EXPERT)
     if go is None or family(scenario) not in GO_COMPARED or scenario.endswith("-port"):
         return said
-    per_cpu = headline(scenario, fc)["per_cpu"]
-    go_per_cpu = headline(scenario, go["result"])["per_cpu"]
-    return f"{said}; {ratio(per_cpu, go_per_cpu)} the expert Go build's per CPU-s"
+    mine, theirs = headline(scenario, fc), headline(scenario, go["result"])
+    if family(scenario) == "paced":
+        return (
+            f"{said}; p99 {fmt(mine['p99'], 'ms')} at {fmt(mine['cpu'], '%')} of a core, "
+            f"the expert Go build's {fmt(theirs['p99'], 'ms')} at {fmt(theirs['cpu'], '%')}"
+        )
+    return f"{said}; {ratio(mine['per_cpu'], theirs['per_cpu'])} the expert Go build's per CPU-s"
 
 
 def target_verdict(
