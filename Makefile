@@ -57,7 +57,8 @@ screenshots: $(STAMP)
 # fastchat beside the baseline, same scenarios, same invocation, pinned cores; prints ratios.
 # --wait-quiet: before each run, wait (up to 90 s) for both cores to be idle; this machine
 # is shared, and a run started under someone else's load measures them too. The REST
-# scenarios need wrk (Debian's package; installed here when missing and we are root).
+# scenarios need wrk, the expert Go build Go (Debian's packages; bench-build installs them
+# when missing and we are root).
 bench: $(STAMP) bench-build
 	$(BIN)/python -m bench.run --wait-quiet
 	$(BIN)/python -m bench.scaling

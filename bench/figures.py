@@ -245,12 +245,14 @@ def figure_rows(
     fc: dict[str, Any],
     base: dict[str, Any] | None,
     results: dict[str, dict[str, dict[str, Any]]],
+    missing: str = NO_BASELINE,
 ) -> list[Row]:
-    """The rows of one scenario; `base` None: the baseline has nothing to measure there."""
+    """The rows of one scenario; `base` None: the other server has nothing to show there
+    (`missing` says why)."""
     hf = headline(scenario, fc)
     hb = headline(scenario, base) if base else {}
     kind = family(scenario)
-    b = (lambda key, unit="": fmt(hb.get(key), unit)) if base else (lambda *_: NO_BASELINE)
+    b = (lambda key, unit="": fmt(hb.get(key), unit)) if base else (lambda *_: missing)
     rows: list[Row] = []
     if kind in ("fanout", "ingest", "unpipelined", "rest"):
         what = {"fanout": "deliveries/s", "rest": "requests/s"}.get(kind, "msgs/s")
@@ -387,7 +389,8 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         if fc is None or (base is None and go is None and family(scenario) != "rest"):
             continue
         loss = " / ".join(("yes" if r["zero_loss"] else "NO") if r else "-" for r in (fc, base, go))
-        beside_base = figure_rows(scenario, fc, base, results)
+        not_run = NO_BASELINE if family(scenario) == "rest" else "-"
+        beside_base = figure_rows(scenario, fc, base, results, not_run)
         beside_go = figure_rows(scenario, fc, go, results) if go else []
         for i, (name, f, g, r) in enumerate(beside_base):
             _, _, gg, gr = beside_go[i] if beside_go else ("", "", "-", "")
