@@ -227,6 +227,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     seed_posts: Annotated[bool, setting("SEED_POSTS", "Create sample posts in a new database.")] = (
         True
     )
+    search: Annotated[
+        bool,
+        setting(
+            "SEARCH",
+            "Full-text search (GET /api/v1/search). On SQLite its index costs 5-25 % of ingest "
+            "CPU; off, nothing is indexed until it is on again.",
+        ),
+    ] = True
     test_endpoints: Annotated[
         bool,
         setting(

@@ -49,6 +49,8 @@ class ErrorCode:
     MUTED: Final = "muted"
     NOT_AUTHOR: Final = "not_author"
     EDIT_WINDOW_CLOSED: Final = "edit_window_closed"
+    # REST only: full-text search is off on this server (SEARCH=false).
+    SEARCH_DISABLED: Final = "search_disabled"
 
 
 # The HTTP status of each code REST may answer; with CLOSE_CODE, every code fastchat sends.
@@ -85,6 +87,7 @@ HTTP_STATUS: Final[dict[str, int]] = {
     ErrorCode.MUTED: 403,
     ErrorCode.NOT_AUTHOR: 403,
     ErrorCode.EDIT_WINDOW_CLOSED: 403,
+    ErrorCode.SEARCH_DISABLED: 404,
 }
 
 # The WebSocket close code of the refusals that end a connection (RFC 6455 7.4.1).

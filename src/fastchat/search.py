@@ -10,7 +10,7 @@ import unicodedata
 from typing import Final
 
 from fastchat.auth import Auth, Identity
-from fastchat.errors import ErrorCode
+from fastchat.errors import ErrorCode, FastchatError
 from fastchat.events import SearchHit, SearchPage, SnippetPart
 from fastchat.protocol import ProtocolError
 from fastchat.store import Row, Store
@@ -126,7 +126,13 @@ class Search:
     ) -> SearchPage:
         """The hits of `q`, best first, `limit` of them from `cursor` on. A private room's
         messages reach only those who may read the room (a named room the asker may not
-        read is refused: `forbidden_room`). Raises ProtocolError for a bad query."""
+        read is refused: `forbidden_room`). Raises ProtocolError for a bad query, and
+        FastchatError `search_disabled` when search is off (SEARCH=false)."""
+        if not self.store.search_enabled:
+            raise FastchatError(
+                ErrorCode.SEARCH_DISABLED,
+                "full-text search is off on this server (SEARCH=false): nothing is indexed",
+            )
         terms = terms_of(q)
         if not 1 <= limit <= LIMIT_MAX:
             raise ProtocolError(

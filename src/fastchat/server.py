@@ -72,6 +72,7 @@ async def serve(settings: Settings, worker: int = 0, metrics_dir: str = "") -> i
     stop = asyncio.Event()
     _take_stop_signals(loop, stop.set)
     store = store_for(settings)
+    store.search_enabled = settings.search
     hub = Hub(loop, high_water=settings.outbound_high_water)
     broker = broker_for(settings.broker_url)
     # Clustered, committed rows carry their room's previous id (delivery.py `_committed_here`).

@@ -364,7 +364,7 @@ class SqliteStore(Store):
             # Search's: every connection is opened now, none later (one opened after the
             # file was moved away or deleted would create an empty database at its path).
             self._searcher = self._connect()
-            index_conn = self._connect()
+            index_conn = self._connect() if self.search_enabled else None
             # What trails from before, read back now (filed once the store is quiet), and
             # the filter of every client id stored (trailing.ClientKeys), before the first
             # write, off the loop; until then the store is not open (readiness: "starting").
@@ -389,8 +389,9 @@ class SqliteStore(Store):
             daemon=True,
         )
         self._checkpointer.start()
-        self._indexer = Indexer(index_conn, committed=lambda: self.rows)
-        self._indexer.start()
+        if index_conn is not None:
+            self._indexer = Indexer(index_conn, committed=lambda: self.rows)
+            self._indexer.start()
         self._file_later()
 
     def prepare(self) -> None:

@@ -209,6 +209,7 @@ class Store:
     def read_errors(self) -> tuple[type[BaseException], ...]:
         """What a failed read raises: a StoreError, or the driver's own errors."""
         return (StoreError, *self.OPEN_ERRORS)
+
     # A page of a scope's items (Store.page), per table.
     page_sql: Mapping[str, str] = PAGE_SQL
     # A post's columns, its comment count last (SqliteStore keeps it in the row).
@@ -232,6 +233,9 @@ class Store:
         # Clustered (delivery.py): each new message or comment row carries a 7th field, the
         # previous id of its room or post, read under the write lock (0: none).
         self.track_previous = False
+        # Full-text search (SEARCH): off, `search` is refused and SQLite indexes nothing
+        # (its indexer catches up from where it stopped once search is on again).
+        self.search_enabled = True
         # Called after each commit (on the loop or the writer thread) with (rows, seconds).
         self.on_batch: Callable[[int, float], None] | None = None
 

@@ -716,7 +716,8 @@ if (validName(nameInput.value)) {
 
 // ------------------------------------------------------------------------------- search
 
-setupSearch({
+// No search card on a server started with SEARCH=false.
+if ($("search-form")) setupSearch({
   form: $("search-form"),
   input: $("search-q"),
   list: $("search-results"),

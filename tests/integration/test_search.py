@@ -237,3 +237,34 @@ def test_a_postgresql_database_from_before_search_gets_its_index(
             assert search(http, q="lore", room="old")["count"] == 2
     finally:
         server.stop()
+
+
+def test_with_search_off_nothing_is_indexed_until_it_is_on_again(tmp_path: Path) -> None:
+    """SEARCH=false: the search API says so (404 `search_disabled`), the chat page has no
+    search card, and SQLite's index gets nothing (no indexer runs). Started again with search
+    on, the same database's messages from before are found: the indexer catches up."""
+    db = tmp_path / "chat.db"
+    w = word()
+    server = start_server(db, env={"SEARCH": "false"})
+    try:
+        with httpx.Client(base_url=server.http, timeout=TIMEOUT) as http:
+            say(http, "quiet", f"said while search was off {w}")
+            r = http.get("/api/v1/search", params={"q": w})
+            assert r.status_code == 404, r.text
+            assert r.json()["code"] == "search_disabled"
+            page = http.get("/chat")
+            assert page.status_code == 200
+            assert 'id="search-form"' not in page.text
+    finally:
+        assert server.stop() == 0
+    with apsw.Connection(str(db)) as conn:
+        indexed = conn.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", (w,))
+        assert indexed.fetchall() == [(0,)]
+    server = start_server(db)
+    try:
+        with httpx.Client(base_url=server.http, timeout=TIMEOUT) as http:
+            found = search(http, q=w)["results"]
+            assert [h["snippet"] for h in found] == [f"said while search was off {w}"]
+            assert 'id="search-form"' in http.get("/chat").text
+    finally:
+        server.stop()

@@ -76,7 +76,11 @@ class PagesController(Controller):
     ) -> Template:
         return Template(
             template_name="chat.html",
-            context={**_ws_context(settings), **_identity_context(chat, request)},
+            context={
+                **_ws_context(settings),
+                **_identity_context(chat, request),
+                "search": settings.search,  # SEARCH=false: no search card
+            },
             headers=NO_CACHE,
         )
 
