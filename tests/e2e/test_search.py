@@ -4,11 +4,21 @@ shown as text, a hit in the room you are in shown in place, more pages on reques
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Browsers, api, expect, expect_accessible, join_chat
+from tests.conftest import start_server
+from tests.e2e.conftest import (
+    Browsers,
+    api,
+    chat_texts,
+    expect,
+    expect_accessible,
+    join_chat,
+    send_chat,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +74,20 @@ def test_more_results_page_in_and_nothing_found_says_so(server: Any, browsers: B
     page.press("#search-q", "Enter")
     expect(page.locator("#search-status")).to_contain_text("No messages with")
     expect(hits).to_have_count(0)
+
+
+def test_without_search_the_chat_page_has_no_search_box_and_chats_all_the_same(
+    tmp_path: Path, browsers: Browsers
+) -> None:
+    """SEARCH=false: no search card, and the page's script runs on without it (the
+    `browsers` fixture fails the test on any uncaught error in the page)."""
+    server = start_server(tmp_path / "chat.db", env={"SEARCH": "false"})
+    try:
+        page = browsers.open(f"{server.http}/chat")
+        join_chat(page, "Sam", "quiet")
+        expect(page.locator(".search")).to_have_count(0)
+        send_chat(page, "no search here")
+        expect(chat_texts(page)).to_have_text(["no search here"])
+        expect_accessible(page)
+    finally:
+        server.stop()
