@@ -239,24 +239,15 @@ def server(
         env.update(extra_env or {})
         cmd = [*pin(core), PY, "-m", "fastchat", "serve"]
         stats_url = f"http://127.0.0.1:{port}/api/v1/stats"
-    elif kind == "go-expert":
+    else:  # the others: one port for everything, no stats URL
         port = ws_port = free_port()
         stats_url = ""
-        index = f"-index={'true' if go_index else 'false'}"
-        cmd = [*pin(core), str(GO_EXPERT), "-port", str(port), "-db", str(db), index]
-    else:
-        port = ws_port = free_port()
-        stats_url = ""
-        cmd = [
-            *pin(core),
-            PY,
-            "-m",
-            "bench.baseline_server",
-            "--port",
-            str(ws_port),
-            "--db",
-            str(db),
-        ]
+        if kind == "go-expert":
+            index = f"-index={'true' if go_index else 'false'}"
+            cmd = [*pin(core), str(GO_EXPERT), "-port", str(port), "-db", str(db), index]
+        else:
+            cmd = [*pin(core), PY, "-m", "bench.baseline_server", "--port", str(port)]
+            cmd += ["--db", str(db)]
     log_path = workdir / f"{kind}.log"
     with open(log_path, "ab") as err:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err)

@@ -376,6 +376,11 @@ async def test_a_resume_served_from_memory_shows_items_as_they_are_now(
                 return got
             assert time.monotonic() < deadline, "the room's newest events were never kept"
 
+    async def both_ways(http: httpx.AsyncClient, last_id: int, change: int) -> list[list[Any]]:
+        """The same resume read from the database (the first after a change), then replayed
+        from memory."""
+        return [await resume(last_id, change), await from_memory(http, last_id, change)]
+
     async with (
         await connect(server.ws_fast, "hana", name="Hana") as hana,
         httpx.AsyncClient(base_url=server.http) as http,
@@ -391,10 +396,7 @@ async def test_a_resume_served_from_memory_shows_items_as_they_are_now(
         await hana.send({"type": "EDIT_MESSAGE", "id": three["id"], "message": "three!"})
         change = (await hana.expect("MESSAGE_EDITED", skip=NOISE))["change"]
         # Read anew, then kept again.
-        for got in (
-            await resume(first["id"], change),
-            await from_memory(http, first["id"], change),
-        ):
+        for got in await both_ways(http, first["id"], change):
             assert [(e["type"], e["message"]) for e in got] == [
                 ("CHAT_MESSAGE", "two"),
                 ("CHAT_MESSAGE", "three!"),
@@ -403,10 +405,7 @@ async def test_a_resume_served_from_memory_shows_items_as_they_are_now(
         # A deletion: its tombstone, never its text.
         await hana.send({"type": "DELETE_MESSAGE", "id": three["id"]})
         change = (await hana.expect("MESSAGE_DELETED", skip=NOISE))["change"]
-        for got in (
-            await resume(first["id"], change),
-            await from_memory(http, first["id"], change),
-        ):
+        for got in await both_ways(http, first["id"], change):
             assert [(e["type"], e["message"]) for e in got] == [
                 ("CHAT_MESSAGE", "two"),
                 ("CHAT_MESSAGE", ""),
