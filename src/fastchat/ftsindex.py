@@ -10,14 +10,21 @@ connection and thread, catches up with what was committed: new rows in id order,
 deleted), in transactions of at most CHUNK rows, off the loop. `search_index` remembers how
 far it got, so a restart (or a database from before search: migration 4) goes on from there.
 
-Indexing is work the server can put off, and under load it does. Measured on this machine
-(FTS5, 8-word messages, CPU per row): 2.0 us in transactions of 500 rows, 1.6 in 5,000, 1.4
-in 50,000; on the ingest benchmarks, with the server on one core, an indexer that caught up
-every half second in 500-row transactions cost 0.77x of the messages per CPU-second of no
-indexer at all (unpipelined 0.89x). So while the store is busy (BUSY_ROWS or more committed
-since the last poll) the index is left to trail, until it is LAG_ROWS behind; then, and
-whenever the store is quieter, it catches up in transactions of CHUNK rows. A search never
-sees the lag: it catches up first (at most LAG_ROWS rows, ~0.15 s, and only under load).
+Indexing is work the server can put off, and under load it does. So while the store is busy
+(BUSY_ROWS or more committed since the last poll) the index is left to trail, until it is
+LAG_ROWS behind; then, and whenever the store is quieter, it catches up in transactions of
+CHUNK rows. A search never sees the lag: it catches up first (at most LAG_ROWS rows, ~0.15 s,
+and only under load).
+
+What a row costs is mostly FTS5's merging: each transaction flushes its words as a new
+segment, and FTS5 merges segments of a level into one of the next (rewriting every row
+again) once `automerge` of them are there; a transaction past `hashsize` bytes of words
+flushes more than one. Measured on this machine (8-word messages and their room, CPU per
+row, 1 million rows indexed): 4.1 us with FTS5's defaults in transactions of 5,000 rows;
+1.9 us in 20,000 with `hashsize` 4 MB (one segment each); 1.5 us with `automerge` 16 too
+(fewer, larger merges). Searches were as fast either way (0.03-0.06 ms a word). The
+settings persist in each table's config and are set at every start (TUNING): files from
+before get them too, with no schema version.
 
 A search first asks the indexer to catch up (`catch_up`, on the search's thread): whatever
 was committed before a search began is found by it.
@@ -34,8 +41,11 @@ import apsw
 
 log = logging.getLogger("fastchat.store")
 
-# Rows (and changes) indexed per transaction: a few milliseconds of the write lock.
-CHUNK: Final = 5000
+# Rows (and changes) indexed per transaction: about 30 ms of the write lock at most.
+CHUNK: Final = 20_000
+# FTS5's merge settings (see the module's docstring): a transaction of CHUNK rows' words
+# (about 2 MB) flushed as one segment, and segments merged 16 at a time.
+TUNING: Final = (("automerge", 16), ("hashsize", 4 << 20))
 # The newest ids of what is indexed: a catch-up with none of them changed has nothing to do.
 _NEWEST: Final = (
     "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
@@ -75,6 +85,7 @@ class Indexer:
         self.indexed = 0  # rows and changes indexed since start
         self._seen: tuple[Any, ...] | None = None  # the newest ids at the last catch-up
         self._committed = committed  # rows the store has committed so far (its counter)
+        self._tuned = False  # TUNING set in this process
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fastchat-indexer", daemon=True)
@@ -135,6 +146,7 @@ class Indexer:
         try:
             more = self._index(conn)
             conn.execute("COMMIT")
+            self._tuned = True
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -145,6 +157,12 @@ class Indexer:
         """Up to CHUNK new rows and CHUNK changes of each table, in the open transaction;
         True if there is more to do."""
         more = False
+        if not self._tuned:
+            for _, table, *_ in _TABLES:
+                for key, value in TUNING:
+                    conn.execute(
+                        f"INSERT INTO {table}_fts({table}_fts, rank) VALUES (?, ?)", (key, value)
+                    )
         top_change = int(_rows(conn, "SELECT coalesce(max(id), 0) FROM changes", ())[0][0])
         for kind, table, _, columns, values in _TABLES:
             done = _rows(
