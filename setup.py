@@ -1,4 +1,4 @@
-"""Build the compiled hub and ship the templates and static files inside the package.
+"""Build the compiled hub and listener; ship the templates and static files in the package.
 
 Compiler directives are set once here (as picows does), not in the .pyx.
 """
@@ -46,12 +46,14 @@ else:
 
 extensions = cythonize(
     [
+        # The broadcast hub, and the first step of every frame a client sends.
         Extension(
-            "fastchat._hub",
-            ["src/fastchat/_hub.pyx"],
+            f"fastchat.{name}",
+            [f"src/fastchat/{name}.pyx"],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
         )
+        for name in ("_hub", "_listener")
     ],
     compiler_directives={
         "language_level": 3,

@@ -13,6 +13,10 @@ What each group answers:
 * `decode`: what caching the msgspec tagged-union `Decoder` is worth per received frame
   (DESIGN.md measured ~0.13 us cached vs ~3 us uncached).
 * `encode`: building one outgoing CHAT_MESSAGE event (done once per committed message).
+* `receive`: a client's text frames from the socket to the service's `receive`, through
+  picows and `fastport.FastListener` (its per-frame part compiled, `_listener.pyx`), beside
+  the same rules as a Python `on_ws_frame` (how it was before): 2,000 frames a round, 500
+  to a write, over loopback on one loop.
 * `frame`: framing one payload (done once per published message per room).
 * `fanout`: the hub's bookkeeping to queue one payload for 1/100/10,000 members and flush
   them, through the sink interface (`attach_sink`); fast-port members share the same loop
@@ -36,8 +40,11 @@ from typing import Any
 
 import msgspec
 import pytest
+import uvloop
+from picows import WSFrame, WSMsgType, WSTransport, ws_create_server
 
-from fastchat import events
+from bench.loadgen import client_frame
+from fastchat import events, fastport
 from fastchat._hub import Hub, frame_text
 from fastchat.pgstore import PostgresStore
 from fastchat.sqlitestore import SqliteStore
@@ -90,6 +97,107 @@ def test_encode_message_event(benchmark: Any) -> None:
         )
 
     assert benchmark(build).startswith(b'{"type":"CHAT_MESSAGE","id":123456,')
+
+
+# --------------------------------------------------------------------------------- receive
+
+RECEIVE_ROUND = 2000  # frames a round
+RECEIVE_WRITE = 500  # frames a write
+
+
+class PythonFrameListener(fastport.FastListener):
+    """FastListener's per-frame rules as a Python `on_ws_frame` (before `_listener.pyx`)."""
+
+    __slots__ = ()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        member = self.member
+        if member is None:
+            return
+        member.state.seen = True
+        kind = frame.msg_type
+        if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
+            return
+        rsv = bool(frame.rsv1 or frame.rsv2 or frame.rsv3)
+        if kind == WSMsgType.TEXT and frame.fin and not rsv and not self.messages.in_progress:
+            try:
+                text = frame.get_payload_as_utf8_text()
+            except UnicodeDecodeError:
+                self.invalid_text(transport)
+                return
+            self._on_text(transport, text)
+            return
+        self.other_frame(transport, frame, member, rsv)
+
+    def _on_text(self, transport: WSTransport, text: str) -> None:
+        assert self.member is not None
+        self.on_text(self.member, text)
+
+
+class Session:
+    __slots__ = ("seen",)
+
+
+class CountingChat:
+    """The service as far as a listener sees it: counts the messages it is handed."""
+
+    class limits:  # what the listener reads: chat.limits.max_frame_bytes
+        max_frame_bytes = 64 * 1024
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.connections = self
+        self.received = 0
+        self.wanted = 0
+        self.done: asyncio.Future[None] | None = None
+
+    def transport(self, transport: WSTransport, port: str, peer: str) -> Any:
+        member = self.hub.attach_transport(transport)
+        member.state = Session()
+        return member
+
+    def receive(self, member: Any, text: str) -> None:
+        self.received += 1
+        if self.received == self.wanted and self.done is not None:
+            self.done.set_result(None)
+
+
+@pytest.mark.benchmark(group="receive")
+@pytest.mark.parametrize("listener", ["compiled", "python"])
+def test_receive_text_frames(benchmark: Any, listener: str) -> None:
+    loop = uvloop.new_event_loop()
+    chat = CountingChat(Hub(loop))
+    kind = fastport.FastListener if listener == "compiled" else PythonFrameListener
+    write = client_frame(CHAT) * RECEIVE_WRITE
+
+    async def connect() -> Any:
+        server = await ws_create_server(lambda _: kind(chat), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        return server, writer
+
+    async def one_round(writer: Any) -> None:
+        chat.wanted = chat.received + RECEIVE_ROUND
+        chat.done = loop.create_future()
+        for _ in range(RECEIVE_ROUND // RECEIVE_WRITE):
+            writer.write(write)
+        await chat.done
+
+    server, writer = loop.run_until_complete(connect())
+    try:
+        benchmark(lambda: loop.run_until_complete(one_round(writer)))
+    finally:
+        writer.close()
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+    assert chat.received >= RECEIVE_ROUND and chat.received % RECEIVE_ROUND == 0
+    benchmark.extra_info["ns_per_frame"] = round(benchmark.stats.stats.mean / RECEIVE_ROUND * 1e9)
 
 
 # ----------------------------------------------------------------------------------- frame

@@ -26,6 +26,7 @@ from websockets.sync.client import connect
 
 import fastchat
 import fastchat._hub
+import fastchat._listener
 
 TIMEOUT = 30.0
 
@@ -114,7 +115,10 @@ def main() -> None:
     package = Path(fastchat.__file__).resolve().parent
     hub = Path(fastchat._hub.__file__ or "")
     assert "site-packages" in package.parts, f"not an installed copy: {package}"
-    assert b".debug_info" not in hub.read_bytes(), f"{hub.name} carries debug information"
+    for compiled in (hub, Path(fastchat._listener.__file__ or "")):
+        assert compiled.suffix == ".so", f"{compiled.name} is not compiled"
+        debug = b".debug_info" in compiled.read_bytes()
+        assert not debug, f"{compiled.name} carries debug information"
     with tempfile.TemporaryDirectory(prefix="fastchat-smoke-") as tmp:
         serve_and_talk(Path(tmp))
         extra = missing_extra_is_named(Path(tmp))

@@ -18,7 +18,6 @@ from picows import (
     WSAutoPingStrategy,
     WSCloseCode,
     WSFrame,
-    WSListener,
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
@@ -29,6 +28,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from fastchat import events, framing
 from fastchat._hub import Member
+from fastchat._listener import Listener
 from fastchat.auth import COOKIE, Identity
 from fastchat.config import Settings
 from fastchat.errors import ErrorCode, FastchatError
@@ -47,24 +47,22 @@ VIOLATION_LOG_SECONDS: Final = 10.0
 # picows connection costs about 8.7 kB of server RSS; the 16 kB default costs more.
 READ_BUFFER_INIT = 1024
 
-# Module constants, not attribute lookups on the enum class, in the per-frame path.
-_TEXT: Final = WSMsgType.TEXT
-_CLOSE: Final = WSMsgType.CLOSE
 
-
-class FastListener(WSListener):
+class FastListener(Listener):
     """One WebSocket connection, either URL: picows' frames through the message rules
     picows leaves to the application (UTF-8, reassembly, reserved bits, close codes: RFC
-    6455 5.2, 5.4, 7.4, 8.1, all in framing.py), text to the service."""
+    6455 5.2, 5.4, 7.4, 8.1, all in framing.py), text to the service. A whole text message
+    in one frame takes `_listener.Listener`'s path in C; the rest is here."""
 
-    __slots__ = ("_chat", "_identity", "_messages", "_port", "member")
+    __slots__ = ("_chat", "_identity", "_port")
 
     def __init__(self, chat: Chat, port: str = "fast", identity: Identity | None = None) -> None:
         super().__init__()
         self._chat = chat
         self._port = port  # which URL it came in on: "fast" (WS_PORT) or "http" (PORT)
-        self._messages = framing.Messages(chat.limits.max_frame_bytes)
-        self.member: Member | None = None
+        self.messages = framing.Messages(chat.limits.max_frame_bytes)
+        self.member = None
+        self.on_text = chat.receive
         self._identity = identity  # from the handshake's token; None: anonymous (for now)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -89,43 +87,17 @@ class FastListener(WSListener):
         if self.member is not None:
             self._chat.delivery.on_writable(self.member)
 
-    # The two things a complete message can be; the echo listener overrides them.
-    def _on_text(self, transport: WSTransport, text: str) -> None:
-        assert self.member is not None
-        self._chat.receive(self.member, text)
+    def invalid_text(self, transport: WSTransport) -> None:
+        self._close(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text frame")
 
-    def _on_binary(self, transport: WSTransport, data: bytes) -> None:
-        assert self.member is not None
-        self._chat.reply_error(
-            self.member,
-            ErrorCode.UNSUPPORTED_DATA,
-            "binary frames are not supported; send JSON text",
-        )
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        member = self.member
-        if member is None:
-            return
-        member.state.seen = True  # keepalive: any frame, a pong included, proves it is alive
-        kind = frame.msg_type
-        if transport.is_close_frame_sent and kind != _CLOSE:
-            return  # we are closing it: only its close frame matters now
-        rsv = bool(frame.rsv1 or frame.rsv2 or frame.rsv3)
-        if kind == _TEXT and frame.fin and not rsv and not self._messages.in_progress:
-            # The hot path: a whole text message in one frame, decoded by picows in C with
-            # no copy; framing.Messages' rule for it, which it would answer the same.
-            try:
-                text = frame.get_payload_as_utf8_text()
-            except UnicodeDecodeError:
-                self._close(transport, WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text frame")
-                return
-            self._on_text(transport, text)
-            return
-        action, value = self._messages.frame(
-            kind.value, bool(frame.fin), rsv, frame.get_payload_as_bytes()
+    def other_frame(
+        self, transport: WSTransport, frame: WSFrame, member: Member, rsv: bool
+    ) -> None:
+        action, value = self.messages.frame(
+            frame.msg_type.value, bool(frame.fin), rsv, frame.get_payload_as_bytes()
         )
         if action == framing.MESSAGE_TEXT:
-            self._on_text(transport, value)
+            self.on_text(member, value)
         elif action == framing.MESSAGE_BINARY:
             self._on_binary(transport, value)
         elif action == framing.PONG:
@@ -135,6 +107,14 @@ class FastListener(WSListener):
             if not transport.is_close_frame_sent:
                 transport.send_close(WSCloseCode(code), reason)
             transport.disconnect()
+
+    def _on_binary(self, transport: WSTransport, data: bytes) -> None:
+        assert self.member is not None
+        self._chat.reply_error(
+            self.member,
+            ErrorCode.UNSUPPORTED_DATA,
+            "binary frames are not supported; send JSON text",
+        )
 
     def _pong(self, transport: WSTransport, member: Member, payload: bytes) -> None:
         """Answer a ping, within the outbound budget: a client that floods pings and never
@@ -156,8 +136,15 @@ class EchoListener(FastListener):
     path /echo): the same frame checks as the chat path, with the echo that the suite's
     cases need to judge them. Never joins rooms, never stores."""
 
-    def _on_text(self, transport: WSTransport, text: str) -> None:
-        transport.send(WSMsgType.TEXT, text.encode())
+    __slots__ = ()
+
+    def __init__(self, chat: Chat, port: str = "fast") -> None:
+        super().__init__(chat, port)
+        self.on_text = self._echo_text
+
+    def _echo_text(self, member: Member, text: str) -> None:
+        assert member.transport is not None
+        member.transport.send(WSMsgType.TEXT, text.encode())
 
     def _on_binary(self, transport: WSTransport, data: bytes) -> None:
         transport.send(WSMsgType.BINARY, data)

@@ -22,6 +22,7 @@ RANK = {
     "trailing": 1.5,  # the SQLite store's unfiled messages, kept in memory by room
     "store": 2,
     "_hub": 2,
+    "_listener": 2.5,  # the first step of every frame, in C (it cimports _hub)
     "logs": 2,
     "lifecycle": 2,
     "workermetrics": 2,
