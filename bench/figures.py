@@ -13,7 +13,10 @@ TARGETS: dict[str, tuple[str, Any]] = {
     "ingest": ("issue 7: msgs/CPU-s >= 75k (expert Go 62-75k)", 75_000),
     "paced": ("issue 7: p99 < 7 ms at <= 55 % of a core", (7.0, 0.55)),
     "idle": ("issue 7: < 6 kB per idle connection", 6.0),
-    "unpipelined": ("issue 14: msgs/CPU-s >= 80k (expert Go 77k)", 80_000),
+    "unpipelined": (
+        "issue 14: msgs/CPU-s >= 80k (expert Go 77k); beside that build, 80/77 of its figure",
+        80_000,
+    ),
     "unpipelined-ids": ("issue 14's 80k msgs/CPU-s, with the client_id our clients send", 80_000),
     "unpipelined-comments": ("issue 14's 80k msgs/CPU-s, as posts' live comments", 80_000),
     "unpipelined-comments-ids": (
@@ -40,6 +43,11 @@ BASELINE, GO_EXPERT = "baseline", "go-expert"
 # Where a target quotes an expert Go build's figure, the verdict also says how fastchat
 # compares with ours in the same invocation (the hour's speed cancels out of the ratio).
 GO_COMPARED = ("fanout", "ingest", "paced", "unpipelined")
+# Issue 14's unpipelined bar is 80k per server CPU-s against the expert Go build's 77k, as
+# measured on 2026-12-04. This machine's speed changes by the hour (the same build measured
+# 56-86k on other days), and the issue's targets are for one invocation: with the expert Go
+# build run beside fastchat, the bar is its figure of this run times 80/77.
+GO_SCALED: dict[str, float] = {"unpipelined": 80 / 77}
 # bench.storm's RSS sample `--after` seconds (default 1) after the last connection left.
 SETTLED_RSS_KEY = "server_rss_after_1s_kb"
 
@@ -220,6 +228,10 @@ def target_verdict(
         return f"{'MET' if share >= target else 'MISSED'} ({share:.2f}x)"
     if scenario == "paced-port":
         ok = h["p99"] <= target
+    elif kind in GO_SCALED and (go := results.get(scenario, {}).get(GO_EXPERT)) is not None:
+        ok = (h["per_cpu"] or 0) >= (headline(scenario, go["result"])["per_cpu"] or 0) * GO_SCALED[
+            kind
+        ]
     elif kind in ("fanout", "ingest", "unpipelined", "rest"):
         ok = (h["per_cpu"] or 0) >= target
     elif kind == "paced":
