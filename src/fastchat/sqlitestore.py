@@ -96,9 +96,12 @@ FILE_AFTER_S: Final = 1.0
 CLIENT_BUCKET_BITS: Final = 16
 # A message's (room, user, client_id), a comment's (post id, user, client_id).
 ClientKey = tuple[Any, str, str]
-# WAL pages (4 kB) written since the checkpointer was last woken that wake it again: SQLite's
-# own autocheckpoint threshold.
-WAL_CHECKPOINT_PAGES: Final = 1000
+# WAL pages (4 kB) written since the checkpointer was last woken that wake it again (~16 MB).
+# A checkpoint copies each page in the WAL once, however often it was rewritten, and syncs
+# twice: at SQLite's autocheckpoint threshold (1,000 pages), unpipelined ingest spent 1.7x
+# the checkpointer CPU it spends at this one (issue 14: 17-18 against 9-10 ticks a 5 s run,
+# 3.6 % and 2 % of the server's CPU; four runs each).
+WAL_CHECKPOINT_PAGES: Final = 4000
 # WAL pages past which the writer checkpoints itself (~40 MB). SQLite restarts the WAL only
 # when a transaction begins with all of it copied back, which under continuous commits
 # seldom coincides with the checkpointer finishing; so the WAL grows until a pause, or until

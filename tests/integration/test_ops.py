@@ -89,16 +89,16 @@ async def test_metrics_count_traffic(tmp_path: Path) -> None:
 
 
 async def test_checkpoints_run_beside_the_writer_and_show_in_metrics(tmp_path: Path) -> None:
-    # 1,500 messages, each committed alone (each waits for the one before): a WAL page or
-    # more each (the table's last leaf, written again by every commit), past the 1,000 that
-    # wake the checkpointer thread. The writer never checkpoints here.
+    # 3,000 messages of 4,000 characters, each committed alone (each waits for the one
+    # before): a page of the table each and the pages above it, past the 4,000 WAL pages
+    # that wake the checkpointer thread. The writer never checkpoints here.
     server = start_server(tmp_path / "c.db", env={"RATE_LIMIT": "0"})
     try:
         room = "ckpt-" + uuid.uuid4().hex[:6]
         async with await Client.connect(server.ws_fast) as a:
             await a.join(room, "a")
-            for i in range(1500):
-                await a.say(room, "a", f"message {i}")
+            for i in range(3000):
+                await a.say(room, "a", f"message {i} " + "x" * 3980)
                 await a.expect("CHAT_MESSAGE", skip=("USER_JOINED",))
         # The checkpointer runs beside the writer, so ask until it has (each ask is a scrape).
         deadline = time.monotonic() + TIMEOUT
@@ -106,10 +106,10 @@ async def test_checkpoints_run_beside_the_writer_and_show_in_metrics(tmp_path: P
             after = scrape(server)
             if after.get(("fastchat_store_checkpoints_total", (("by", "checkpointer"),))):
                 break
-            assert time.monotonic() < deadline, "no checkpoint after 1,500 single-row commits"
+            assert time.monotonic() < deadline, "no checkpoint after 3,000 single-row commits"
         assert after[("fastchat_store_checkpoints_total", (("by", "writer"),))] == 0
         stats = httpx.get(f"{server.http}/api/v1/stats").json()["store"]
-        assert stats["checkpoints"] >= 1 and stats["batches"] >= 1500
+        assert stats["checkpoints"] >= 1 and stats["batches"] >= 3000
     finally:
         server.stop()
 

@@ -1164,11 +1164,13 @@ async def test_close_commits_everything_queued_before_stopping(new_store: Factor
 
 
 async def test_sqlite_checkpoints_run_on_their_own_thread_and_keep_the_wal_bounded(
-    db_path: Path,
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 3,000 single-row transactions, one after the other: SQLite's own autocheckpoint would
-    # have run inside ~6 of those commits. Here the checkpointer does it beside the writer,
-    # and the writer never does (the WAL stays under the hard limit, ~26 MB at most).
+    # 3,000 single-row transactions, one after the other: SQLite's own autocheckpoint (1,000
+    # pages, the threshold here) would have run inside ~6 of those commits. Here the
+    # checkpointer does it beside the writer, and the writer never does (the WAL stays under
+    # the hard limit, ~26 MB at most).
+    monkeypatch.setattr("fastchat.sqlitestore.WAL_CHECKPOINT_PAGES", 1000)
     store = SqliteStore(db_path, seed=False)
     writes = await Writes(store).open()
     try:
