@@ -44,7 +44,8 @@ cdef class Hub:
         object _flush_handle
         dict _rooms
         dict _all                           # every attached member -> None
-        list _dirty
+        list _dirty                         # members with frames to write, in order
+        Py_ssize_t _dirty_at                # the next of them to write
         readonly Py_ssize_t high_water
         readonly Py_ssize_t max_pending
         public object on_slow               # callback(member) when a slow consumer is dropped
@@ -76,8 +77,8 @@ cdef class Hub:
     cpdef int publish(self, str key, bytes payload, Member exclude=*) except -1
     cpdef int send(self, Member member, bytes payload) except -1
     cpdef flush(self)
-    cdef int _flush(self, list dirty, Py_ssize_t* at) except -1
-    cdef _requeue(self, list dirty, Py_ssize_t start)
+    cdef _flush_upto(self, Py_ssize_t limit)
+    cdef int _flush(self, list dirty, Py_ssize_t* at, Py_ssize_t end) except -1
     cdef _failed(self, Member m, exc)
     cdef void _timed(self, long long queued_ns, long long start_ns) noexcept
     cpdef close(self, Member member, int code, str reason)

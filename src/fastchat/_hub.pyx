@@ -10,7 +10,9 @@ per socket per loop tick cost about 0.5 us per frame. So the hub:
   lone message, the paced case: no copy per member, and the kernel copies from one hot
   frame), and copies into the member's own buffer once a second frame joins it;
 * flushes every dirty socket once per loop iteration, one write for all its pending frames:
-  `send(2)` straight on the socket when the transport holds nothing back.
+  `send(2)` straight on the socket when the transport holds nothing back; a big room's
+  flush in runs of FLUSH_CHUNK sockets, one per iteration, so that a message that arrives
+  meanwhile is read, committed and written with the rest of the same run, not after it.
 
 Policy (who may join, limits, validation) stays in Python; only this bookkeeping is here.
 All methods run on the event loop thread.
@@ -19,6 +21,7 @@ All methods run on the event loop thread.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport uint8_t
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -31,6 +34,17 @@ cdef extern from "<sys/socket.h>" nogil:
 # A fast member keeps at most this much buffer capacity between flushes; a burst may grow it,
 # and it is given back after the flush so idle connections stay small.
 cdef Py_ssize_t _KEEP_CAPACITY = 16 * 1024
+# Sockets a scheduled flush writes before the loop reads again. A write to a socket costs
+# about 4.5 us of kernel time (loopback), so a room of 1,000's flush is 4.5 ms in one
+# callback, in which the loop reads nothing. In runs of FLUSH_CHUNK the loop reads, commits
+# and queues between two, and the members not written yet get the new frames in the same
+# write. Measured (issue 14, 3 interleaved runs each, against one run per flush): fan-out
+# 1.21x the deliveries per server CPU-s (21 frames a write, 16 before), unpipelined and
+# pipelined ingest even, paced p99 even. Runs of 256: fan-out 1.31x, unpipelined 0.95x;
+# of 128: fan-out 1.4x, unpipelined 0.95x and pipelined 0.92x (a round there is 100-200
+# sockets, and the reads between its runs made each commit smaller).
+FLUSH_CHUNK = 512
+cdef Py_ssize_t _FLUSH_CHUNK = FLUSH_CHUNK
 CLOSE_GRACE_SECONDS = 1.0
 
 
@@ -219,6 +233,7 @@ cdef class Hub:
         self._rooms = {}
         self._all = {}
         self._dirty = []
+        self._dirty_at = 0
         self.high_water = high_water
         self.max_pending = max_pending
         self.on_slow = None
@@ -333,7 +348,7 @@ cdef class Hub:
             if self._flush_handle is None:
                 # The oldest frame of the coming flush is queued now: one clock read per flush.
                 self._queued_ns = _now_ns()
-                self._flush_handle = self._loop.call_soon(self.flush)
+                self._flush_handle = self._loop.call_soon(self._flush_due)
         return 0
 
     cpdef int publish(self, str key, bytes payload, Member exclude=None) except -1:
@@ -391,42 +406,54 @@ cdef class Hub:
         self._mark_dirty(member)
         return 1
 
+    def _flush_due(self):
+        """The scheduled flush: FLUSH_CHUNK dirty members at most; the rest in the next loop
+        iteration, after the loop has read what arrived (members dirtied meanwhile join the
+        end of the queue; those still in it get the new frames in the same write)."""
+        self._flush_handle = None
+        self._flush_upto(self._dirty_at + _FLUSH_CHUNK)
+
     cpdef flush(self):
-        """Write each dirty member's pending frames: one write per socket.
+        """Write every dirty member's pending frames now: one write per socket."""
+        self._flush_upto(PY_SSIZE_T_MAX)
+
+    cdef _flush_upto(self, Py_ssize_t limit):
+        """Write the dirty members from the queue's head up to index `limit`.
 
         Exception-safe: a member whose write (or slow-consumer drop) raises is reported and
         closed, and the flush goes on with the members after it. Only one `try` per flush
         on the way through; a failure resumes the loop at the next member."""
         cdef list dirty = self._dirty
-        self._dirty = []
-        self._flush_handle = None
-        if not dirty:
+        cdef Py_ssize_t at = self._dirty_at
+        cdef Py_ssize_t n = len(dirty)
+        if limit < n:
+            n = limit
+        if at >= n:
+            if at >= len(dirty):
+                self._dirty = []
+                self._dirty_at = 0
+                self._queued_ns = 0
             return
         cdef long long queued_ns = self._queued_ns
-        self._queued_ns = 0
         cdef long long start_ns = _now_ns()
-        cdef Py_ssize_t at = 0
-        cdef Py_ssize_t n = len(dirty)
         try:
             while at < n:
                 try:
-                    self._flush(dirty, &at)
+                    self._flush(dirty, &at, n)
                 except Exception as exc:
                     self._failed(<Member>dirty[at], exc)
                     at += 1
         finally:
-            if at < n:
-                # Something no `except Exception` catches (KeyboardInterrupt, SystemExit) is
-                # on its way out: whoever was not reached yet stays due for the next flush.
-                self._requeue(dirty, at + 1)
+            # Past a failure no `except Exception` catches (KeyboardInterrupt, SystemExit),
+            # the member that raised is skipped; whoever was not reached stays due.
+            self._dirty_at = at + 1 if at < n else at
+            if self._dirty_at >= len(dirty):
+                self._dirty = []
+                self._dirty_at = 0
+                self._queued_ns = 0
+            elif self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush_due)
             self._timed(queued_ns, start_ns)
-
-    cdef _requeue(self, list dirty, Py_ssize_t start):
-        cdef Member m
-        for m in dirty[start:]:
-            if m._dirty:
-                m._dirty = False
-                self._mark_dirty(m)
 
     cdef _failed(self, Member m, exc):
         """A member's write raised: it has lost frames, so it is closed (1011; 1008 if it was
@@ -475,15 +502,14 @@ cdef class Hub:
             if self._wait_hist[b]
         ]
 
-    cdef int _flush(self, list dirty, Py_ssize_t* at) except -1:
-        """Flush `dirty` from index `at[0]` on, keeping `at[0]` on the member being written,
-        so that when one raises the caller knows which, and carries on after it."""
+    cdef int _flush(self, list dirty, Py_ssize_t* at, Py_ssize_t end) except -1:
+        """Flush `dirty` from index `at[0]` up to `end`, keeping `at[0]` on the member being
+        written, so that when one raises the caller knows which, and carries on after it."""
         cdef Member m
         cdef list pending
         cdef WSTransport t
         cdef Py_ssize_t n, held
         cdef Py_ssize_t i = at[0]
-        cdef Py_ssize_t end = len(dirty)
         while i < end:
             at[0] = i
             m = <Member>dirty[i]

@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from fastchat._hub import Hub, Member, frame_text, wait_bucket, wait_bucket_upper_ns
+from fastchat._hub import (
+    FLUSH_CHUNK,
+    Hub,
+    Member,
+    frame_text,
+    wait_bucket,
+    wait_bucket_upper_ns,
+)
 
 TIMEOUT = float(os.environ.get("FASTCHAT_TEST_TIMEOUT", "10"))
 POLICY_VIOLATION = 1008
@@ -181,9 +188,43 @@ def test_nothing_is_delivered_before_the_flush_runs(hub: Hub, loop: ManualLoop) 
     hub.publish("r", b"2")
     assert sink.calls == []
     assert len(loop.scheduled) == 1  # one flush per tick, however many publishes
-    assert loop.scheduled[0][0] == hub.flush
+    assert loop.scheduled[0][0] == hub._flush_due
     loop.tick()
     assert sink.calls == [("deliver", [b"1", b"2"])]
+
+
+def test_a_big_room_is_written_a_chunk_a_tick_and_what_arrives_meanwhile_joins_it(
+    hub: Hub, loop: ManualLoop
+) -> None:
+    # A flush of 1,000 sockets is ~4.5 ms in one callback, during which a new message waits
+    # unread. In chunks, the loop reads between two of them: the members not written yet
+    # get the new message in the same write, those already written in the next one.
+    members = attach(hub, FLUSH_CHUNK * 2 + 10, "r")
+    hub.publish("r", b"1")
+    assert loop.tick() == 1
+    written = [sink for _, sink in members if sink.calls]
+    assert [s for _, s in members[:FLUSH_CHUNK]] == written  # the first chunk, in join order
+    hub.publish("r", b"2")  # read and committed between two chunks
+    while loop.scheduled:
+        loop.tick()
+    for i, (_, sink) in enumerate(members):
+        assert sink.received == [b"1", b"2"]
+        if i < FLUSH_CHUNK:
+            assert sink.deliveries == [[b"1"], [b"2"]]
+        else:
+            assert sink.deliveries == [[b"1", b"2"]]  # one write for both
+    assert hub.writes == len(members) + FLUSH_CHUNK
+    assert hub.flushes == 4  # its 394 writes, in runs of FLUSH_CHUNK at most
+
+
+def test_flush_writes_every_member_at_once(hub: Hub, loop: ManualLoop) -> None:
+    # The drain at shutdown (server.py) flushes directly: no member waits for a later tick.
+    members = attach(hub, FLUSH_CHUNK * 3, "r")
+    hub.publish("r", b"last")
+    hub.flush()
+    assert all(sink.received == [b"last"] for _, sink in members)
+    loop.tick()  # the scheduled flush finds nothing left
+    assert hub.writes == len(members) and hub.flushes == 1
 
 
 def test_one_tick_is_one_deliver_call_per_member(hub: Hub, loop: ManualLoop) -> None:
