@@ -77,36 +77,38 @@ def _refuse(code: int, reason: str) -> Action:
 class Messages:
     """One connection's message state: the fragments of a message in progress."""
 
-    __slots__ = ("_fragments", "_kind", "_size", "_utf8", "limit")
+    __slots__ = ("_kind", "_size", "_utf8", "fragments", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # the largest message, in bytes, reassembled or not
-        self._fragments: list[bytes] | None = None  # a fragmented message in progress
+        # The fragments of a message in progress; None between messages (read by the
+        # listener on every frame: an attribute, not the property below).
+        self.fragments: list[bytes] | None = None
         self._size = 0
         self._kind = TEXT
         self._utf8: codecs.IncrementalDecoder | None = None
 
     @property
     def in_progress(self) -> bool:
-        return self._fragments is not None
+        return self.fragments is not None
 
     def frame(self, op: int, fin: bool, rsv: bool, payload: bytes) -> Action:
         """What to do with one frame (`rsv`: any reserved bit set)."""
         if rsv:  # no extension is negotiated (RFC 6455 5.2)
             return _refuse(PROTOCOL_ERROR, "reserved bits set")
         if op in (TEXT, BINARY):
-            if self._fragments is not None:
-                self._fragments = None
+            if self.fragments is not None:
+                self.fragments = None
                 return _refuse(PROTOCOL_ERROR, "new message inside a fragmented one")
             if fin:
                 return self._whole(op, payload)
             self._kind = op
             self._utf8 = codecs.getincrementaldecoder("utf-8")("strict") if op == TEXT else None
-            self._fragments = []
+            self.fragments = []
             self._size = 0
             return self._add(payload, fin)
         if op == CONTINUATION:
-            if self._fragments is None:
+            if self.fragments is None:
                 return _refuse(PROTOCOL_ERROR, "continuation without a start")
             return self._add(payload, fin)
         if op == CLOSE_FRAME:
@@ -126,23 +128,23 @@ class Messages:
             return _refuse(INVALID_TEXT, "invalid UTF-8 in a text frame")
 
     def _add(self, chunk: bytes, fin: bool) -> Action:
-        fragments = self._fragments
+        fragments = self.fragments
         assert fragments is not None
         fragments.append(chunk)
         self._size += len(chunk)
         if self._size > self.limit:
-            self._fragments = None
+            self.fragments = None
             return _refuse(MESSAGE_TOO_BIG, "fragmented message too large")
         if self._utf8 is not None:
             try:  # fail fast: invalid UTF-8 is refused at the fragment that carries it
                 self._utf8.decode(chunk, final=fin)
             except UnicodeDecodeError:
-                self._fragments = None
+                self.fragments = None
                 return _refuse(INVALID_TEXT, "invalid UTF-8 in a text message")
         if not fin:
             return _NOTHING
         data = b"".join(fragments)
-        self._fragments = None
+        self.fragments = None
         if self._kind == TEXT:
             return MESSAGE_TEXT, data.decode("utf-8")
         return MESSAGE_BINARY, data
