@@ -13,16 +13,17 @@ far it got, so a restart (or a database from before search: migration 4) goes on
 Indexing is work the server can put off, and under load it does. So while the store is busy
 (BUSY_ROWS or more committed since the last poll) the index is left to trail, until it is
 LAG_ROWS behind; then, and whenever the store is quieter, it catches up in transactions of
-CHUNK rows. A search never sees the lag: it catches up first (at most LAG_ROWS rows, ~0.15 s,
+CHUNK rows. A search never sees the lag: it catches up first (at most LAG_ROWS rows, ~0.2 s,
 and only under load).
 
 What a row costs is mostly FTS5's merging: each transaction flushes its words as a new
 segment, and FTS5 merges segments of a level into one of the next (rewriting every row
 again) once `automerge` of them are there; a transaction past `hashsize` bytes of words
-flushes more than one. Measured on this machine (8-word messages and their room, CPU per
-row, 1 million rows indexed): 4.1 us with FTS5's defaults in transactions of 5,000 rows;
-1.9 us in 20,000 with `hashsize` 4 MB (one segment each); 1.5 us with `automerge` 16 too
-(fewer, larger merges). Searches were as fast either way (0.03-0.06 ms a word). The
+flushes more than one. Measured on this machine (`python -m bench.ftscost`: 8-word
+messages, caught up 100,000 at a time, CPU per message): with FTS5's defaults in
+transactions of 5,000 rows, 3.2 us for the first 200,000 and 3.6 us over 1 million; in
+transactions of 20,000 with `hashsize` 4 MB (one segment each) and `automerge` 16 (fewer,
+larger merges), 1.5 and 1.8 us, 2x less. A search was as fast either way. The
 settings persist in each table's config and are set at every start (TUNING): files from
 before get them too, with no schema version.
 

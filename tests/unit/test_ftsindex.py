@@ -102,7 +102,7 @@ def test_lag_counts_what_is_not_indexed_yet(tmp_path: Path) -> None:
 def test_a_big_catch_up_is_one_segment_a_transaction_merged_sixteen_at_a_time(
     tmp_path: Path,
 ) -> None:
-    """FTS5's defaults cost 2.7x the CPU per row on a big index (ftsindex's docstring): the
+    """FTS5's defaults cost 2x the CPU per message (ftsindex's docstring): the
     indexer sets its own on a file from before, and a transaction of CHUNK rows flushes
     its words once."""
     path = tmp_path / "chat.db"
