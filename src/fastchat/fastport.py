@@ -140,14 +140,15 @@ class EchoListener(FastListener):
 
     def __init__(self, chat: Chat, port: str = "fast") -> None:
         super().__init__(chat, port)
-        self.on_text = self._echo_text
-
-    def _echo_text(self, member: Member, text: str) -> None:
-        assert member.transport is not None
-        member.transport.send(WSMsgType.TEXT, text.encode())
+        self.on_text = _echo_text  # a function, not a bound method: no cycle through self
 
     def _on_binary(self, transport: WSTransport, data: bytes) -> None:
         transport.send(WSMsgType.BINARY, data)
+
+
+def _echo_text(member: Member, text: str) -> None:
+    assert member.transport is not None
+    member.transport.send(WSMsgType.TEXT, text.encode())
 
 
 class PicowsLog(logging.LoggerAdapter[logging.Logger]):

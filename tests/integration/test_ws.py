@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fastchat._hub import FLUSH_CHUNK
 from tests.conftest import ServerProcess, start_server
 from tests.integration.wsclient import Client, masked_frame, raw_handshake, two_in_a_room
 
@@ -337,6 +338,55 @@ async def test_a_burst_goes_out_in_few_writes_per_member_and_in_order(
     finally:
         sender.close()
         await asyncio.gather(*(c.close() for c in readers))
+
+
+async def test_a_room_bigger_than_a_flush_run_hears_every_message_once_in_one_order(
+    tmp_path: Path,
+) -> None:
+    """A big room's flush is written in runs of FLUSH_CHUNK sockets, one per loop tick, and
+    what is committed between two runs joins the members not written yet. Two senders
+    sending at once into a room of more than one run, after a lone message: every member, on
+    either URL, gets every message once, all of them in the same order (the commit order),
+    each sender's in the order it sent them."""
+    server = start_server(tmp_path / "big.db", env={"RATE_LIMIT": "0"})
+    room = room_name()
+    urls = [server.ws_fast, server.ws_http] * ((FLUSH_CHUNK + 100) // 2)
+    crowd = await asyncio.gather(*(Client.connect(u) for u in urls))
+    try:
+        await asyncio.gather(*(c.join(room, f"u{i}") for i, c in enumerate(crowd)))
+        # One message with nothing after it: the runs after the first are written too.
+        await crowd[0].say(room, "u0", "alone")
+        lone = await asyncio.gather(
+            *(c.expect("CHAT_MESSAGE", skip=("USER_JOINED", "PRESENCE")) for c in crowd)
+        )
+        assert {e["message"] for e in lone} == {"alone"}
+        senders = crowd[-2:]
+
+        async def burst(k: int, c: Client) -> None:
+            for i in range(25):
+                await c.say(room, f"u{len(crowd) - 2 + k}", f"s{k}-{i}")
+
+        async def hear(c: Client) -> list[tuple[int, str]]:
+            got = []
+            while len(got) < 50:
+                event = await c.recv()
+                if event["type"] == "CHAT_MESSAGE":
+                    got.append((event["id"], event["message"]))
+            return got
+
+        listening = [asyncio.ensure_future(hear(c)) for c in crowd]
+        await asyncio.gather(*(burst(k, c) for k, c in enumerate(senders)))
+        heard = await asyncio.gather(*listening)
+        first = heard[0]
+        assert [i for i, _ in first] == sorted({i for i, _ in first})  # 50 ids, ascending
+        for k in range(2):
+            assert [m for _, m in first if m.startswith(f"s{k}-")] == [
+                f"s{k}-{i}" for i in range(25)
+            ]
+        assert all(h == first for h in heard)  # everyone: the same messages, the same order
+    finally:
+        await asyncio.gather(*(c.close() for c in crowd))
+        server.stop()
 
 
 async def test_a_join_storm_and_a_mass_disconnect_cost_few_presence_frames(
