@@ -43,7 +43,7 @@ from fastchat.front import start_front
 from fastchat.lifecycle import Readiness
 from fastchat.metrics import Metrics
 from fastchat.service import Chat
-from fastchat.sqlitestore import SqliteStore
+from fastchat.sqlitestore import SqliteStore, without_memory_statistics
 from fastchat.store import Store, StoreError
 
 log = logging.getLogger("fastchat")
@@ -277,6 +277,8 @@ async def _shutdown(
 
 def run(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
+    if not settings.database_url:
+        without_memory_statistics()  # before any connection (sqlitestore)
     for name, port in (("PORT", settings.port), ("WS_PORT", settings.ws_port)):
         problem = port_taken(settings.host, port)
         if problem:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -19,7 +21,12 @@ import pytest
 
 from fastchat.pgstore import PostgresStore
 from fastchat.sqliteschema import MIGRATIONS, SCHEMA_VERSION
-from fastchat.sqlitestore import COMMENT_FILING, MESSAGE_FILING, SqliteStore
+from fastchat.sqlitestore import (
+    COMMENT_FILING,
+    MESSAGE_FILING,
+    SqliteStore,
+    without_memory_statistics,
+)
 from fastchat.store import (
     COMMENT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -1161,6 +1168,27 @@ async def test_close_commits_everything_queued_before_stopping(new_store: Factor
     results = await done(futs)
     assert all(isinstance(r[1], tuple) and r[3] is False for r in results)
     assert outside(store, "SELECT count(*) FROM messages") == 300
+
+
+def test_sqlite_memory_statistics_go_off_only_before_any_connection() -> None:
+    # SQLite may be shut down (to take the setting) only with no connection open: with one
+    # open nothing happens; in a fresh process (the server's, first thing) they go off.
+    conn = apsw.Connection(":memory:")
+    try:
+        assert without_memory_statistics() is False
+        conn.execute("CREATE TABLE t(x)")  # the open connection still works
+    finally:
+        conn.close()
+    fresh = (
+        "import apsw\n"
+        "from fastchat.sqlitestore import without_memory_statistics\n"
+        "assert without_memory_statistics()\n"
+        "c = apsw.Connection(':memory:')\n"
+        "c.execute('CREATE TABLE t(x)')\n"
+        "c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(1000)])\n"
+        "assert apsw.memory_used() == 0, apsw.memory_used()\n"
+    )
+    subprocess.run([sys.executable, "-c", fresh], check=True, timeout=60)
 
 
 async def test_sqlite_checkpoints_run_on_their_own_thread_and_keep_the_wal_bounded(
