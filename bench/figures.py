@@ -229,9 +229,8 @@ def target_verdict(
     if scenario == "paced-port":
         ok = h["p99"] <= target
     elif kind in GO_SCALED and (go := results.get(scenario, {}).get(GO_EXPERT)) is not None:
-        ok = (h["per_cpu"] or 0) >= (headline(scenario, go["result"])["per_cpu"] or 0) * GO_SCALED[
-            kind
-        ]
+        bar = (headline(scenario, go["result"])["per_cpu"] or 0) * GO_SCALED[kind]
+        ok = (h["per_cpu"] or 0) >= bar
     elif kind in ("fanout", "ingest", "unpipelined", "rest"):
         ok = (h["per_cpu"] or 0) >= target
     elif kind == "paced":

@@ -78,6 +78,7 @@ cdef class Hub:
     cpdef int send(self, Member member, bytes payload) except -1
     cpdef flush(self)
     cdef _flush_upto(self, Py_ssize_t limit)
+    cdef void _drained(self) noexcept
     cdef int _flush(self, list dirty, Py_ssize_t* at, Py_ssize_t end) except -1
     cdef _failed(self, Member m, exc)
     cdef void _timed(self, long long queued_ns, long long start_ns) noexcept

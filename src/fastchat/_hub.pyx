@@ -428,11 +428,8 @@ cdef class Hub:
         cdef Py_ssize_t n = len(dirty)
         if limit < n:
             n = limit
-        if at >= n:
-            if at >= len(dirty):
-                self._dirty = []
-                self._dirty_at = 0
-                self._queued_ns = 0
+        if at >= n:  # nothing due (`limit` is always past the head)
+            self._drained()
             return
         cdef long long queued_ns = self._queued_ns
         cdef long long start_ns = _now_ns()
@@ -448,12 +445,16 @@ cdef class Hub:
             # the member that raised is skipped; whoever was not reached stays due.
             self._dirty_at = at + 1 if at < n else at
             if self._dirty_at >= len(dirty):
-                self._dirty = []
-                self._dirty_at = 0
-                self._queued_ns = 0
+                self._drained()
             elif self._flush_handle is None:
                 self._flush_handle = self._loop.call_soon(self._flush_due)
             self._timed(queued_ns, start_ns)
+
+    cdef void _drained(self) noexcept:
+        """Every dirty member written: the queue starts again, and so does its clock."""
+        self._dirty = []
+        self._dirty_at = 0
+        self._queued_ns = 0
 
     cdef _failed(self, Member m, exc):
         """A member's write raised: it has lost frames, so it is closed (1011; 1008 if it was
