@@ -53,7 +53,7 @@ extensions = cythonize(
             extra_compile_args=compile_args,
             extra_link_args=link_args,
         )
-        for name in ("_hub", "_listener")
+        for name in ("_hub", "_listener", "_lane")
     ],
     compiler_directives={
         "language_level": 3,

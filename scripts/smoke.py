@@ -26,6 +26,7 @@ from websockets.sync.client import connect
 
 import fastchat
 import fastchat._hub
+import fastchat._lane
 import fastchat._listener
 
 TIMEOUT = 30.0
@@ -115,7 +116,11 @@ def main() -> None:
     package = Path(fastchat.__file__).resolve().parent
     hub = Path(fastchat._hub.__file__ or "")
     assert "site-packages" in package.parts, f"not an installed copy: {package}"
-    for compiled in (hub, Path(fastchat._listener.__file__ or "")):
+    for compiled in (
+        hub,
+        Path(fastchat._listener.__file__ or ""),
+        Path(fastchat._lane.__file__ or ""),
+    ):
         assert compiled.suffix == ".so", f"{compiled.name} is not compiled"
         debug = b".debug_info" in compiled.read_bytes()
         assert not debug, f"{compiled.name} carries debug information"

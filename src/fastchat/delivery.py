@@ -23,6 +23,7 @@ import msgspec
 
 from fastchat import events
 from fastchat._hub import Hub, Member
+from fastchat._lane import Publisher
 from fastchat.broker import Broker
 from fastchat.errors import CLOSE_CODE, ErrorCode
 from fastchat.events import Comment, CommentEvent, Message, MessageEvent, Post
@@ -154,11 +155,10 @@ class Delivery:
         self.broker = broker
         self.clustered = broker.clustered
         self._on_error = on_error
-        # Single process: the highest ids already handed to the hub. Ids rise in commit
-        # order and commits are handed over in order, so "stored with id <= this" ==
-        # "already broadcast": a replay bounded by it, followed by a join in the same loop
-        # callback, has no gap and no duplicate.
-        self._published_message_id = 0
+        # Single process: the highest ids already handed to the hub (messages: the
+        # publisher's `published`). Ids rise in commit order and commits are handed over in
+        # order, so "stored with id <= this" == "already broadcast": a replay bounded by it,
+        # followed by a join in the same loop callback, has no gap and no duplicate.
         self._published_comment_id = 0
         # The same for edits and deletions (the `changes` table's ids).
         self._published_change_id = 0
@@ -181,10 +181,15 @@ class Delivery:
         self._keeping: dict[str, asyncio.Task[None]] = {}  # reads of rooms' newest events
         # Replays waiting for their member's socket to drain (see `replay`).
         self._writable: dict[Member, asyncio.Future[None]] = {}
+        # Single process: the plain chat messages of a committed batch (nearly all of
+        # them), published in C (_lane.pyx); on_committed does the rest.
+        self._messages = Publisher(
+            hub, self.versions, self._recent, encode, MessageEvent, format_ms, OP_MESSAGE
+        )
 
     async def on_store_open(self) -> None:
         counts = await self.store.counts()
-        self._published_message_id = counts["messages"]
+        self._messages.published = counts["messages"]
         self._published_comment_id = counts["comments"]
         self._published_change_id = counts["changes"]
         self._start_marks = {"r": counts["messages"], "p": counts["comments"]}
@@ -194,7 +199,7 @@ class Delivery:
         ids not yet handed: everything up to it was broadcast)."""
         if self.clustered:
             return self._delivered.get(key, self._start_marks[key[0]])
-        return self._published_message_id if key[0] == "r" else self._published_comment_id
+        return self._messages.published if key[0] == "r" else self._published_comment_id
 
     def on_committed(self, results: list[Result]) -> None:
         """Called on the loop with each committed batch, in commit order."""
@@ -202,14 +207,22 @@ class Delivery:
         clustered = self.clustered
         versions = self.versions
         touched: dict[str, int] = {}  # clustered: room key -> highest id committed here
-        for write, row, duplicate in results:
+        publish = None if clustered else self._messages.run
+        i, n = 0, len(results)
+        while i < n:
+            if publish is not None:
+                i = publish(results, i)
+                if i == n:
+                    break
+            write, row, duplicate = results[i]
+            i += 1
             if isinstance(row, StoreError):
                 self._fail(write, row)
                 continue
             kind = write.op
             member = write.member
             if kind == OP_MESSAGE:
-                # message_event_of, inline: this runs for every chat message.
+                # What the publisher leaves: clustered, from REST, a retry, ids gone back.
                 payload = encode(
                     MessageEvent(row[0], row[1], row[2], row[3], format_ms(row[4]), row[5])
                 )
@@ -221,8 +234,8 @@ class Delivery:
                 if clustered:
                     self._committed_here(key, row, payload, touched)
                 else:
-                    if row[0] > self._published_message_id:
-                        self._published_message_id = row[0]
+                    if row[0] > self._messages.published:
+                        self._messages.published = row[0]
                     else:  # ids went back: an older copy restored into the live file
                         self._recent.clear()
                     hub.publish(key, payload)

@@ -20,6 +20,7 @@ import msgspec
 
 from fastchat import events
 from fastchat._hub import Hub, Member
+from fastchat._lane import Lane
 from fastchat.auth import Auth, Identity, name_for
 from fastchat.broker import Broker, LocalBroker
 from fastchat.config import Settings
@@ -27,6 +28,7 @@ from fastchat.connections import Connections
 from fastchat.delivery import CHANGE_RELAY, Delivery
 from fastchat.errors import CLOSE_CODE, ErrorCode, FastchatError
 from fastchat.events import (
+    AnyClientEvent,
     Authenticate,
     Authenticated,
     Comment,
@@ -61,6 +63,7 @@ from fastchat.protocol import (
     ProtocolError,
     Refused,
     Session,
+    check,
     error_payload,
     parse,
     post_id_of,
@@ -197,7 +200,6 @@ class Chat:
         self.store_health = StoreHealth(store)
         self.search = Search(store, self.auth)  # GET /api/v1/search
         self.started = time.monotonic()
-        self.messages_in = 0
         self.comments_in = 0
         self.errors: Counter[str] = Counter()
         self.draining = False  # a SIGTERM started the drain: no new WebSockets
@@ -206,6 +208,23 @@ class Chat:
         self._user_buckets: dict[str, Bucket] = {}
         self._user_connections: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        # A text frame from a client, on either port: a plain chat message goes its own way
+        # to the store, in C (_lane.pyx); anything else comes back here (`handle`).
+        self.lane = Lane(
+            self,
+            events.client_decoder.decode,
+            SendMessage,
+            Write,
+            OP_MESSAGE,
+            limits,
+            events.NAME_MAX,
+        )
+        self.receive = self.lane.receive
+
+    @property
+    def messages_in(self) -> int:
+        """Chat messages received (from sockets and REST) and queued for the store."""
+        return self.lane.messages_in
 
     async def on_store_open(self) -> None:
         await self.delivery.on_store_open()
@@ -213,47 +232,64 @@ class Chat:
 
     # ------------------------------------------------------------------ events
 
-    def receive(self, member: Member, data: bytes | str) -> None:
-        """One text frame from a client, on either port."""
+    def admit(self, member: Member) -> bool:
+        """The rate limits (when on): False if this frame is refused (and the refusal is
+        answered, or the flooder closed)."""
         session: Session = member.state
         now = time.monotonic()
         if not session.admit(self.limits, now) or (
             session.identity is not None and self._per_user and not self._user_admits(session, now)
         ):
             self._refuse_flood(member, session)
-            return
+            return False
+        return True
+
+    def handle(self, member: Member, data: bytes | str) -> None:
+        """A text frame the lane did not take (it did not decode, or is too large): parsed
+        here, for its ERROR."""
         event = None
         try:
             event = parse(data, self.limits)
-            kind = type(event)
-            if kind is SendMessage:
-                self._send_message(member, event)  # type: ignore[arg-type]
-            elif kind is SendComment:
-                self._send_comment(member, event)  # type: ignore[arg-type]
-            elif kind is JoinRoom:
-                self._join_room(member, event)  # type: ignore[arg-type]
-            elif kind is LeaveRoom:
-                self.rooms.leave(member, event)  # type: ignore[arg-type]
-            elif kind is Typing:
-                self._typing(member, event)  # type: ignore[arg-type]
-            elif kind is TypingStopped:
-                self._typing_stopped(member, event)  # type: ignore[arg-type]
-            elif kind is GetHistory:
-                self._history(member, event)  # type: ignore[arg-type]
-            elif kind is JoinPost:
-                self._join_post(member, event)  # type: ignore[arg-type]
-            elif kind is LeavePost:
-                self.rooms.leave_post(member, event)  # type: ignore[arg-type]
-            elif kind is GetMembers:
-                self.rooms.members(member, event)  # type: ignore[arg-type]
-            elif kind is Authenticate:
-                self._authenticate(member, event)  # type: ignore[arg-type]
-            elif kind is Ping:
-                self.hub.send(member, PONG)
-            elif kind in _CHANGE_EVENTS:
-                self._change(member, event)
+            self._dispatch(member, event)
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _refused(event, data))
+
+    def handle_event(self, member: Member, event: AnyClientEvent, data: bytes | str) -> None:
+        """An event the lane decoded and did not take: anything but a plain chat message
+        (or one the checks refuse: `check` says why)."""
+        try:
+            self._dispatch(member, check(event, self.limits))
+        except FastchatError as exc:
+            self.reply_error(member, exc.code, exc.message, _refused(event, data))
+
+    def _dispatch(self, member: Member, event: AnyClientEvent) -> None:
+        kind = type(event)
+        if kind is SendMessage:
+            self._send_message(member, event)  # type: ignore[arg-type]
+        elif kind is SendComment:
+            self._send_comment(member, event)  # type: ignore[arg-type]
+        elif kind is JoinRoom:
+            self._join_room(member, event)  # type: ignore[arg-type]
+        elif kind is LeaveRoom:
+            self.rooms.leave(member, event)  # type: ignore[arg-type]
+        elif kind is Typing:
+            self._typing(member, event)  # type: ignore[arg-type]
+        elif kind is TypingStopped:
+            self._typing_stopped(member, event)  # type: ignore[arg-type]
+        elif kind is GetHistory:
+            self._history(member, event)  # type: ignore[arg-type]
+        elif kind is JoinPost:
+            self._join_post(member, event)  # type: ignore[arg-type]
+        elif kind is LeavePost:
+            self.rooms.leave_post(member, event)  # type: ignore[arg-type]
+        elif kind is GetMembers:
+            self.rooms.members(member, event)  # type: ignore[arg-type]
+        elif kind is Authenticate:
+            self._authenticate(member, event)  # type: ignore[arg-type]
+        elif kind is Ping:
+            self.hub.send(member, PONG)
+        elif kind in _CHANGE_EVENTS:
+            self._change(member, event)
 
     def _user_admits(self, session: Session, now: float) -> bool:
         """A token user's own bucket, shared by all its connections: ten tabs do not get
@@ -306,7 +342,7 @@ class Chat:
             no_post = session.no_post
             if no_post is not None and ev.room in no_post:
                 raise no_post[ev.room]
-        self.messages_in += 1
+        self.lane.messages_in += 1
         identity = member.state.identity
         self.store.submit(
             Write(
@@ -571,7 +607,7 @@ class Chat:
         if sub is not None and self.moderation:
             self.moderation.check_post(sub, room, now_ms())  # banned or muted: refused
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.messages_in += 1
+        self.lane.messages_in += 1
         self.store.submit(Write(OP_MESSAGE, room, user, text, client_id, future=future, sub=sub))
         return await future
 

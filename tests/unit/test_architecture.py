@@ -23,6 +23,7 @@ RANK = {
     "store": 2,
     "_hub": 2,
     "_listener": 2.5,  # the first step of every frame, in C (it cimports _hub)
+    "_lane": 2.5,  # a chat message's way in, in C (it cimports _hub)
     "logs": 2,
     "lifecycle": 2,
     "workermetrics": 2,
