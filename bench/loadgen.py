@@ -184,7 +184,7 @@ def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
         if isinstance(after.get(key), int) and isinstance(before.get(key), int):
             out[key] = after[key] - before[key]
     b, a = before.get("store") or {}, after.get("store") or {}
-    for key in ("batches", "rows", "failed_batches"):
+    for key in ("batches", "rows", "failed_batches", "thread_batches"):
         if isinstance(a.get(key), int) and isinstance(b.get(key), int):
             out["store_" + key] = a[key] - b[key]
     hub = hub_flush_delta(before.get("hub_flush"), after.get("hub_flush"))

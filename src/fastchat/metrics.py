@@ -129,6 +129,11 @@ class ChatCollector(Collector):
             "Batches the database refused",
             value=store.failed_batches,
         )
+        yield CounterMetricFamily(
+            "fastchat_store_thread_batches",
+            "Batches the loop handed to the writer thread (lock held elsewhere, fsync, big WAL)",
+            value=store.thread_batches,
+        )
         yield GaugeMetricFamily(
             "fastchat_store_pending", "Writes queued, not yet committed", value=store.pending
         )

@@ -732,6 +732,7 @@ class Chat:
                 "failed_batches": self.store.failed_batches,
                 "pending": self.store.pending,
                 "checkpoints": self.store.checkpoints + self.store.inline_checkpoints,
+                "thread_batches": self.store.thread_batches,
             },
             "errors": dict(self.errors),
             "cluster": self.rooms.cluster_stats(),

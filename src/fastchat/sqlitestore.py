@@ -623,6 +623,7 @@ class SqliteStore(Store):
         if self._on_loop and self._wal_pages < WAL_HARD_PAGES:
             results = self._commit(batch, on_loop=True)
         if results is None:
+            self.thread_batches += 1
             self._in_thread = len(batch)
             self._queue.put(batch)
             return

@@ -230,6 +230,10 @@ class Store:
         # (past WAL_HARD_PAGES). A networked database checkpoints on its own: both stay 0.
         self.checkpoints = 0
         self.inline_checkpoints = 0
+        # SQLite: batches the loop handed to the writer thread (a lock held elsewhere, a
+        # synchronous setting that syncs, or a WAL past WAL_HARD_PAGES): each costs two
+        # thread hand-offs. A networked database's writer is always its own task: 0.
+        self.thread_batches = 0
         # Clustered (delivery.py): each new message or comment row carries a 7th field, the
         # previous id of its room or post, read under the write lock (0: none).
         self.track_previous = False

@@ -1272,6 +1272,7 @@ async def test_sqlite_commits_on_the_loop_once_per_iteration(db_path: Path) -> N
         await done(second)
         assert threads == [threading.get_ident()] * 2
         assert [len(b) for b in writes.batches] == [50, 5]
+        assert store.thread_batches == 0
     finally:
         await store.close()
 
@@ -1285,6 +1286,7 @@ async def test_sqlite_with_synchronous_full_the_writer_thread_commits(db_path: P
         results = await done([writes.message("r", "u", f"m{i}") for i in range(20)])
         assert [r[1][0] for r in results] == list(range(1, 21))
         assert threads and threading.get_ident() not in threads
+        assert store.thread_batches == len(threads)  # counted, for /api/v1/stats
     finally:
         await store.close()
     assert outside(store, "SELECT count(*) FROM messages") == 20
@@ -1318,6 +1320,7 @@ async def test_sqlite_a_write_lock_held_elsewhere_is_waited_for_off_the_loop_in_
         assert [len(b) for b in writes.batches] == [3, 2]
         assert threads[0] != threading.get_ident()  # the writer thread waited for the lock
         assert threads[1] == threading.get_ident()  # then the loop commits again
+        assert store.thread_batches == 1
     finally:
         other.close()
         await store.close()
