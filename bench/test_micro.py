@@ -17,6 +17,11 @@ What each group answers:
   picows and `fastport.FastListener` (its per-frame part compiled, `_listener.pyx`), beside
   the same rules as a Python `on_ws_frame` (how it was before): 2,000 frames a round, 500
   to a write, over loopback on one loop.
+* `service`: a chat message's way in, from its text to the store's queue, in a real service
+  (`Chat`, its hub and a SQLite store): the lane (`Chat.receive`, `_lane.pyx`) beside the
+  service's Python route for the same frame (`Chat.handle`: parse, check, `_send_message`),
+  1,000 frames a round from 750 joined members in 500 rooms, the batch dropped after each
+  round (the commit is the `commit` group's).
 * `frame`: framing one payload (done once per published message per room).
 * `fanout`: the hub's bookkeeping to queue one payload for 1/100/10,000 members and flush
   them, through the sink interface (`attach_sink`); fast-port members share the same loop
@@ -47,10 +52,12 @@ from bench.loadgen import client_frame
 from fastchat import events, fastport
 from fastchat._hub import Hub, frame_text
 from fastchat.pgstore import PostgresStore
+from fastchat.service import Chat
 from fastchat.sqlitestore import SqliteStore
 from fastchat.store import OP_MESSAGE, Store, Write
 from fastchat.trailing import ClientKeys
 from tests.conftest import free_port
+from tests.unit.limits import limits_with
 from tests.pg import Postgres
 
 CHAT = (
@@ -198,6 +205,70 @@ def test_receive_text_frames(benchmark: Any, listener: str) -> None:
         loop.close()
     assert chat.received >= RECEIVE_ROUND and chat.received % RECEIVE_ROUND == 0
     benchmark.extra_info["ns_per_frame"] = round(benchmark.stats.stats.mean / RECEIVE_ROUND * 1e9)
+
+
+# --------------------------------------------------------------------------------- service
+
+
+class Dropping:
+    """A member's outbound side that keeps nothing."""
+
+    def deliver(self, payloads: list[bytes]) -> None:
+        pass
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+SERVICE_ROUND = 1000
+
+
+@pytest.mark.benchmark(group="service")
+@pytest.mark.parametrize("way", ["lane", "python"])
+def test_chat_message_to_the_store_queue(benchmark: Any, way: str, tmp_path: Path) -> None:
+    loop = uvloop.new_event_loop()
+    store = SqliteStore(tmp_path / "service.db", seed=False)
+
+    async def joined() -> tuple[Chat, list[Any]]:
+        chat = Chat(Hub(loop), store, limits_with(rate=0))
+        await store.open(chat.on_committed)
+        members = [chat.connections.sink(Dropping()) for _ in range(750)]
+        for i, member in enumerate(members):
+            join = {"type": "JOIN_ROOM", "room": f"room-{i % 500}", "user": f"u{i}"}
+            chat.receive(member, msgspec.json.encode(join).decode())
+        await asyncio.sleep(0.1)
+        return chat, members
+
+    chat, members = loop.run_until_complete(joined())
+    frames = [
+        (
+            members[i % 750],
+            msgspec.json.encode(
+                {
+                    "type": "CHAT_MESSAGE",
+                    "room": f"room-{i % 750 % 500}",
+                    "user": f"u{i % 750}",
+                    "message": f"{i} 1733482390123456789 " + "x" * 48,
+                }
+            ).decode(),
+        )
+        for i in range(SERVICE_ROUND)
+    ]
+    receive = chat.receive if way == "lane" else chat.handle
+
+    def one_round() -> None:
+        for member, text in frames:
+            receive(member, text)
+        store.pending -= len(store._batch)
+        store._batch.clear()
+
+    try:
+        benchmark(one_round)
+        assert chat.messages_in >= SERVICE_ROUND
+    finally:
+        loop.run_until_complete(store.close())
+        loop.close()
+    benchmark.extra_info["ns_per_message"] = round(benchmark.stats.stats.mean / SERVICE_ROUND * 1e9)
 
 
 # ----------------------------------------------------------------------------------- frame
