@@ -57,8 +57,8 @@ from fastchat.sqlitestore import SqliteStore
 from fastchat.store import OP_MESSAGE, Store, Write
 from fastchat.trailing import ClientKeys
 from tests.conftest import free_port
-from tests.unit.limits import limits_with
 from tests.pg import Postgres
+from tests.unit.limits import limits_with
 
 CHAT = (
     b'{"type":"CHAT_MESSAGE","room":"general","user":"alice",'
