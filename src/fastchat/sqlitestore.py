@@ -331,6 +331,10 @@ class SqliteStore(Store):
         self._lost: str | None = None  # why writes stop for good: see `_vanished`
         self.file_after = FILE_AFTER_S
         self._file_timer: asyncio.TimerHandle | None = None
+        # SQLite's data version after this writer's last commit, and the timestamp it gave
+        # its rows (`_commit`: unchanged at the next one, nobody else wrote). None: unknown.
+        self._data_version: int | None = None
+        self._last_ts = 0
         self._quiet_at = 0.0  # loop time after which, with no commit since, all is filed
         # The messages not yet filed in message_rooms and message_clients (migration 6),
         # by room, with their client ids; a transaction adds its own as it inserts them,
@@ -352,6 +356,7 @@ class SqliteStore(Store):
         self._on_committed = on_committed
         try:
             self._writer = self._connect(migrate=True)
+            self._data_version = None  # a number of this connection's
             self._file = _file_id(self.path)
             self._lost = None
             if self.max_bytes:
@@ -794,11 +799,17 @@ class SqliteStore(Store):
                     return None
                 raise
             try:
-                last = _value(conn, LAST_TS_SQL)
+                # Nothing committed by another connection since this one's last commit
+                # (SQLite's data version as this writer left it): the newest timestamp and
+                # both tails are as it left them, and three statements of a commit's fixed
+                # cost are saved (a tenth of a 16-row batch's CPU).
+                mine = conn.data_version() == self._data_version
+                last = self._last_ts if mine else _value(conn, LAST_TS_SQL)
                 ts = max(_now_ms(), last or 0)
                 self._new_comments.clear()  # post id -> comments this transaction adds
                 for tail, filing in self._tails():
-                    self._catch_up_tail(conn, tail, filing)
+                    if not mine or tail.dirty:
+                        self._catch_up_tail(conn, tail, filing)
                 self._top = self._tail.seen
                 self._comment_top = self._comment_tail.seen
                 # Chat messages and comments (no previous id to read) go in runs, one
@@ -855,7 +866,9 @@ class SqliteStore(Store):
                     for (tail, filing), top in zip(self._tails(), tops, strict=True)
                 ]
                 conn.execute("COMMIT")
+                self._data_version, self._last_ts = conn.data_version(), ts
             except BaseException:
+                self._data_version = None
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise

@@ -29,6 +29,7 @@ from fastchat.sqlitestore import (
 )
 from fastchat.store import (
     COMMENT_COLUMNS,
+    LAST_TS_SQL,
     MESSAGE_COLUMNS,
     OP_BAN,
     OP_COMMENT,
@@ -1568,6 +1569,40 @@ async def test_stamps_never_go_back_behind_another_writers_rows(writes: Writes) 
     # A time query finds the rows in id order.
     page = await writes.store.page("messages", "r", 10, since_ms=future)
     assert [r[3] for r in page.rows] == ["from the future", "after it"]
+
+
+async def test_sqlite_a_commit_reads_the_tails_again_only_after_another_writer(
+    db_path: Path,
+) -> None:
+    """The writer reads the newest timestamp and where each tail stands at a commit's start
+    only when another connection has committed since its own last commit (SQLite's data
+    version): back to back, it knows them; after another worker's row, it reads them, and
+    its next ids and stamps come after that row."""
+    store = SqliteStore(db_path, seed=False)
+    writes = await Writes(store).open()
+    try:
+        await done(writes.message("r", "u", "first"))
+        statements: list[str] = []
+        assert store._writer is not None
+        store._writer.exec_trace = lambda _cursor, sql, _bindings: statements.append(sql) or True
+        await done(writes.message("r", "u", "second"))
+        assert LAST_TS_SQL not in statements
+        assert not any(sql == store._tails()[0][1].tail_sql for sql in statements)
+        future = int(time.time() * 1000) + 3_600_000
+        inject(
+            store,
+            'INSERT INTO messages(room, "user", message, ts) VALUES (?, ?, ?, ?)',
+            ("r", "other", "theirs", future),
+        )
+        theirs = outside(store, "SELECT max(id) FROM messages")
+        statements.clear()
+        _, row, _, _ = await done(writes.message("r", "u", "third"))
+        assert LAST_TS_SQL in statements
+        assert row[0] == theirs + 1 and row[4] >= future
+        page = await store.page("messages", "r", 10)
+        assert [r[3] for r in page.rows] == ["first", "second", "theirs", "third"]
+    finally:
+        await store.close()
 
 
 def kill_connections(url: str) -> int:
