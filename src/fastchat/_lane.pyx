@@ -83,7 +83,6 @@ cdef class Lane:
     """`receive` for the service (service.Chat wires it): the chat message's fast way."""
 
     cdef:
-        object _chat            # service.Chat: everything that is not a plain chat message
         object _decode          # events.client_decoder.decode
         object _send_message    # events.SendMessage
         object _write           # store.Write
@@ -98,7 +97,7 @@ cdef class Lane:
         public unsigned long long messages_in  # chat messages queued for the store
 
     def __init__(self, chat, decode, send_message, write, int op, limits, int name_max):
-        self._chat = chat
+        # From the service (`chat`): its store's queue, and its Python for the rest.
         self._decode = decode
         self._send_message = send_message
         self._write = write
