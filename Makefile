@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-DEPS   := pyproject.toml setup.py src/fastchat/_hub.pyx src/fastchat/_hub.pxd src/fastchat/_listener.pyx src/fastchat/_lane.pyx
+DEPS   := pyproject.toml setup.py src/fastchat/_hub.pyx src/fastchat/_hub.pxd src/fastchat/_listener.pyx src/fastchat/_lane.pyx src/fastchat/_keys.pyx
 # Serving only: the core dependencies.
 SERVE_STAMP := $(VENV)/.serve-stamp
 # Everything: tests, lint, wheel, benchmarks (a superset of serving, so it stamps both).
@@ -119,5 +119,5 @@ annotate: $(STAMP)
 	$(BIN)/cython -a src/fastchat/_hub.pyx -o build/_hub_annotated.c
 
 clean:
-	rm -rf build dist *.egg-info src/*.egg-info src/fastchat/_hub.c src/fastchat/_listener.c src/fastchat/_lane.c \
+	rm -rf build dist *.egg-info src/*.egg-info src/fastchat/_hub.c src/fastchat/_listener.c src/fastchat/_lane.c src/fastchat/_keys.c \
 	  src/fastchat/*.so .pytest_cache

@@ -46,14 +46,15 @@ else:
 
 extensions = cythonize(
     [
-        # The broadcast hub, and the first step of every frame a client sends.
+        # The broadcast hub, the first step of every frame a client sends, a chat message's way
+        # in and out, and the client-id filter's per-key step.
         Extension(
             f"fastchat.{name}",
             [f"src/fastchat/{name}.pyx"],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
         )
-        for name in ("_hub", "_listener", "_lane")
+        for name in ("_hub", "_listener", "_lane", "_keys")
     ],
     compiler_directives={
         "language_level": 3,

@@ -26,6 +26,7 @@ from websockets.sync.client import connect
 
 import fastchat
 import fastchat._hub
+import fastchat._keys
 import fastchat._lane
 import fastchat._listener
 
@@ -120,6 +121,7 @@ def main() -> None:
         hub,
         Path(fastchat._listener.__file__ or ""),
         Path(fastchat._lane.__file__ or ""),
+        Path(fastchat._keys.__file__ or ""),
     ):
         assert compiled.suffix == ".so", f"{compiled.name} is not compiled"
         debug = b".debug_info" in compiled.read_bytes()

@@ -39,7 +39,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from typing import Any, Final
 
-import mmh3
+from fastchat._keys import add as _add
+from fastchat._keys import holds as _holds
 
 # A room's unfiled messages that get it filed: its ids go into one page of message_rooms
 # (a page holds ~200), where filing every room at once after 4,096 messages put about 8.
@@ -244,12 +245,13 @@ class ClientKeys:
     `message_clients` (`fill`, before the first write: about a second per million keys).
     From then on the writer adds every key it inserts or sees other workers insert
     (`add`). So the bits must mean the same in every process: the key's hash is MurmurHash3
-    (`mmh3.hash128` of its parts joined by NUL; two keys that join the same only share
-    spots, a read), not Python's `hash()`, which differs from one process to the next. A
-    filter never filled (`ready` False: the file was replaced under the store) says "maybe"
-    to every key. A key added for a transaction that was rolled back only costs a read
-    later. Only the writer (one thread at a time) calls `add` and `may_hold`, so no bit is
-    lost between two threads (that would be a retry stored twice)."""
+    (`mmh3.hash128` of its parts joined by NUL, computed in C by _keys.pyx; two keys that
+    join the same only share spots, a read), not Python's `hash()`, which differs from one
+    process to the next. A filter never filled (`ready` False: the file was replaced under
+    the store) says "maybe" to every key. A key added for a transaction that was rolled back
+    only costs a read later. Only the writer (one thread at a time) calls `add` and
+    `may_hold`, so no bit is lost between two threads (that would be a retry stored
+    twice)."""
 
     __slots__ = ("_bits", "_mask", "ready")
 
@@ -285,36 +287,16 @@ class ClientKeys:
         return bits
 
     def add(self, key: ClientKey) -> None:
-        h = _hash128(f"{key[0]}\0{key[1]}\0{key[2]}")
-        a, b, mask, bits = h & 0xFFFFFFFF, ((h >> 64) & 0xFFFFFFFF) | 1, self._mask, self._bits
-        spot = a & mask
-        bits[spot >> 3] |= 1 << (spot & 7)
-        spot = (a + b) & mask
-        bits[spot >> 3] |= 1 << (spot & 7)
-        spot = (a + 2 * b) & mask
-        bits[spot >> 3] |= 1 << (spot & 7)
+        _add(self._bits, self._mask, key)
 
     def fill(self, keys: Iterable[ClientKey]) -> None:
         """Every key stored: from now on a key it does not hold was never stored."""
-        add = self.add
+        bits, mask = self._bits, self._mask
         for key in keys:
-            add(key)
+            _add(bits, mask, key)
         self.ready = True
 
     def may_hold(self, key: ClientKey) -> bool:
-        if not self.ready:
-            return True
-        # `add`'s three spots: this runs for every new message with a client id.
-        h = _hash128(f"{key[0]}\0{key[1]}\0{key[2]}")
-        a, b, mask, bits = h & 0xFFFFFFFF, ((h >> 64) & 0xFFFFFFFF) | 1, self._mask, self._bits
-        spot = a & mask
-        if not bits[spot >> 3] & (1 << (spot & 7)):
-            return False
-        spot = (a + b) & mask
-        if not bits[spot >> 3] & (1 << (spot & 7)):
-            return False
-        spot = (a + 2 * b) & mask
-        return bool(bits[spot >> 3] & (1 << (spot & 7)))
-
-
-_hash128: Final = mmh3.hash128  # x64, seed 0, unsigned: ClientKeys.SCHEME 1
+        # `add`'s three spots (in C, _keys.pyx): this runs for every new message with a
+        # client id.
+        return not self.ready or _holds(self._bits, self._mask, key)

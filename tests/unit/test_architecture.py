@@ -24,6 +24,7 @@ RANK = {
     "_hub": 2,
     "_listener": 2.5,  # the first step of every frame, in C (it cimports _hub)
     "_lane": 2.5,  # a chat message's way in, in C (it cimports _hub)
+    "_keys": 0,  # the client-id filter's per-key step, in C
     "logs": 2,
     "lifecycle": 2,
     "workermetrics": 2,

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mmh3
+
 from fastchat.trailing import ClientKeys
 
 
@@ -67,3 +69,36 @@ def test_a_saved_filter_means_the_same_in_another_process(tmp_path: Path) -> Non
         assert bits == 1 << 20
         assert held == 20_000  # every key given here is there
         assert absent > 9_500  # and the rest mostly told absent, as here
+
+
+def scheme_1_bits(bits: int, keys: list[tuple[object, str, str]]) -> bytes:
+    """ClientKeys.SCHEME 1, written out in Python: a filter saved before the filter's step
+    was compiled (and any saved by another version) must read the same."""
+    out = bytearray(bits // 8)
+    mask = bits - 1
+    for key in keys:
+        h = mmh3.hash128(f"{key[0]}\0{key[1]}\0{key[2]}")
+        a, b = h & 0xFFFFFFFF, ((h >> 64) & 0xFFFFFFFF) | 1
+        for spot in (a & mask, (a + b) & mask, (a + 2 * b) & mask):
+            out[spot >> 3] |= 1 << (spot & 7)
+    return bytes(out)
+
+
+def test_the_filter_sets_the_bits_of_scheme_1_in_the_smallest_and_the_largest_filter() -> None:
+    keys: list[tuple[object, str, str]] = [
+        *keys_of(0, 5_000),
+        *((post, f"user-{post}", f"c-{post}") for post in range(1, 2_000)),  # comments
+        ("général", "ünïcode", "😀"),
+        ("r", "u", ""),
+        ("r", "", "c"),
+    ]
+    for bits in (1 << 23, ClientKeys.size_for(ClientKeys.MAX_KEYS)):  # 1 MB and 64 MB
+        filter_ = ClientKeys(bits)
+        filter_.fill(keys)
+        assert filter_.to_bytes() == scheme_1_bits(bits, keys)
+        assert all(filter_.may_hold(key) for key in keys)
+        # And a key is told absent exactly when one of its scheme-1 spots is clear.
+        saved = ClientKeys(saved=scheme_1_bits(bits, keys[:100]))
+        saved.fill([])
+        assert all(saved.may_hold(key) for key in keys[:100])
+        assert sum(not saved.may_hold(key) for key in keys[100:]) > 0.99 * len(keys[100:])
