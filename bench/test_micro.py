@@ -210,16 +210,6 @@ def test_receive_text_frames(benchmark: Any, listener: str) -> None:
 # --------------------------------------------------------------------------------- service
 
 
-class Dropping:
-    """A member's outbound side that keeps nothing."""
-
-    def deliver(self, payloads: list[bytes]) -> None:
-        pass
-
-    def close(self, code: int, reason: str) -> None:
-        pass
-
-
 SERVICE_ROUND = 1000
 
 
@@ -232,7 +222,7 @@ def test_chat_message_to_the_store_queue(benchmark: Any, way: str, tmp_path: Pat
     async def joined() -> tuple[Chat, list[Any]]:
         chat = Chat(Hub(loop), store, limits_with(rate=0))
         await store.open(chat.on_committed)
-        members = [chat.connections.sink(Dropping()) for _ in range(750)]
+        members = [chat.connections.sink(CountingSink()) for _ in range(750)]
         for i, member in enumerate(members):
             join = {"type": "JOIN_ROOM", "room": f"room-{i % 500}", "user": f"u{i}"}
             chat.receive(member, msgspec.json.encode(join).decode())
