@@ -1,14 +1,25 @@
 """The SQLite store's full-text index, kept off the write path.
 
 Messages and comments are indexed in FTS5 tables (`messages_fts`, `comments_fts`:
-contentless, rowid = the item's id, `contentless_delete` so an edit or deletion can drop an
-item's old words without its old text). Triggers on the tables would index each row in the
-writer's own transaction; measured here, that made a message insert cost 41 us instead of
-6.7, and the ingest path is what this server is for. So an indexer of its own, on its own
-connection and thread, catches up with what was committed: new rows in id order, then the
-`changes` since it last looked (re-indexed from the item's current text, or dropped when
-deleted), in transactions of at most CHUNK rows, off the loop. `search_index` remembers how
-far it got, so a restart (or a database from before search: migration 4) goes on from there.
+contentless, rowid = the item's id, `columnsize=0`: no per-row size record, schema 12).
+Triggers on the tables would index each row in the writer's own transaction; measured here,
+that made a message insert cost 41 us instead of 6.7, and the ingest path is what this
+server is for. So an indexer of its own, on its own connection and thread, catches up with
+what was committed: new rows in id order, in transactions of at most CHUNK rows, off the
+loop. `search_index` remembers how far it got (`last_id`), so a restart (or a database
+from before search: migration 4, or from before schema 12) goes on from there.
+
+Edits and deletions are followed by the writer itself, in the transaction that changes the
+item (`follow_change`): an item the index holds (id up to `last_id`; the indexer's own
+transactions hold the write lock, so that is exact) has its old words dropped with FTS5's
+`delete` command, which is given the text it was indexed with (the item's text before the
+change: every change since it was indexed went through here), and its new text indexed;
+an item not indexed yet is indexed later, as it is then. Before schema 12 the indexer
+re-read changed items from `changes`, which needed FTS5's `contentless_delete` and with it
+a size record per row (`%_docsize`): 8 % of the WAL's pages under unpipelined ingest, and
+more than a quarter of the index's CPU (`python -m bench.ftscost --rows 200000`, both in one
+session: 2.06-2.09 us a message with it, 1.51-1.52 without). Ranking (bm25) without sizes
+weighs how often and how rare a word is, not how long the item is.
 
 Indexing is work the server can put off, and under load it does. So while the store is busy
 (BUSY_ROWS or more committed since the last poll) the index is left to trail, until it is
@@ -42,7 +53,7 @@ import apsw
 
 log = logging.getLogger("fastchat.store")
 
-# Rows (and changes) indexed per transaction: about 30 ms of the write lock at most.
+# Rows indexed per transaction: about 30 ms of the write lock at most.
 CHUNK: Final = 20_000
 # FTS5's merge settings (see the module's docstring): a transaction of CHUNK rows' words
 # (about 2 MB) flushed as one segment, and segments merged 16 at a time.
@@ -50,27 +61,51 @@ TUNING: Final = (("automerge", 16), ("hashsize", 4 << 20))
 # The newest ids of what is indexed: a catch-up with none of them changed has nothing to do.
 _NEWEST: Final = (
     "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
-    "(SELECT coalesce(max(id), 0) FROM comments), (SELECT coalesce(max(id), 0) FROM changes)"
+    "(SELECT coalesce(max(id), 0) FROM comments)"
 )
 # How often the indexer thread looks for new rows when nobody searches.
 POLL_SECONDS: Final = 0.5
 # Rows committed within one poll from which the store counts as busy (10,000 a second).
 BUSY_ROWS: Final = 5000
-# How far (rows and changes) the index may trail while the store is busy.
+# How far (rows) the index may trail while the store is busy.
 LAG_ROWS: Final = 100_000
 _LAG: Final = (
     "SELECT (SELECT coalesce(max(id), 0) FROM messages) "
     "+ (SELECT coalesce(max(id), 0) FROM comments) "
-    "+ 2 * (SELECT coalesce(max(id), 0) FROM changes) "
-    "- (SELECT coalesce(sum(last_id + last_change), 0) FROM search_index)"
+    "- (SELECT coalesce(sum(last_id), 0) FROM search_index)"
 )
-# (changes.kind and search_index.kind, the table, its text column, the index's columns and
-# what fills them: the text, and the room's name (in hex: one token, whatever the name, so
-# rooms that share a word do not share it here) or the post's id)
+# (changes.kind and search_index.kind, the table, the index's columns and what fills them
+# from a row: its text, and its room's name (in hex: one token, whatever the name, so rooms
+# that share a word do not share it here) or its post's id; and from `follow_change`'s
+# parameters: ?2 the text, ?3 the room or post id)
 _TABLES: Final = (
-    (1, "messages", "message", "message, room", "message, hex(room)"),
-    (2, "comments", "comment", "comment, post", "comment, post_id"),
+    (1, "messages", "message, room", "message, hex(room)", "?2, hex(?3)"),
+    (2, "comments", "comment, post", "comment, post_id", "?2, ?3"),
 )
+# changes.kind -> how `follow_change` drops an item's words (FTS5's `delete` command, given
+# the values it was indexed with) and indexes its new ones.
+_FOLLOW: Final = {
+    kind: (
+        f"INSERT INTO {table}_fts({table}_fts, rowid, {columns}) VALUES ('delete', ?1, {params})",
+        f"INSERT INTO {table}_fts(rowid, {columns}) VALUES (?1, {params})",
+    )
+    for kind, table, columns, _, params in _TABLES
+}
+
+
+def follow_change(
+    conn: apsw.Connection, kind: int, item_id: int, scope: Any, old: str, new: str | None
+) -> None:
+    """In the write transaction that edits (`new`: its new text) or deletes (None) item
+    `item_id` of changes.kind `kind`, in room (post id) `scope`, whose text was `old`: the
+    index as the item will be. An item the indexer has not reached yet is left to it."""
+    done = conn.execute("SELECT last_id FROM search_index WHERE kind = ?", (kind,)).fetchone()
+    if done is None or item_id > done[0]:
+        return
+    drop, add = _FOLLOW[kind]
+    conn.execute(drop, (item_id, old, scope))
+    if new is not None:
+        conn.execute(add, (item_id, new, scope))
 
 
 class Indexer:
@@ -83,7 +118,7 @@ class Indexer:
         self._lock = threading.Lock()  # one catch-up at a time: the thread's or a search's
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.indexed = 0  # rows and changes indexed since start
+        self.indexed = 0  # rows indexed since start
         self._seen: tuple[Any, ...] | None = None  # the newest ids at the last catch-up
         self._committed = committed  # rows the store has committed so far (its counter)
         self._tuned = False  # TUNING set in this process
@@ -114,8 +149,8 @@ class Indexer:
                 log.warning("indexing for search failed (retried): %r", exc)
 
     def lag(self) -> int:
-        """About how many rows and changes are not indexed yet (an estimate from the ids:
-        deleted rows and the other table's changes count too)."""
+        """About how many rows are not indexed yet (an estimate from the ids: deleted rows
+        count too)."""
         with self._lock:
             if self._conn is None:
                 return 0
@@ -138,8 +173,7 @@ class Indexer:
             self._seen = newest
 
     def _step(self, conn: apsw.Connection) -> bool:
-        """One transaction: up to CHUNK new rows and CHUNK changes of each table. True if
-        there is more to do."""
+        """One transaction: up to CHUNK new rows of each table. True if there is more."""
         more = False
         # The write lock first (BEGIN IMMEDIATE): a read snapshot taken first could not be
         # upgraded once the writer had committed after it (SQLITE_BUSY_SNAPSHOT).
@@ -155,8 +189,8 @@ class Indexer:
         return more
 
     def _index(self, conn: apsw.Connection) -> bool:
-        """Up to CHUNK new rows and CHUNK changes of each table, in the open transaction;
-        True if there is more to do."""
+        """Up to CHUNK new rows of each table, in the open transaction; True if there is
+        more to do."""
         more = False
         if not self._tuned:
             for _, table, *_ in _TABLES:
@@ -164,12 +198,9 @@ class Indexer:
                     conn.execute(
                         f"INSERT INTO {table}_fts({table}_fts, rank) VALUES (?, ?)", (key, value)
                     )
-        top_change = int(_rows(conn, "SELECT coalesce(max(id), 0) FROM changes", ())[0][0])
-        for kind, table, _, columns, values in _TABLES:
-            done = _rows(
-                conn, "SELECT last_id, last_change FROM search_index WHERE kind = ?", (kind,)
-            )
-            last_id, last_change = (int(done[0][0]), int(done[0][1])) if done else (0, 0)
+        for kind, table, columns, values, _ in _TABLES:
+            done = _rows(conn, "SELECT last_id FROM search_index WHERE kind = ?", (kind,))
+            last_id = int(done[0][0]) if done else 0
             newest, count = _rows(
                 conn,
                 f"SELECT coalesce(max(id), ?), count(*) FROM (SELECT id FROM {table} "
@@ -177,38 +208,20 @@ class Indexer:
                 (last_id, last_id, CHUNK),
             )[0]
             new_last = int(newest)
-            if new_last > last_id:
-                conn.execute(
-                    f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
-                    f"FROM {table} WHERE id > ? AND id <= ? AND deleted_at IS NULL",
-                    (last_id, new_last),
-                )
-                self.indexed += count
-                more = more or count == CHUNK
-            changes = _rows(
-                conn,
-                "SELECT id, item_id FROM changes WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
-                (kind, last_change, CHUNK),
-            )
-            for _, item_id in changes:
-                if item_id > new_last:
-                    continue  # not indexed yet: it will be, with its text as it is then
-                conn.execute(f"DELETE FROM {table}_fts WHERE rowid = ?", (item_id,))
-                conn.execute(
-                    f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
-                    f"FROM {table} WHERE id = ? AND deleted_at IS NULL",
-                    (item_id,),
-                )
-            if changes:
-                self.indexed += len(changes)
-                more = more or len(changes) == CHUNK
-            # All of this kind's changes are done (none can be committed meanwhile: this
-            # transaction holds the write lock): the other kind's count as seen too, so that
-            # `lag` is exact.
-            last_change = changes[-1][0] if len(changes) == CHUNK else top_change
+            if new_last == last_id:
+                continue
+            # A deleted row is not indexed (a change after this is `follow_change`'s).
             conn.execute(
-                "INSERT OR REPLACE INTO search_index(kind, last_id, last_change) VALUES (?, ?, ?)",
-                (kind, new_last, last_change),
+                f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
+                f"FROM {table} WHERE id > ? AND id <= ? AND deleted_at IS NULL",
+                (last_id, new_last),
+            )
+            self.indexed += count
+            more = more or count == CHUNK
+            # last_change: unused since schema 12 (the writer follows changes).
+            conn.execute(
+                "INSERT OR REPLACE INTO search_index(kind, last_id, last_change) VALUES (?, ?, 0)",
+                (kind, new_last),
             )
         return more
 

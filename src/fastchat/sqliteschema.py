@@ -9,7 +9,7 @@ from typing import Final
 
 import apsw
 
-SCHEMA_VERSION: Final = 11
+SCHEMA_VERSION: Final = 12
 MIGRATIONS: Final[dict[int, str]] = {
     1: """
     CREATE TABLE messages (
@@ -227,6 +227,24 @@ MIGRATIONS: Final[dict[int, str]] = {
     INSERT INTO comment_client_buckets(post_id, user, bucket)
         SELECT DISTINCT post_id, user, bucket FROM comment_clients ORDER BY 1, 2, 3;
     DROP INDEX comments_client;
+    """,
+    # The search index without FTS5's size record per row (`columnsize=0`; no `%_docsize`,
+    # which `contentless_delete` requires): the writer follows edits and deletions itself,
+    # with FTS5's `delete` command and the item's old text (ftsindex.follow_change), so the
+    # index no longer needs to drop a row by its id alone. Rebuilt from the rows by the
+    # indexer, from the first (`search_index` emptied), as after migration 4.
+    12: """
+    DROP TABLE messages_fts;
+    DROP TABLE comments_fts;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        message, room, content='', columnsize=0,
+        tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE VIRTUAL TABLE comments_fts USING fts5(
+        comment, post, content='', columnsize=0,
+        tokenize='unicode61 remove_diacritics 2'
+    );
+    DELETE FROM search_index;
     """,
 }
 

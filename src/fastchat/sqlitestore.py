@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import apsw
 
-from fastchat.ftsindex import Indexer
+from fastchat.ftsindex import Indexer, follow_change
 from fastchat.sqliteschema import MIGRATIONS, SCHEMA_VERSION, schema_problem
 from fastchat.store import (
     BAN_COLUMNS,
@@ -1045,9 +1045,12 @@ class SqliteStore(Store):
             if isinstance(decided, EditRefused):
                 return (write, decided, None)
             conn.execute(CHANGE_SQL[table], (*decided[3:4], *decided[6:8], edit.item_id))
-            change_id = _value(
-                conn, INSERT_CHANGE_SQL, (CHANGE_KIND[table], str(decided[1]), decided[0], ts)
+            kind_id = CHANGE_KIND[table]
+            assert item is not None  # a missing item was refused
+            follow_change(
+                conn, kind_id, edit.item_id, item[1], item[3], None if deleting else decided[3]
             )
+            change_id = _value(conn, INSERT_CHANGE_SQL, (kind_id, str(decided[1]), decided[0], ts))
             return (write, (*decided, change_id), False)
         sql = _WRITE_SQL.get(kind)
         if sql is None:

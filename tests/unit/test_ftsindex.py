@@ -1,15 +1,28 @@
-"""ftsindex.Indexer on a real SQLite file: it indexes what was committed, follows edits and
-deletions from the changes table, resumes where it stopped, and takes no lock when there is
-nothing new."""
+"""ftsindex on a real SQLite file: the indexer indexes what was committed, resumes where it
+stopped, and takes no lock when there is nothing new; the writer follows edits and
+deletions in the index itself (`follow_change`), whether the item was indexed yet or not."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import apsw
 
 from fastchat.ftsindex import CHUNK, TUNING, Indexer
+from fastchat.sqliteschema import MIGRATIONS
 from fastchat.sqlitestore import SqliteStore
+from fastchat.store import (
+    OP_COMMENT,
+    OP_DELETE_MESSAGE,
+    OP_EDIT_COMMENT,
+    OP_EDIT_MESSAGE,
+    OP_MESSAGE,
+    OP_POST,
+    Edit,
+    Write,
+)
 
 
 def database(path: Path) -> apsw.Connection:
@@ -19,17 +32,18 @@ def database(path: Path) -> apsw.Connection:
     return conn
 
 
-def found(conn: apsw.Connection, word: str) -> list[int]:
+def found(conn: apsw.Connection, word: str, table: str = "messages") -> list[int]:
+    column = "message" if table == "messages" else "comment"
     return [
         r[0]
         for r in conn.execute(
-            "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid",
-            (f'message : "{word}"',),
+            f"SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ? ORDER BY rowid",
+            (f'{column} : "{word}"',),
         )
     ]
 
 
-def test_it_indexes_new_rows_and_follows_edits_and_deletions(tmp_path: Path) -> None:
+def test_it_indexes_new_rows_and_resumes_where_it_stopped(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
     conn = database(path)
     with conn:
@@ -40,24 +54,90 @@ def test_it_indexes_new_rows_and_follows_edits_and_deletions(tmp_path: Path) -> 
     indexer = Indexer(apsw.Connection(str(path)))
     indexer.catch_up()
     assert found(conn, "beta") == [1, 2] and indexer.indexed == 2
-    # An edit of 1, a deletion of 2: rows changed and a `changes` row each, as the writer does.
-    with conn:
-        conn.execute("UPDATE messages SET message = 'delta', edited_at = 3 WHERE id = 1")
-        conn.execute("UPDATE messages SET message = '', deleted_at = 3 WHERE id = 2")
-        conn.execute("INSERT INTO changes(kind, scope, item_id, ts) VALUES (1, 'r', 1, 3)")
-        conn.execute("INSERT INTO changes(kind, scope, item_id, ts) VALUES (1, 'r', 2, 3)")
-    indexer.catch_up()
-    assert found(conn, "beta") == [] and found(conn, "delta") == [1]
     indexer.stop()
     # A new indexer (a restart) goes on from where this one stopped.
     with conn:
         conn.execute(
-            'INSERT INTO messages(id, room, "user", message, ts) VALUES (3, "r", "u", "delta", 4)'
+            'INSERT INTO messages(id, room, "user", message, ts) VALUES (3, "r", "u", "beta", 4)'
         )
     again = Indexer(apsw.Connection(str(path)))
     again.catch_up()
-    assert found(conn, "delta") == [1, 3] and again.indexed == 1
+    assert found(conn, "beta") == [1, 2, 3] and again.indexed == 1
     again.stop()
+
+
+class Writer:
+    """A real SqliteStore, its writes answered as futures."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+
+    def on_committed(self, results: list[tuple[Any, ...]]) -> None:
+        for write, row, _ in results:
+            self.waiting.pop(id(write)).set_result(row)
+
+    async def write(self, op: int, scope: Any, text: str, extra: Any = None) -> Any:
+        write = Write(op, scope, "ann", text, extra=extra)
+        self.waiting[id(write)] = fut = asyncio.get_running_loop().create_future()
+        self.store.submit(write)
+        return await asyncio.wait_for(fut, 10)
+
+    async def change(self, op: int, item_id: int, text: str = "") -> Any:
+        row = await self.write(op, None, text, Edit(item_id, moderator=True, window_ms=0))
+        assert not isinstance(row, Exception), row
+        return row
+
+
+async def test_the_writer_follows_edits_and_deletions_indexed_or_not(tmp_path: Path) -> None:
+    """An indexed item's old words leave the index with its edit (or deletion) and its new
+    ones come in; words other items share stay theirs. An item edited before the indexer
+    got to it is indexed as it is then. Comments the same; the index stays whole."""
+    store = SqliteStore(str(tmp_path / "chat.db"), seed=False)
+    w = Writer(store)
+    await store.open(w.on_committed)
+    try:
+        one = (await w.write(OP_MESSAGE, "r", "alpha beta"))[0]
+        two = (await w.write(OP_MESSAGE, "r", "beta gamma"))[0]
+        other = (await w.write(OP_MESSAGE, "elsewhere", "alpha"))[0]
+        post = (await w.write(OP_POST, "a post", "body"))[0]
+        note = (await w.write(OP_COMMENT, post, "alpha comment"))[0]
+        assert len(await store.search(["beta"], None, None, 0, 10)) == 2  # indexed now
+        conn = apsw.Connection(str(tmp_path / "chat.db"))
+        assert found(conn, "alpha") == [one, other]
+
+        await w.change(OP_EDIT_MESSAGE, one, "delta beta")
+        await w.change(OP_DELETE_MESSAGE, two)
+        await w.change(OP_EDIT_COMMENT, note, "theta")
+        assert found(conn, "alpha") == [other] and found(conn, "beta") == [one]
+        assert found(conn, "gamma") == [] and found(conn, "delta") == [one]
+        assert found(conn, "alpha", "comments") == [] and found(conn, "theta", "comments") == [note]
+        in_room = 'room : "{}" AND message : "delta"'.format(b"r".hex())
+        assert [
+            r[0]
+            for r in conn.execute(
+                "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (in_room,)
+            )
+        ] == [one]
+        await w.change(OP_EDIT_MESSAGE, one, "eta")  # and again
+        assert (
+            found(conn, "delta") == [] and found(conn, "beta") == [] and found(conn, "eta") == [one]
+        )
+
+        # Not indexed yet: the edit leaves the index alone; the indexer takes the new text.
+        three = (await w.write(OP_MESSAGE, "r", "epsilon"))[0]
+        await w.change(OP_EDIT_MESSAGE, three, "zeta")
+        assert found(conn, "epsilon") == found(conn, "zeta") == []
+        hits = await store.search(["zeta"], "r", None, 0, 10)
+        assert [h[1] for h in hits] == [three]
+        assert found(conn, "epsilon") == [] and found(conn, "zeta") == [three]
+        assert [h[1] for h in await store.search(["alpha"], None, None, 0, 10)] == [other]
+        assert [h[:2] for h in await store.search(["theta"], None, None, 0, 10)] == [("c", note)]
+        for table in ("messages", "comments"):
+            conn.execute(f"INSERT INTO {table}_fts({table}_fts) VALUES ('integrity-check')")
+        conn.close()
+    finally:
+        await store.close()
 
 
 def test_nothing_new_takes_no_lock(tmp_path: Path) -> None:
@@ -76,7 +156,8 @@ def test_nothing_new_takes_no_lock(tmp_path: Path) -> None:
 
 def test_lag_counts_what_is_not_indexed_yet(tmp_path: Path) -> None:
     """The indexer puts off indexing while the store is busy, until the lag reaches
-    LAG_ROWS: the lag it goes by is the rows and changes committed and not yet indexed."""
+    LAG_ROWS: the lag it goes by is the rows committed and not yet indexed, of both
+    tables."""
     path = tmp_path / "chat.db"
     conn = database(path)
     indexer = Indexer(apsw.Connection(str(path)))
@@ -86,16 +167,16 @@ def test_lag_counts_what_is_not_indexed_yet(tmp_path: Path) -> None:
             'INSERT INTO messages(id, room, "user", message, ts) VALUES (?, ?, ?, ?, ?)',
             [(i, "r", "u", f"word{i}", i) for i in range(1, 8)],
         )
-    assert indexer.lag() == 7
+        conn.execute(
+            "INSERT INTO posts(id, title, content, author, ts) VALUES (1, 't', 'c', 'a', 1)"
+        )
+        conn.execute(
+            'INSERT INTO comments(id, post_id, "user", comment, ts) VALUES (1, 1, "u", "word1", 1)'
+        )
+    assert indexer.lag() == 8
     indexer.catch_up()
     assert indexer.lag() == 0 and found(conn, "word7") == [7]
-    # Edits of messages only: the comments' side has nothing to do, and counts as done.
-    with conn:
-        conn.execute("UPDATE messages SET message = 'other', edited_at = 9 WHERE id = 7")
-        conn.execute("INSERT INTO changes(kind, scope, item_id, ts) VALUES (1, 'r', 7, 9)")
-    assert indexer.lag() == 2  # an estimate: a change counts for both tables until indexed
-    indexer.catch_up()
-    assert indexer.lag() == 0 and found(conn, "word7") == [] and found(conn, "other") == [7]
+    assert found(conn, "word1", "comments") == [1]
     indexer.stop()
 
 
@@ -123,3 +204,39 @@ def test_a_big_catch_up_is_one_segment_a_transaction_merged_sixteen_at_a_time(
     assert found(conn, "common") == list(range(1, CHUNK + 1)) and found(conn, "word7") == [7]
     assert indexer.indexed == CHUNK
     indexer.stop()
+
+
+async def test_an_index_from_before_schema_12_is_rebuilt_and_then_followed(
+    tmp_path: Path,
+) -> None:
+    """A schema 11 file (its index with a size per row, edits followed by the indexer):
+    opened, its index is dropped and built again from the rows, and an edit is followed."""
+    path = tmp_path / "chat.db"
+    conn = apsw.Connection(str(path))
+    with conn:
+        for target in range(1, 12):
+            conn.execute(MIGRATIONS[target])
+        conn.execute("PRAGMA user_version=11")
+        conn.executemany(
+            'INSERT INTO messages(id, room, "user", message, ts) VALUES (?, ?, ?, ?, ?)',
+            [(1, "r", "u", "kappa lambda", 1), (2, "r", "u", "kappa", 2)],
+        )
+        conn.execute("UPDATE message_rooms_upto SET id = 0")
+        conn.execute(
+            "INSERT INTO messages_fts(rowid, message, room) SELECT id, message, hex(room) "
+            "FROM messages"
+        )
+        conn.execute("INSERT INTO search_index VALUES (1, 2, 0)")
+    store = SqliteStore(str(path), seed=False)
+    w = Writer(store)
+    await store.open(w.on_committed)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert "messages_fts_docsize" not in tables
+        assert [h[1] for h in await store.search(["kappa"], None, None, 0, 10)] == [2, 1]
+        await w.change(OP_EDIT_MESSAGE, 1, "mu")
+        assert found(conn, "lambda") == [] and found(conn, "kappa") == [2]
+        assert found(conn, "mu") == [1]
+    finally:
+        await store.close()
+        conn.close()
