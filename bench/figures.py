@@ -197,8 +197,27 @@ def fast_port_twin(
     return twin["result"] if twin else None
 
 
+def pairs(scenario: str, runs: dict[str, list[dict[str, Any]]] | None) -> str:
+    """Each fastchat run's per CPU-s against the expert Go build's run of the same round
+    (the two servers alternate within a round): the spread the median hides, which on a
+    shared machine is most of a ratio's uncertainty. Empty with fewer than two rounds."""
+    mine, theirs = (runs or {}).get("fastchat", []), (runs or {}).get(GO_EXPERT, [])
+    if min(len(mine), len(theirs)) < 2:
+        return ""
+    each = [
+        ratio(
+            headline(scenario, a["result"])["per_cpu"], headline(scenario, b["result"])["per_cpu"]
+        )
+        for a, b in zip(mine, theirs, strict=False)
+    ]
+    return f" (run by run: {', '.join(each)})"
+
+
 def verdict(
-    scenario: str, fc: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
+    scenario: str,
+    fc: dict[str, Any],
+    results: dict[str, dict[str, dict[str, Any]]],
+    runs: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
     said = target_verdict(scenario, fc, results)
     go = results.get(scenario, {}).get(GO_EXPERT)
@@ -210,7 +229,10 @@ def verdict(
             f"{said}; p99 {fmt(mine['p99'], 'ms')} at {fmt(mine['cpu'], '%')} of a core, "
             f"the expert Go build's {fmt(theirs['p99'], 'ms')} at {fmt(theirs['cpu'], '%')}"
         )
-    return f"{said}; {ratio(mine['per_cpu'], theirs['per_cpu'])} the expert Go build's per CPU-s"
+    return (
+        f"{said}; {ratio(mine['per_cpu'], theirs['per_cpu'])} the expert Go build's per CPU-s"
+        f"{pairs(scenario, runs)}"
+    )
 
 
 def target_verdict(
@@ -387,7 +409,12 @@ def storm_rows(fc: dict[str, Any], base: dict[str, Any] | None) -> list[Row]:
     return rows
 
 
-def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+def table(
+    results: dict[str, dict[str, dict[str, Any]]],
+    runs: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+) -> str:
+    """The figures beside the baseline's and the Go build's (medians of `results`), then
+    each target's verdict (with `runs`, every run of each scenario, its runs one by one)."""
     rows = [
         "| scenario | figure | fastchat | baseline | fastchat / baseline | expert Go "
         "| fastchat / expert Go | zero loss (fc / base / Go) |",
@@ -422,7 +449,8 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             continue
         missing = NO_BASELINE if family(scenario) == "rest" else "-"
         rows.append(
-            f"| {scenario} | {TARGETS[scenario][0]} | {verdict(scenario, fc, results)} | "
+            f"| {scenario} | {TARGETS[scenario][0]} | "
+            f"{verdict(scenario, fc, results, (runs or {}).get(scenario))} | "
             f"{limit_of(scenario, fc)} | {limit_of(scenario, base) if base else missing} |"
         )
     return "\n".join(rows)

@@ -340,7 +340,7 @@ def write_record(
     started: float,
 ) -> str:
     """Write every run so far and the tables to `out_path`; return the tables."""
-    text = table(results)
+    text = table(results, record["runs"])
     if any(v.name for v in variants):
         text += "\n\n" + every_run(record["runs"])
     record["elapsed_s"] = round(time.time() - started, 1)
