@@ -9,14 +9,18 @@ what was committed: new rows in id order, in transactions of at most CHUNK rows,
 loop. `search_index` remembers how far it got (`last_id`), so a restart (or a database
 from before search: migration 4, or from before schema 12) goes on from there.
 
-Edits and deletions are followed by the writer itself, in the transaction that changes the
-item (`follow_change`): an item the index holds (id up to `last_id`; the indexer's own
-transactions hold the write lock, so that is exact) has its old words dropped with FTS5's
-`delete` command, which is given the text it was indexed with (the item's text before the
-change: every change since it was indexed went through here), and its new text indexed;
-an item not indexed yet is indexed later, as it is then. Before schema 12 the indexer
-re-read changed items from `changes`, which needed FTS5's `contentless_delete` and with it
-a size record per row (`%_docsize`): 8 % of the WAL's pages under unpipelined ingest, and
+Edits and deletions: the transaction that changes an item the index holds (id up to
+`last_id`; the indexer's own transactions hold the write lock, so that is exact) notes the
+text it was indexed with in `search_pending` (`follow_change`; only the first change of an
+item since the indexer last looked: later ones leave the note, whose text is still what the
+index has). The indexer then drops those words with FTS5's `delete` command, which must be
+given exactly the indexed text, and indexes the item as it is now (nothing if deleted). An
+item not indexed yet needs no note: it is indexed as it is then. The FTS5 work stays on the
+indexer's thread: done in the writer's transaction on the loop, an edit's words would be a
+segment of their own, and the one that completes a level of `automerge` segments merges
+them all there (hundreds of thousands of rows). Before schema 12 the indexer re-read
+changed items from `changes`, which needed FTS5's `contentless_delete` and with it a size
+record per row (`%_docsize`): 8 % of the WAL's pages under unpipelined ingest, and
 more than a quarter of the index's CPU (`python -m bench.ftscost --rows 200000`, both in one
 session: 2.06-2.09 us a message with it, 1.51-1.52 without). Ranking (bm25) without sizes
 weighs how often and how rare a word is, not how long the item is.
@@ -61,7 +65,7 @@ TUNING: Final = (("automerge", 16), ("hashsize", 4 << 20))
 # The newest ids of what is indexed: a catch-up with none of them changed has nothing to do.
 _NEWEST: Final = (
     "SELECT (SELECT coalesce(max(id), 0) FROM messages), "
-    "(SELECT coalesce(max(id), 0) FROM comments)"
+    "(SELECT coalesce(max(id), 0) FROM comments), (SELECT coalesce(max(id), 0) FROM changes)"
 )
 # How often the indexer thread looks for new rows when nobody searches.
 POLL_SECONDS: Final = 0.5
@@ -72,17 +76,18 @@ LAG_ROWS: Final = 100_000
 _LAG: Final = (
     "SELECT (SELECT coalesce(max(id), 0) FROM messages) "
     "+ (SELECT coalesce(max(id), 0) FROM comments) "
-    "- (SELECT coalesce(sum(last_id), 0) FROM search_index)"
+    "- (SELECT coalesce(sum(last_id), 0) FROM search_index) "
+    "+ (SELECT count(*) FROM search_pending)"
 )
 # (changes.kind and search_index.kind, the table, the index's columns and what fills them
 # from a row: its text, and its room's name (in hex: one token, whatever the name, so rooms
-# that share a word do not share it here) or its post's id; and from `follow_change`'s
-# parameters: ?2 the text, ?3 the room or post id)
+# that share a word do not share it here) or its post's id; and from the parameters of
+# _FOLLOW's statements: ?2 the text, ?3 the room or post id)
 _TABLES: Final = (
     (1, "messages", "message, room", "message, hex(room)", "?2, hex(?3)"),
     (2, "comments", "comment, post", "comment, post_id", "?2, ?3"),
 )
-# changes.kind -> how `follow_change` drops an item's words (FTS5's `delete` command, given
+# changes.kind -> how the indexer drops an item's words (FTS5's `delete` command, given
 # the values it was indexed with) and indexes its new ones.
 _FOLLOW: Final = {
     kind: (
@@ -91,21 +96,32 @@ _FOLLOW: Final = {
     )
     for kind, table, columns, _, params in _TABLES
 }
+# The noted items of a kind: (id, the text indexed, its room or post id, its text now, and
+# whether it is deleted).
+_PENDING: Final = {
+    kind: (
+        f"SELECT p.item_id, p.old, t.{scope}, t.{text}, t.deleted_at IS NOT NULL "
+        f"FROM search_pending p JOIN {table} t ON t.id = p.item_id WHERE p.kind = ? "
+        "ORDER BY p.item_id LIMIT ?"
+    )
+    for kind, table, text, scope in (
+        (1, "messages", "message", "room"),
+        (2, "comments", "comment", "post_id"),
+    )
+}
 
 
-def follow_change(
-    conn: apsw.Connection, kind: int, item_id: int, scope: Any, old: str, new: str | None
-) -> None:
-    """In the write transaction that edits (`new`: its new text) or deletes (None) item
-    `item_id` of changes.kind `kind`, in room (post id) `scope`, whose text was `old`: the
-    index as the item will be. An item the indexer has not reached yet is left to it."""
+def follow_change(conn: apsw.Connection, kind: int, item_id: int, old: str) -> None:
+    """In the write transaction that edits or deletes item `item_id` of changes.kind `kind`,
+    whose text was `old`: note it for the indexer, if the index holds it and has no note of
+    it yet (the first note's text is the one indexed)."""
     done = conn.execute("SELECT last_id FROM search_index WHERE kind = ?", (kind,)).fetchone()
     if done is None or item_id > done[0]:
-        return
-    drop, add = _FOLLOW[kind]
-    conn.execute(drop, (item_id, old, scope))
-    if new is not None:
-        conn.execute(add, (item_id, new, scope))
+        return  # not indexed yet: the indexer takes it as it is then
+    conn.execute(
+        "INSERT OR IGNORE INTO search_pending(kind, item_id, old) VALUES (?, ?, ?)",
+        (kind, item_id, old),
+    )
 
 
 class Indexer:
@@ -173,7 +189,8 @@ class Indexer:
             self._seen = newest
 
     def _step(self, conn: apsw.Connection) -> bool:
-        """One transaction: up to CHUNK new rows of each table. True if there is more."""
+        """One transaction: up to CHUNK new rows and CHUNK noted changes of each table.
+        True if there is more."""
         more = False
         # The write lock first (BEGIN IMMEDIATE): a read snapshot taken first could not be
         # upgraded once the writer had committed after it (SQLITE_BUSY_SNAPSHOT).
@@ -189,8 +206,8 @@ class Indexer:
         return more
 
     def _index(self, conn: apsw.Connection) -> bool:
-        """Up to CHUNK new rows of each table, in the open transaction; True if there is
-        more to do."""
+        """Up to CHUNK new rows and CHUNK noted changes of each table, in the open
+        transaction; True if there is more to do."""
         more = False
         if not self._tuned:
             for _, table, *_ in _TABLES:
@@ -208,9 +225,22 @@ class Indexer:
                 (last_id, last_id, CHUNK),
             )[0]
             new_last = int(newest)
+            changed = _rows(conn, _PENDING[kind], (kind, CHUNK))
+            if changed:
+                drop, add = _FOLLOW[kind]
+                for item_id, old, scope, text, deleted in changed:
+                    conn.execute(drop, (item_id, old, scope))
+                    if not deleted:
+                        conn.execute(add, (item_id, text, scope))
+                conn.executemany(
+                    "DELETE FROM search_pending WHERE kind = ? AND item_id = ?",
+                    [(kind, row[0]) for row in changed],
+                )
+                self.indexed += len(changed)
+                more = more or len(changed) == CHUNK
             if new_last == last_id:
                 continue
-            # A deleted row is not indexed (a change after this is `follow_change`'s).
+            # A deleted row is not indexed (a change after this is noted: `follow_change`).
             conn.execute(
                 f"INSERT INTO {table}_fts(rowid, {columns}) SELECT id, {values} "
                 f"FROM {table} WHERE id > ? AND id <= ? AND deleted_at IS NULL",

@@ -229,10 +229,11 @@ MIGRATIONS: Final[dict[int, str]] = {
     DROP INDEX comments_client;
     """,
     # The search index without FTS5's size record per row (`columnsize=0`; no `%_docsize`,
-    # which `contentless_delete` requires): the writer follows edits and deletions itself,
-    # with FTS5's `delete` command and the item's old text (ftsindex.follow_change), so the
-    # index no longer needs to drop a row by its id alone. Rebuilt from the rows by the
-    # indexer, from the first (`search_index` emptied), as after migration 4.
+    # which `contentless_delete` requires): an edit or deletion of an indexed item notes the
+    # text it was indexed with (search_pending, ftsindex.follow_change), and the indexer drops
+    # those words with FTS5's `delete` command, so the index no longer needs to drop a row by
+    # its id alone. Rebuilt from the rows by the indexer, from the first (`search_index`
+    # emptied), as after migration 4.
     12: """
     DROP TABLE messages_fts;
     DROP TABLE comments_fts;
@@ -245,6 +246,12 @@ MIGRATIONS: Final[dict[int, str]] = {
         tokenize='unicode61 remove_diacritics 2'
     );
     DELETE FROM search_index;
+    CREATE TABLE search_pending (
+        kind INTEGER NOT NULL,
+        item_id INTEGER NOT NULL,
+        old TEXT NOT NULL,
+        PRIMARY KEY (kind, item_id)
+    ) WITHOUT ROWID;
     """,
 }
 

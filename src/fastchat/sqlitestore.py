@@ -1047,9 +1047,7 @@ class SqliteStore(Store):
             conn.execute(CHANGE_SQL[table], (*decided[3:4], *decided[6:8], edit.item_id))
             kind_id = CHANGE_KIND[table]
             assert item is not None  # a missing item was refused
-            follow_change(
-                conn, kind_id, edit.item_id, item[1], item[3], None if deleting else decided[3]
-            )
+            follow_change(conn, kind_id, edit.item_id, item[3])
             change_id = _value(conn, INSERT_CHANGE_SQL, (kind_id, str(decided[1]), decided[0], ts))
             return (write, (*decided, change_id), False)
         sql = _WRITE_SQL.get(kind)
