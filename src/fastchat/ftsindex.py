@@ -248,7 +248,7 @@ class Indexer:
             )
             self.indexed += count
             more = more or count == CHUNK
-            # last_change: unused since schema 12 (the writer follows changes).
+            # last_change: unused since schema 12 (changes are noted in search_pending).
             conn.execute(
                 "INSERT OR REPLACE INTO search_index(kind, last_id, last_change) VALUES (?, ?, 0)",
                 (kind, new_last),
