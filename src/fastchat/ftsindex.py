@@ -79,13 +79,13 @@ _LAG: Final = (
     "- (SELECT coalesce(sum(last_id), 0) FROM search_index) "
     "+ (SELECT count(*) FROM search_pending)"
 )
-# (changes.kind and search_index.kind, the table, the index's columns and what fills them
-# from a row: its text, and its room's name (in hex: one token, whatever the name, so rooms
-# that share a word do not share it here) or its post's id; and from the parameters of
-# _FOLLOW's statements: ?2 the text, ?3 the room or post id)
+# (changes.kind and search_index.kind, the table, its text and scope columns, the index's
+# columns and what fills them from a row: its text, and its room's name (in hex: one token,
+# whatever the name, so rooms that share a word do not share it here) or its post's id; and
+# from the parameters of _FOLLOW's statements: ?2 the text, ?3 the room or post id)
 _TABLES: Final = (
-    (1, "messages", "message, room", "message, hex(room)", "?2, hex(?3)"),
-    (2, "comments", "comment, post", "comment, post_id", "?2, ?3"),
+    (1, "messages", "message", "room", "message, room", "message, hex(room)", "?2, hex(?3)"),
+    (2, "comments", "comment", "post_id", "comment, post", "comment, post_id", "?2, ?3"),
 )
 # changes.kind -> how the indexer drops an item's words (FTS5's `delete` command, given
 # the values it was indexed with) and indexes its new ones.
@@ -94,7 +94,7 @@ _FOLLOW: Final = {
         f"INSERT INTO {table}_fts({table}_fts, rowid, {columns}) VALUES ('delete', ?1, {params})",
         f"INSERT INTO {table}_fts(rowid, {columns}) VALUES (?1, {params})",
     )
-    for kind, table, columns, _, params in _TABLES
+    for kind, table, _, _, columns, _, params in _TABLES
 }
 # The noted items of a kind: (id, the text indexed, its room or post id, its text now, and
 # whether it is deleted).
@@ -104,10 +104,7 @@ _PENDING: Final = {
         f"FROM search_pending p JOIN {table} t ON t.id = p.item_id WHERE p.kind = ? "
         "ORDER BY p.item_id LIMIT ?"
     )
-    for kind, table, text, scope in (
-        (1, "messages", "message", "room"),
-        (2, "comments", "comment", "post_id"),
-    )
+    for kind, table, text, scope, *_ in _TABLES
 }
 
 
@@ -215,7 +212,7 @@ class Indexer:
                     conn.execute(
                         f"INSERT INTO {table}_fts({table}_fts, rank) VALUES (?, ?)", (key, value)
                     )
-        for kind, table, columns, values, _ in _TABLES:
+        for kind, table, _, _, columns, values, _ in _TABLES:
             done = _rows(conn, "SELECT last_id FROM search_index WHERE kind = ?", (kind,))
             last_id = int(done[0][0]) if done else 0
             newest, count = _rows(
