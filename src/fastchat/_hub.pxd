@@ -7,6 +7,9 @@ cdef enum:
     WAIT_BUCKETS = 210
 
 
+cdef class Room
+
+
 cdef class Member:
     cdef:
         readonly bint is_fast               # True: picows socket; False: an external sink
@@ -23,6 +26,14 @@ cdef class Member:
         readonly bint closed
         readonly bint closing               # close() was called: nothing more is queued
         public object state                 # per-connection session state, owned by the service
+        # A frame arrived since the last keepalive sweep (the listener sets it, the sweep
+        # reads and clears it): a C field, so a frame touches no other object to say so.
+        public bint seen
+        # The room a chat message of this member last named, as it named it (no "r:"), and
+        # its Room while the member is in it (Hub.leave forgets it): lane.Lane's and
+        # lane.Publisher's membership check, without a dict lookup by a new string.
+        str _said_name
+        Room _said_room
 
     cdef int _append(self, const char* data, Py_ssize_t n) except -1
     cdef int _queue(self, bytes frame) except -1
@@ -30,6 +41,7 @@ cdef class Member:
     cdef const char* _data(self) noexcept
     cdef void _clear(self) noexcept
     cdef void _release(self) noexcept
+    cdef Room said(self, str name)
 
 
 cdef class Room:
@@ -75,6 +87,7 @@ cdef class Hub:
     cpdef list members(self, str key)
     cpdef list connections(self)
     cpdef int publish(self, str key, bytes payload, Member exclude=*) except -1
+    cdef int publish_to(self, Room room, bytes payload, Member exclude) except -1
     cpdef int send(self, Member member, bytes payload) except -1
     cpdef flush(self)
     cdef _flush_upto(self, Py_ssize_t limit)

@@ -22,6 +22,7 @@ class Member:
     closed: bool
     closing: bool
     state: Any
+    seen: bool
     @property
     def buffered(self) -> int: ...
     @property

@@ -148,6 +148,22 @@ cdef class Member:
     def __dealloc__(self):
         self._release()
 
+    cdef Room said(self, str name):
+        """The Room of chat room `name` (as a client names it) if this member is in it,
+        else None. Chat messages come to the room they came to last, so that one is kept:
+        a string compare instead of a new key, its hash and a lookup in `rooms`."""
+        cdef Room room
+        if self._said_name is not None and (name is self._said_name or name == self._said_name):
+            # This very string from now on: the Publisher recognizes its message's room
+            # by identity.
+            self._said_name = name
+            return self._said_room
+        room = self.rooms.get("r:" + name)
+        if room is not None:
+            self._said_name = name
+            self._said_room = room
+        return room
+
     cdef void _release(self) noexcept:
         self._shared = None
         if self._buf != NULL:
@@ -302,6 +318,9 @@ cdef class Hub:
             room = self._rooms.get(key)
             return len(room._members) if room is not None else 0
         room._members.pop(member, None)
+        if member._said_room is room:
+            member._said_name = None
+            member._said_room = None
         cdef Py_ssize_t n = len(room._members)
         if n == 0:
             del self._rooms[key]
@@ -357,6 +376,10 @@ cdef class Hub:
         cdef Room room = self._rooms.get(key)
         if room is None:
             return 0
+        return self.publish_to(room, payload, exclude)
+
+    cdef int publish_to(self, Room room, bytes payload, Member exclude) except -1:
+        """`publish` to a room found already (lane.Publisher)."""
         cdef bytes frame = None
         cdef Py_ssize_t fn = 0
         cdef Py_ssize_t queued = 0

@@ -14,8 +14,9 @@ that passes them all (protocol._plain_message's rules, the same in C).
 """
 
 from cpython.unicode cimport PyUnicode_FindChar
+from libc.string cimport memchr
 
-from fastchat._hub cimport Hub, Member
+from fastchat._hub cimport Hub, Member, Room
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object o)
@@ -51,20 +52,20 @@ cdef inline bint _text(str s, Py_ssize_t limit) except -1:
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s), i
     cdef const unsigned char* p
     cdef unsigned char c
-    cdef bint blank = True
     if n == 0 or n > limit:
         return False
     if not PyUnicode_IS_ASCII(s):
         return PyUnicode_FindChar(s, 0, 0, n, 1) == -1 and not s.isspace()
     p = PyUnicode_1BYTE_DATA(s)
+    if memchr(p, 0, <size_t>n) != NULL:
+        return False
     for i in range(n):
         c = p[i]
-        if c == 0:
-            return False
-        # str.isspace in ASCII: \t \n \v \f \r, 0x1c-0x1f and the space.
-        if blank and not (0x09 <= c <= 0x0d or 0x1c <= c <= 0x20):
-            blank = False
-    return not blank
+        # str.isspace in ASCII: \t \n \v \f \r, 0x1c-0x1f and the space. Nearly every
+        # text has something else in its first characters.
+        if not (0x09 <= c <= 0x0d or 0x1c <= c <= 0x20):
+            return True
+    return False
 
 
 cpdef bint plain_message(object msg, Py_ssize_t name_max, Py_ssize_t max_chars) except -1:
@@ -136,23 +137,13 @@ cdef class Lane:
             self._handle_event(member, event, data)
             return
         cdef str room = event.room
-        if "r:" + room not in member.rooms:
+        if member.said(room) is None:
             self._handle_event(member, event, data)  # NOT_JOINED
             return
         self.messages_in += 1
-        identity = member.state.identity
+        # No tokens (`_open`), so no identity: the message has no `sub`.
         self._submit(
-            self._write(
-                self._op,
-                room,
-                event.user,
-                event.message,
-                event.client_id,
-                member,
-                None,
-                None,
-                None if identity is None else identity.sub,
-            )
+            self._write(self._op, room, event.user, event.message, event.client_id, member)
         )
 
 
@@ -196,7 +187,10 @@ cdef class Publisher:
         cdef tuple item, row
         cdef long long item_id
         cdef str key
-        cdef object member, payload, ts, count, recent
+        cdef Member member
+        cdef Room room
+        cdef bint joined
+        cdef object payload, ts, count, recent
         if self._hub is None:
             return i
         while i < n:
@@ -206,9 +200,9 @@ cdef class Publisher:
             write = item[0]
             if write.op != self._op:
                 break
-            member = write.member
-            if member is None:
+            if write.member is None:
                 break  # from REST: its future gets the answer
+            member = <Member>write.member
             row = <tuple>item[1]
             item_id = row[0]
             if item_id <= self.published:
@@ -220,15 +214,25 @@ cdef class Publisher:
             payload = self._encode(
                 self._event(row[0], row[1], row[2], row[3], self._ts_text, row[5])
             )
-            key = "r:" + <str>row[1]
+            room = member._said_room
+            if room is not None and row[1] is member._said_name:
+                # The room its sender named last, by the very string, and is still in
+                # (Member.said): its Room, and the key the hub's dicts hold.
+                key = room.key
+                joined = True
+            else:
+                key = "r:" + <str>row[1]
+                room = self._hub._rooms.get(key)
+                joined = key in member.rooms
             count = self._versions.get(key)
             self._versions[key] = 1 if count is None else count + 1
             self.published = item_id
-            self._hub.publish(key, payload)
+            if room is not None:
+                self._hub.publish_to(room, payload, None)
             recent = self._recent.get(key)
             if recent is not None:
                 recent.add(item_id, payload)
-            if key not in (<Member>member).rooms:  # left since: the broadcast missed it
-                self._hub.send(<Member>member, payload)
+            if not joined:  # left since: the broadcast missed it
+                self._hub.send(member, payload)
             i += 1
         return i

@@ -34,7 +34,7 @@ cdef class Listener(WSListener):
         cdef Member member = self.member
         if member is None:
             return
-        member.state.seen = True  # keepalive: any frame, a pong included, proves it is alive
+        member.seen = True  # keepalive: any frame, a pong included, proves it is alive
         cdef WSMsgType kind = frame.msg_type
         if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
             return  # we are closing it: only its close frame matters now

@@ -399,7 +399,8 @@ async def keepalive(chat: Chat, interval: float, timeout: float) -> None:
             if transport is None or member.closing:
                 continue
             session = member.state
-            action = session.keepalive(now, interval, timeout)
+            seen, member.seen = member.seen, False
+            action = session.keepalive(now, interval, timeout, seen)
             if action == DROP:
                 chat.errors["ping_timeout"] += 1
                 log.info("connection dropped: no pong", extra={"conn": session.conn_id})

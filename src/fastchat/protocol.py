@@ -113,7 +113,6 @@ class Session(Bucket):
         "port",
         "quiet_since",
         "resuming",
-        "seen",
         "typing_at",
     )
 
@@ -124,9 +123,7 @@ class Session(Bucket):
         self.port = port
         self.peer = peer
         self.opened = now
-        # Keepalive (fast port): a frame arrived since the last sweep; when the silence began;
-        # when we pinged (0: not waiting for a pong).
-        self.seen = False
+        # Keepalive: when the silence began; when we pinged (0: not waiting for a pong).
         self.quiet_since = now
         self.ping_at = 0.0
         self.names: dict[str, str] = {}  # hub room key -> the user name given at join
@@ -183,12 +180,12 @@ class Session(Bucket):
         if self.resuming is not None:
             self.resuming.discard(key)
 
-    def keepalive(self, now: float, interval: float, timeout: float) -> int:
+    def keepalive(self, now: float, interval: float, timeout: float, seen: bool) -> int:
         """One keepalive sweep over this connection (fastport.keepalive): KEEP, PING (silent
         for `interval` seconds) or DROP (no pong `timeout` seconds after the ping). Any
-        frame since the last sweep (`seen`, set by the reader) starts the silence anew."""
-        if self.seen:
-            self.seen = False
+        frame since the last sweep (`seen`: the hub member's flag, which the reader sets)
+        starts the silence anew."""
+        if seen:
             self.quiet_since = now
             self.ping_at = 0.0
         elif self.ping_at:

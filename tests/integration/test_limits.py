@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -288,6 +289,42 @@ async def test_silent_client_is_pinged_then_dropped(tmp_path: Path) -> None:
             await alive.join(room, "alive")
             pong_waiter = await alive.ws.ping()
             await asyncio.wait_for(pong_waiter, TIMEOUT)
+    finally:
+        server.stop()
+
+
+def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each whole unmasked frame in `data` (small frames only)."""
+    frames = []
+    while len(data) >= 2 and len(data) >= 2 + (data[1] & 0x7F):
+        assert data[1] & 0x7F < 126
+        frames.append((data[0] & 0x0F, data[2 : 2 + data[1]]))
+        data = data[2 + data[1] :]
+    return frames
+
+
+def test_a_client_that_keeps_talking_is_never_pinged(tmp_path: Path) -> None:
+    """Any frame counts as a sign of life: a client that sends every 0.2 s but never answers
+    a ping (nor gets one) stays well past the 1 s a silent one is given."""
+    server = start_server(tmp_path / "p.db", env={"PING_INTERVAL": "0.5", "PING_TIMEOUT": "0.5"})
+    try:
+        chatty = raw_handshake(server.ws_port)
+        chatty.settimeout(TIMEOUT)
+        received = b""
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            chatty.sendall(masked_frame(1, b'{"type":"PING"}'))
+            time.sleep(0.2)  # the pace under test: a frame every 0.2 s, not a wait
+            chatty.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while chunk := chatty.recv(65536):
+                    received += chunk
+                raise AssertionError("the server closed the connection")
+            chatty.settimeout(TIMEOUT)
+        frames = _server_frames(received)
+        assert frames and all(op == 1 for op, _ in frames), frames  # text only, no 0x9 ping
+        assert all(json.loads(p)["type"] == "PONG" for _, p in frames)
+        chatty.close()
     finally:
         server.stop()
 

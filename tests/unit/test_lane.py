@@ -211,3 +211,57 @@ async def test_a_sender_that_left_before_the_commit_still_gets_its_own_copy(chat
     copy = await until(alice_sink, "CHAT_MESSAGE")
     assert copy["message"] == "last words" and copy["id"] > 0
     assert chat.delivery.mark("r:general") == copy["id"]
+
+
+async def test_a_room_left_after_sending_to_it_refuses_the_next_message(chat: Chat) -> None:
+    """The lane remembers the room a member last sent to; leaving it must forget that."""
+    alice, alice_sink = joined(chat, "general", "alice")
+    bob, bob_sink = joined(chat, "general", "bob")
+    await until(alice_sink, "ROOM_JOINED")
+    send(chat, alice, chat_message(message="first"))
+    assert (await until(bob_sink, "CHAT_MESSAGE"))["message"] == "first"
+    send(chat, alice, {"type": "LEAVE_ROOM", "room": "general"})
+    send(chat, alice, chat_message(message="after leaving"))
+    assert (await until(alice_sink, "ERROR"))["code"] == "not_joined"
+    send(chat, bob, chat_message(user="bob", message="bob's"))
+    assert (await until(bob_sink, "CHAT_MESSAGE"))["message"] == "bob's"
+    page = await chat.store.page("messages", "general", 10)
+    assert [row[3] for row in page.rows] == ["first", "bob's"]
+
+
+async def test_a_room_left_and_joined_again_takes_messages_heard_once(chat: Chat) -> None:
+    """Alone in the room, leaving drops it (a new one on the join); the lane must follow."""
+    alice, sink = joined(chat, "general", "alice")
+    await until(sink, "ROOM_JOINED")
+    send(chat, alice, chat_message(message="one"))
+    assert (await until(sink, "CHAT_MESSAGE"))["message"] == "one"
+    send(chat, alice, {"type": "LEAVE_ROOM", "room": "general"})
+    send(chat, alice, {"type": "JOIN_ROOM", "room": "general", "user": "alice"})
+    await until(sink, "ROOM_JOINED")
+    send(chat, alice, chat_message(message="two"))
+    send(chat, alice, chat_message(room="general", message="three"))
+    heard = [(await until(sink, "CHAT_MESSAGE"))["message"] for _ in range(2)]
+    assert heard == ["two", "three"]
+    send(chat, alice, {"type": "PING"})
+    between = []
+    while (event := await sink.next())["type"] != "PONG":
+        between.append(event)
+    assert all(e["type"] != "CHAT_MESSAGE" for e in between), between  # each heard once
+
+
+async def test_a_sender_that_left_a_room_others_stay_in_gets_its_copy_once(chat: Chat) -> None:
+    alice, alice_sink = joined(chat, "general", "alice")
+    _bob, bob_sink = joined(chat, "general", "bob")
+    await until(alice_sink, "ROOM_JOINED")
+    send(chat, alice, chat_message(message="warm"))  # the lane now remembers the room
+    assert (await until(alice_sink, "CHAT_MESSAGE"))["message"] == "warm"
+    send(chat, alice, chat_message(message="last words"))
+    send(chat, alice, {"type": "LEAVE_ROOM", "room": "general"})  # before the commit
+    assert (await until(alice_sink, "CHAT_MESSAGE"))["message"] == "last words"
+    assert (await until(bob_sink, "CHAT_MESSAGE"))["message"] == "warm"
+    assert (await until(bob_sink, "CHAT_MESSAGE"))["message"] == "last words"
+    send(chat, alice, {"type": "PING"})
+    between = []
+    while (event := await alice_sink.next())["type"] != "PONG":
+        between.append(event)
+    assert all(e["type"] != "CHAT_MESSAGE" for e in between), between  # not a second copy

@@ -614,19 +614,21 @@ def test_a_history_page_is_bounded_by_the_setting_on_the_socket_too() -> None:
 
 def test_keepalive_pings_a_silent_connection_then_drops_it_without_a_pong() -> None:
     session = Session(limits_with(), now=0.0)
-    assert session.keepalive(5.0, interval=10.0, timeout=5.0) == KEEP
-    assert session.keepalive(10.0, interval=10.0, timeout=5.0) == PING
-    assert session.keepalive(12.0, interval=10.0, timeout=5.0) == KEEP  # waiting for the pong
-    assert session.keepalive(15.0, interval=10.0, timeout=5.0) == DROP
+    assert session.keepalive(5.0, interval=10.0, timeout=5.0, seen=False) == KEEP
+    assert session.keepalive(10.0, interval=10.0, timeout=5.0, seen=False) == PING
+    # waiting for the pong
+    assert session.keepalive(12.0, interval=10.0, timeout=5.0, seen=False) == KEEP
+    assert session.keepalive(15.0, interval=10.0, timeout=5.0, seen=False) == DROP
 
 
 def test_keepalive_any_frame_starts_the_silence_anew() -> None:
     session = Session(limits_with(), now=0.0)
-    assert session.keepalive(10.0, interval=10.0, timeout=5.0) == PING
-    session.seen = True  # the pong (or any frame) arrived
-    assert session.keepalive(14.0, interval=10.0, timeout=5.0) == KEEP
-    assert session.keepalive(23.0, interval=10.0, timeout=5.0) == KEEP  # 9 s quiet since
-    assert session.keepalive(24.0, interval=10.0, timeout=5.0) == PING
+    assert session.keepalive(10.0, interval=10.0, timeout=5.0, seen=False) == PING
+    # the pong (or any frame) arrived
+    assert session.keepalive(14.0, interval=10.0, timeout=5.0, seen=True) == KEEP
+    # 9 s quiet since
+    assert session.keepalive(23.0, interval=10.0, timeout=5.0, seen=False) == KEEP
+    assert session.keepalive(24.0, interval=10.0, timeout=5.0, seen=False) == PING
 
 
 def test_typing_is_relayed_at_most_once_per_interval_per_room() -> None:
