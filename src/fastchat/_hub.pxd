@@ -47,6 +47,7 @@ cdef class Member:
 cdef class Room:
     cdef:
         readonly str key
+        readonly str name                   # the key without its "r:" (what clients say)
         dict _members                       # Member -> None, insertion-ordered
 
 

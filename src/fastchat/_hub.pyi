@@ -30,6 +30,7 @@ class Member:
 
 class Room:
     key: str
+    name: str
 
 class Hub:
     high_water: int

@@ -151,16 +151,17 @@ cdef class Member:
     cdef Room said(self, str name):
         """The Room of chat room `name` (as a client names it) if this member is in it,
         else None. Chat messages come to the room they came to last, so that one is kept:
-        a string compare instead of a new key, its hash and a lookup in `rooms`."""
+        a string compare instead of a new key, its hash and a lookup in `rooms`. Then
+        `_said_name` is the Room's own `name`, one string for every member of the room:
+        what the lane stores the message under, so that every dict it goes through
+        afterwards (the store's unfiled rows by room, the publisher's) finds it by
+        identity, its hash computed once."""
         cdef Room room
         if self._said_name is not None and (name is self._said_name or name == self._said_name):
-            # This very string from now on: the Publisher recognizes its message's room
-            # by identity.
-            self._said_name = name
             return self._said_room
         room = self.rooms.get("r:" + name)
         if room is not None:
-            self._said_name = name
+            self._said_name = room.name
             self._said_room = room
         return room
 
@@ -237,6 +238,7 @@ cdef class Member:
 cdef class Room:
     def __cinit__(self, str key):
         self.key = key
+        self.name = key[2:] if key[1:2] == ":" else key
         self._members = {}
 
 

@@ -136,14 +136,16 @@ cdef class Lane:
         ):
             self._handle_event(member, event, data)
             return
-        cdef str room = event.room
-        if member.said(room) is None:
+        if member.said(event.room) is None:
             self._handle_event(member, event, data)  # NOT_JOINED
             return
         self.messages_in += 1
-        # No tokens (`_open`), so no identity: the message has no `sub`.
+        # The room's name as the hub's Room has it (Member.said); no tokens (`_open`), so
+        # no identity: the message has no `sub`.
         self._submit(
-            self._write(self._op, room, event.user, event.message, event.client_id, member)
+            self._write(
+                self._op, member._said_name, event.user, event.message, event.client_id, member
+            )
         )
 
 
@@ -216,8 +218,8 @@ cdef class Publisher:
             )
             room = member._said_room
             if room is not None and row[1] is member._said_name:
-                # The room its sender named last, by the very string, and is still in
-                # (Member.said): its Room, and the key the hub's dicts hold.
+                # The room its sender named last (the lane stored it under that Room's
+                # name), and is still in (Member.said): its Room, and its key.
                 key = room.key
                 joined = True
             else:

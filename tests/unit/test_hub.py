@@ -117,6 +117,17 @@ def test_join_leave_and_count(hub: Hub) -> None:
     assert a.rooms == {}
 
 
+def test_a_room_is_one_object_for_all_its_members_with_its_name(hub: Hub) -> None:
+    (a, _), (b, _) = attach(hub, 2)
+    hub.join(a, "r:général")
+    hub.join(b, "r:général")
+    hub.join(a, "p:12")
+    room = a.rooms["r:général"]
+    assert room is b.rooms["r:général"]
+    assert (room.key, room.name) == ("r:général", "général")
+    assert a.rooms["p:12"].name == "12"
+
+
 def test_empty_rooms_are_dropped(hub: Hub) -> None:
     (a, _), (b, _) = attach(hub, 2, "r1", "r2")
     assert hub.room_count == 2 and sorted(hub.room_keys()) == ["r1", "r2"]
