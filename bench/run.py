@@ -52,7 +52,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bench.figures import every_run, family, headline, median_run, on_ws_port, table
+from tests.conftest import free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -185,12 +185,6 @@ class Variant:
         }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pin(core: int | None) -> list[str]:
     if core is None:
         return []
@@ -227,7 +221,7 @@ def server(
             [str(tree / "src"), str(tree), *filter(None, [env.get("PYTHONPATH")])]
         )
     if kind == "fastchat":
-        port, ws_port = free_port(), free_port()
+        port, ws_port = free_ports(2)  # distinct: the server refuses PORT == WS_PORT
         env.update(
             HOST="127.0.0.1",
             PORT=str(port),

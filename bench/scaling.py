@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,18 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import free_port, free_ports
 from tests.pg import Postgres
 from tests.redisserver import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def family(pid: int) -> list[int]:
@@ -64,7 +58,7 @@ def run_one(
     workdir: Path,
     pg: Postgres | None = None,
 ) -> dict[str, Any]:
-    port, ws_port = free_port(), free_port()
+    port, ws_port = free_ports(2)  # distinct: the server refuses PORT == WS_PORT
     env = {
         **os.environ,
         "HOST": "127.0.0.1",

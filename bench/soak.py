@@ -28,15 +28,9 @@ from pathlib import Path
 import httpx
 import websockets
 
+from tests.conftest import free_ports
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_kb(pid: int) -> int:
@@ -141,7 +135,7 @@ class Soak:
 
 async def run(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="fastchat-soak-"))
-    port, ws_port = free_port(), free_port()
+    port, ws_port = free_ports(2)  # distinct: the server refuses PORT == WS_PORT
     env = {
         **os.environ,
         "HOST": "127.0.0.1",
