@@ -14,6 +14,7 @@ cdef class Member:
     cdef:
         readonly bint is_fast               # True: picows socket; False: an external sink
         readonly WSTransport transport      # fast members only
+        object _buffer_size                 #   its uvloop transport's get_write_buffer_size
         readonly object sink                # other members: .deliver(list[bytes]), .close(code, reason)
         bytes _shared                       # fast members: the only pending frame, by reference
         char* _buf                          # fast members: pending frames, already framed

@@ -274,6 +274,9 @@ cdef class Hub:
         cdef Member m = Member.__new__(Member)
         m.is_fast = True
         m.transport = transport
+        # Bound once: a flush asks it of every socket it writes (a method looked up and
+        # bound per call cost an allocation each).
+        m._buffer_size = transport.underlying_transport.get_write_buffer_size
         self._all[m] = None
         self.fast_members += 1
         return m
@@ -301,6 +304,7 @@ cdef class Hub:
                 self.sink_members -= 1
         member._release()
         member._pending = []
+        member._buffer_size = None
         return left
 
     cpdef int join(self, Member member, str key) except -1:
@@ -554,7 +558,7 @@ cdef class Hub:
                 if t.is_disconnected or t.is_close_frame_sent:
                     m._clear()
                     continue
-                held = <Py_ssize_t>t.underlying_transport.get_write_buffer_size()
+                held = <Py_ssize_t>m._buffer_size()
                 if held > self.high_water:
                     m.slow = True
                     self._drop_slow(m)
