@@ -157,7 +157,7 @@ cdef class Member:
         afterwards (the store's unfiled rows by room, the publisher's) finds it by
         identity, its hash computed once."""
         cdef Room room
-        if self._said_name is not None and (name is self._said_name or name == self._said_name):
+        if self._said_name is not None and name == self._said_name:  # identity first
             return self._said_room
         room = self.rooms.get("r:" + name)
         if room is not None:

@@ -8,7 +8,6 @@ from fastchat.framing import Messages
 class Listener(WSListener):
     member: Member | None
     messages: Messages
-    fragmented: bool
     on_text: Callable[[Member, str], None]
     def invalid_text(self, transport: WSTransport) -> None: ...
     def other_frame(

@@ -27,9 +27,6 @@ cdef class Listener(WSListener):
         public Member member
         # framing.Messages: the message being reassembled from fragments, if any.
         public object messages
-        # Whether `messages` holds fragments (as `other_frame` left it): read on every
-        # frame, so here in C rather than in that object.
-        public bint fragmented
         # Called with (member, text) for each whole text message: the service's `receive`.
         public object on_text
 
@@ -42,7 +39,7 @@ cdef class Listener(WSListener):
         if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
             return  # we are closing it: only its close frame matters now
         cdef bint rsv = frame.rsv1 or frame.rsv2 or frame.rsv3
-        if kind == WSMsgType.TEXT and frame.fin and not rsv and not self.fragmented:
+        if kind == WSMsgType.TEXT and frame.fin and not rsv and self.messages.fragments is None:
             # A whole text message in one frame, decoded by picows in C with no copy:
             # framing.Messages' rule for it, which it would answer the same.
             try:
@@ -52,10 +49,7 @@ cdef class Listener(WSListener):
                 return
             self.on_text(member, text)
             return
-        try:
-            self.other_frame(transport, frame, member, rsv)
-        finally:
-            self.fragmented = self.messages.fragments is not None
+        self.other_frame(transport, frame, member, rsv)
 
     def invalid_text(self, transport):
         """A text frame that is not UTF-8 (RFC 6455 8.1): close 1007."""
