@@ -144,13 +144,21 @@ def limit_of(scenario: str, r: dict[str, Any]) -> str:
     if kind == "idle":
         return "memory (RSS)"
     if kind == "paced":
-        # One process reads the whole room, so each delivery's place in that queue counts as
-        # latency: over the recorded runs (bench/RESULTS.md, session 19) the p99 followed the
-        # load generator's CPU per delivery, whichever the server.
+        # What a message's last copies wait for (bench/RESULTS.md, session 19): the server's
+        # fan-out of it (a send per member, mostly the kernel's loopback work), and the one
+        # load generator process reading all of them one after another.
         got, gen_s = r.get("received") or 0, r.get("loadgen_cpu_s")
+        counters = r.get("server_counters") or {}
+        hub, sent = counters.get("hub_flush") or {}, counters.get("messages_received")
+        fanout = (
+            f", a message's fan-out {hub['flush_mean_ms'] * hub['flushes'] / sent:.1f} ms"
+            if hub.get("flushes") and sent
+            else ""
+        )
         cost = f", {gen_s / got * 1e6:.1f} us a delivery" if gen_s and got else ""
         return (
-            f"open loop: server at {server:.0%} of a core{k}, load generator {gen:.0%}{cost}{note}"
+            f"open loop: server at {server:.0%} of a core{k}{fanout}, load generator "
+            f"{gen:.0%}{cost}{note}"
         )
     if gen >= 0.9 and gen >= server:
         return f"load-generator CPU ({gen:.0%}); server at {server:.0%}{k}{note}"
