@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -234,14 +234,16 @@ class WriterCollector(Collector):
 class Metrics:
     """The registry behind `/metrics`, one per server (per worker with `--workers`).
 
-    `local` holds this process's metrics: the chat collector, the writer's histograms and
-    `process_*` (RSS, open fds, CPU seconds, start time). With workers (`share_dir` set)
-    `registry` merges every worker's (workermetrics.py); otherwise it is `local` itself."""
+    `local` holds this process's metrics: the chat collector, the writer's histograms,
+    `process_*` (RSS, open fds, CPU seconds, start time) and `python_gc_*`. With workers
+    (`share_dir` set) `registry` merges every worker's (workermetrics.py); otherwise it is
+    `local` itself."""
 
     def __init__(self, chat: Chat, *, worker: int = 0, share_dir: str | None = None) -> None:
         self.local = CollectorRegistry(auto_describe=True)
         self.local.register(ChatCollector(chat))
         ProcessCollector(registry=self.local)
+        GCCollector(registry=self.local)  # python_gc_*: the collector's passes (server.settle_gc)
         self.writer = WriterCollector()
         self.local.register(self.writer)
         self.workers: WorkersCollector | None = None

@@ -15,7 +15,8 @@ whenever it answers a scrape; the worker answering reads every worker's snapshot
   a worker that died included, so totals never go back), gauges summed over the live ones,
   except the cluster-wide gauges every worker reports alike, whose total is their maximum;
 - a breakdown under `fastchat_worker_*`, each series with a `worker` label (1..N), and
-  `fastchat_info` and `process_*` per worker with that label (live workers only).
+  `fastchat_info`, `process_*` and `python_gc_*` per worker with that label (live workers
+  only).
 
 Counters stay monotonic whichever worker answers: a snapshot file only ever moves forward, and
 a worker answering writes its own before reading the others'. The others' figures are at most
