@@ -156,9 +156,13 @@ def limit_of(scenario: str, r: dict[str, Any]) -> str:
             else ""
         )
         cost = f", {gen_s / got * 1e6:.1f} us a delivery" if gen_s and got else ""
+        # The kernel's receive timestamps (`--receiver stamp`): the p99 without the load
+        # generator's own queue, the part a member on its own machine would not wait.
+        at_socket = r.get("latency_at_socket_ms") or {}
+        sock = f"; p99 {at_socket['p99']:.2f} ms to the members' sockets" if at_socket else ""
         return (
             f"open loop: server at {server:.0%} of a core{k}{fanout}, load generator "
-            f"{gen:.0%}{cost}{note}"
+            f"{gen:.0%}{cost}{sock}{note}"
         )
     if gen >= 0.9 and gen >= server:
         return f"load-generator CPU ({gen:.0%}); server at {server:.0%}{k}{note}"
@@ -488,6 +492,9 @@ def every_run(all_runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                 h = headline(scenario, res)
                 if family(scenario) == "paced":
                     head = f"p50 {h['p50']:.2f} / p99 {h['p99']:.2f} / max {h['max']:.2f} ms"
+                    at_socket = res.get("latency_at_socket_ms")
+                    if at_socket:
+                        head += f" (p99 {at_socket['p99']:.2f} ms to the socket)"
                 else:
                     head = ", ".join(f"{k} {fmt(v)}" for k, v in h.items())
                 cpu = res.get("server_cpu_s")

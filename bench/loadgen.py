@@ -13,7 +13,10 @@ Scenarios (each prints one JSON object on stdout; progress goes to stderr):
   idle spell longer than the retransmission timeout), and on loopback those ACKs are
   processed inside the server's `send()`, so the first ~15 messages took 8-15 ms instead of
   5. The warm-up's messages are checked for loss and order like the rest, but neither timed
-  nor counted in the rate, and CPU time is sampled from the end of the warm-up.
+  nor counted in the rate, and CPU time is sampled from the end of the warm-up. Once joined,
+  the members are read by `bench/_recv.pyx`'s Stamper (`--receiver stamp`): recvmsg(2) with
+  the kernel's receive timestamps, so each copy is also timed to its arrival in the
+  member's socket (`latency_at_socket_ms`), the figure without this generator's own queue.
 * `unpipelined`: N clients in M rooms of 1-2 (the first M clients one per room, the rest
   second members), each with one message in flight: one frame per write, the next sent when
   its own echo is back. No warm-up and no settle: each client starts sending as soon as its
@@ -502,8 +505,8 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
 
     class PyTimed(Client):
         """A member that records the latency of every message it receives, in Python
-        (`--receiver python`; the default is `CTimed` from bench/_recv.pyx, the same checks in
-        C). No JSON decode, no str.split: the id is at ID_AT, the send time follows
+        (`--receiver python`; the others use `CTimed` from bench/_recv.pyx, the same checks
+        in C). No JSON decode, no str.split: the id is at ID_AT, the send time follows
         `"message":"` and the sequence number (`chat_payload`), sliced from one bytes copy.
         Latencies go into an array preallocated at `go`. `frames` counts non-chat frames
         only; `quiet()` adds `n`.
@@ -553,7 +556,8 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                 self.other(p)
 
     Timed: type[Client]
-    if spec["receiver"] == "c":
+    stamper: Any = None  # `--receiver stamp`: reads the timed members from `go` on
+    if spec["receiver"] in ("c", "stamp"):
         try:
             from bench._recv import CTimed  # type: ignore[import-not-found]
         except ImportError as exc:
@@ -570,12 +574,18 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                 self.lat = array("q")
 
             def prepare(self, capacity: int, seq_from: int) -> None:
-                self.bind(array("q", bytes(8 * capacity)), seq_from)
+                socket_lat = array("q", bytes(8 * capacity)) if stamper is not None else None
+                self.bind(array("q", bytes(8 * capacity)), seq_from, socket_lat)
 
             def finish(self) -> None:
                 self.unbind()
 
         Timed = CTimedClient
+        if spec["receiver"] == "stamp":
+            from bench._recv import Stamper
+
+            stamper = Stamper()
+            stamper.pong = lambda c, payload: c.transport.send_pong(payload)
     else:
         Timed = PyTimed
 
@@ -718,6 +728,14 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                 c.disorder = 0
                 if isinstance(c, Timed):
                     c.prepare(capacity, seq_from)
+            timed_here = [c for c in clients if isinstance(c, Timed)]
+            if stamper is not None and timed_here:
+                # picows has read the setup's frames; from here on the stamper reads.
+                for c in timed_here:
+                    sock = c.transport.underlying_transport
+                    sock.pause_reading()
+                    stamper.add(c, sock.get_extra_info("socket").fileno())
+                loop.add_reader(stamper.fileno(), stamper.drain)
             await asyncio.sleep(max(0.0, (t_start - monotonic_ns()) / 1e9))
             senders = [c for c in clients if isinstance(c, Sender)]
             paced = [c for c in senders if c.window == 0]
@@ -750,11 +768,14 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
             t_done = now
             cpu1 = cpu()
             lat = array("q")
+            socket_lat = array("q")
             echo_lat = array("q")
             for c in clients:
                 if isinstance(c, Timed):
                     c.finish()
                     lat.extend(c.lat)
+                    if stamper is not None:
+                        socket_lat.extend(c.lat_socket)
                 elif isinstance(c, Sender) and c.window:
                     echo_lat.extend(c.lat)
             # Per message, across this worker's members: when the first and the last copy
@@ -785,6 +806,8 @@ async def _worker(cmd: Any, conn: Any, wid: int, spec: dict[str, Any]) -> None:
                         "cpu_s": cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1],
                         "user_s": cpu1[0] - cpu0[0],
                         "lat": lat.tobytes(),
+                        "socket_lat": socket_lat.tobytes(),
+                        "unstamped": stamper.unstamped if stamper is not None else 0,
                         "echo_lat": echo_lat.tobytes(),
                         "firsts": firsts.tobytes(),
                         "lasts": lasts.tobytes(),
@@ -859,7 +882,7 @@ class Coordinator:
                 "comments": getattr(args, "comments", False),
                 "max_msgs": args.max_msgs,
                 "interval_ms": getattr(args, "interval_ms", 10.0),
-                "receiver": getattr(args, "receiver", "c"),
+                "receiver": getattr(args, "receiver", "stamp"),
                 "read_buffer": args.read_buffer,
                 "connect_concurrency": args.connect_concurrency,
                 "max_lifetime": budget,
@@ -1029,8 +1052,18 @@ class Coordinator:
         for r in results:
             lat.frombytes(r["lat"])
             echo.frombytes(r["echo_lat"])
+        socket_lat = array("q")
+        for r in results:
+            socket_lat.frombytes(r["socket_lat"])
+        socket_lat = array("q", (x for x in socket_lat if x >= 0))  # -1: no stamp
         if lat:
             out["latency_ms"] = percentiles(lat)
+        if socket_lat:
+            # `--receiver stamp`: the same copies up to their arrival in the socket, by the
+            # kernel's receive timestamp (reads without one are counted, not timed).
+            out["latency_at_socket_ms"] = percentiles(socket_lat)
+            out["unstamped_reads"] = sum(r["unstamped"] for r in results)
+        if lat:
             out["sender_late_max_ms"] = round(max(r["late_max_ns"] for r in results) / 1e6, 3)
             firsts: array | None = None
             lasts: array | None = None
@@ -1317,9 +1350,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument(
         "--receiver",
-        choices=("c", "python"),
-        default="c",
-        help="the timed members' frame path: C (bench/_recv.pyx, built by make bench) or Python",
+        choices=("stamp", "c", "python"),
+        default="stamp",
+        help="how the timed members are read once joined: stamp (the default: bench/_recv.pyx's "
+        "Stamper, recvmsg on its own epoll set, with the kernel's receive timestamps: also "
+        "reports latency_at_socket_ms), c (picows on uvloop, frames parsed in C: ~1 us more "
+        "of load-generator CPU a delivery) or python (picows, frames parsed in Python)",
     )
     p.add_argument(
         "--per-message",
