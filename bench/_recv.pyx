@@ -185,6 +185,7 @@ cdef extern from "<sys/epoll.h>" nogil:
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
     int EPOLLIN
     int EPOLL_CTL_ADD
+    int EPOLL_CTL_DEL
     int EPOLL_CLOEXEC
 
 cdef extern from "<errno.h>" nogil:
@@ -217,8 +218,9 @@ cdef class Stamper:
     The frames are the server's: unmasked, FIN set (fastchat and the Go builds never
     fragment). A text frame goes to the member's `CTimed._chat`; a ping gets its pong
     through picows' transport (`pong(member, payload)`, the server pings silent clients);
-    a close or EOF marks the member `disconnected`. One epoll set for all, watched by the
-    event loop as one fd (`fileno`), drained by `drain()`; reads go on until EAGAIN."""
+    a close or EOF marks the member `disconnected`, and an EOF or a failed read also takes
+    its socket out of the set. One epoll set for all, watched by the event loop as one fd
+    (`fileno`) and drained by `drain()` until no member has data waiting."""
 
     cdef int _ep
     cdef list _members
@@ -307,9 +309,11 @@ cdef class Stamper:
                     self._rest[slot] = PyBytes_FromStringAndSize(self._buf, have)
                 return 0
             member.disconnected = True
+            epoll_ctl(self._ep, EPOLL_CTL_DEL, fd, NULL)
             return 0
-        if got == 0:
+        if got == 0:  # EOF: readable for ever, so out of the set
             member.disconnected = True
+            epoll_ctl(self._ep, EPOLL_CTL_DEL, fd, NULL)
             return 0
         now = _now()
         self.reads += 1

@@ -6,6 +6,7 @@ as this parsing. Real loopback TCP sockets; what the server would write is writt
 from __future__ import annotations
 
 import importlib
+import select
 import socket
 import subprocess
 import sys
@@ -157,6 +158,8 @@ def test_a_ping_gets_its_pong_and_a_close_or_eof_disconnects(recv: Any, pair: An
     server.shutdown(socket.SHUT_WR)
     st.drain()
     assert m.disconnected
+    # ... and the socket, readable for ever at EOF, no longer wakes the loop.
+    assert select.select([st.fileno()], [], [], 0)[0] == []
 
 
 @pytest.mark.parametrize(
