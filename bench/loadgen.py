@@ -1049,21 +1049,20 @@ class Coordinator:
             out["server_counters"] = stats_delta(stats0, stats1)
         lat = array("q")
         echo = array("q")
+        socket_lat = array("q")
         for r in results:
             lat.frombytes(r["lat"])
             echo.frombytes(r["echo_lat"])
-        socket_lat = array("q")
-        for r in results:
             socket_lat.frombytes(r["socket_lat"])
-        socket_lat = array("q", (x for x in socket_lat if x >= 0))  # -1: no stamp
+        # `--receiver stamp`: the same copies up to their arrival in the socket, by the
+        # kernel's receive timestamp (a read without one, -1, is counted, not timed).
+        stamped = array("q", (x for x in socket_lat if x >= 0))
+        if socket_lat:
+            out["unstamped_reads"] = sum(r["unstamped"] for r in results)
+        if stamped:
+            out["latency_at_socket_ms"] = percentiles(stamped)
         if lat:
             out["latency_ms"] = percentiles(lat)
-        if socket_lat:
-            # `--receiver stamp`: the same copies up to their arrival in the socket, by the
-            # kernel's receive timestamp (reads without one are counted, not timed).
-            out["latency_at_socket_ms"] = percentiles(socket_lat)
-            out["unstamped_reads"] = sum(r["unstamped"] for r in results)
-        if lat:
             out["sender_late_max_ms"] = round(max(r["late_max_ns"] for r in results) / 1e6, 3)
             firsts: array | None = None
             lasts: array | None = None
