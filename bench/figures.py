@@ -94,6 +94,9 @@ def headline(scenario: str, r: dict[str, Any]) -> dict[str, Any]:
             "p99": r["latency_ms"]["p99"],
             "max": r["latency_ms"]["max"],
             "cpu": r.get("server_core_share"),
+            # The server's kernel time alone, as a share of the core: on loopback each send
+            # also runs the member's TCP receive, so this part is the host's, not the code's.
+            "kernel_cpu": (r.get("server_core_share") or 0) * (r.get("server_kernel_share") or 0),
         }
     if kind == "storm":
         mb = {k: (r.get(f"server_rss_{k}_kb") or 0) / 1024 for k in ("connected", "after")}
@@ -246,7 +249,9 @@ def verdict(
     if family(scenario) == "paced":
         return (
             f"{said}; p99 {fmt(mine['p99'], 'ms')} at {fmt(mine['cpu'], '%')} of a core, "
-            f"the expert Go build's {fmt(theirs['p99'], 'ms')} at {fmt(theirs['cpu'], '%')}"
+            f"{fmt(mine['kernel_cpu'], '%')} in the kernel; the expert Go build's "
+            f"{fmt(theirs['p99'], 'ms')} at {fmt(theirs['cpu'], '%')}, "
+            f"{fmt(theirs['kernel_cpu'], '%')} in the kernel"
         )
     return (
         f"{said}; {ratio(mine['per_cpu'], theirs['per_cpu'])} the expert Go build's per CPU-s"
