@@ -4,6 +4,7 @@ real SQLite file in a temp dir."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -163,6 +164,35 @@ def start_server(
         server.kill()
         raise AssertionError(f"server not healthy ({health.text}); log:\n{server.log()}")
     return server
+
+
+# A failed test's report ends with what its servers logged at WARNING and above (the last
+# LOG_LINES_SHOWN such lines of each): a failure seen once in CI, on a random input or a
+# timing, can then be read from the CI output, whose temporary directories are gone.
+LOG_LINES_SHOWN = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, ServerProcess):
+            lines = [line for line in value.log().splitlines() if _worth_showing(line)]
+            shown = "\n".join(lines[-LOG_LINES_SHOWN:]) or "(nothing at WARNING or above)"
+            report.sections.append((f"fixture {name!r}: its server's warnings and errors", shown))
+
+
+def _worth_showing(line: str) -> bool:
+    """A server log line at WARNING or above, or one that is not the server's JSON log at
+    all (a traceback or a library writing to stderr)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return bool(line.strip())
+    return not isinstance(record, dict) or record.get("level") in ("warning", "error", "critical")
 
 
 @pytest.fixture(scope="session")
