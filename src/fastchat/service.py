@@ -253,6 +253,8 @@ class Chat:
             self._dispatch(member, event)
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _refused(event, data))
+        except Exception:
+            self._failed(member, event, data)
 
     def handle_event(self, member: Member, event: AnyClientEvent, data: bytes | str) -> None:
         """An event the lane decoded and did not take: anything but a plain chat message
@@ -261,6 +263,19 @@ class Chat:
             self._dispatch(member, check(event, self.limits))
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _refused(event, data))
+        except Exception:
+            self._failed(member, event, data)
+
+    def _failed(self, member: Member, event: AnyClientEvent | None, data: bytes | str) -> None:
+        """Handling an event raised what no rule refuses: a bug. Logged with its traceback
+        and answered `internal_error` (as an event that reads the database is, in `spawn`); the
+        connection stays open. Left to picows, it closed the connection (1011, no reason)
+        and the client could not tell which of its requests failed."""
+        log.exception("handling an event failed", extra={"conn": member.state.conn_id})
+        if not member.closed:
+            self.reply_error(
+                member, ErrorCode.INTERNAL, "the server failed this request", _refused(event, data)
+            )
 
     def _dispatch(self, member: Member, event: AnyClientEvent) -> None:
         kind = type(event)
