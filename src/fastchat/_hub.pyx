@@ -143,7 +143,7 @@ cdef inline void _prefetch(PyObject* o) noexcept nogil:
     FC_PREFETCH(<char*>o + 128)
 
 
-cdef inline void _ahead(list dirty, Py_ssize_t i, Py_ssize_t end) noexcept:
+cdef inline void _ahead(list dirty, Py_ssize_t i) noexcept:
     """Fetch the next members' objects into the cache while the kernel takes this one's
     write: a member 3 ahead; the transport and buffer-size method of the one 2 ahead (its
     member fetched an iteration ago); the uvloop transport of the one after this.
@@ -579,7 +579,7 @@ cdef class Hub:
         while i < end:
             at[0] = i
             if i + 3 < end:
-                _ahead(dirty, i, end)
+                _ahead(dirty, i)
             m = <Member>dirty[i]
             i += 1
             m._dirty = False
