@@ -254,7 +254,7 @@ class Chat:
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _refused(event, data))
         except Exception:
-            self._failed(member, event, data)
+            self._failed(member, _refused(event, data))
 
     def handle_event(self, member: Member, event: AnyClientEvent, data: bytes | str) -> None:
         """An event the lane decoded and did not take: anything but a plain chat message
@@ -264,18 +264,17 @@ class Chat:
         except FastchatError as exc:
             self.reply_error(member, exc.code, exc.message, _refused(event, data))
         except Exception:
-            self._failed(member, event, data)
+            self._failed(member, _refused(event, data))
 
-    def _failed(self, member: Member, event: AnyClientEvent | None, data: bytes | str) -> None:
-        """Handling an event raised what no rule refuses: a bug. Logged with its traceback
-        and answered `internal_error` (as an event that reads the database is, in `spawn`); the
-        connection stays open. Left to picows, it closed the connection (1011, no reason)
-        and the client could not tell which of its requests failed."""
+    def _failed(self, member: Member, about: Refused) -> None:
+        """Handling an event raised what no rule refuses, now or in its task (`spawn`): a
+        bug. Logged with its traceback and answered `internal_error`, saying `about` which
+        request; the connection stays open. (Left to picows, an exception in a frame's
+        handling closed the connection, 1011 with no reason, and the client could not tell
+        which of its requests failed.)"""
         log.exception("handling an event failed", extra={"conn": member.state.conn_id})
         if not member.closed:
-            self.reply_error(
-                member, ErrorCode.INTERNAL, "the server failed this request", _refused(event, data)
-            )
+            self.reply_error(member, ErrorCode.INTERNAL, "the server failed this request", about)
 
     def _dispatch(self, member: Member, event: AnyClientEvent) -> None:
         kind = type(event)
@@ -572,11 +571,7 @@ class Chat:
                 if not member.closed:
                     self.reply_error(member, ErrorCode.STORE_UNAVAILABLE, unreadable(exc), about)
             except Exception:  # never "Task exception was never retrieved"
-                log.exception("handling an event failed")
-                if not member.closed:
-                    self.reply_error(
-                        member, ErrorCode.INTERNAL, "the server failed this request", about
-                    )
+                self._failed(member, about)
 
         task = asyncio.get_running_loop().create_task(guarded())
         self._tasks.add(task)
