@@ -268,3 +268,24 @@ async def test_an_event_whose_handling_raises_is_answered_internal_and_the_conne
     assert len(failures) == 1 and failures[0].exc_info is not None
     send(chat, member, {"type": "JOIN_ROOM", "room": "general", "user": "al"})
     assert (await sink.next())["type"] == "ROOM_JOINED"
+
+
+async def test_an_event_whose_task_raises_is_answered_internal_the_same_way(
+    chat: Chat, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same answer when the bug is in the task of an event that reads the database
+    (`spawn`): logged with its traceback, `internal_error` about the request, still open."""
+
+    async def broken(**kwargs: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(chat.history, "page", broken)
+    caplog.set_level(logging.ERROR, logger="fastchat.service")
+    sink = Sink()
+    member = chat.connections.sink(sink)
+    send(chat, member, {"type": "HISTORY", "room": "general", "request_id": "h2"})
+    error = await sink.next()
+    assert error["code"] == "internal_error" and error["request_id"] == "h2"
+    assert sink.closed is None and not member.closed
+    failures = [r for r in caplog.records if r.getMessage() == "handling an event failed"]
+    assert len(failures) == 1 and failures[0].exc_info is not None
