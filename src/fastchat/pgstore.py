@@ -311,6 +311,7 @@ class PostgresStore(Store):
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(target),),
                 )
+            store.log_schema(self.location, version, SCHEMA_VERSION)
             if self._seed and version == 0:
                 now = _now_ms()
                 async with conn.cursor() as cur:

@@ -69,6 +69,7 @@ from fastchat.store import (
     Write,
     _now_ms,
     decide_change,
+    log_schema,
 )
 from fastchat.trailing import ClientKeys, Trailing
 
@@ -570,7 +571,7 @@ class SqliteStore(Store):
             with conn:
                 conn.execute(MIGRATIONS[target])
                 conn.execute(f"PRAGMA user_version={target}")
-            log.info("database %s migrated to schema version %d", self.path, target)
+        log_schema(str(self.path), version, SCHEMA_VERSION)
         if self._seed and version == 0:
             now = _now_ms()
             with conn:

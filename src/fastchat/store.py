@@ -519,5 +519,15 @@ def decide_change(
     return (*item[:3], write.text, item[4], item[5], now, None)
 
 
+def log_schema(where: str, version: int, newest: int) -> None:
+    """The one startup line about what opening the database did to its schema: a new
+    database created at `newest`, an older one migrated from `version`; nothing when it
+    was at `newest` already."""
+    if version == 0:
+        log.info("database %s created (schema version %d)", where, newest)
+    elif version < newest:
+        log.info("database %s migrated from schema version %d to %d", where, version, newest)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000

@@ -19,6 +19,7 @@ import apsw
 import psycopg
 import pytest
 
+from fastchat.pgstore import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from fastchat.pgstore import PostgresStore
 from fastchat.sqliteschema import MIGRATIONS, SCHEMA_VERSION
 from fastchat.sqlitestore import (
@@ -222,6 +223,40 @@ async def test_sqlite_fresh_file_gets_the_schema_in_wal_mode(db_path: Path) -> N
         assert {"messages", "posts", "comments"} <= tables
     finally:
         conn.close()
+
+
+async def startup_schema_lines(store: Store, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What opening `store` logged about the database's schema."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fastchat.store"):
+        await Writes(store).open()
+        await store.close()
+    return [r.getMessage() for r in caplog.records if "schema" in r.getMessage()]
+
+
+async def test_startup_says_in_one_line_that_it_created_the_database(
+    new_store: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log a user reads at every start: a new database, one line; the next, nothing."""
+    store = new_store()
+    if isinstance(store, SqliteStore):
+        where, newest = str(store.path), SCHEMA_VERSION
+    else:
+        assert isinstance(store, PostgresStore)
+        where, newest = store.location, PG_SCHEMA_VERSION
+    assert await startup_schema_lines(store, caplog) == [
+        f"database {where} created (schema version {newest})"
+    ]
+    assert await startup_schema_lines(new_store(), caplog) == []
+
+
+async def test_startup_says_in_one_line_from_which_version_it_migrated(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database_at(db_path, 3).close()
+    assert await startup_schema_lines(SqliteStore(db_path), caplog) == [
+        f"database {db_path} migrated from schema version 3 to {SCHEMA_VERSION}"
+    ]
 
 
 async def test_a_version_1_database_is_migrated_and_keeps_its_rows(db_path: Path) -> None:
