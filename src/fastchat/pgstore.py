@@ -311,7 +311,6 @@ class PostgresStore(Store):
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(target),),
                 )
-            store.log_schema(self.location, version, SCHEMA_VERSION)
             if self._seed and version == 0:
                 now = _now_ms()
                 async with conn.cursor() as cur:
@@ -319,6 +318,7 @@ class PostgresStore(Store):
                         "INSERT INTO posts(title, content, author, ts) VALUES (%s, %s, %s, %s)",
                         [(t, c, a, now + i) for i, (t, c, a) in enumerate(SAMPLE_POSTS)],
                     )
+        store.log_schema(self.location, version, SCHEMA_VERSION)  # committed: said
 
     # ------------------------------------------------------------------ writes
 
