@@ -244,6 +244,25 @@ async def test_all_closed_waits_for_the_last_connection(chat: Chat) -> None:
     await asyncio.wait_for(chat.connections.all_closed(), TIMEOUT)  # none open: at once
 
 
+async def a_history_answered_internal(
+    chat: Chat, caplog: pytest.LogCaptureFixture, request_id: str
+) -> tuple[Sink, Member]:
+    """Send a HISTORY whose handling has been broken: it is answered `internal_error` about
+    that request and logged once with its traceback, and the connection stays open."""
+    caplog.set_level(logging.ERROR, logger="fastchat.service")
+    sink = Sink()
+    member = chat.connections.sink(sink)
+    send(chat, member, {"type": "HISTORY", "room": "general", "request_id": request_id})
+    error = await sink.next()
+    assert error["type"] == "ERROR" and error["code"] == "internal_error"
+    assert error["request_id"] == request_id
+    assert error["message"] == "the server failed this request"
+    assert sink.closed is None and not member.closed
+    failures = [r for r in caplog.records if r.getMessage() == "handling an event failed"]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    return sink, member
+
+
 async def test_an_event_whose_handling_raises_is_answered_internal_and_the_connection_goes_on(
     chat: Chat, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,16 +275,7 @@ async def test_an_event_whose_handling_raises_is_answered_internal_and_the_conne
         raise KeyError("a bug")
 
     monkeypatch.setattr(chat, "_history", broken)
-    caplog.set_level(logging.ERROR, logger="fastchat.service")
-    sink = Sink()
-    member = chat.connections.sink(sink)
-    send(chat, member, {"type": "HISTORY", "room": "general", "request_id": "h1"})
-    error = await sink.next()
-    assert error["type"] == "ERROR" and error["code"] == "internal_error"
-    assert error["request_id"] == "h1" and error["message"] == "the server failed this request"
-    assert sink.closed is None and not member.closed
-    failures = [r for r in caplog.records if r.getMessage() == "handling an event failed"]
-    assert len(failures) == 1 and failures[0].exc_info is not None
+    sink, member = await a_history_answered_internal(chat, caplog, "h1")
     send(chat, member, {"type": "JOIN_ROOM", "room": "general", "user": "al"})
     assert (await sink.next())["type"] == "ROOM_JOINED"
 
@@ -280,12 +290,4 @@ async def test_an_event_whose_task_raises_is_answered_internal_the_same_way(
         raise KeyError("a bug")
 
     monkeypatch.setattr(chat.history, "page", broken)
-    caplog.set_level(logging.ERROR, logger="fastchat.service")
-    sink = Sink()
-    member = chat.connections.sink(sink)
-    send(chat, member, {"type": "HISTORY", "room": "general", "request_id": "h2"})
-    error = await sink.next()
-    assert error["code"] == "internal_error" and error["request_id"] == "h2"
-    assert sink.closed is None and not member.closed
-    failures = [r for r in caplog.records if r.getMessage() == "handling an event failed"]
-    assert len(failures) == 1 and failures[0].exc_info is not None
+    await a_history_answered_internal(chat, caplog, "h2")
